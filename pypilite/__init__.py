@@ -1,0 +1,70 @@
+"""pypilite: a private Python package index on one box."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import fcntl  # noqa: E402  (the version comes first: submodules import it)
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from flask import Flask  # noqa: E402
+
+from pypilite import models  # noqa: E402
+from pypilite.config import Config, ConfigError, load_config  # noqa: E402
+from pypilite.errors import UserError  # noqa: E402
+from pypilite.repositories import Repositories  # noqa: E402
+from pypilite.repositories.manage import ensure_configured  # noqa: E402
+from pypilite.storage import BlobStore  # noqa: E402
+from pypilite.users import ensure_initial_admin  # noqa: E402
+from pypilite.web import register  # noqa: E402
+from pypilite.web.context import Services  # noqa: E402
+
+# Form fields besides the file (a long description, classifiers) are held in memory up to this much.
+MAX_FORM_MEMORY = 16 * 1024 * 1024
+
+
+class StartupError(Exception):
+    """pypilite cannot start; the message says why in one line."""
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Wire config, database, blob store, repositories and blueprints; prepare the data dir once."""
+    try:
+        config = config or load_config()
+        data_dir = config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        blobs = BlobStore(data_dir)
+        models.bind(models.make_database(config.database.url, data_dir))
+        with _startup_lock(data_dir), models.database.connection_context():
+            models.migrate()
+            ensure_configured(config.repositories)
+            ensure_initial_admin(data_dir)
+            instance = models.instance_id()
+    except (ConfigError, models.SchemaError) as exc:
+        raise StartupError(str(exc)) from None
+    except UserError as exc:
+        raise StartupError(f"configured repositories: {exc.message}") from None
+    except OSError as exc:
+        raise StartupError(f"data dir {config.storage.data_dir!r}: {exc.strerror or exc}") from None
+
+    app = Flask(__name__, template_folder="web/templates")
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.max_upload_bytes + MAX_FORM_MEMORY,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
+    )
+    app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=Repositories(blobs, instance))
+    register(app)
+    return app
+
+
+@contextmanager
+def _startup_lock(data_dir: Path) -> Iterator[None]:
+    """gunicorn workers start together; one at a time migrates, seeds and creates the first admin."""
+    with open(data_dir / ".startup.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

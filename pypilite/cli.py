@@ -1,0 +1,148 @@
+"""The command line behind app.py: the same service functions the web doors call, one line per mistake."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from werkzeug.serving import run_simple
+
+from pypilite import StartupError, create_app
+from pypilite.config import ConfigError, load_config, parse_repository
+from pypilite.errors import UserError
+from pypilite.models import database
+from pypilite.repositories import manage
+from pypilite.users import create_user
+
+CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
+
+
+def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)(command)
+
+
+def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Open the data dir the config names (migrating and seeding it as the server would) around a command."""
+    @config_option
+    @functools.wraps(command)
+    def wrapper(config_path: str | None, **kwargs: Any) -> Any:
+        create_app(load_config(config_path))
+        with database.connection_context():
+            return command(**kwargs)
+    return wrapper
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """pypilite: a private Python package index. Without a command: serve."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@cli.command()
+@config_option
+@click.option("--host", help="address to listen on (default: server.host)")
+@click.option("--port", type=click.IntRange(1, 65535), help="port to listen on (default: server.port)")
+def serve(config_path: str | None = None, host: str | None = None, port: int | None = None) -> None:
+    """Serve with the development server (one process); use gunicorn in production."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(config_path)
+    app = create_app(config)
+    host = host or config.server.host
+    port = port or config.server.port
+    logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, host, port)
+    run_simple(host, port, app, threaded=True)
+
+
+@cli.group()
+def repo() -> None:
+    """Manage repositories."""
+
+
+@repo.command("add")
+@click.argument("name")
+@click.option("--type", "repository_type", required=True, type=click.Choice(["hosted", "proxy", "group"]))
+@click.option("--private", is_flag=True, help="require credentials to read")
+@click.option("--allow-overwrite", is_flag=True, default=None, help="hosted: accept other bytes under a stored name")
+@click.option("--remote-url", help="proxy: the upstream's simple root")
+@click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
+@click.option("--member", "members", multiple=True, help="group: a member repository (repeat, in order)")
+@click.option("--upload-to", help="group: the hosted member uploads land in")
+@with_database
+def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> None:
+    """Add a repository; the running server serves it at once."""
+    entry: dict[str, Any] = {"name": name, "repository_type": repository_type}
+    if private:
+        entry["public"] = False
+    entry.update({key: list(value) if key == "members" else value
+                  for key, value in options.items() if value not in (None, ())})
+    manage.create_repository(parse_repository(entry))
+    click.echo(f"created {repository_type} repository {name!r}")
+
+
+@repo.command("list")
+@with_database
+def repo_list() -> None:
+    """List repositories."""
+    for spec in manage.list_repositories():
+        details = {
+            "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
+            "proxy": f"remote_url={spec.remote_url or '(pip default)'} cache_ttl={spec.cache_ttl}",
+            "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}",
+        }[spec.repository_type]
+        click.echo(f"{spec.name}\t{spec.repository_type}\t{'public' if spec.public else 'private'}\t{details}")
+
+
+@repo.command("remove")
+@click.argument("name")
+@with_database
+def repo_remove(name: str) -> None:
+    """Remove a repository and its file records (unreferenced blobs go with `check --gc`)."""
+    manage.remove_repository(name)
+    click.echo(f"removed repository {name!r}")
+
+
+@cli.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="global administrator")
+@click.option("--robot", is_flag=True, help="a CI user that logs in with tokens only")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@with_database
+def user_add(name: str, admin: bool, robot: bool, password_stdin: bool) -> None:
+    """Add a user (prompts for the password unless --password-stdin or --robot)."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not robot:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    create_user(name, password, admin=admin, robot=robot)
+    click.echo(f"created user {name!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every refusal is one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="app.py", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("pypilite: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        click.echo(f"pypilite: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except (StartupError, ConfigError) as exc:
+        click.echo(f"pypilite: {exc}", err=True)
+        return 1
+    except UserError as exc:
+        click.echo(f"pypilite: {exc.message}", err=True)
+        return 1
+    return 0

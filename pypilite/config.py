@@ -1,0 +1,260 @@
+"""Configuration: the embedded defaults, a TOML file and PYPILITE_* variables, merged into one frozen Config.
+
+Read once at start-up and passed around; every mistake becomes a one-line ConfigError naming the key,
+because an operator should never have to read a traceback to find a typo in a config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "PYPILITE_CONFIG"
+ENV_PREFIX = "PYPILITE_"
+
+REPOSITORY_TYPES = ("hosted", "proxy", "group")
+RESERVED_NAMES = frozenset({"api", "simple", "health", "metrics", "static", "ui", "files", "login"})
+_REPO_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+
+
+class ConfigError(Exception):
+    """A configuration mistake, worded for the operator in one line."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    public_url: str = ""
+    default_repository: str = "all"
+    max_upload_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: str = "data"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    name: str
+    repository_type: str
+    public: bool = True
+    allow_overwrite: bool = False
+    remote_url: str = ""
+    cache_ttl: int = 600
+    members: tuple[str, ...] = ()
+    upload_to: str = ""
+
+
+DEFAULT_REPOSITORIES = (
+    RepositoryConfig(name="local", repository_type="hosted"),
+    RepositoryConfig(name="pypi", repository_type="proxy"),
+    RepositoryConfig(name="all", repository_type="group", members=("local", "pypi"), upload_to="local"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    repositories: tuple[RepositoryConfig, ...] = DEFAULT_REPOSITORIES
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir).resolve()
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.server.max_upload_mb * 1024 * 1024
+
+
+_SECTIONS: dict[str, type] = {"server": ServerConfig, "storage": StorageConfig, "database": DatabaseConfig}
+
+
+def validate_repository_name(name: object) -> str:
+    """Repository names share the first path segment with the fixed routes, hence the reserved words."""
+    if not isinstance(name, str) or not _REPO_NAME.match(name):
+        raise ConfigError(f"invalid repository name {name!r}: use lowercase letters, digits, '.', '_' and '-'")
+    if name in RESERVED_NAMES:
+        raise ConfigError(f"repository name {name!r} is reserved")
+    return name
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from the embedded defaults, then the file (argument or PYPILITE_CONFIG), then the
+    environment."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_toml(Path(path))
+    return build_config(raw, environ)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {path}: {exc}") from None
+
+
+def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+    """Validate a parsed TOML document, apply PYPILITE_<SECTION>_<KEY> overrides and freeze the result."""
+    unknown = set(raw) - set(_SECTIONS) - {"repository"}
+    if unknown:
+        raise ConfigError(f"unknown config section or key: {sorted(unknown)[0]}")
+    sections = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        values = {name: _typed(f"{section}.{name}", value, _field_type(cls, section, name))
+                  for name, value in table.items()}
+        values.update(_env_overrides(section, cls, environ))
+        sections[section] = cls(**values)
+    _reject_unknown_env(environ)
+
+    repositories = DEFAULT_REPOSITORIES
+    if "repository" in raw:
+        entries = raw["repository"]
+        if not isinstance(entries, list):
+            raise ConfigError("repository must be an array of tables: [[repository]]")
+        repositories = tuple(parse_repository(entry, f"repository[{i}]") for i, entry in enumerate(entries))
+    config = Config(repositories=repositories, **sections)
+    _check_consistency(config)
+    return config
+
+
+def _field_type(cls: type, section: str, name: str) -> type:
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    if name not in types:
+        raise ConfigError(f"unknown config key: {section}.{name}")
+    return {"str": str, "int": int, "bool": bool}[types[name]]
+
+
+def _typed(key: str, value: Any, expected: type) -> Any:
+    # bool is an int subclass in Python; a port of `true` is a mistake, not 1.
+    if type(value) is not expected:
+        raise ConfigError(f"{key} must be {_TYPE_WORDS[expected]}, not {value!r}")
+    if expected is int and value < 0:
+        raise ConfigError(f"{key} must not be negative")
+    return value
+
+
+_TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false", tuple: "a list of names"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_overrides(section: str, cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for f in dataclasses.fields(cls):
+        var = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        if var not in environ:
+            continue
+        text = environ[var]
+        expected = _field_type(cls, section, f.name)
+        if expected is int:
+            try:
+                value: Any = int(text)
+            except ValueError:
+                raise ConfigError(f"{var} must be an integer, not {text!r}") from None
+        elif expected is bool:
+            if text.lower() not in _TRUE | _FALSE:
+                raise ConfigError(f"{var} must be true or false, not {text!r}")
+            value = text.lower() in _TRUE
+        else:
+            value = text
+        values[f.name] = _typed(var, value, expected)
+    return values
+
+
+def _reject_unknown_env(environ: Mapping[str, str]) -> None:
+    known = {CONFIG_ENV} | {
+        f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)
+    }
+    for var in environ:
+        if var.startswith(ENV_PREFIX) and var not in known:
+            raise ConfigError(f"unknown config variable: {var}")
+
+
+_REPO_KEYS: dict[str, set[str]] = {
+    "hosted": {"public", "allow_overwrite"},
+    "proxy": {"public", "remote_url", "cache_ttl"},
+    "group": {"public", "members", "upload_to"},
+}
+
+
+def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
+    """One repository's settings as the config file, the CLI and the REST API give them."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    try:
+        name = validate_repository_name(entry.get("name"))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.name: {exc}") from None
+    where = f"repository {name!r}"
+    kind = entry.get("repository_type")
+    if kind not in REPOSITORY_TYPES:
+        raise ConfigError(f"{where}: repository_type must be one of {', '.join(REPOSITORY_TYPES)}, not {kind!r}")
+    # "format" is what other registries' documents carry; accepting it keeps their snippets working.
+    for key in set(entry) - {"name", "repository_type", "format"}:
+        if key not in _REPO_KEYS[kind]:
+            raise ConfigError(f"{where}: unknown key {key!r} for a {kind} repository")
+    if entry.get("format", "pypi") != "pypi":
+        raise ConfigError(f"{where}: format must be \"pypi\"")
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in dataclasses.fields(RepositoryConfig)}
+    for key in _REPO_KEYS[kind]:
+        if key not in entry:
+            continue
+        value = entry[key]
+        if key == "members":
+            if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+                raise ConfigError(f"{where}: members must be a list of repository names")
+            values[key] = tuple(value)
+        else:
+            values[key] = _typed(f"{where}: {key}", value, {"str": str, "int": int, "bool": bool}[types[key]])
+    return RepositoryConfig(name=name, repository_type=kind, **values)
+
+
+def _check_consistency(config: Config) -> None:
+    if not 1 <= config.server.port <= 65535:
+        raise ConfigError(f"server.port must be between 1 and 65535, not {config.server.port}")
+    if config.server.max_upload_mb < 1:
+        raise ConfigError("server.max_upload_mb must be at least 1")
+    if config.server.public_url and not re.match(r"https?://[^/]+", config.server.public_url):
+        raise ConfigError(f"server.public_url must be an http(s) URL, not {config.server.public_url!r}")
+    if config.database.url and not config.database.url.startswith(("sqlite:", "postgresql:", "postgres:")):
+        raise ConfigError(f"database.url must be sqlite:/// or postgresql://, not {config.database.url!r}")
+    if not config.storage.data_dir:
+        raise ConfigError("storage.data_dir must not be empty")
+    names = set()
+    for repo in config.repositories:
+        if repo.name in names:
+            raise ConfigError(f"repository {repo.name!r} is defined twice")
+        names.add(repo.name)
+    if config.server.default_repository:
+        try:
+            validate_repository_name(config.server.default_repository)
+        except ConfigError as exc:
+            raise ConfigError(f"server.default_repository: {exc}") from None

@@ -1,0 +1,27 @@
+"""Errors that users cause: a status and a one-line message, rendered by whichever door they came through."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A request pypilite refuses, with the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class NotFound(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, message)
+
+
+class BadRequest(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
+class Conflict(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)

@@ -1,0 +1,173 @@
+"""The database: peewee models, connection set-up and the schema migrations.
+
+One deferred DatabaseProxy so the same models serve SQLite today and PostgreSQL later. Schema changes are
+numbered migration steps recorded in the `meta` table, so an upgrade never loses data and an older pypilite
+refuses a data dir written by a newer one instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import peewee as pw
+from playhouse.db_url import connect as connect_url
+
+database = pw.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,
+    # FULL: a 200 answered to an upload must survive a power cut, and uploads are rare enough to afford it.
+    "synchronous": "full",
+}
+
+
+class SchemaError(Exception):
+    """The database cannot be used by this version of pypilite."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    """Key/value facts about the database itself: its schema version and a per-instance id for ETags."""
+
+    key = pw.CharField(primary_key=True)
+    value = pw.TextField()
+
+
+class Repository(BaseModel):
+    name = pw.CharField(unique=True)
+    repository_type = pw.CharField()
+    public = pw.BooleanField(default=True)
+    allow_overwrite = pw.BooleanField(default=False)
+    remote_url = pw.TextField(default="")
+    cache_ttl = pw.IntegerField(default=600)
+    upload_to = pw.CharField(default="")
+    # Bumped whenever the set of project names changes: the root index's ETag.
+    serial = pw.IntegerField(default=0)
+    created = pw.DateTimeField(default=utcnow)
+
+
+class GroupMember(BaseModel):
+    group = pw.ForeignKeyField(Repository, backref="member_links", on_delete="CASCADE")
+    member = pw.ForeignKeyField(Repository, backref="group_links", on_delete="RESTRICT")
+    position = pw.IntegerField()
+
+    class Meta:
+        indexes = ((("group", "position"), True), (("group", "member"), True))
+
+
+class Project(BaseModel):
+    repository = pw.ForeignKeyField(Repository, backref="projects", on_delete="CASCADE")
+    name = pw.CharField()  # PEP 503 normalized
+    display_name = pw.CharField()
+    # Bumped on every change to the project's files: the project page's ETag.
+    serial = pw.IntegerField(default=0)
+    created = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("repository", "name"), True),)
+
+
+class File(BaseModel):
+    project = pw.ForeignKeyField(Project, backref="files", on_delete="CASCADE")
+    filename = pw.CharField(index=True)
+    version = pw.CharField()
+    packagetype = pw.CharField()
+    sha256 = pw.FixedCharField(max_length=64, index=True)
+    size = pw.BigIntegerField()
+    upload_time = pw.DateTimeField(default=utcnow)
+    uploader = pw.CharField(default="")
+    requires_python = pw.TextField(default="")
+    yanked = pw.BooleanField(default=False)
+    yanked_reason = pw.TextField(default="")
+    metadata_sha256 = pw.FixedCharField(max_length=64, null=True, index=True)
+    origin_url = pw.TextField(default="")
+
+    class Meta:
+        indexes = ((("project", "filename"), True),)
+
+
+class User(BaseModel):
+    name = pw.CharField(unique=True)
+    password_hash = pw.TextField(default="")
+    admin = pw.BooleanField(default=False)
+    robot = pw.BooleanField(default=False)
+    created = pw.DateTimeField(default=utcnow)
+
+
+def _migration_1(db: pw.Database) -> None:
+    db.create_tables([Repository, GroupMember, Project, File, User])
+    Meta.insert(key="instance_id", value=uuid.uuid4().hex[:12]).on_conflict_ignore().execute()
+
+
+# Append only: step N brings schema version N-1 to N. Later steps use playhouse.migrate.
+MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def make_database(url: str, data_dir: Path) -> pw.Database:
+    """The database that `url` names (empty: SQLite inside the data dir), not yet connected."""
+    if not url:
+        return pw.SqliteDatabase(str(data_dir / "pypilite.db"), pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    if url.startswith("sqlite:"):
+        return connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    return connect_url(url)
+
+
+def bind(db: pw.Database) -> None:
+    database.initialize(db)
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
+    lock (SQLITE_BUSY without waiting); on other databases a plain transaction."""
+    db = database.obj
+    if isinstance(db, pw.SqliteDatabase):
+        with db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
+def schema_version() -> int:
+    if not database.table_exists(Meta._meta.table_name):
+        return 0
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    return int(row.value) if row else 0
+
+
+def migrate() -> int:
+    """Bring the schema up to date; returns the version reached. Safe to call from several processes."""
+    with write_transaction():
+        if not database.table_exists(Meta._meta.table_name):
+            database.create_tables([Meta])
+        current = schema_version()
+        if current > SCHEMA_VERSION:
+            raise SchemaError(
+                f"the database has schema version {current}, newer than this pypilite understands "
+                f"({SCHEMA_VERSION}); upgrade pypilite or restore a backup"
+            )
+        for step in range(current, SCHEMA_VERSION):
+            MIGRATIONS[step](database.obj)
+            Meta.replace(key="schema_version", value=str(step + 1)).execute()
+    return SCHEMA_VERSION
+
+
+def instance_id() -> str:
+    return Meta.get(Meta.key == "instance_id").value

@@ -1,0 +1,103 @@
+"""The one interface every kind of repository offers, and the plain page model the renderers consume.
+
+The Simple API, the files route and (later) the UI and REST API only ever hold a Repository; none of them
+asks which kind it is.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.version import InvalidVersion, Version
+
+from pypilite.errors import BadRequest
+
+if TYPE_CHECKING:
+    from pypilite.repositories.hosted import HostedRepository
+
+
+@dataclass(frozen=True)
+class DistFile:
+    repository: str  # the repository that stores the file, which its URL names (a group's files live in members)
+    filename: str
+    version: str
+    packagetype: str
+    sha256: str
+    size: int
+    upload_time: datetime
+    requires_python: str
+    yanked: bool
+    yanked_reason: str
+    metadata_sha256: str | None
+    uploader: str
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    name: str
+    files: tuple[DistFile, ...]
+    etag: str
+
+    @functools.cached_property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(sorted({f.version for f in self.files}, key=version_key))
+
+
+@dataclass(frozen=True)
+class ProjectIndex:
+    names: tuple[str, ...]
+    etag: str
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A local blob ready to send."""
+
+    path: Path
+    sha256: str
+    download_name: str
+
+
+def version_key(version: str) -> tuple[int, Version | str]:
+    """Sort key for versions: PEP 440 order, with anything unparseable (old upstream files) first."""
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def sort_files(files: list[DistFile]) -> tuple[DistFile, ...]:
+    return tuple(sorted(files, key=lambda f: (version_key(f.version), f.filename)))
+
+
+class Repository(ABC):
+    repository_type: str
+
+    def __init__(self, name: str, public: bool) -> None:
+        self.name = name
+        self.public = public
+
+    @abstractmethod
+    def project_index(self) -> ProjectIndex:
+        """Every project name the repository can serve: the root of its Simple API."""
+
+    @abstractmethod
+    def project_page(self, name: str) -> ProjectPage | None:
+        """The files of one project (by normalized name), or None when the repository has none."""
+
+    @abstractmethod
+    def open_file(self, filename: str) -> BlobRef | None:
+        """The distribution file to send, or None when this repository does not hold it."""
+
+    @abstractmethod
+    def open_metadata(self, filename: str) -> BlobRef | None:
+        """The PEP 658 metadata of a distribution file, or None when there is none."""
+
+    def upload_target(self) -> HostedRepository:
+        """The hosted repository an upload addressed to this one lands in."""
+        raise BadRequest(f"repository {self.name!r} ({self.repository_type}) does not accept uploads")

@@ -1,0 +1,84 @@
+"""Hosted repositories: the team's own packages, published with twine and friends."""
+
+from __future__ import annotations
+
+import enum
+
+import peewee as pw
+
+from pypilite import models
+from pypilite.errors import Conflict
+from pypilite.models import File, Project, write_transaction
+from pypilite.repositories.stored import StoredRepository
+from pypilite.uploads import VerifiedUpload
+
+
+class UploadOutcome(enum.Enum):
+    STORED = "stored"
+    IDENTICAL = "identical"  # the same bytes under the same name were already there: nothing changed
+    REPLACED = "replaced"
+
+
+class HostedRepository(StoredRepository):
+    repository_type = "hosted"
+
+    def upload_target(self) -> HostedRepository:
+        return self
+
+    def upload(self, dist: VerifiedUpload, uploader: str) -> UploadOutcome:
+        """Store the verified file: blob first (durable), then the row, so no row ever lacks its blob."""
+        existing = self._file_row(dist.filename)
+        if existing is not None and self._is_duplicate(existing, dist):
+            return UploadOutcome.IDENTICAL
+        sha256 = self.blobs.commit(dist.blob)
+        metadata_sha256 = None
+        if dist.metadata.core_metadata is not None:
+            metadata_sha256 = self.blobs.put_bytes(dist.metadata.core_metadata)
+        with write_transaction():
+            # Checked again under the write lock: another worker may have stored the same name meanwhile.
+            existing = self._file_row(dist.filename)
+            if existing is not None and self._is_duplicate(existing, dist):
+                return UploadOutcome.IDENTICAL
+            project = self._project_for_upload(dist)
+            values = dict(
+                project=project.id,
+                filename=dist.filename,
+                version=str(dist.info.version),
+                packagetype=dist.info.packagetype,
+                sha256=sha256,
+                size=dist.blob.size,
+                upload_time=models.utcnow(),
+                uploader=uploader,
+                requires_python=dist.metadata.requires_python,
+                metadata_sha256=metadata_sha256,
+            )
+            if existing is not None:
+                File.update(**values).where(File.id == existing.id).execute()
+            else:
+                File.insert(**values).execute()
+            Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
+        return UploadOutcome.REPLACED if existing is not None else UploadOutcome.STORED
+
+    def _is_duplicate(self, existing: File, dist: VerifiedUpload) -> bool:
+        """True for a byte-identical re-upload; raises for other bytes under the same name."""
+        if existing.sha256 == dist.blob.sha256:
+            return True
+        if not self.row.allow_overwrite:
+            raise Conflict(
+                f"File already exists: {dist.filename} is in repository {self.name!r} with other contents "
+                f"(sha256 {existing.sha256})"
+            )
+        return False
+
+    def _project_for_upload(self, dist: VerifiedUpload) -> Project:
+        name = str(dist.info.project)
+        project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
+        if project is not None:
+            return project
+        try:
+            project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
+        except pw.IntegrityError:  # SQLite's write lock rules this out; PostgreSQL's isolation does not
+            return Project.get((Project.repository == self.row.id) & (Project.name == name))
+        models.Repository.update(serial=models.Repository.serial + 1).where(
+            models.Repository.id == self.row.id).execute()
+        return project

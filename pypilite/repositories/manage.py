@@ -1,0 +1,109 @@
+"""Creating, listing and removing repositories: the service functions behind the CLI (and the REST API).
+
+Repositories live in the database; the config's [[repository]] entries are created at start-up when
+missing and never overwrite what an operator changed since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pypilite import models
+from pypilite.config import ConfigError, RepositoryConfig, validate_repository_name
+from pypilite.errors import BadRequest, Conflict, NotFound
+from pypilite.models import GroupMember, Repository, write_transaction
+
+
+def describe(row: Repository) -> RepositoryConfig:
+    members = tuple(link.member.name for link in
+                    GroupMember.select().where(GroupMember.group == row.id).order_by(GroupMember.position))
+    return RepositoryConfig(
+        name=row.name, repository_type=row.repository_type, public=row.public,
+        allow_overwrite=row.allow_overwrite, remote_url=row.remote_url, cache_ttl=row.cache_ttl,
+        members=members, upload_to=row.upload_to,
+    )
+
+
+def list_repositories() -> list[RepositoryConfig]:
+    return [describe(row) for row in Repository.select().order_by(Repository.name)]
+
+
+def create_repository(spec: RepositoryConfig) -> RepositoryConfig:
+    with write_transaction():
+        if Repository.get_or_none(Repository.name == spec.name) is not None:
+            raise Conflict(f"repository {spec.name!r} already exists")
+        _insert(spec)
+    return spec
+
+
+def _insert(spec: RepositoryConfig) -> None:
+    try:
+        validate_repository_name(spec.name)
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from None
+    members = []
+    if spec.repository_type == "group":
+        for name in spec.members:
+            member = Repository.get_or_none(Repository.name == name)
+            if member is None:
+                raise BadRequest(f"group {spec.name!r}: member {name!r} does not exist")
+            if name == spec.name:
+                raise BadRequest(f"group {spec.name!r} cannot contain itself")
+            members.append(member)
+        if len(set(spec.members)) != len(spec.members):
+            raise BadRequest(f"group {spec.name!r} lists a member twice")
+        if spec.upload_to:
+            target = next((m for m in members if m.name == spec.upload_to), None)
+            if target is None or target.repository_type != "hosted":
+                raise BadRequest(f"group {spec.name!r}: upload_to must name a hosted member, not {spec.upload_to!r}")
+    row = Repository.create(
+        name=spec.name, repository_type=spec.repository_type, public=spec.public,
+        allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url, cache_ttl=spec.cache_ttl,
+        upload_to=spec.upload_to,
+    )
+    for position, member in enumerate(members):
+        GroupMember.create(group=row.id, member=member.id, position=position)
+
+
+def remove_repository(name: str) -> None:
+    with write_transaction():
+        row = Repository.get_or_none(Repository.name == name)
+        if row is None:
+            raise NotFound(f"repository {name!r} not found")
+        groups = [link.group.name for link in GroupMember.select().where(GroupMember.member == row.id)]
+        if groups:
+            raise Conflict(f"repository {name!r} is a member of group {groups[0]!r}; remove it from the group first")
+        # Rows only: blobs may be shared with other repositories, and `check --gc` removes the unreferenced.
+        models.File.delete().where(models.File.project.in_(
+            models.Project.select(models.Project.id).where(models.Project.repository == row.id))).execute()
+        models.Project.delete().where(models.Project.repository == row.id).execute()
+        GroupMember.delete().where(GroupMember.group == row.id).execute()
+        row.delete_instance()
+
+
+def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
+    """Create the configured repositories that do not exist yet, members before the groups that list them."""
+    created = []
+    pending = list(specs)
+    with write_transaction():
+        existing = {row.name for row in Repository.select(Repository.name)}
+        pending = [spec for spec in pending if spec.name not in existing]
+        while pending:
+            ready = [s for s in pending if all(m in existing for m in s.members)]
+            if not ready:
+                _explain_unready(pending, existing)
+            for spec in ready:
+                _insert(spec)
+                existing.add(spec.name)
+                created.append(spec.name)
+                pending.remove(spec)
+    return created
+
+
+def _explain_unready(pending: list[RepositoryConfig], existing: set[str]) -> None:
+    known = existing | {spec.name for spec in pending}
+    for spec in pending:
+        for member in spec.members:
+            if member not in known:
+                raise BadRequest(f"group {spec.name!r}: member {member!r} does not exist")
+    raise BadRequest(f"groups {', '.join(spec.name for spec in pending)} form a cycle")

@@ -1,0 +1,64 @@
+"""Reads shared by the kinds whose files live in pypilite's own tables: hosted, and proxy (which fills the
+same tables from upstream), so a cached proxy project renders exactly like a hosted one."""
+
+from __future__ import annotations
+
+from pypilite import models
+from pypilite.models import File, Project
+from pypilite.repositories.base import BlobRef, DistFile, ProjectIndex, ProjectPage, Repository, sort_files
+from pypilite.storage import BlobStore
+
+
+class StoredRepository(Repository):
+    def __init__(self, row: models.Repository, blobs: BlobStore, instance: str) -> None:
+        super().__init__(row.name, row.public)
+        self.row = row
+        self.blobs = blobs
+        # Part of every ETag, so a restored or recreated data dir never matches a client's cached validator.
+        self._etag_base = f"{instance}.{row.id}"
+
+    def project_index(self) -> ProjectIndex:
+        names = tuple(p.name for p in Project.select(Project.name)
+                      .where(Project.repository == self.row.id).order_by(Project.name))
+        return ProjectIndex(names=names, etag=f"{self._etag_base}.{self.row.serial}")
+
+    def project_page(self, name: str) -> ProjectPage | None:
+        project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
+        if project is None:
+            return None
+        files = [self._dist_file(row) for row in File.select().where(File.project == project.id)]
+        return ProjectPage(name=project.name, files=sort_files(files),
+                           etag=f"{self._etag_base}.{project.id}.{project.serial}")
+
+    def _file_row(self, filename: str) -> File | None:
+        return (File.select().join(Project)
+                .where((Project.repository == self.row.id) & (File.filename == filename))
+                .first())
+
+    def open_file(self, filename: str) -> BlobRef | None:
+        row = self._file_row(filename)
+        if row is None:
+            return None
+        return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename)
+
+    def open_metadata(self, filename: str) -> BlobRef | None:
+        row = self._file_row(filename)
+        if row is None or row.metadata_sha256 is None:
+            return None
+        return BlobRef(self.blobs.path(row.metadata_sha256), row.metadata_sha256, f"{row.filename}.metadata")
+
+    def _dist_file(self, row: File) -> DistFile:
+        return DistFile(
+            repository=self.name,
+            filename=row.filename,
+            version=row.version,
+            packagetype=row.packagetype,
+            sha256=row.sha256,
+            size=row.size,
+            upload_time=row.upload_time,
+            requires_python=row.requires_python,
+            yanked=row.yanked,
+            yanked_reason=row.yanked_reason,
+            metadata_sha256=row.metadata_sha256,
+            uploader=row.uploader,
+        )

@@ -1,0 +1,99 @@
+"""The legacy upload API's checks, cheapest first, as Warehouse orders them: the form, the filename and what
+it claims, the digests, then the archive and its own metadata. Nothing is stored until all of them pass.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from pypilite.dists import SDIST, WHEEL, DistMetadata, FilenameInfo, InvalidDistribution, parse_filename, read_metadata
+from pypilite.errors import BadRequest
+from pypilite.storage import TempBlob
+
+# form field -> TempBlob digest name and hex length
+DIGEST_FIELDS = {"sha256_digest": ("sha256", 64), "md5_digest": ("md5", 32), "blake2_256_digest": ("blake2_256", 64)}
+_HEX = re.compile(r"[0-9a-f]+\Z")
+
+
+@dataclass(frozen=True)
+class VerifiedUpload:
+    filename: str
+    info: FilenameInfo
+    metadata: DistMetadata
+    blob: TempBlob
+
+
+def check_action(form: Mapping[str, str]) -> None:
+    """The request-level fields, checked before the file is looked at."""
+    action = form.get(":action")
+    if not action:
+        raise BadRequest("Missing :action field")
+    if action != "file_upload":
+        raise BadRequest(f"Unsupported :action {action!r}: only file_upload is available")
+    if form.get("protocol_version", "1") != "1":
+        raise BadRequest(f"Unknown protocol_version {form.get('protocol_version')!r}")
+
+
+def verify_upload(form: Mapping[str, str], filename: str | None, blob: TempBlob | None) -> VerifiedUpload:
+    check_action(form)
+    name = form.get("name", "").strip()
+    version = form.get("version", "").strip()
+    filetype = form.get("filetype", "").strip()
+    if not name or not version:
+        raise BadRequest("Missing name or version field")
+    if filetype not in (WHEEL, SDIST):
+        raise BadRequest(f"Unsupported filetype {filetype!r}: use bdist_wheel or sdist")
+    if blob is None or not filename:
+        raise BadRequest("Upload payload does not have a file (the content field)")
+    try:
+        project = canonicalize_name(name, validate=True)
+    except InvalidName:
+        raise BadRequest(f"Invalid project name {name!r}") from None
+    try:
+        form_version = Version(version)
+    except InvalidVersion:
+        raise BadRequest(f"Invalid version {version!r}: not a PEP 440 version") from None
+
+    try:
+        info = parse_filename(filename)
+    except InvalidDistribution as exc:
+        raise BadRequest(str(exc)) from None
+    if info.project != project:
+        raise BadRequest(f"Filename {filename!r} does not belong to project {name!r}")
+    if info.version != form_version:
+        raise BadRequest(f"Filename {filename!r} does not match version {version!r}")
+    if info.packagetype != filetype:
+        raise BadRequest(f"Filename {filename!r} is not of filetype {filetype!r}")
+
+    if blob.size == 0:
+        raise BadRequest("Invalid distribution: the file is empty")
+    _check_digests(form, blob)
+
+    blob.flush()
+    try:
+        metadata = read_metadata(blob.path, info, filename)
+    except InvalidDistribution as exc:
+        raise BadRequest(str(exc)) from None
+    return VerifiedUpload(filename=filename, info=info, metadata=metadata, blob=blob)
+
+
+def _check_digests(form: Mapping[str, str], blob: TempBlob) -> None:
+    computed = blob.digests()
+    given = 0
+    for field, (algorithm, length) in DIGEST_FIELDS.items():
+        value = form.get(field, "").strip().lower()
+        if not value:  # uv and twine send some of them empty or not at all
+            continue
+        if len(value) != length or not _HEX.match(value):
+            raise BadRequest(f"Invalid {field}: expected {length} hex digits")
+        if not hmac.compare_digest(value, computed[algorithm]):
+            raise BadRequest(f"The {field} supplied does not match the uploaded file's {algorithm} digest")
+        given += 1
+    if not given:
+        raise BadRequest("Include at least one message digest (sha256_digest, blake2_256_digest or md5_digest)")

@@ -1,0 +1,26 @@
+"""The web layer: one blueprint per URL family, wired with the per-request database connection."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from pypilite.models import database
+from pypilite.web import errors, files, ops, simple, upload
+from pypilite.web.wrappers import PypiliteRequest
+
+
+def register(app: Flask) -> None:
+    app.request_class = PypiliteRequest
+    for blueprint in (ops.bp, simple.bp, files.bp, upload.bp):
+        app.register_blueprint(blueprint)
+    errors.register(app)
+
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        request.discard_temp_blobs()
+        if not database.is_closed():
+            database.close()

@@ -1,0 +1,39 @@
+"""Turning refusals into responses: plain text, one line, the message also in the status line's reason
+phrase (twine prints the reason), and the Basic challenge kept on 401s."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from pypilite.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def reason_phrase(message: str) -> str:
+    """A status line must be one latin-1 line; keep it short enough for every proxy in between."""
+    line = " ".join(message.split())
+    return line.encode("latin-1", "replace").decode("latin-1")[:300]
+
+
+def plain_error(status: int, message: str) -> Response:
+    response = Response(message.rstrip("\n") + "\n", content_type="text/plain; charset=utf-8")
+    response.status = f"{status} {reason_phrase(message)}"
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(UserError)
+    def _user_error(exc: UserError) -> Response:
+        return plain_error(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        response = plain_error(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():  # WWW-Authenticate on 401, Allow on 405
+            if name.lower() != "content-type":
+                response.headers.add(name, value)
+        return response

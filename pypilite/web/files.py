@@ -1,0 +1,50 @@
+"""Distribution files and their PEP 658 metadata, served from the blob store.
+
+The URL carries the file's sha256, so a URL always means the same bytes: clients and proxies may cache it
+for a year, and Range and conditional requests come from send_file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request, send_file
+
+from pypilite import access
+from pypilite.auth import authenticate
+from pypilite.errors import NotFound, UserError
+from pypilite.web.context import services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("files", __name__)
+
+ONE_YEAR = 365 * 24 * 3600
+METADATA_SUFFIX = ".metadata"
+
+
+@bp.get("/files/<repo>/<sha256>/<filename>")
+def download(repo: str, sha256: str, filename: str) -> Response:
+    principal = authenticate(request)
+    repository = services().repositories.get(repo)
+    access.require(principal, repository, access.READ)
+
+    want_metadata = filename.endswith(METADATA_SUFFIX)
+    dist_name = filename.removesuffix(METADATA_SUFFIX)
+    dist = repository.open_file(dist_name)
+    if dist is None or dist.sha256 != sha256:
+        raise NotFound(f"file {filename!r} not found in repository {repository.name!r}")
+    ref = repository.open_metadata(dist_name) if want_metadata else dist
+    if ref is None:
+        raise NotFound(f"{dist_name!r} has no core metadata file")
+    if not ref.path.is_file():
+        log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
+        raise UserError(500, "stored file is missing; the operator should run `python app.py check`")
+
+    response = send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
+                         max_age=ONE_YEAR, download_name=ref.download_name)
+    response.cache_control.immutable = True
+    if not repository.public:
+        response.cache_control.public = False
+        response.cache_control.private = True
+    return response

@@ -1,0 +1,33 @@
+"""Choosing the Simple API representation (PEP 691): Accept with q-values, or ?format= to override."""
+
+from __future__ import annotations
+
+from flask import Request
+from werkzeug.exceptions import NotAcceptable
+
+TEXT_HTML = "text/html"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+# "latest" aliases answer with the concrete version they stand for today.
+_ALIASES = {
+    "application/vnd.pypi.simple.latest+html": HTML_V1,
+    "application/vnd.pypi.simple.latest+json": JSON_V1,
+}
+# Order breaks ties: a client that accepts anything (curl, browsers' */*) gets plain text/html.
+OFFERED = (TEXT_HTML, HTML_V1, JSON_V1, *_ALIASES)
+
+
+def choose_media_type(request: Request) -> str:
+    """The media type to answer with; 406 when the client accepts none of ours."""
+    requested = request.args.get("format")
+    if requested is not None:
+        if requested not in OFFERED:
+            raise NotAcceptable(f"Unsupported format {requested!r}; available: {', '.join(OFFERED[:3])}")
+        return _ALIASES.get(requested, requested)
+    if not request.accept_mimetypes:
+        return TEXT_HTML
+    best = request.accept_mimetypes.best_match(OFFERED)
+    if best is None:
+        raise NotAcceptable(f"None of the accepted media types is available; available: {', '.join(OFFERED[:3])}")
+    return _ALIASES.get(best, best)
+

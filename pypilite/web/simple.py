@@ -1,0 +1,129 @@
+"""The Simple Repository API: PEP 503 HTML and PEP 691 JSON from one page model, with 592, 658/714 and 700.
+
+Links are relative to the page, so the index works unchanged behind a reverse proxy at any host or sub-path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, redirect, render_template, request
+from packaging.utils import InvalidName, canonicalize_name
+
+from pypilite import access
+from pypilite.auth import authenticate
+from pypilite.errors import NotFound
+from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
+from pypilite.web.context import repository_name, services
+from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
+
+bp = Blueprint("simple", __name__)
+
+API_VERSION = "1.1"
+# One representation, one validator: the same page as JSON and as HTML must not share an ETag.
+_ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
+
+
+def _readable(name: str | None) -> Repository:
+    principal = authenticate(request)
+    repository = services().repositories.get(repository_name(name))
+    access.require(principal, repository, access.READ)
+    return repository
+
+
+def _relative_root() -> str:
+    """From the page's URL back to the server root (a sub-path stays the proxy's business)."""
+    return "../" * (request.path.count("/") - 1)
+
+
+def _redirect(target: str) -> Response:
+    query = request.query_string.decode("latin-1")
+    response = redirect(target + (f"?{query}" if query else ""), 301)
+    response.autocorrect_location_header = False
+    return response
+
+
+@bp.get("/simple/", defaults={"repo": None}, strict_slashes=False)
+@bp.get("/<repo>/simple/", strict_slashes=False)
+def root_index(repo: str | None) -> Response:
+    repository = _readable(repo)
+    if not request.path.endswith("/"):
+        return _redirect("simple/")
+    media_type = choose_media_type(request)
+    index = repository.project_index()
+    return _page_response(repository, index.etag, media_type, lambda: _render_index(index, media_type))
+
+
+@bp.get("/simple/<project>/", defaults={"repo": None}, strict_slashes=False)
+@bp.get("/<repo>/simple/<project>/", strict_slashes=False)
+def project_page(repo: str | None, project: str) -> Response:
+    repository = _readable(repo)
+    try:
+        normalized = canonicalize_name(project, validate=True)
+    except InvalidName:
+        raise NotFound(f"invalid project name {project!r}") from None
+    if not request.path.endswith("/"):
+        return _redirect(f"{quote(normalized)}/")
+    if normalized != project:
+        return _redirect(f"../{quote(normalized)}/")
+    media_type = choose_media_type(request)
+    page = repository.project_page(normalized)
+    if page is None:
+        raise NotFound(f"project {project!r} not found in repository {repository.name!r}")
+    prefix = _relative_root()
+    return _page_response(repository, f"{page.etag}.{prefix.count('/')}", media_type,
+                          lambda: _render_project(page, media_type, prefix))
+
+
+def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str]) -> Response:
+    """Answer a conditional request before rendering anything."""
+    etag = f"{etag}.{_ETAG_SUFFIX[media_type]}"
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(render())
+    response.content_type = f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type
+    response.set_etag(etag)
+    response.vary.add("Accept")
+    response.headers["Cache-Control"] = "max-age=0, must-revalidate" + ("" if repository.public else ", private")
+    return response
+
+
+def _render_index(index: ProjectIndex, media_type: str) -> str:
+    if media_type == JSON_V1:
+        return json.dumps({"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in index.names]})
+    return render_template("simple/index.html", api_version=API_VERSION, names=index.names)
+
+
+def _upload_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
+    """The PEP 691 dict of a project page: rendered as JSON as it is, and as HTML by the template."""
+    files = []
+    for dist in page.files:
+        metadata: Any = {"sha256": dist.metadata_sha256} if dist.metadata_sha256 else False
+        files.append({
+            "filename": dist.filename,
+            "url": f"{prefix}files/{quote(dist.repository)}/{dist.sha256}/{quote(dist.filename)}",
+            "hashes": {"sha256": dist.sha256},
+            "requires-python": dist.requires_python or None,
+            "core-metadata": metadata,
+            "dist-info-metadata": metadata,
+            "yanked": (dist.yanked_reason or True) if dist.yanked else False,
+            "size": dist.size,
+            "upload-time": _upload_time(dist.upload_time),
+        })
+    return {"meta": {"api-version": API_VERSION}, "name": page.name, "versions": list(page.versions), "files": files}
+
+
+def _render_project(page: ProjectPage, media_type: str, prefix: str) -> str:
+    model = page_model(page, prefix)
+    if media_type == JSON_V1:
+        return json.dumps(model)
+    return render_template("simple/project.html", page=model)

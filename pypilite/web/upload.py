@@ -1,0 +1,51 @@
+"""The legacy upload API (what twine, uv, poetry, pdm and flit post): a thin view over uploads and hosted.
+
+Never a redirect: POST /<repo> and POST /<repo>/ are both answered in place, because twine, poetry and uv
+fail on a redirect and flit turns it into a GET.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from pypilite import access
+from pypilite.auth import authenticate
+from pypilite.errors import UserError
+from pypilite.storage import BlobTooLarge, TempBlob
+from pypilite.uploads import check_action, verify_upload
+from pypilite.web.context import repository_name, services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("upload", __name__)
+
+
+@bp.post("/", defaults={"repo": None})
+@bp.post("/<repo>", strict_slashes=False)
+def upload(repo: str | None) -> Response:
+    principal = authenticate(request)
+    repository = services().repositories.get(repository_name(repo))
+    access.require(principal, repository, access.UPLOAD)
+    target = repository.upload_target()
+    access.require(principal, target, access.UPLOAD)
+
+    form, content = _read_body()
+    check_action(form)
+    blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
+    dist = verify_upload(form, content.filename if content is not None else None, blob)
+    outcome = target.upload(dist, uploader=principal.name or "")
+    log.info("upload %s to %s by %s from %s: %s", dist.filename, target.name, principal.name,
+             request.remote_addr, outcome.value)
+    return Response("OK\n", content_type="text/plain; charset=utf-8")
+
+
+def _read_body():
+    """Parse the multipart body, streaming the file into the blob store's temp area."""
+    limit_mb = services().config.server.max_upload_mb
+    try:
+        return request.form, request.files.get("content")
+    except (BlobTooLarge, RequestEntityTooLarge):
+        raise UserError(413, f"File too large: the limit is {limit_mb} MB") from None

@@ -1,0 +1,32 @@
+"""The request class: multipart file parts stream straight into the blob store's temp area.
+
+An upload is hashed while it arrives and never sits in memory or in a second temp file; whatever a request
+leaves behind uncommitted is removed when it ends.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from flask import Request
+
+from pypilite.storage import TempBlob
+from pypilite.web.context import services
+
+
+class PypiliteRequest(Request):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.temp_blobs: list[TempBlob] = []
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        ctx = services()
+        blob = ctx.blobs.temp(limit=ctx.config.max_upload_bytes)
+        self.temp_blobs.append(blob)
+        return blob  # type: ignore[return-value]
+
+    def discard_temp_blobs(self) -> None:
+        for blob in self.temp_blobs:
+            blob.discard()
+        self.temp_blobs.clear()
