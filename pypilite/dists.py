@@ -8,6 +8,7 @@ Warehouse adds on top (one root in an sdist, no zip/tar polyglots, no zip bombs)
 from __future__ import annotations
 
 import tarfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ MAX_COMPRESSION_RATIO = 50
 # Small archives of text legitimately compress well: the ratio only counts above this many bytes.
 RATIO_FLOOR = 64 * 1024 * 1024
 MAX_METADATA_BYTES = 4 * 1024 * 1024
+
+# pkginfo warns about every Metadata-Version newer than itself; new versions are legitimate, and the fields
+# pypilite needs (Name, Version, Requires-Python) have not changed since 1.2.
+warnings.filterwarnings("ignore", category=pkginfo.distribution.UnknownMetadataVersion)
 
 WHEEL = "bdist_wheel"
 SDIST = "sdist"

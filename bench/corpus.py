@@ -1,0 +1,148 @@
+"""Benchmark corpus: valid wheels made in code, so a benchmark needs no network and no build backend.
+
+Each wheel carries what an index checks on upload (a `<name>-<version>.dist-info` with METADATA, WHEEL and
+RECORD) plus one module, and nothing more: the benchmark measures the index, not the archives. Contents are
+deterministic, so two runs upload byte-identical files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WHEEL_TAG = "py3-none-any"
+LARGE_PROJECT = "bench-large"
+# Fixed member timestamps keep the archives byte-identical from run to run.
+_DATE_TIME = (2024, 1, 1, 0, 0, 0)
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A distribution file on disk and what an upload form says about it."""
+
+    path: Path
+    project: str
+    version: str
+    sha256: str
+    filetype: str = "bdist_wheel"
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+def project_name(index: int) -> str:
+    """The corpus's project names: `bench-proj-0001`, `bench-proj-0002`, ..."""
+    return f"bench-proj-{index:04d}"
+
+
+def write_corpus(directory: Path, projects: int = 200, versions: int = 5) -> list[Dist]:
+    """Write `projects` x `versions` small wheels into `directory` and describe them, in upload order."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        _write_small_wheel(directory, project_name(p), f"1.{v}.0")
+        for p in range(1, projects + 1)
+        for v in range(versions)
+    ]
+
+
+def write_large_wheel(directory: Path, size_bytes: int, project: str = LARGE_PROJECT) -> Dist:
+    """Write one wheel of about `size_bytes`, nearly all of it random bytes in a single stored member.
+
+    Random bytes defeat compression anywhere along the way, and the member is written in chunks, so making a
+    500 MB wheel costs this process a few MB of memory.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    version = "1.0.0"
+    path = directory / _wheel_filename(project, version)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        record = [_add_member(archive, f"{_module(project)}/__init__.py", _module_source(version))]
+        record.append(_add_random_member(archive, f"{_module(project)}/payload.bin", size_bytes))
+        _add_dist_info(archive, project, version, record)
+    return Dist(path=path, project=project, version=version, sha256=_file_sha256(path))
+
+
+def _write_small_wheel(directory: Path, project: str, version: str) -> Dist:
+    path = directory / _wheel_filename(project, version)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        record = [_add_member(archive, f"{_module(project)}/__init__.py", _module_source(version))]
+        _add_dist_info(archive, project, version, record)
+    return Dist(path=path, project=project, version=version, sha256=_file_sha256(path))
+
+
+def _module(project: str) -> str:
+    return project.replace("-", "_")
+
+
+def _wheel_filename(project: str, version: str) -> str:
+    return f"{_module(project)}-{version}-{WHEEL_TAG}.whl"
+
+
+def _module_source(version: str) -> bytes:
+    return f'__version__ = "{version}"\n'.encode()
+
+
+def _metadata(project: str, version: str) -> bytes:
+    return (
+        "Metadata-Version: 2.1\n"
+        f"Name: {project}\n"
+        f"Version: {version}\n"
+        "Summary: A generated package for pypilite's benchmark\n"
+        "Requires-Python: >=3.8\n"
+        "\n"
+    ).encode()
+
+
+def _wheel_info() -> bytes:
+    return f"Wheel-Version: 1.0\nGenerator: pypilite-bench\nRoot-Is-Purelib: true\nTag: {WHEEL_TAG}\n".encode()
+
+
+def _record_line(name: str, digest: bytes, size: int) -> str:
+    encoded = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return f"{name},sha256={encoded},{size}"
+
+
+def _info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, _DATE_TIME)
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _add_member(archive: zipfile.ZipFile, name: str, data: bytes) -> str:
+    archive.writestr(_info(name), data, compress_type=archive.compression)
+    return _record_line(name, hashlib.sha256(data).digest(), len(data))
+
+
+def _add_random_member(archive: zipfile.ZipFile, name: str, size: int) -> str:
+    info = _info(name)
+    digest = hashlib.sha256()
+    remaining = size
+    with archive.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as member:
+        while remaining:
+            chunk = os.urandom(min(_CHUNK, remaining))
+            member.write(chunk)
+            digest.update(chunk)
+            remaining -= len(chunk)
+    return _record_line(name, digest.digest(), size)
+
+
+def _add_dist_info(archive: zipfile.ZipFile, project: str, version: str, record: list[str]) -> None:
+    dist_info = f"{_module(project)}-{version}.dist-info"
+    record.append(_add_member(archive, f"{dist_info}/METADATA", _metadata(project, version)))
+    record.append(_add_member(archive, f"{dist_info}/WHEEL", _wheel_info()))
+    record.append(f"{dist_info}/RECORD,,")
+    archive.writestr(_info(f"{dist_info}/RECORD"), "\n".join(record) + "\n",
+                     compress_type=archive.compression)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

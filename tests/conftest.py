@@ -1,0 +1,87 @@
+"""Shared fixtures: an app on a temp data dir, and a domain-worded driver for it (devpi's mapp, smaller)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from pypilite import create_app
+from pypilite.config import build_config
+from pypilite import models
+from pypilite.models import File, database
+
+ADMIN = "admin"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+class Index:
+    """An app plus the verbs tests speak in."""
+
+    def __init__(self, data_dir: Path, raw_config: dict | None = None) -> None:
+        raw = {"storage": {"data_dir": str(data_dir)}, **(raw_config or {})}
+        self.data_dir = data_dir
+        self.app = create_app(build_config(raw, {}))
+        # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own.
+        self.database = models.database.obj
+        self._client = self.app.test_client()
+        self.admin_password = (data_dir / "initial-admin-password").read_text().strip()
+        self.auth = basic(ADMIN, self.admin_password)
+
+    @property
+    def client(self):
+        models.bind(self.database)
+        return self._client
+
+    def upload(self, filename: str, data: bytes, *, repo: str = "local", name: str | None = None,
+               version: str | None = None, filetype: str | None = None, digests: dict[str, str] | None = None,
+               auth: dict[str, str] | None = None, extra: dict[str, str] | None = None):
+        if name is None or version is None:
+            stem = filename.removesuffix(".tar.gz").removesuffix(".zip").removesuffix(".whl")
+            parts = stem.split("-")
+            name = name or parts[0]
+            version = version or parts[1]
+        if filetype is None:
+            filetype = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+        form = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+                "filetype": filetype}
+        form.update({"sha256_digest": hashlib.sha256(data).hexdigest()} if digests is None else digests)
+        form.update(extra or {})
+        form["content"] = (io.BytesIO(data), filename)
+        return self.client.post(f"/{repo}/", data=form, headers=self.auth if auth is None else auth,
+                                content_type="multipart/form-data")
+
+    def get(self, url: str, accept: str | None = None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if accept is not None:
+            headers["Accept"] = accept
+        return self.client.get(url, headers=headers, **kwargs)
+
+    def file_rows(self) -> list[File]:
+        models.bind(self.database)
+        with database.connection_context():
+            return list(File.select())
+
+    def stored_blobs(self) -> list[Path]:
+        return [p for p in (self.data_dir / "blobs").rglob("*") if p.is_file()]
+
+    def temp_files(self) -> list[Path]:
+        return list((self.data_dir / "tmp").iterdir())
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Index:
+    return Index(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def module_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    """One index for a module's read-only tests: creating users and uploading is the slow part."""
+    return Index(tmp_path_factory.mktemp("index") / "data")
