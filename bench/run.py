@@ -1,0 +1,624 @@
+"""Benchmark pypilite on this machine, side by side with pypiserver when it can be installed.
+
+`python bench/run.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--large-mb 500]
+[--skip-large] [--no-peer]`
+
+Both servers run under gunicorn with one sync worker pinned to CPU 0; the load generator (wrk, else a
+Python fallback) is pinned to CPU 1. Absolute numbers move with the machine and its neighbours, so the
+servers are measured in alternation within one run and every figure is also given as a ratio
+pypilite/pypiserver. Everything runs on 127.0.0.1 in a temp dir, every loop is bounded, and every process
+started here is stopped on the way out, Ctrl-C and errors included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import requests
+
+from corpus import Dist, write_corpus, write_large_wheel
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+PINNED = shutil.which("taskset") is not None and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
+WRK = shutil.which("wrk")
+CONNECTIONS = 4
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+INSTALL_TIMEOUT = 600
+UPLOAD_TIMEOUT = 900
+SAMPLE_INTERVAL = 0.01
+# The Python load generator stops at this many requests per thread even if time remains.
+MAX_REQUESTS_PER_THREAD = 1_000_000
+GUNICORN_ARGS = ["--workers", "1", "--worker-class", "sync"]
+HTML = "text/html"
+JSON = "application/vnd.pypi.simple.v1+json"
+FORMATS = {"HTML": HTML, "JSON": JSON}
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why in one line."""
+
+
+@dataclass
+class Server:
+    """A server under test: its gunicorn master, where it listens, and how its URLs are spelled."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    simple_prefix: str
+    upload_path: str
+    auth: tuple[str, str] | None = None
+    formats: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def project_path(self, project: str) -> str:
+        return f"{self.simple_prefix}{project}/"
+
+    def pids(self) -> dict[str, int]:
+        """The master and its (single) worker, looked up now: gunicorn replaces a worker that dies."""
+        workers = _children(self.process.pid)
+        if len(workers) != 1:
+            raise BenchError(f"{self.name}: expected one gunicorn worker, found {len(workers)}")
+        return {"master": self.process.pid, "worker": workers[0]}
+
+
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    errors: int
+    rps: float
+
+
+@dataclass(frozen=True)
+class UploadRun:
+    count: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LargeUpload:
+    size: int
+    seconds: float
+    baseline_kib: dict[str, int]
+    peak_kib: dict[str, int]
+
+
+@dataclass
+class Results:
+    corpus_upload: UploadRun | None = None
+    pages: dict[tuple[str, str], list[Load]] = field(default_factory=dict)
+    large: dict[str, LargeUpload] = field(default_factory=dict)
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+def _pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if PINNED else []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment minus PYPILITE_* variables: pypilite refuses unknown ones, and stray ones would
+    change what is measured."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYPILITE_")}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's own process group (gunicorn stops its workers), SIGKILL if it hangs."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+
+
+def _launch(stack: contextlib.ExitStack, name: str, argv: list[str], env: dict[str, str], cwd: Path,
+            log: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start a server in its own session (so it can be stopped as a group) and wait until /health answers."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(_pinned(SERVER_CPU) + argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.callback(_stop, process)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{name} exited with status {process.returncode}: {_tail(log)}")
+        try:
+            if requests.get(f"http://{LOOPBACK}:{port}/health", timeout=2).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"{name} did not answer /health within {START_TIMEOUT:.0f} s: {_tail(log)}")
+
+
+def start_pypilite(stack: contextlib.ExitStack, workdir: Path) -> Server:
+    """pypilite as production runs it (gunicorn.conf.py), but with one worker and a fresh data dir."""
+    data_dir = workdir / "pypilite-data"
+    port = _free_port()
+    env = _clean_env() | {
+        "PYPILITE_STORAGE_DATA_DIR": str(data_dir),
+        "PYPILITE_SERVER_HOST": LOOPBACK,
+        "PYPILITE_SERVER_PORT": str(port),
+    }
+    argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *GUNICORN_ARGS, "wsgi:app"]
+    log = workdir / "pypilite.log"
+    process = _launch(stack, "pypilite", argv, env, REPO_ROOT, log, port)
+    password = (data_dir / "initial-admin-password").read_text().strip()
+    return Server("pypilite", process, port, log, "/local/simple/", "/local/", auth=("admin", password))
+
+
+def _install_pypiserver(venv: Path) -> Path:
+    """A throwaway venv with pypiserver and gunicorn from the registry; its python, or BenchError."""
+    python = venv / "bin" / "python"
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", "pypiserver", "gunicorn"],
+    ]
+    for argv in steps:
+        try:
+            subprocess.run(argv, check=True, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+        except subprocess.CalledProcessError as exc:
+            last = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            raise BenchError(f"{' '.join(argv[-3:])} failed: {last[0]}") from None
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            raise BenchError(f"{' '.join(argv[-3:])} failed: {exc}") from None
+    return python
+
+
+def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist]) -> Server | None:
+    """pypiserver with the same corpus copied into its packages dir, or None (and why) if it cannot run."""
+    print("peer: installing pypiserver and gunicorn into a throwaway venv ...", flush=True)
+    try:
+        python = _install_pypiserver(workdir / "pypiserver-venv")
+    except BenchError as exc:
+        print(f"peer: pypiserver cannot be installed ({exc}); continuing without it")
+        return None
+    packages = workdir / "pypiserver-packages"
+    packages.mkdir()
+    for dist in dists:
+        shutil.copyfile(dist.path, packages / dist.filename)
+    port = _free_port()
+    # No auth, so the large upload can be sent to both servers alike; it listens on loopback only.
+    factory = f"pypiserver:app(root={str(packages)!r}, authenticate=[], password_file='.', disable_fallback=True)"
+    argv = [str(python), "-m", "gunicorn", *GUNICORN_ARGS, "--bind", f"{LOOPBACK}:{port}", "--timeout", "600",
+            "--access-logfile", "-", factory]
+    log = workdir / "pypiserver.log"
+    try:
+        process = _launch(stack, "pypiserver", argv, _clean_env(), workdir, log, port)
+    except BenchError as exc:
+        print(f"peer: pypiserver does not start ({exc}); continuing without it")
+        return None
+    return Server("pypiserver", process, port, log, "/simple/", "/")
+
+
+# --- uploads ---------------------------------------------------------------------------------------------
+
+class MultipartFile:
+    """A multipart/form-data body that reads the file from disk as it is sent.
+
+    It has a length and read(), so requests sends it with a Content-Length in small chunks: the client
+    never holds the file in memory, and the server sees the body a real uploader sends.
+    """
+
+    def __init__(self, fields: dict[str, str], file_field: str, path: Path) -> None:
+        boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields.items()
+        )
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{path.name}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        self._length = len(head) + path.stat().st_size + len(tail)
+        self._file = path.open("rb")
+        self._parts: list[BinaryIO] = [io.BytesIO(head), self._file, io.BytesIO(tail)]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        chunks = []
+        while self._parts and (size < 0 or size > 0):
+            chunk = self._parts[0].read(size)
+            if not chunk:
+                self._parts.pop(0)
+                continue
+            chunks.append(chunk)
+            size = size - len(chunk) if size > 0 else size
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def upload(session: requests.Session, server: Server, dist: Dist) -> None:
+    """One legacy-API upload, as twine sends it; any answer but 200 stops the benchmark."""
+    fields = {":action": "file_upload", "protocol_version": "1", "name": dist.project, "version": dist.version,
+              "filetype": dist.filetype, "sha256_digest": dist.sha256}
+    body = MultipartFile(fields, "content", dist.path)
+    try:
+        response = session.post(server.base_url + server.upload_path, data=body, auth=server.auth,
+                                headers={"Content-Type": body.content_type}, timeout=UPLOAD_TIMEOUT)
+    finally:
+        body.close()
+    if response.status_code != 200:
+        raise BenchError(f"{server.name}: upload of {dist.filename} answered {response.status_code}: "
+                         f"{response.text.strip()[:200]}")
+
+
+def upload_corpus(server: Server, dists: list[Dist]) -> UploadRun:
+    started = time.perf_counter()
+    with requests.Session() as session:
+        for dist in dists:
+            upload(session, server, dist)
+    return UploadRun(len(dists), time.perf_counter() - started)
+
+
+# --- pages -----------------------------------------------------------------------------------------------
+
+def served_formats(server: Server, expected: dict[str, list[str]]) -> list[str]:
+    """Fetch every project page once per format, which also warms both servers up.
+
+    A format answered in another media type is left out (pypiserver has no PEP 691 JSON); a page that
+    lacks one of its files stops the benchmark, since its numbers would mean nothing.
+    """
+    served = []
+    with requests.Session() as session:
+        for label, media_type in FORMATS.items():
+            pages = {p: session.get(server.base_url + server.project_path(p), headers={"Accept": media_type},
+                                    timeout=30) for p in expected}
+            if not all(r.headers.get("Content-Type", "").startswith(media_type) for r in pages.values()):
+                print(f"{server.name}: does not serve {label} ({media_type}) project pages; skipped")
+                continue
+            for project, response in pages.items():
+                missing = [f for f in expected[project] if f not in response.text]
+                if response.status_code != 200 or missing:
+                    raise BenchError(f"{server.name}: {label} page of {project} answered {response.status_code}"
+                                     f" and lacks {len(missing)} of its files")
+            served.append(media_type)
+    return served
+
+
+def _wrk_script(directory: Path, paths: list[str], media_type: str) -> Path:
+    """A wrk script that cycles through the project pages, so no single page is measured from a hot cache."""
+    script = directory / f"pages-{uuid.uuid4().hex[:8]}.lua"
+    entries = ",\n".join(f'  "{p}"' for p in paths)
+    script.write_text(
+        f'wrk.headers["Accept"] = "{media_type}"\n'
+        f"local paths = {{\n{entries}\n}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\n'
+        "end\n"
+    )
+    return script
+
+
+def _wrk_number(pattern: str, output: str) -> float:
+    match = re.search(pattern, output)
+    return float(match.group(1)) if match else 0.0
+
+
+def load_wrk(server: Server, paths: list[str], media_type: str, duration: int, scratch: Path) -> Load:
+    script = _wrk_script(scratch, paths, media_type)
+    argv = [*_pinned(CLIENT_CPU), WRK or "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script),
+            server.base_url]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
+    except subprocess.CalledProcessError as exc:
+        raise BenchError(f"wrk failed: {exc.stderr.strip() or exc.stdout.strip()}") from None
+    out = done.stdout
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(_wrk_number(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    return Load(int(_wrk_number(r"(\d+) requests in", out)), errors, _wrk_number(r"Requests/sec:\s+([\d.]+)", out))
+
+
+def _python_client(port: int, paths: list[str], media_type: str, deadline: float, offset: int,
+                   tally: list[int]) -> None:
+    """One keep-alive connection, reopened whenever the server closes it (gunicorn's sync worker always does)."""
+    conn: http.client.HTTPConnection | None = None
+    for n in range(MAX_REQUESTS_PER_THREAD):
+        if time.monotonic() >= deadline:
+            break
+        conn = conn or http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        try:
+            conn.request("GET", paths[(offset + n) % len(paths)], headers={"Accept": media_type})
+            response = conn.getresponse()
+            response.read()
+            ok = response.status == 200
+            if response.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException):
+            ok = False
+            conn.close()
+            conn = None
+        tally[0] += 1
+        tally[1] += not ok
+    if conn is not None:
+        conn.close()
+
+
+def load_python(server: Server, paths: list[str], media_type: str, duration: int) -> Load:
+    """The fallback without wrk: threads in this process, pinned to the client CPU while they run."""
+    affinity = os.sched_getaffinity(0)
+    if PINNED:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    try:
+        started = time.monotonic()
+        tallies = [[0, 0] for _ in range(CONNECTIONS)]
+        threads = [threading.Thread(target=_python_client, daemon=True,
+                                    args=(server.port, paths, media_type, started + duration,
+                                          i * len(paths) // CONNECTIONS, tallies[i]))
+                   for i in range(CONNECTIONS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(duration + 30)
+        elapsed = time.monotonic() - started
+    finally:
+        os.sched_setaffinity(0, affinity)
+    count = sum(t[0] for t in tallies)
+    return Load(count, sum(t[1] for t in tallies), count / elapsed)
+
+
+def measure_pages(servers: list[Server], projects: list[str], args: argparse.Namespace, scratch: Path,
+                  results: Results) -> None:
+    """Rounds of pypilite, pypiserver, pypilite, ...: a slow spell on a shared machine hits both alike."""
+    for round_no in range(1, args.rounds + 1):
+        for label, media_type in FORMATS.items():
+            for server in servers:
+                if media_type not in server.formats:
+                    continue
+                paths = [server.project_path(p) for p in projects]
+                if WRK:
+                    load = load_wrk(server, paths, media_type, args.duration, scratch)
+                else:
+                    load = load_python(server, paths, media_type, args.duration)
+                results.pages.setdefault((server.name, label), []).append(load)
+                print(f"round {round_no}/{args.rounds}  {label:<4}  {server.name:<10}  {load.rps:9.1f} req/s"
+                      f"  ({load.requests} requests, {load.errors} errors)", flush=True)
+
+
+# --- memory ----------------------------------------------------------------------------------------------
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise BenchError(f"/proc/{pid}/status has no {key}")
+
+
+def _reset_peak(pid: int) -> bool:
+    """Reset the kernel's peak RSS (VmHWM) so it covers the upload only, not start-up and the page runs."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class RssSampler:
+    """Polls VmRSS of some processes in a thread: a second witness beside VmHWM, which some kernels lack or
+    cannot reset."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak_kib = {role: _status_kib(pid, "VmRSS") for role, pid in pids.items()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL):
+            for role, pid in self.pids.items():
+                with contextlib.suppress(OSError, BenchError):
+                    self.peak_kib[role] = max(self.peak_kib[role], _status_kib(pid, "VmRSS"))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def large_upload(server: Server, dist: Dist) -> LargeUpload:
+    """Stream one large wheel to the server and record its processes' resident memory before and at peak."""
+    pids = server.pids()
+    baseline = {role: _status_kib(pid, "VmRSS") for role, pid in pids.items()}
+    reset = {role: _reset_peak(pid) for role, pid in pids.items()}
+    started = time.perf_counter()
+    with RssSampler(pids) as sampler, requests.Session() as session:
+        upload(session, server, dist)
+    seconds = time.perf_counter() - started
+    peak = {role: max(sampler.peak_kib[role], _status_kib(pid, "VmHWM") if reset[role] else 0)
+            for role, pid in pids.items()}
+    return LargeUpload(dist.path.stat().st_size, seconds, baseline, peak)
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}" if ours is not None and theirs else "-"
+
+
+def _cell(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table_rows(results: Results, args: argparse.Namespace) -> list[tuple[str, float | None, float | None, str]]:
+    """(metric, pypilite, pypiserver, extra) rows; the ratio column is computed from the two values."""
+    rows: list[tuple[str, float | None, float | None, str]] = []
+    if results.corpus_upload:
+        up = results.corpus_upload
+        rows.append((f"corpus upload, {up.count} wheels: seconds", up.seconds, None, "pypilite only"))
+        rows.append(("corpus upload: uploads/s", up.count / up.seconds, None, "pypilite only"))
+    for label in FORMATS:
+        medians = {}
+        spread = []
+        for name in ("pypilite", "pypiserver"):
+            loads = results.pages.get((name, label))
+            if loads:
+                medians[name] = statistics.median(load.rps for load in loads)
+                errors = sum(load.errors for load in loads)
+                spread.append(f"{name} {min(l.rps for l in loads):.0f}-{max(l.rps for l in loads):.0f}"
+                              + (f", {errors} errors" if errors else ""))
+        rows.append((f"project page {label}: req/s (median of {args.rounds})", medians.get("pypilite"),
+                     medians.get("pypiserver"), "; ".join(spread) or "not served"))
+    if "pypilite" in results.large:
+        rows.extend(_large_rows(results.large["pypilite"], results.large.get("pypiserver")))
+    return rows
+
+
+def _large_rows(ours: LargeUpload, theirs: LargeUpload | None) -> list[tuple[str, float | None, float | None, str]]:
+    mib = 1024.0
+    rate = f"{ours.size / 1e6 / ours.seconds:.0f} MB/s"
+    if theirs:
+        rate += f" / {theirs.size / 1e6 / theirs.seconds:.0f} MB/s"
+    rows = [(f"large upload, {ours.size / 1e6:.0f} MB file: seconds", ours.seconds,
+             theirs.seconds if theirs else None, rate)]
+    for role in ("worker", "master"):
+        baseline = f"baseline {ours.baseline_kib[role] / mib:.1f}"
+        if theirs:
+            baseline += f" / {theirs.baseline_kib[role] / mib:.1f}"
+        rows.append((f"large upload: {role} peak RSS MiB", ours.peak_kib[role] / mib,
+                     theirs.peak_kib[role] / mib if theirs else None, baseline))
+    return rows
+
+
+def print_table(results: Results, args: argparse.Namespace, dists: int) -> None:
+    generator = f"wrk -t1 -c{CONNECTIONS}" if WRK else f"python threads x{CONNECTIONS} (wrk missing)"
+    pinning = f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if PINNED else "not pinned"
+    print()
+    print(f"corpus: {args.projects} projects x {args.versions} versions = {dists} wheels; load: {generator}, "
+          f"{args.rounds} rounds x {args.duration} s per figure; gunicorn, 1 sync worker; {pinning}")
+    rows = _table_rows(results, args)
+    header = ("metric", "pypilite", "pypiserver", "ratio", "notes")
+    cells = [header] + [(m, _cell(a), _cell(b), _ratio(a, b), note) for m, a, b, note in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    for row in cells:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]}")
+    print("ratio = pypilite / pypiserver; req/s: higher is better; seconds and RSS: lower is better")
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--projects", type=int, default=200, help="projects in the corpus (default 200)")
+    parser.add_argument("--versions", type=int, default=5, help="versions per project (default 5)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per page measurement (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
+    parser.add_argument("--large-mb", type=int, default=500, help="size of the large wheel in MB (default 500)")
+    parser.add_argument("--skip-large", action="store_true", help="skip the large upload")
+    parser.add_argument("--no-peer", action="store_true", help="do not install and run pypiserver")
+    args = parser.parse_args(argv)
+    for name in ("projects", "versions", "duration", "rounds", "large_mb"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> Results:
+    dists = write_corpus(workdir / "corpus", args.projects, args.versions)
+    expected: dict[str, list[str]] = {}
+    for dist in dists:
+        expected.setdefault(dist.project, []).append(dist.filename)
+    if not WRK:
+        print("wrk not found (Debian: apt-get install wrk); falling back to a Python load generator, whose "
+              "req/s are client-bound: compare the ratios only")
+    pypilite = start_pypilite(stack, workdir)
+    print(f"pypilite: up on {pypilite.base_url}, uploading {len(dists)} wheels ...", flush=True)
+    results = Results(corpus_upload=upload_corpus(pypilite, dists))
+    peer = None if args.no_peer else start_pypiserver(stack, workdir, dists)
+    servers = [pypilite] + ([peer] if peer else [])
+    for server in servers:
+        server.formats = served_formats(server, expected)
+    measure_pages(servers, list(expected), args, workdir, results)
+    if not args.skip_large:
+        large = write_large_wheel(workdir / "large", args.large_mb * 1_000_000)
+        for server in servers:
+            print(f"{server.name}: streaming a {large.path.stat().st_size / 1e6:.0f} MB upload ...", flush=True)
+            results.large[server.name] = large_upload(server, large)
+    print_table(results, args, len(dists))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers started here are stopped either way.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with contextlib.ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pypilite-bench-",
+                                                                           ignore_cleanup_errors=True)))
+            run(args, workdir, stack)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

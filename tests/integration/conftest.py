@@ -1,0 +1,164 @@
+"""Live fixtures: the real server in a subprocess on a free loopback port, and real clients isolated from
+this machine's own pip, uv and twine settings (which add indexes and a wheel folder of their own)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STARTUP_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user with no pip/uv/twine configuration at all, and no keyring."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PIP_", "UV_", "TWINE_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
+    home.mkdir(parents=True, exist_ok=True)
+    env.update({
+        "HOME": str(home),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INPUT": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "UV_NO_CONFIG": "1",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "NO_COLOR": "1",
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    })
+    env.update(extra)
+    return env
+
+
+def run(args: list[str | Path], env: dict[str, str], cwd: Path | None = None, check: bool = True,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+@dataclass
+class LiveServer:
+    url: str
+    data_dir: Path
+    admin_password: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def simple(self, repo: str | None = None) -> str:
+        return f"{self.url}/{repo}/simple/" if repo else f"{self.url}/simple/"
+
+
+def start_server(mode: str, tmp: Path) -> LiveServer:
+    port = free_port()
+    data_dir = tmp / "data"
+    env = isolated_env(tmp / "server-home", PYPILITE_STORAGE_DATA_DIR=str(data_dir),
+                       PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port))
+    if mode == "app":
+        command = [sys.executable, "app.py", "serve"]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2", "wsgi:app"]
+    log = tmp / f"server-{mode}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        stop_server(process)
+        raise AssertionError(f"server did not answer within {STARTUP_SECONDS}s:\n{log.read_text()}")
+    password = (data_dir / "initial-admin-password").read_text().strip()
+    return LiveServer(url=url, data_dir=data_dir, admin_password=password, process=process, log=log)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module", params=["app", "gunicorn"])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real server, once as `python app.py` and once under gunicorn with two workers."""
+    server = start_server(request.param, tmp_path_factory.mktemp(f"live-{request.param}"))
+    yield server
+    stop_server(server.process)
+
+
+@pytest.fixture
+def client_env(tmp_path: Path) -> dict[str, str]:
+    return isolated_env(tmp_path / "home")
+
+
+def make_project(directory: Path, name: str, version: str, *, dependencies: tuple[str, ...] = (),
+                 marker: str = "") -> Path:
+    """A tiny setuptools project; `marker` changes the bytes without changing name or version."""
+    module = name.lower().replace("-", "_").replace(".", "_")
+    source = directory / f"{module}-{version}-src{marker}"
+    (source / module).mkdir(parents=True)
+    deps = ", ".join(f'"{d}"' for d in dependencies)
+    (source / "pyproject.toml").write_text(f"""\
+[build-system]
+requires = ["setuptools>=70.1"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{name}"
+version = "{version}"
+description = "pypilite test package {name}"
+requires-python = ">=3.8"
+dependencies = [{deps}]
+""")
+    (source / module / "__init__.py").write_text(f"NAME = {name!r}\nVERSION = {version!r}\nMARKER = {marker!r}\n")
+    return source
+
+
+def build(source: Path, outdir: Path, env: dict[str, str]) -> list[Path]:
+    """`python -m build`, without build isolation so no build dependency is fetched from anywhere."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    before = set(outdir.iterdir())
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", outdir, source], env=env)
+    return sorted(set(outdir.iterdir()) - before)
+
+
+def new_venv(path: Path, env: dict[str, str]) -> Path:
+    """A fresh virtual environment with the pip that Python bundles; returns its python."""
+    run([sys.executable, "-m", "venv", path], env=env)
+    return path / "bin" / "python"
+
+
+def uv() -> str:
+    found = shutil.which("uv", path=str(BIN))
+    assert found, "uv is not installed in the test environment"
+    return found
