@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -106,7 +106,8 @@ class UploadRun:
 class LargeUpload:
     size: int
     seconds: float
-    baseline_kib: dict[str, int]
+    idle_kib: dict[str, int]
+    small_request_kib: dict[str, int]
     peak_kib: dict[str, int]
 
 
@@ -370,6 +371,17 @@ def load_wrk(server: Server, paths: list[str], media_type: str, duration: int, s
     return Load(int(_wrk_number(r"(\d+) requests in", out)), errors, _wrk_number(r"Requests/sec:\s+([\d.]+)", out))
 
 
+def _fetch(conn: http.client.HTTPConnection, path: str, media_type: str) -> tuple[bool, bool]:
+    """One GET: whether it answered 200, and whether the connection may be used again."""
+    try:
+        conn.request("GET", path, headers={"Accept": media_type})
+        response = conn.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException):
+        return False, False
+    return response.status == 200, not response.will_close
+
+
 def _python_client(port: int, paths: list[str], media_type: str, deadline: float, offset: int,
                    tally: list[int]) -> None:
     """One keep-alive connection, reopened whenever the server closes it (gunicorn's sync worker always does)."""
@@ -377,17 +389,10 @@ def _python_client(port: int, paths: list[str], media_type: str, deadline: float
     for n in range(MAX_REQUESTS_PER_THREAD):
         if time.monotonic() >= deadline:
             break
-        conn = conn or http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-        try:
-            conn.request("GET", paths[(offset + n) % len(paths)], headers={"Accept": media_type})
-            response = conn.getresponse()
-            response.read()
-            ok = response.status == 200
-            if response.will_close:
-                conn.close()
-                conn = None
-        except (OSError, http.client.HTTPException):
-            ok = False
+        if conn is None:
+            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        ok, reusable = _fetch(conn, paths[(offset + n) % len(paths)], media_type)
+        if not reusable:
             conn.close()
             conn = None
         tally[0] += 1
@@ -480,21 +485,35 @@ class RssSampler:
         self._thread.join(5)
 
 
-def large_upload(server: Server, dist: Dist) -> LargeUpload:
-    """Stream one large wheel to the server and record its processes' resident memory before and at peak."""
-    pids = server.pids()
-    baseline = {role: _status_kib(pid, "VmRSS") for role, pid in pids.items()}
+def _peak_during(pids: dict[str, int], action: Callable[[], object]) -> dict[str, int]:
+    """The highest RSS of each process while `action` runs: VmHWM where it could be reset, else polling."""
     reset = {role: _reset_peak(pid) for role, pid in pids.items()}
-    started = time.perf_counter()
-    with RssSampler(pids) as sampler, requests.Session() as session:
-        upload(session, server, dist)
-    seconds = time.perf_counter() - started
-    peak = {role: max(sampler.peak_kib[role], _status_kib(pid, "VmHWM") if reset[role] else 0)
+    with RssSampler(pids) as sampler:
+        action()
+    return {role: max(sampler.peak_kib[role], _status_kib(pid, "VmHWM") if reset[role] else 0)
             for role, pid in pids.items()}
-    return LargeUpload(dist.path.stat().st_size, seconds, baseline, peak)
+
+
+def large_upload(server: Server, dist: Dist) -> LargeUpload:
+    """Stream one large wheel to the server and record its processes' resident memory: idle, at the peak of
+    a small request with the same credentials (pypilite's scrypt password check alone takes 32 MiB), and at
+    the peak of the upload."""
+    pids = server.pids()
+    idle = {role: _status_kib(pid, "VmRSS") for role, pid in pids.items()}
+    with requests.Session() as session:
+        index = server.base_url + server.simple_prefix
+        small = _peak_during(pids, lambda: session.get(index, auth=server.auth, timeout=30).raise_for_status())
+        started = time.perf_counter()
+        peak = _peak_during(pids, lambda: upload(session, server, dist))
+        seconds = time.perf_counter() - started
+    return LargeUpload(dist.path.stat().st_size, seconds, idle, small, peak)
 
 
 # --- report ----------------------------------------------------------------------------------------------
+
+# (metric, pypilite, pypiserver, notes); the ratio column is computed from the two values.
+Row = tuple[str, float | None, float | None, str]
+
 
 def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}" if ours is not None and theirs else "-"
@@ -504,43 +523,49 @@ def _cell(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _table_rows(results: Results, args: argparse.Namespace) -> list[tuple[str, float | None, float | None, str]]:
-    """(metric, pypilite, pypiserver, extra) rows; the ratio column is computed from the two values."""
-    rows: list[tuple[str, float | None, float | None, str]] = []
+def _page_row(results: Results, label: str, rounds: int) -> Row:
+    medians: dict[str, float] = {}
+    spread = []
+    for name in ("pypilite", "pypiserver"):
+        loads = results.pages.get((name, label))
+        if not loads:
+            continue
+        rates = [load.rps for load in loads]
+        medians[name] = statistics.median(rates)
+        errors = sum(load.errors for load in loads)
+        spread.append(f"{name} {min(rates):.0f}-{max(rates):.0f}" + (f", {errors} errors" if errors else ""))
+    return (f"project page {label}: req/s (median of {rounds})", medians.get("pypilite"),
+            medians.get("pypiserver"), "; ".join(spread) or "not served")
+
+
+def _mib_pair(ours: LargeUpload, theirs: LargeUpload | None, attribute: str, role: str) -> str:
+    values = [getattr(measured, attribute)[role] / 1024 for measured in (ours, theirs) if measured is not None]
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
+def _large_rows(ours: LargeUpload, theirs: LargeUpload | None) -> list[Row]:
+    rate = f"{ours.size / 1e6 / ours.seconds:.0f} MB/s"
+    if theirs:
+        rate += f" / {theirs.size / 1e6 / theirs.seconds:.0f} MB/s"
+    rows: list[Row] = [(f"large upload, {ours.size / 1e6:.0f} MB file: seconds", ours.seconds,
+                        theirs.seconds if theirs else None, rate)]
+    for role in ("worker", "master"):
+        rows.append((f"large upload: {role} peak RSS MiB", ours.peak_kib[role] / 1024,
+                     theirs.peak_kib[role] / 1024 if theirs else None,
+                     f"idle {_mib_pair(ours, theirs, 'idle_kib', role)}, "
+                     f"small request {_mib_pair(ours, theirs, 'small_request_kib', role)}"))
+    return rows
+
+
+def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
     if results.corpus_upload:
         up = results.corpus_upload
         rows.append((f"corpus upload, {up.count} wheels: seconds", up.seconds, None, "pypilite only"))
         rows.append(("corpus upload: uploads/s", up.count / up.seconds, None, "pypilite only"))
-    for label in FORMATS:
-        medians = {}
-        spread = []
-        for name in ("pypilite", "pypiserver"):
-            loads = results.pages.get((name, label))
-            if loads:
-                medians[name] = statistics.median(load.rps for load in loads)
-                errors = sum(load.errors for load in loads)
-                spread.append(f"{name} {min(l.rps for l in loads):.0f}-{max(l.rps for l in loads):.0f}"
-                              + (f", {errors} errors" if errors else ""))
-        rows.append((f"project page {label}: req/s (median of {args.rounds})", medians.get("pypilite"),
-                     medians.get("pypiserver"), "; ".join(spread) or "not served"))
+    rows.extend(_page_row(results, label, args.rounds) for label in FORMATS)
     if "pypilite" in results.large:
         rows.extend(_large_rows(results.large["pypilite"], results.large.get("pypiserver")))
-    return rows
-
-
-def _large_rows(ours: LargeUpload, theirs: LargeUpload | None) -> list[tuple[str, float | None, float | None, str]]:
-    mib = 1024.0
-    rate = f"{ours.size / 1e6 / ours.seconds:.0f} MB/s"
-    if theirs:
-        rate += f" / {theirs.size / 1e6 / theirs.seconds:.0f} MB/s"
-    rows = [(f"large upload, {ours.size / 1e6:.0f} MB file: seconds", ours.seconds,
-             theirs.seconds if theirs else None, rate)]
-    for role in ("worker", "master"):
-        baseline = f"baseline {ours.baseline_kib[role] / mib:.1f}"
-        if theirs:
-            baseline += f" / {theirs.baseline_kib[role] / mib:.1f}"
-        rows.append((f"large upload: {role} peak RSS MiB", ours.peak_kib[role] / mib,
-                     theirs.peak_kib[role] / mib if theirs else None, baseline))
     return rows
 
 
