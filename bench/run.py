@@ -113,7 +113,7 @@ class LargeUpload:
 
 @dataclass
 class Results:
-    corpus_upload: UploadRun | None = None
+    corpus_upload: UploadRun
     pages: dict[tuple[str, str], list[Load]] = field(default_factory=dict)
     large: dict[str, LargeUpload] = field(default_factory=dict)
 
@@ -154,7 +154,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server's own process group (gunicorn stops its workers), SIGKILL if it hangs."""
     if process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -205,18 +206,19 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path) -> Server:
 def _install_pypiserver(venv: Path) -> Path:
     """A throwaway venv with pypiserver and gunicorn from the registry; its python, or BenchError."""
     python = venv / "bin" / "python"
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", "pypiserver", "gunicorn"],
-    ]
-    for argv in steps:
+    steps = {
+        "creating the venv": [sys.executable, "-m", "venv", str(venv)],
+        "pip install": [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+                        "pypiserver", "gunicorn"],
+    }
+    for step, argv in steps.items():
         try:
             subprocess.run(argv, check=True, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
         except subprocess.CalledProcessError as exc:
             last = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-            raise BenchError(f"{' '.join(argv[-3:])} failed: {last[0]}") from None
+            raise BenchError(f"{step} failed: {last[0]}") from None
         except (subprocess.TimeoutExpired, OSError) as exc:
-            raise BenchError(f"{' '.join(argv[-3:])} failed: {exc}") from None
+            raise BenchError(f"{step} failed: {exc}") from None
     return python
 
 
@@ -295,6 +297,9 @@ def upload(session: requests.Session, server: Server, dist: Dist) -> None:
     try:
         response = session.post(server.base_url + server.upload_path, data=body, auth=server.auth,
                                 headers={"Content-Type": body.content_type}, timeout=UPLOAD_TIMEOUT)
+    except requests.RequestException as exc:
+        raise BenchError(f"{server.name}: upload of {dist.filename} failed: {exc}; "
+                         f"server log: {_tail(server.log)}") from None
     finally:
         body.close()
     if response.status_code != 200:
@@ -336,7 +341,8 @@ def served_formats(server: Server, expected: dict[str, list[str]]) -> list[str]:
 
 
 def _wrk_script(directory: Path, paths: list[str], media_type: str) -> Path:
-    """A wrk script that cycles through the project pages, so no single page is measured from a hot cache."""
+    """A wrk script that cycles through every project page, as many clients installing many projects do, rather
+    than asking for one page over and over."""
     script = directory / f"pages-{uuid.uuid4().hex[:8]}.lua"
     entries = ",\n".join(f'  "{p}"' for p in paths)
     script.write_text(
@@ -351,24 +357,25 @@ def _wrk_script(directory: Path, paths: list[str], media_type: str) -> Path:
     return script
 
 
-def _wrk_number(pattern: str, output: str) -> float:
-    match = re.search(pattern, output)
-    return float(match.group(1)) if match else 0.0
-
-
-def load_wrk(server: Server, paths: list[str], media_type: str, duration: int, scratch: Path) -> Load:
+def load_wrk(wrk: str, server: Server, paths: list[str], media_type: str, duration: int, scratch: Path) -> Load:
     script = _wrk_script(scratch, paths, media_type)
-    argv = [*_pinned(CLIENT_CPU), WRK or "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script),
+    argv = [*_pinned(CLIENT_CPU), wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script),
             server.base_url]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
     except subprocess.CalledProcessError as exc:
         raise BenchError(f"wrk failed: {exc.stderr.strip() or exc.stdout.strip()}") from None
     out = done.stdout
+    total = re.search(r"(\d+) requests in", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not total or not rate:
+        raise BenchError(f"wrk printed no request rate: {out.strip()[-200:]}")
+    # wrk prints these two lines only when there is something to count.
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(_wrk_number(r"Non-2xx or 3xx responses: (\d+)", out))
-    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
-    return Load(int(_wrk_number(r"(\d+) requests in", out)), errors, _wrk_number(r"Requests/sec:\s+([\d.]+)", out))
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return Load(int(total.group(1)), errors, float(rate.group(1)))
 
 
 def _fetch(conn: http.client.HTTPConnection, path: str, media_type: str) -> tuple[bool, bool]:
@@ -434,7 +441,7 @@ def measure_pages(servers: list[Server], projects: list[str], args: argparse.Nam
                     continue
                 paths = [server.project_path(p) for p in projects]
                 if WRK:
-                    load = load_wrk(server, paths, media_type, args.duration, scratch)
+                    load = load_wrk(WRK, server, paths, media_type, args.duration, scratch)
                 else:
                     load = load_python(server, paths, media_type, args.duration)
                 results.pages.setdefault((server.name, label), []).append(load)
@@ -519,8 +526,8 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}" if ours is not None and theirs else "-"
 
 
-def _cell(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _page_row(results: Results, label: str, rounds: int) -> Row:
@@ -559,10 +566,9 @@ def _large_rows(ours: LargeUpload, theirs: LargeUpload | None) -> list[Row]:
 
 def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
-    if results.corpus_upload:
-        up = results.corpus_upload
-        rows.append((f"corpus upload, {up.count} wheels: seconds", up.seconds, None, "pypilite only"))
-        rows.append(("corpus upload: uploads/s", up.count / up.seconds, None, "pypilite only"))
+    up = results.corpus_upload
+    rows.append((f"corpus upload, {up.count} wheels: seconds", up.seconds, None, "pypilite only"))
+    rows.append(("corpus upload: uploads/s", up.count / up.seconds, None, "pypilite only"))
     rows.extend(_page_row(results, label, args.rounds) for label in FORMATS)
     if "pypilite" in results.large:
         rows.extend(_large_rows(results.large["pypilite"], results.large.get("pypiserver")))
@@ -612,7 +618,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
               "req/s are client-bound: compare the ratios only")
     pypilite = start_pypilite(stack, workdir)
     print(f"pypilite: up on {pypilite.base_url}, uploading {len(dists)} wheels ...", flush=True)
-    results = Results(corpus_upload=upload_corpus(pypilite, dists))
+    results = Results(upload_corpus(pypilite, dists))
     peer = None if args.no_peer else start_pypiserver(stack, workdir, dists)
     servers = [pypilite] + ([peer] if peer else [])
     for server in servers:

@@ -159,9 +159,7 @@ def _typed(key: str, value: Any, expected: type) -> Any:
     return value
 
 
-_TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false", tuple: "a list of names"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false"}
 
 
 def _env_overrides(section: str, cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -177,10 +175,6 @@ def _env_overrides(section: str, cls: type, environ: Mapping[str, str]) -> dict[
                 value: Any = int(text)
             except ValueError:
                 raise ConfigError(f"{var} must be an integer, not {text!r}") from None
-        elif expected is bool:
-            if text.lower() not in _TRUE | _FALSE:
-                raise ConfigError(f"{var} must be true or false, not {text!r}")
-            value = text.lower() in _TRUE
         else:
             value = text
         values[f.name] = _typed(var, value, expected)

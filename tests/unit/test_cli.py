@@ -1,0 +1,97 @@
+"""The command line: the same services as the web, and every refusal exactly one line on stderr."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pypilite import models
+from pypilite.cli import cli, main
+from pypilite.models import User
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "pypilite.toml"
+    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    return str(path)
+
+
+def call(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_repo_add_list_remove(capsys, config: str) -> None:
+    assert call(capsys, "repo", "add", "team", "--type", "hosted", "--private", "--config", config)[0] == 0
+    assert call(capsys, "repo", "add", "both", "--type", "group", "--member", "team", "--member", "local",
+                "--upload-to", "team", "--config", config)[0] == 0
+    code, out, _ = call(capsys, "repo", "list", "--config", config)
+    lines = dict(line.split("\t", 1) for line in out.splitlines())
+    assert code == 0 and sorted(lines) == ["all", "both", "local", "pypi", "team"]
+    assert lines["team"].startswith("hosted\tprivate")
+    assert "members=team,local upload_to=team" in lines["both"]
+    assert call(capsys, "repo", "remove", "both", "--config", config)[0] == 0
+    assert "both" not in call(capsys, "repo", "list", "--config", config)[1]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["repo", "add", "Team", "--type", "hosted"], "invalid repository name"),
+    (["repo", "add", "simple", "--type", "hosted"], "reserved"),
+    (["repo", "add", "local", "--type", "hosted"], "already exists"),
+    (["repo", "add", "x", "--type", "hosted", "--remote-url", "http://u"], "remote_url"),
+    (["repo", "add", "x", "--type", "group", "--member", "ghost"], "does not exist"),
+    (["repo", "add", "x", "--type", "group", "--member", "pypi", "--upload-to", "pypi"], "upload_to"),
+    (["repo", "add", "x", "--type", "mirror"], "mirror"),
+    (["repo", "remove", "local"], "member of group 'all'"),
+    (["repo", "remove", "ghost"], "not found"),
+    (["repo", "frobnicate"], "No such command"),
+    (["user", "add", "bot", "--robot", "--password-stdin"], "tokens only"),
+    (["user", "add", "bad name", "--password-stdin"], "invalid user name"),
+    (["user", "add", "admin", "--password-stdin"], "already exists"),
+])
+def test_refusals_are_one_line(capsys, monkeypatch, config: str, args: list[str], words: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-password\n"))
+    code, _, err = call(capsys, *args, "--config", config)
+    assert code != 0
+    assert err.count("\n") == 1 and err.startswith("pypilite: ") and words in err
+
+
+def test_bad_config_is_one_line(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[server]\nport = 'x'\n")
+    code, _, err = call(capsys, "repo", "list", "--config", str(path))
+    assert code == 1 and err == "pypilite: server.port must be an integer, not 'x'\n"
+
+
+def test_environment_names_the_config(capsys, monkeypatch, tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "envdata"}"\n')
+    monkeypatch.setenv("PYPILITE_CONFIG", str(path))
+    assert call(capsys, "repo", "list")[0] == 0
+    assert (tmp_path / "envdata" / "pypilite.db").is_file()
+
+
+def test_user_add_reads_the_password_from_stdin(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass\n"))
+    assert call(capsys, "user", "add", "alice", "--admin", "--password-stdin", "--config", config)[0] == 0
+    with models.database.connection_context():
+        alice = User.get(User.name == "alice")
+    from werkzeug.security import check_password_hash
+    assert alice.admin and check_password_hash(alice.password_hash, "s3cret-pass")
+
+
+def test_user_add_prompts_twice(config: str) -> None:
+    result = CliRunner().invoke(cli, ["user", "add", "bob", "--config", config], input="pw-one\npw-one\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Password") == 1 and "Repeat for confirmation" in result.output
+
+
+def test_robot_needs_no_password(capsys, config: str) -> None:
+    assert call(capsys, "user", "add", "ci", "--robot", "--config", config)[0] == 0
+    with models.database.connection_context():
+        assert User.get(User.name == "ci").password_hash == ""

@@ -1,0 +1,103 @@
+"""Start-up: the data dir is prepared once, the first admin is born, the schema is versioned."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from pypilite import StartupError, create_app, models
+from pypilite.config import build_config
+from pypilite.models import Meta, User
+from tests.conftest import Index
+
+
+def app_for(data_dir: Path, **raw):
+    return create_app(build_config({"storage": {"data_dir": str(data_dir)}, **raw}, {}))
+
+
+def test_first_start_creates_admin_with_a_private_password_file(tmp_path: Path, caplog) -> None:
+    app_for(tmp_path / "data")
+    path = tmp_path / "data" / "initial-admin-password"
+    password = path.read_text().strip()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(password) >= 20 and password in caplog.text
+    with models.database.connection_context():
+        admin = User.get(User.name == "admin")
+    assert admin.admin
+
+
+def test_second_start_keeps_the_admin(tmp_path: Path) -> None:
+    app_for(tmp_path / "data")
+    first = (tmp_path / "data" / "initial-admin-password").read_text()
+    app_for(tmp_path / "data")
+    assert (tmp_path / "data" / "initial-admin-password").read_text() == first
+    with models.database.connection_context():
+        assert User.select().count() == 1
+
+
+def test_everything_lives_in_the_data_dir(tmp_path: Path) -> None:
+    app_for(tmp_path / "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert {"pypilite.db", "blobs", "tmp", "initial-admin-password"} <= {p.name for p in (tmp_path / "data").iterdir()}
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    app_for(tmp_path / "data")
+    with models.database.connection_context():
+        assert models.database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert models.database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert models.database.execute_sql("PRAGMA busy_timeout").fetchone()[0] > 0
+
+
+def test_schema_version_is_recorded(tmp_path: Path) -> None:
+    app_for(tmp_path / "data")
+    with models.database.connection_context():
+        assert models.schema_version() == models.SCHEMA_VERSION >= 1
+
+
+def test_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    app_for(tmp_path / "data")
+    with models.database.connection_context():
+        Meta.replace(key="schema_version", value=str(models.SCHEMA_VERSION + 1)).execute()
+    with pytest.raises(StartupError, match="newer than this pypilite") as caught:
+        app_for(tmp_path / "data")
+    assert "\n" not in str(caught.value)
+
+
+def test_migrations_keep_existing_data(tmp_path: Path) -> None:
+    from tests.distfactory import wheel_bytes
+    index = Index(tmp_path / "data")
+    assert index.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")).status_code == 200
+    again = Index(tmp_path / "data")
+    assert [row.filename for row in again.file_rows()] == ["demo-1.0-py3-none-any.whl"]
+
+
+def test_configured_group_with_a_missing_member_is_refused(tmp_path: Path) -> None:
+    raw = {"repository": [{"name": "g", "repository_type": "group", "members": ["ghost"]}],
+           "server": {"default_repository": "g"}}
+    with pytest.raises(StartupError, match="member 'ghost' does not exist"):
+        app_for(tmp_path / "data", **raw)
+
+
+def test_configured_groups_in_a_cycle_are_refused(tmp_path: Path) -> None:
+    raw = {"repository": [{"name": "a", "repository_type": "group", "members": ["b"]},
+                          {"name": "b", "repository_type": "group", "members": ["a"]}]}
+    with pytest.raises(StartupError, match="form a cycle"):
+        app_for(tmp_path / "data", **raw)
+
+
+def test_unusable_data_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StartupError, match="data dir"):
+        app_for(blocker / "data")
+
+
+def test_health_reports_the_failing_part(index: Index) -> None:
+    assert index.client.get("/health").json["status"] == "ok"
+    (index.data_dir / "tmp").rename(index.data_dir / "tmp-gone")
+    response = index.client.get("/health")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["storage"]
