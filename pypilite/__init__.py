@@ -20,9 +20,7 @@ from pypilite.storage import BlobStore  # noqa: E402
 from pypilite.users import ensure_initial_admin  # noqa: E402
 from pypilite.web import register  # noqa: E402
 from pypilite.web.context import Services  # noqa: E402
-
-# Form fields besides the file (a long description, classifiers) are held in memory up to this much.
-MAX_FORM_MEMORY = 16 * 1024 * 1024
+from pypilite.web.wrappers import MAX_FORM_MEMORY  # noqa: E402
 
 
 class StartupError(Exception):

@@ -17,6 +17,7 @@ from pypilite.errors import UserError
 from pypilite.storage import BlobTooLarge, TempBlob
 from pypilite.uploads import check_action, verify_upload
 from pypilite.web.context import repository_name, services
+from pypilite.web.wrappers import MAX_FORM_MEMORY
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +48,8 @@ def _read_body():
     limit_mb = services().config.server.max_upload_mb
     try:
         return request.form, request.files.get("content")
-    except (BlobTooLarge, RequestEntityTooLarge):
+    except BlobTooLarge:
         raise UserError(413, f"File too large: the limit is {limit_mb} MB") from None
+    except RequestEntityTooLarge:
+        raise UserError(413, f"Upload too large: the limit is {limit_mb} MB for the file and "
+                             f"{MAX_FORM_MEMORY // 2**20} MB for the other fields") from None

@@ -13,6 +13,9 @@ from flask import Request
 from pypilite.storage import TempBlob
 from pypilite.web.context import services
 
+# Form fields besides the file (a long description, classifiers) are held in memory up to this much.
+MAX_FORM_MEMORY = 16 * 1024 * 1024
+
 
 class PypiliteRequest(Request):
     def __init__(self, *args, **kwargs) -> None:

@@ -245,3 +245,8 @@ def test_upload_urls_never_redirect(index: Index, url: str) -> None:
     assert response.status_code == 200
     [row] = index.file_rows()
     assert row.project.repository.name == "local"
+
+
+def test_oversized_form_fields_are_413(index: Index) -> None:
+    response = index.upload(WHEEL, wheel_bytes("demo", "1.0"), extra={"description": "x" * (17 * 1024 * 1024)})
+    assert_refused(response, 413, "for the other fields", index)
