@@ -29,7 +29,7 @@ class VerifiedUpload:
     blob: TempBlob
 
 
-def check_action(form: Mapping[str, str]) -> None:
+def _check_action(form: Mapping[str, str]) -> None:
     """The request-level fields, checked before the file is looked at."""
     action = form.get(":action")
     if not action:
@@ -41,7 +41,7 @@ def check_action(form: Mapping[str, str]) -> None:
 
 
 def verify_upload(form: Mapping[str, str], filename: str | None, blob: TempBlob | None) -> VerifiedUpload:
-    check_action(form)
+    _check_action(form)
     name = form.get("name", "").strip()
     version = form.get("version", "").strip()
     filetype = form.get("filetype", "").strip()

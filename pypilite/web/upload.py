@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, request
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from pypilite import access
 from pypilite.auth import authenticate
 from pypilite.errors import UserError
 from pypilite.storage import BlobTooLarge, TempBlob
-from pypilite.uploads import check_action, verify_upload
+from pypilite.uploads import verify_upload
 from pypilite.web.context import repository_name, services
 from pypilite.web.wrappers import MAX_FORM_MEMORY
 
@@ -34,7 +35,6 @@ def upload(repo: str | None) -> Response:
     access.require(principal, target, access.UPLOAD)
 
     form, content = _read_body()
-    check_action(form)
     blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
     dist = verify_upload(form, content.filename if content is not None else None, blob)
     outcome = target.upload(dist, uploader=principal.name or "")
@@ -43,7 +43,7 @@ def upload(repo: str | None) -> Response:
     return Response("OK\n", content_type="text/plain; charset=utf-8")
 
 
-def _read_body():
+def _read_body() -> tuple[MultiDict[str, str], FileStorage | None]:
     """Parse the multipart body, streaming the file into the blob store's temp area."""
     limit_mb = services().config.server.max_upload_mb
     try:
