@@ -23,6 +23,10 @@ from pypilite.web.context import Services  # noqa: E402
 from pypilite.web.wrappers import MAX_FORM_MEMORY  # noqa: E402
 
 
+# A temp file untouched this long belongs to an upload that died with its process.
+ABANDONED_TEMP_SECONDS = 3600
+
+
 class StartupError(Exception):
     """pypilite cannot start; the message says why in one line."""
 
@@ -36,6 +40,7 @@ def create_app(config: Config | None = None) -> Flask:
         blobs = BlobStore(data_dir)
         models.bind(models.make_database(config.database.url, data_dir))
         with _startup_lock(data_dir), models.database.connection_context():
+            blobs.sweep_temp(older_than=ABANDONED_TEMP_SECONDS)
             models.migrate()
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)

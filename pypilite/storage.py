@@ -11,10 +11,12 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+TEMP_PREFIX = "upload-"
 
 
 class BlobTooLarge(Exception):
@@ -29,7 +31,7 @@ class TempBlob:
     """
 
     def __init__(self, directory: Path, limit: int | None = None) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=".part")
+        fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".part")
         self.path = Path(name)
         self._file: BinaryIO = os.fdopen(fd, "w+b")
         self._limit = limit
@@ -123,6 +125,19 @@ class BlobStore:
             _fsync_dir(final.parent)
         blob.committed = True
         return sha256
+
+    def sweep_temp(self, older_than: float) -> int:
+        """Remove temp files abandoned by a crash; a live upload keeps writing, so its file stays young."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def put_bytes(self, data: bytes) -> str:
         blob = self.temp()

@@ -53,3 +53,13 @@ def test_limit_stops_the_stream(tmp_path: Path) -> None:
 def test_paths_only_for_digests(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         BlobStore(tmp_path).path(bad)
+
+
+def test_sweep_removes_only_abandoned_temp_files(tmp_path: Path) -> None:
+    import os
+    store = BlobStore(tmp_path)
+    old, young = store.temp(), store.temp()
+    os.utime(old.path, (0, 0))
+    assert store.sweep_temp(older_than=3600) == 1
+    assert not old.path.exists() and young.path.exists()
+    young.discard()
