@@ -74,7 +74,7 @@ def start_server(mode: str, tmp: Path) -> LiveServer:
     env = isolated_env(tmp / "server-home", PYPILITE_STORAGE_DATA_DIR=str(data_dir),
                        PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port))
     if mode == "app":
-        command = [sys.executable, "app.py", "serve"]
+        command = [sys.executable, "app.py"]  # no command: serve, with the embedded defaults
     else:
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2", "wsgi:app"]
     log = tmp / f"server-{mode}.log"
