@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 from flask import Flask  # noqa: E402
 
 from pypilite import models  # noqa: E402
+from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
 from pypilite.repositories import Repositories  # noqa: E402
@@ -57,7 +58,8 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_CONTENT_LENGTH=config.max_upload_bytes + MAX_FORM_MEMORY,
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
-    app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=Repositories(blobs, instance))
+    app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=Repositories(blobs, instance),
+                                          authenticator=Authenticator())
     register(app)
     return app
 

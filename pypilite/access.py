@@ -1,7 +1,9 @@
 """The one place that decides whether a principal may do something to a repository.
 
-Until per-repository grants exist: anyone may read a public repository, any authenticated user may read
-and upload everywhere.
+Levels are ordered: read < upload < admin. A principal's level on a repository is the highest of: admin for a
+global admin, the user's grant on it, and read for everyone on a public repository. A token can only lower
+its owner's level: a read-only token caps it at read, a narrowed token has no level (but public read) on
+repositories outside its list.
 """
 
 from __future__ import annotations
@@ -9,22 +11,59 @@ from __future__ import annotations
 from werkzeug.exceptions import Forbidden
 
 from pypilite.auth import Principal, challenge
-from pypilite.repositories.base import Repository
+from pypilite.models import Grant
 
 READ = "read"
 UPLOAD = "upload"
+ADMIN = "admin"
+LEVELS = (READ, UPLOAD, ADMIN)
+_RANK = {None: 0, READ: 1, UPLOAD: 2, ADMIN: 3}
 
 
-def allowed(principal: Principal, repository: Repository, action: str) -> bool:
-    if action == READ and repository.public:
-        return True
-    return principal.authenticated
+def granted_level(user_id: int, repository_id: int) -> str | None:
+    grant = Grant.get_or_none((Grant.user == user_id) & (Grant.repository == repository_id))
+    return grant.level if grant is not None else None
 
 
-def require(principal: Principal, repository: Repository, action: str) -> None:
-    """Raise 401 (with the Basic challenge pip needs to consult keyring) or 403 unless allowed."""
-    if allowed(principal, repository, action):
+def level(principal: Principal, repository_id: int, public: bool) -> str | None:
+    """The highest action the principal may take on the repository, or None."""
+    rank = 0
+    in_scope = principal.scope is None or repository_id in principal.scope
+    if principal.authenticated and in_scope:
+        rank = _RANK[ADMIN] if principal.admin else _RANK[granted_level(principal.user_id, repository_id)]
+        if principal.read_only:
+            rank = min(rank, _RANK[READ])
+    if public:
+        rank = max(rank, _RANK[READ])
+    return LEVELS[rank - 1] if rank else None
+
+
+def allowed(principal: Principal, repository_id: int, public: bool, action: str) -> bool:
+    if action == READ and public:
+        return True  # the common case answers without a query
+    return _RANK[level(principal, repository_id, public)] >= _RANK[action]
+
+
+def require(principal: Principal, repository, action: str) -> None:
+    """Raise 401 (with the Basic challenge pip needs before it asks keyring) or 403 unless allowed."""
+    if allowed(principal, repository.id, repository.public, action):
         return
     if not principal.authenticated:
         raise challenge()
     raise Forbidden(f"{principal.name!r} may not {action} repository {repository.name!r}")
+
+
+def is_global_admin(principal: Principal) -> bool:
+    """A global admin acting with full power: a read-only or narrowed token does not carry it."""
+    return principal.admin and not principal.read_only and principal.scope is None
+
+
+def require_user(principal: Principal) -> None:
+    if not principal.authenticated:
+        raise challenge()
+
+
+def require_global_admin(principal: Principal) -> None:
+    require_user(principal)
+    if not is_global_admin(principal):
+        raise Forbidden("this needs a global administrator (and a token that is neither read-only nor narrowed)")

@@ -11,12 +11,13 @@ from typing import Any
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app
+from pypilite import StartupError, create_app, grants, tokens, users
+from pypilite.access import LEVELS
+from pypilite.audit import Actor
 from pypilite.config import ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
-from pypilite.users import create_user
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
 
@@ -81,7 +82,7 @@ def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> 
         entry["public"] = False
     entry.update({key: list(value) if key == "members" else value
                   for key, value in options.items() if value not in (None, ())})
-    manage.create_repository(parse_repository(entry))
+    manage.create_repository(parse_repository(entry), Actor.command_line())
     click.echo(f"created {repository_type} repository {name!r}")
 
 
@@ -103,7 +104,7 @@ def repo_list() -> None:
 @with_database
 def repo_remove(name: str) -> None:
     """Remove a repository and its file records (unreferenced blobs go with `check --gc`)."""
-    manage.remove_repository(name)
+    manage.remove_repository(name, Actor.command_line())
     click.echo(f"removed repository {name!r}")
 
 
@@ -120,13 +121,107 @@ def user() -> None:
 @with_database
 def user_add(name: str, admin: bool, robot: bool, password_stdin: bool) -> None:
     """Add a user (prompts for the password unless --password-stdin or --robot)."""
-    password = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif not robot:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    create_user(name, password, admin=admin, robot=robot)
+    password = None if robot and not password_stdin else _read_password(password_stdin)
+    users.create_user(name, password, Actor.command_line(), admin=admin, robot=robot)
     click.echo(f"created user {name!r}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@with_database
+def user_passwd(name: str, password_stdin: bool) -> None:
+    """Set a user's password."""
+    users.get_user(name)  # an unknown name fails before the prompt
+    users.set_password(name, _read_password(password_stdin), Actor.command_line())
+    click.echo(f"changed the password of {name!r}")
+
+
+@user.command("list")
+@with_database
+def user_list() -> None:
+    """List users."""
+    for row in users.list_users():
+        kind = "admin" if row.admin else "robot" if row.robot else "user"
+        click.echo(f"{row.name}\t{kind}")
+
+
+@user.command("remove")
+@click.argument("name")
+@with_database
+def user_remove(name: str) -> None:
+    """Remove a user with their tokens and grants."""
+    users.remove_user(name, Actor.command_line())
+    click.echo(f"removed user {name!r}")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@cli.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--user", "owner", required=True, help="the token's owner")
+@click.option("--repo", "repos", multiple=True, help="narrow the token to this repository (repeat for more)")
+@click.option("--read-only", is_flag=True, help="the token may read but never upload or administer")
+@click.option("--expires", "expires_days", type=int, help="days until the token expires")
+@with_database
+def token_create(owner: str, repos: tuple[str, ...], read_only: bool, expires_days: int | None) -> None:
+    """Create a token; the secret is printed alone on stdout, this once."""
+    row, secret = tokens.create_token(owner, Actor.command_line(), repos=repos, read_only=read_only,
+                                      expires_days=expires_days)
+    click.echo(f"created token {row.id} for {owner!r}", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@click.option("--user", "owner", help="only this user's tokens")
+@with_database
+def token_list(owner: str | None) -> None:
+    """List tokens (never their secrets)."""
+    for row in tokens.list_tokens(owner):
+        info = tokens.as_json(row)
+        state = "revoked" if info["revoked"] else f"expires {info['expires']}" if info["expires"] else "active"
+        scope = ",".join(info["repos"]) if info["repos"] is not None else "*"
+        access_words = "read-only" if info["read_only"] else "read-write"
+        click.echo(f"{info['id']}\t{info['user']}\t{scope}\t{access_words}\t{state}\t"
+                   f"last used {info['last_used'] or 'never'}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@with_database
+def token_revoke(token_id: int) -> None:
+    """Revoke a token at once."""
+    tokens.revoke_token(token_id, Actor.command_line())
+    click.echo(f"revoked token {token_id}")
+
+
+@cli.command("grant")
+@click.argument("user_name")
+@click.argument("repository")
+@click.argument("level", type=click.Choice(list(LEVELS)))
+@with_database
+def grant(user_name: str, repository: str, level: str) -> None:
+    """Give USER the LEVEL (read, upload or admin) on REPOSITORY."""
+    grants.set_grant(user_name, repository, level, Actor.command_line())
+    click.echo(f"granted {level} on {repository!r} to {user_name!r}")
+
+
+@cli.command("revoke")
+@click.argument("user_name")
+@click.argument("repository")
+@with_database
+def revoke(user_name: str, repository: str) -> None:
+    """Take USER's grant on REPOSITORY away."""
+    grants.remove_grant(user_name, repository, Actor.command_line())
+    click.echo(f"revoked {user_name!r}'s grant on {repository!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,13 +109,69 @@ class User(BaseModel):
     created = pw.DateTimeField(default=utcnow)
 
 
+class Token(BaseModel):
+    user = pw.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    digest = pw.FixedCharField(max_length=64, unique=True)  # sha256 of the secret; the secret is never kept
+    description = pw.CharField(default="")
+    read_only = pw.BooleanField(default=False)
+    # Narrowed tokens may touch only the repositories in TokenScope; removing a repository shrinks the
+    # scope, it never widens a token to everything.
+    narrowed = pw.BooleanField(default=False)
+    created = pw.DateTimeField(default=utcnow)
+    expires = pw.DateTimeField(null=True)
+    last_used = pw.DateTimeField(null=True)
+    revoked = pw.DateTimeField(null=True)
+
+
+class TokenScope(BaseModel):
+    """The repositories a narrowed token may touch."""
+
+    token = pw.ForeignKeyField(Token, backref="scopes", on_delete="CASCADE")
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("token", "repository"), True),)
+
+
+class Grant(BaseModel):
+    user = pw.ForeignKeyField(User, backref="grants", on_delete="CASCADE")
+    repository = pw.ForeignKeyField(Repository, backref="grants", on_delete="CASCADE")
+    level = pw.CharField()  # read | upload | admin
+
+    class Meta:
+        indexes = ((("user", "repository"), True),)
+
+
+class AuditEvent(BaseModel):
+    time = pw.DateTimeField(default=utcnow, index=True)
+    actor = pw.CharField()
+    action = pw.CharField()
+    resource_type = pw.CharField()
+    resource = pw.CharField()
+    address = pw.CharField(default="")
+    detail = pw.TextField(default="")
+
+    class Meta:
+        indexes = (
+            (("resource_type", "id"), False),
+            # what login throttling counts: recent failures by address and by user name
+            (("action", "address", "time"), False),
+            (("action", "resource", "time"), False),
+        )
+
+
 def _migration_1(db: pw.Database) -> None:
     db.create_tables([Repository, GroupMember, Project, File, User])
     Meta.insert(key="instance_id", value=uuid.uuid4().hex[:12]).on_conflict_ignore().execute()
 
 
-# Append only: step N brings schema version N-1 to N. Later steps use playhouse.migrate.
-MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1,)
+def _migration_2(db: pw.Database) -> None:
+    db.create_tables([Token, TokenScope, Grant, AuditEvent])
+
+
+# Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
+# they are now, so a later step that alters such a table must tolerate finding the change already made.
+MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1, _migration_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,4 @@
-"""Users: creating them, and the admin that a fresh data dir starts with."""
+"""Users: the service functions behind `app.py user …` and /api/v1/users, and the first admin."""
 
 from __future__ import annotations
 
@@ -7,30 +7,80 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
-from pypilite.auth import hash_password
-from pypilite.errors import BadRequest, Conflict
+from pypilite import audit
+from pypilite.audit import Actor
+from pypilite.auth import TOKEN_PREFIX, TOKEN_USERNAME, hash_password
+from pypilite.errors import BadRequest, Conflict, NotFound
 from pypilite.models import User, write_transaction
 
 log = logging.getLogger(__name__)
 
 INITIAL_ADMIN = "admin"
 INITIAL_PASSWORD_FILE = "initial-admin-password"
+MIN_PASSWORD_LENGTH = 8
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 
 
-def create_user(name: str, password: str | None, admin: bool = False, robot: bool = False) -> User:
-    if not _USER_NAME.match(name) or name == "__token__":
+def as_json(user: User) -> dict[str, Any]:
+    return {"name": user.name, "admin": user.admin, "robot": user.robot,
+            "created": user.created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadRequest(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if password.startswith(TOKEN_PREFIX):
+        raise BadRequest(f"a password cannot start with {TOKEN_PREFIX!r}, which marks API tokens")
+
+
+def get_user(name: str) -> User:
+    user = User.get_or_none(User.name == name)
+    if user is None:
+        raise NotFound(f"user {name!r} not found")
+    return user
+
+
+def list_users() -> list[User]:
+    return list(User.select().order_by(User.name))
+
+
+def create_user(name: str, password: str | None, actor: Actor, admin: bool = False, robot: bool = False) -> User:
+    if not _USER_NAME.match(name) or name == TOKEN_USERNAME:
         raise BadRequest(f"invalid user name {name!r}: letters, digits, '.', '_', '@' and '-', at most 128")
     if robot and password:
         raise BadRequest("robot users log in with tokens only: give no password")
-    if not robot and not password:
-        raise BadRequest("a password is required")
+    if not robot:
+        if not password:
+            raise BadRequest("a password is required")
+        _check_password(password)
     with write_transaction():
         if User.get_or_none(User.name == name) is not None:
             raise Conflict(f"user {name!r} already exists")
-        return User.create(name=name, password_hash=hash_password(password) if password else "",
+        user = User.create(name=name, password_hash=hash_password(password) if password else "",
                            admin=admin, robot=robot)
+        audit.record(actor, "user.create", "user", name, admin=admin, robot=robot)
+    return user
+
+
+def set_password(name: str, password: str, actor: Actor) -> None:
+    _check_password(password)
+    with write_transaction():
+        user = get_user(name)
+        if user.robot:
+            raise BadRequest(f"{name!r} is a robot user: robots log in with tokens only")
+        User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
+        audit.record(actor, "user.password", "user", name)
+
+
+def remove_user(name: str, actor: Actor) -> None:
+    with write_transaction():
+        user = get_user(name)
+        if user.admin and User.select().where(User.admin & (User.id != user.id)).count() == 0:
+            raise Conflict(f"{name!r} is the last administrator; make another one first")
+        user.delete_instance(recursive=True)
+        audit.record(actor, "user.delete", "user", name)
 
 
 def ensure_initial_admin(data_dir: Path) -> str | None:
@@ -41,6 +91,7 @@ def ensure_initial_admin(data_dir: Path) -> str | None:
             return None
         password = secrets.token_urlsafe(18)
         User.create(name=INITIAL_ADMIN, password_hash=hash_password(password), admin=True)
+        audit.record(Actor("pypilite", "local"), "user.create", "user", INITIAL_ADMIN, admin=True, robot=False)
         # Written before the commit: if this fails, no admin exists whose password nobody knows.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -1,8 +1,13 @@
-"""Looking repositories up by name: one database read, then the right kind behind the common interface."""
+"""Looking repositories up by name: one database read, then the right kind behind the common interface.
+
+A group is built with only the members the asking principal may read, so a private member's projects never
+show through a public group to someone who may not see them.
+"""
 
 from __future__ import annotations
 
-from pypilite import models
+from pypilite import access, models
+from pypilite.auth import Principal
 from pypilite.errors import NotFound
 from pypilite.repositories.base import Repository
 from pypilite.repositories.group import GroupRepository
@@ -18,13 +23,14 @@ class Repositories:
         self.blobs = blobs
         self.instance = instance
 
-    def get(self, name: str) -> Repository:
+    def get(self, name: str, principal: Principal | None) -> Repository:
+        """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
         row = models.Repository.get_or_none(models.Repository.name == name)
         if row is None:
             raise NotFound(f"repository {name!r} not found")
-        return self._build(row, depth=0)
+        return self._build(row, principal, depth=0)
 
-    def _build(self, row: models.Repository, depth: int) -> Repository:
+    def _build(self, row: models.Repository, principal: Principal | None, depth: int) -> Repository:
         if row.repository_type == "group":
             if depth > 16:
                 raise RuntimeError(f"group nesting too deep at {row.name!r}; a cycle slipped past validation")
@@ -32,6 +38,8 @@ class Repositories:
                      .join(models.Repository, on=models.GroupMember.member)
                      .where(models.GroupMember.group == row.id)
                      .order_by(models.GroupMember.position))
-            members = [self._build(link.member, depth + 1) for link in links]
-            return GroupRepository(row.name, row.public, members, row.upload_to)
+            members = [self._build(link.member, principal, depth + 1) for link in links
+                       if principal is None
+                       or access.allowed(principal, link.member.id, link.member.public, access.READ)]
+            return GroupRepository(row.id, row.name, row.public, members, row.upload_to)
         return _STORED_KINDS[row.repository_type](row, self.blobs, self.instance)

@@ -78,7 +78,8 @@ def sort_files(files: list[DistFile]) -> tuple[DistFile, ...]:
 class Repository(ABC):
     repository_type: str
 
-    def __init__(self, name: str, public: bool) -> None:
+    def __init__(self, id: int, name: str, public: bool) -> None:
+        self.id = id
         self.name = name
         self.public = public
 

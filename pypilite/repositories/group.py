@@ -24,8 +24,8 @@ from pypilite.repositories.hosted import HostedRepository
 class GroupRepository(Repository):
     repository_type = "group"
 
-    def __init__(self, name: str, public: bool, members: list[Repository], upload_to: str) -> None:
-        super().__init__(name, public)
+    def __init__(self, id: int, name: str, public: bool, members: list[Repository], upload_to: str) -> None:
+        super().__init__(id, name, public)
         self.members = members
         self.upload_to = upload_to
 

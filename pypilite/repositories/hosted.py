@@ -6,7 +6,8 @@ import enum
 
 import peewee as pw
 
-from pypilite import models
+from pypilite import audit, models
+from pypilite.audit import Actor
 from pypilite.errors import Conflict
 from pypilite.models import File, Project, write_transaction
 from pypilite.repositories.stored import StoredRepository
@@ -25,7 +26,7 @@ class HostedRepository(StoredRepository):
     def upload_target(self) -> HostedRepository:
         return self
 
-    def upload(self, dist: VerifiedUpload, uploader: str) -> UploadOutcome:
+    def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
         """Store the verified file: blob first (durable), then the row, so no row ever lacks its blob."""
         existing = self._file_row(dist.filename)
         if existing is not None and self._is_duplicate(existing, dist):
@@ -48,7 +49,7 @@ class HostedRepository(StoredRepository):
                 sha256=sha256,
                 size=dist.blob.size,
                 upload_time=models.utcnow(),
-                uploader=uploader,
+                uploader=actor.name,
                 requires_python=dist.metadata.requires_python,
                 metadata_sha256=metadata_sha256,
             )
@@ -57,7 +58,10 @@ class HostedRepository(StoredRepository):
             else:
                 File.insert(**values).execute()
             Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
-        return UploadOutcome.REPLACED if existing is not None else UploadOutcome.STORED
+            outcome = UploadOutcome.REPLACED if existing is not None else UploadOutcome.STORED
+            audit.record(actor, "file.upload", "file", f"{self.name}/{dist.filename}",
+                         sha256=sha256, size=dist.blob.size, outcome=outcome.value)
+        return outcome
 
     def _is_duplicate(self, existing: File, dist: VerifiedUpload) -> bool:
         """True for a byte-identical re-upload; raises for other bytes under the same name."""

@@ -6,12 +6,17 @@ missing and never overwrite what an operator changed since.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
-from pypilite import models
+from pypilite import audit, models
+from pypilite.audit import Actor
 from pypilite.config import ConfigError, RepositoryConfig, validate_repository_name
 from pypilite.errors import BadRequest, Conflict, NotFound
 from pypilite.models import GroupMember, Repository, write_transaction
+
+
+CONFIG_ACTOR = Actor("config", "local")
 
 
 def describe(row: Repository) -> RepositoryConfig:
@@ -28,15 +33,15 @@ def list_repositories() -> list[RepositoryConfig]:
     return [describe(row) for row in Repository.select().order_by(Repository.name)]
 
 
-def create_repository(spec: RepositoryConfig) -> RepositoryConfig:
+def create_repository(spec: RepositoryConfig, actor: Actor) -> RepositoryConfig:
     with write_transaction():
         if Repository.get_or_none(Repository.name == spec.name) is not None:
             raise Conflict(f"repository {spec.name!r} already exists")
-        _insert(spec)
+        _insert(spec, actor)
     return spec
 
 
-def _insert(spec: RepositoryConfig) -> None:
+def _insert(spec: RepositoryConfig, actor: Actor) -> None:
     try:
         validate_repository_name(spec.name)
     except ConfigError as exc:
@@ -63,9 +68,17 @@ def _insert(spec: RepositoryConfig) -> None:
     )
     for position, member in enumerate(members):
         GroupMember.create(group=row.id, member=member.id, position=position)
+    audit.record(actor, "repository.create", "repository", spec.name, **_settings(spec))
 
 
-def remove_repository(name: str) -> None:
+def _settings(spec: RepositoryConfig) -> dict[str, object]:
+    settings = dataclasses.asdict(spec)
+    settings["members"] = list(spec.members)
+    del settings["name"]
+    return settings
+
+
+def remove_repository(name: str, actor: Actor) -> None:
     with write_transaction():
         row = Repository.get_or_none(Repository.name == name)
         if row is None:
@@ -78,7 +91,8 @@ def remove_repository(name: str) -> None:
             models.Project.select(models.Project.id).where(models.Project.repository == row.id))).execute()
         models.Project.delete().where(models.Project.repository == row.id).execute()
         GroupMember.delete().where(GroupMember.group == row.id).execute()
-        row.delete_instance()
+        row.delete_instance(recursive=True)
+        audit.record(actor, "repository.delete", "repository", name)
 
 
 def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
@@ -93,7 +107,7 @@ def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
             if not ready:
                 _explain_unready(pending, existing)
             for spec in ready:
-                _insert(spec)
+                _insert(spec, CONFIG_ACTOR)
                 existing.add(spec.name)
                 created.append(spec.name)
                 pending.remove(spec)

@@ -11,7 +11,7 @@ from pypilite.storage import BlobStore
 
 class StoredRepository(Repository):
     def __init__(self, row: models.Repository, blobs: BlobStore, instance: str) -> None:
-        super().__init__(row.name, row.public)
+        super().__init__(row.id, row.name, row.public)
         self.row = row
         self.blobs = blobs
         # Part of every ETag, so a restored or recreated data dir never matches a client's cached validator.

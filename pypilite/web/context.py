@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, g, request
 
+from pypilite import access
+from pypilite.auth import Authenticator, Principal
 from pypilite.config import Config
 from pypilite.repositories import Repositories
+from pypilite.repositories.base import Repository
 from pypilite.storage import BlobStore
 
 
@@ -16,10 +19,26 @@ class Services:
     config: Config
     blobs: BlobStore
     repositories: Repositories
+    authenticator: Authenticator
 
 
 def services() -> Services:
     return current_app.extensions["pypilite"]
+
+
+def principal() -> Principal:
+    """Who sent this request, authenticated once per request."""
+    if "principal" not in g:
+        g.principal = services().authenticator.authenticate(request)
+    return g.principal
+
+
+def readable_repository(name: str | None) -> Repository:
+    """The named (or default) repository, as this request's principal may read it; 401/403/404 otherwise."""
+    who = principal()
+    repository = services().repositories.get(repository_name(name), who)
+    access.require(who, repository, access.READ)
+    return repository
 
 
 def repository_name(name: str | None) -> str:

@@ -3,14 +3,14 @@ phrase (twine prints the reason), and the Basic challenge kept on 401s."""
 
 from __future__ import annotations
 
-import logging
+import json
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from pypilite.errors import UserError
 
-log = logging.getLogger(__name__)
+API_PREFIX = "/api"
 
 
 def reason_phrase(message: str) -> str:
@@ -25,14 +25,27 @@ def plain_error(status: int, message: str) -> Response:
     return response
 
 
+def json_error(status: int, message: str) -> Response:
+    response = Response(json.dumps({"error": message}) + "\n", content_type="application/json")
+    response.status = f"{status} {reason_phrase(message)}"
+    return response
+
+
+def _error(status: int, message: str) -> Response:
+    """The REST API speaks JSON, even for a URL under it that matches no route; everything else plain text."""
+    if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+        return json_error(status, message)
+    return plain_error(status, message)
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(UserError)
     def _user_error(exc: UserError) -> Response:
-        return plain_error(exc.status, exc.message)
+        return _error(exc.status, exc.message)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        response = plain_error(exc.code or 500, exc.description or exc.name)
+        response = _error(exc.code or 500, exc.description or exc.name)
         for name, value in exc.get_headers():  # WWW-Authenticate on 401, Allow on 405
             if name.lower() != "content-type":
                 response.headers.add(name, value)

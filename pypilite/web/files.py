@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, request, send_file
+from flask import Blueprint, Response, send_file
 
-from pypilite import access
-from pypilite.auth import authenticate
 from pypilite.errors import NotFound, UserError
-from pypilite.web.context import services
+from pypilite.web.context import principal, readable_repository
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +23,7 @@ METADATA_SUFFIX = ".metadata"
 
 @bp.get("/files/<repo>/<sha256>/<filename>")
 def download(repo: str, sha256: str, filename: str) -> Response:
-    principal = authenticate(request)
-    repository = services().repositories.get(repo)
-    access.require(principal, repository, access.READ)
+    repository = readable_repository(repo)
 
     want_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename.removesuffix(METADATA_SUFFIX)
@@ -44,7 +40,7 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     response = send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
                          max_age=ONE_YEAR, download_name=ref.download_name)
     response.cache_control.immutable = True
-    if not repository.public:
+    if not repository.public or principal().authenticated:
         response.cache_control.public = False
         response.cache_control.private = True
     return response

@@ -14,11 +14,9 @@ from urllib.parse import quote
 from flask import Blueprint, Response, redirect, render_template, request
 from packaging.utils import InvalidName, canonicalize_name
 
-from pypilite import access
-from pypilite.auth import authenticate
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
-from pypilite.web.context import repository_name, services
+from pypilite.web.context import principal, readable_repository
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
 
 bp = Blueprint("simple", __name__)
@@ -26,13 +24,6 @@ bp = Blueprint("simple", __name__)
 API_VERSION = "1.1"
 # One representation, one validator: the same page as JSON and as HTML must not share an ETag.
 _ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
-
-
-def _readable(name: str | None) -> Repository:
-    principal = authenticate(request)
-    repository = services().repositories.get(repository_name(name))
-    access.require(principal, repository, access.READ)
-    return repository
 
 
 def _relative_root() -> str:
@@ -50,7 +41,7 @@ def _redirect(target: str) -> Response:
 @bp.get("/simple/", defaults={"repo": None}, strict_slashes=False)
 @bp.get("/<repo>/simple/", strict_slashes=False)
 def root_index(repo: str | None) -> Response:
-    repository = _readable(repo)
+    repository = readable_repository(repo)
     if not request.path.endswith("/"):
         return _redirect("simple/")
     media_type = choose_media_type(request)
@@ -61,7 +52,7 @@ def root_index(repo: str | None) -> Response:
 @bp.get("/simple/<project>/", defaults={"repo": None}, strict_slashes=False)
 @bp.get("/<repo>/simple/<project>/", strict_slashes=False)
 def project_page(repo: str | None, project: str) -> Response:
-    repository = _readable(repo)
+    repository = readable_repository(repo)
     try:
         normalized = canonicalize_name(project, validate=True)
     except InvalidName:
@@ -89,7 +80,9 @@ def _page_response(repository: Repository, etag: str, media_type: str, render: C
     response.content_type = f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type
     response.set_etag(etag)
     response.vary.add("Accept")
-    response.headers["Cache-Control"] = "max-age=0, must-revalidate" + ("" if repository.public else ", private")
+    # What a group shows depends on who asks: never let a shared cache hand one principal's page to another.
+    shared = repository.public and not principal().authenticated
+    response.headers["Cache-Control"] = "max-age=0, must-revalidate" + ("" if shared else ", private")
     return response
 
 

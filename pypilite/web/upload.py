@@ -13,11 +13,11 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from pypilite import access
-from pypilite.auth import authenticate
+from pypilite.audit import Actor
 from pypilite.errors import UserError
 from pypilite.storage import BlobTooLarge, TempBlob
 from pypilite.uploads import verify_upload
-from pypilite.web.context import repository_name, services
+from pypilite.web.context import principal, repository_name, services
 from pypilite.web.wrappers import MAX_FORM_MEMORY
 
 log = logging.getLogger(__name__)
@@ -28,17 +28,15 @@ bp = Blueprint("upload", __name__)
 @bp.post("/", defaults={"repo": None})
 @bp.post("/<repo>", strict_slashes=False)
 def upload(repo: str | None) -> Response:
-    principal = authenticate(request)
-    repository = services().repositories.get(repository_name(repo))
-    access.require(principal, repository, access.UPLOAD)
-    target = repository.upload_target()
-    access.require(principal, target, access.UPLOAD)
+    who = principal()
+    target = services().repositories.get(repository_name(repo), None).upload_target()
+    access.require(who, target, access.UPLOAD)
 
     form, content = _read_body()
     blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
     dist = verify_upload(form, content.filename if content is not None else None, blob)
-    outcome = target.upload(dist, uploader=principal.name or "")
-    log.info("upload %s to %s by %s from %s: %s", dist.filename, target.name, principal.name,
+    outcome = target.upload(dist, Actor(who.name or "", request.remote_addr or ""))
+    log.info("upload %s to %s by %s from %s: %s", dist.filename, target.name, who.name,
              request.remote_addr, outcome.value)
     return Response("OK\n", content_type="text/plain; charset=utf-8")
 

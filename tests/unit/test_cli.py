@@ -86,7 +86,7 @@ def test_user_add_reads_the_password_from_stdin(capsys, monkeypatch, config: str
 
 
 def test_user_add_prompts_twice(config: str) -> None:
-    result = CliRunner().invoke(cli, ["user", "add", "bob", "--config", config], input="pw-one\npw-one\n")
+    result = CliRunner().invoke(cli, ["user", "add", "bob", "--config", config], input="pw-one-long\npw-one-long\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("Password") == 1 and "Repeat for confirmation" in result.output
 

@@ -1,0 +1,76 @@
+"""API tokens: random secrets shown once, kept only as sha256 digests, narrowed and revocable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from pypilite import audit
+from pypilite.audit import Actor
+from pypilite.auth import new_token_secret, token_digest
+from pypilite.errors import BadRequest, NotFound
+from pypilite.models import Repository, Token, TokenScope, User, utcnow, write_transaction
+from pypilite.users import get_user
+
+MAX_EXPIRY_DAYS = 3650
+
+
+def _time(value) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def as_json(token: Token) -> dict[str, Any]:
+    repos = [row.repository.name for row in
+             TokenScope.select(TokenScope, Repository).join(Repository).where(TokenScope.token == token.id)]
+    return {"id": token.id, "user": token.user.name, "repos": sorted(repos) if token.narrowed else None,
+            "read_only": token.read_only,
+            "created": _time(token.created), "expires": _time(token.expires), "last_used": _time(token.last_used),
+            "revoked": _time(token.revoked)}
+
+
+def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only: bool = False,
+                 expires_days: int | None = None) -> tuple[Token, str]:
+    """A new token and its secret: the only moment the secret exists outside the client."""
+    if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRY_DAYS:
+        raise BadRequest(f"expires_days must be between 1 and {MAX_EXPIRY_DAYS}")
+    repos = sorted(set(repos))
+    secret = new_token_secret()
+    with write_transaction():
+        user = get_user(owner)
+        rows = []
+        for name in repos:
+            row = Repository.get_or_none(Repository.name == name)
+            if row is None:
+                raise NotFound(f"repository {name!r} not found")
+            rows.append(row)
+        expires = utcnow() + timedelta(days=expires_days) if expires_days is not None else None
+        token = Token.create(user=user.id, digest=token_digest(secret), read_only=read_only, narrowed=bool(rows),
+                             expires=expires)
+        for row in rows:
+            TokenScope.create(token=token.id, repository=row.id)
+        audit.record(actor, "token.create", "token", str(token.id), user=owner, repos=repos, read_only=read_only,
+                     expires=_time(expires))
+    return token, secret
+
+
+def list_tokens(owner: str | None = None) -> list[Token]:
+    query = Token.select(Token, User).join(User).order_by(Token.id)
+    if owner is not None:
+        query = query.where(User.name == owner)
+    return list(query)
+
+
+def get_token(token_id: int) -> Token:
+    token = Token.select(Token, User).join(User).where(Token.id == token_id).first()
+    if token is None:
+        raise NotFound(f"token {token_id} not found")
+    return token
+
+
+def revoke_token(token_id: int, actor: Actor) -> None:
+    with write_transaction():
+        token = get_token(token_id)
+        if token.revoked is None:
+            Token.update(revoked=utcnow()).where(Token.id == token.id).execute()
+        audit.record(actor, "token.revoke", "token", str(token_id), user=token.user.name)
