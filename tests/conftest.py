@@ -64,6 +64,12 @@ class Index:
             headers["Accept"] = accept
         return self.client.get(url, headers=headers, **kwargs)
 
+    def run(self, function, *args, **kwargs):
+        """Call a service function against this index's database, as the CLI does."""
+        models.bind(self.database)
+        with database.connection_context():
+            return function(*args, **kwargs)
+
     def file_rows(self) -> list[File]:
         models.bind(self.database)
         with database.connection_context():

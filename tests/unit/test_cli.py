@@ -95,3 +95,49 @@ def test_robot_needs_no_password(capsys, config: str) -> None:
     assert call(capsys, "user", "add", "ci", "--robot", "--config", config)[0] == 0
     with models.database.connection_context():
         assert User.get(User.name == "ci").password_hash == ""
+
+
+def test_token_create_prints_the_secret_alone(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\n"))
+    call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
+    code, out, err = call(capsys, "token", "create", "--user", "alice", "--repo", "local", "--read-only",
+                          "--expires", "7", "--config", config)
+    assert code == 0 and out.count("\n") == 1 and out.startswith("pypl_")
+    code, out, _ = call(capsys, "token", "list", "--user", "alice", "--config", config)
+    [line] = out.splitlines()
+    token_id, owner, scope, mode, state, _last = line.split("\t")
+    assert (owner, scope, mode) == ("alice", "local", "read-only") and state.startswith("expires")
+    assert call(capsys, "token", "revoke", token_id, "--config", config)[0] == 0
+    assert "revoked" in call(capsys, "token", "list", "--config", config)[1]
+
+
+def test_grant_and_revoke(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\n"))
+    call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
+    assert call(capsys, "grant", "alice", "local", "upload", "--config", config)[0] == 0
+    assert call(capsys, "revoke", "alice", "local", "--config", config)[0] == 0
+    code, _, err = call(capsys, "revoke", "alice", "local", "--config", config)
+    assert code == 1 and "no grant" in err
+    code, _, err = call(capsys, "grant", "alice", "local", "owner", "--config", config)
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_user_passwd_list_remove(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\nnew-password\n"))
+    call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
+    assert call(capsys, "user", "passwd", "alice", "--password-stdin", "--config", config)[0] == 0
+    with models.database.connection_context():
+        from werkzeug.security import check_password_hash
+        assert check_password_hash(User.get(User.name == "alice").password_hash, "new-password")
+    assert call(capsys, "user", "list", "--config", config)[1].splitlines() == ["admin\tadmin", "alice\tuser"]
+    assert call(capsys, "user", "remove", "alice", "--config", config)[0] == 0
+    code, _, err = call(capsys, "user", "remove", "admin", "--config", config)
+    assert code == 1 and "last administrator" in err
+
+
+def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: str) -> None:
+    from pypilite import audit
+    call(capsys, "repo", "add", "extra", "--type", "hosted", "--config", config)
+    with models.database.connection_context():
+        [event] = audit.query(q="extra")
+    assert event.action == "repository.create" and event.actor.startswith("cli:") and event.address == "local"
