@@ -13,8 +13,10 @@ started here is stopped on the way out, Ctrl-C and errors included.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import http.client
+import importlib.metadata
 import io
 import os
 import re
@@ -55,6 +57,7 @@ GUNICORN_ARGS = ["--workers", "1", "--worker-class", "sync"]
 HTML = "text/html"
 JSON = "application/vnd.pypi.simple.v1+json"
 FORMATS = {"HTML": HTML, "JSON": JSON}
+AUTHENTICATED = "authenticated"
 
 
 class BenchError(Exception):
@@ -71,6 +74,7 @@ class Server:
     log: Path
     simple_prefix: str
     upload_path: str
+    description: str
     auth: tuple[str, str] | None = None
     formats: list[str] = field(default_factory=list)
 
@@ -200,7 +204,8 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path) -> Server:
     log = workdir / "pypilite.log"
     process = _launch(stack, "pypilite", argv, env, REPO_ROOT, log, port)
     password = (data_dir / "initial-admin-password").read_text().strip()
-    return Server("pypilite", process, port, log, "/local/simple/", "/local/", auth=("admin", password))
+    description = f"pypilite (this checkout) on gunicorn {importlib.metadata.version('gunicorn')}"
+    return Server("pypilite", process, port, log, "/local/simple/", "/local/", description, auth=("admin", password))
 
 
 def _install_pypiserver(venv: Path) -> Path:
@@ -208,8 +213,11 @@ def _install_pypiserver(venv: Path) -> Path:
     python = venv / "bin" / "python"
     steps = {
         "creating the venv": [sys.executable, "-m", "venv", str(venv)],
+        # pypiserver at its best: its docs prescribe the watchdog cache beyond a few packages (else every
+        # request rescans the packages dir), and watchdog 2.3+ reports the file opens of pypiserver's own
+        # hashing, which empties that cache on every request (pypiserver issue #502).
         "pip install": [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
-                        "pypiserver", "gunicorn"],
+                        "pypiserver", "watchdog<2.3", "gunicorn"],
     }
     for step, argv in steps.items():
         try:
@@ -224,7 +232,7 @@ def _install_pypiserver(venv: Path) -> Path:
 
 def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist]) -> Server | None:
     """pypiserver with the same corpus copied into its packages dir, or None (and why) if it cannot run."""
-    print("peer: installing pypiserver and gunicorn into a throwaway venv ...", flush=True)
+    print("peer: installing pypiserver, watchdog<2.3 and gunicorn into a throwaway venv ...", flush=True)
     try:
         python = _install_pypiserver(workdir / "pypiserver-venv")
     except BenchError as exc:
@@ -245,7 +253,14 @@ def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dis
     except BenchError as exc:
         print(f"peer: pypiserver does not start ({exc}); continuing without it")
         return None
-    return Server("pypiserver", process, port, log, "/simple/", "/")
+    return Server("pypiserver", process, port, log, "/simple/", "/", _peer_description(python))
+
+
+def _peer_description(python: Path) -> str:
+    script = ("from importlib.metadata import version as v; "
+              "print(f\"pypiserver {v('pypiserver')} with watchdog {v('watchdog')} on gunicorn {v('gunicorn')}\")")
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
 
 
 # --- uploads ---------------------------------------------------------------------------------------------
@@ -340,13 +355,21 @@ def served_formats(server: Server, expected: dict[str, list[str]]) -> list[str]:
     return served
 
 
-def _wrk_script(directory: Path, paths: list[str], media_type: str) -> Path:
+def _headers(media_type: str, auth: tuple[str, str] | None) -> dict[str, str]:
+    headers = {"Accept": media_type}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    return headers
+
+
+def _wrk_script(directory: Path, paths: list[str], headers: dict[str, str]) -> Path:
     """A wrk script that cycles through every project page, as many clients installing many projects do, rather
     than asking for one page over and over."""
     script = directory / f"pages-{uuid.uuid4().hex[:8]}.lua"
     entries = ",\n".join(f'  "{p}"' for p in paths)
+    header_lines = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers.items())
     script.write_text(
-        f'wrk.headers["Accept"] = "{media_type}"\n'
+        header_lines +
         f"local paths = {{\n{entries}\n}}\n"
         "local i = 0\n"
         "request = function()\n"
@@ -357,8 +380,9 @@ def _wrk_script(directory: Path, paths: list[str], media_type: str) -> Path:
     return script
 
 
-def load_wrk(wrk: str, server: Server, paths: list[str], media_type: str, duration: int, scratch: Path) -> Load:
-    script = _wrk_script(scratch, paths, media_type)
+def load_wrk(wrk: str, server: Server, paths: list[str], headers: dict[str, str], duration: int,
+             scratch: Path) -> Load:
+    script = _wrk_script(scratch, paths, headers)
     argv = [*_pinned(CLIENT_CPU), wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script),
             server.base_url]
     try:
@@ -378,10 +402,10 @@ def load_wrk(wrk: str, server: Server, paths: list[str], media_type: str, durati
     return Load(int(total.group(1)), errors, float(rate.group(1)))
 
 
-def _fetch(conn: http.client.HTTPConnection, path: str, media_type: str) -> tuple[bool, bool]:
+def _fetch(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[bool, bool]:
     """One GET: whether it answered 200, and whether the connection may be used again."""
     try:
-        conn.request("GET", path, headers={"Accept": media_type})
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         response.read()
     except (OSError, http.client.HTTPException):
@@ -389,7 +413,7 @@ def _fetch(conn: http.client.HTTPConnection, path: str, media_type: str) -> tupl
     return response.status == 200, not response.will_close
 
 
-def _python_client(port: int, paths: list[str], media_type: str, deadline: float, offset: int,
+def _python_client(port: int, paths: list[str], headers: dict[str, str], deadline: float, offset: int,
                    tally: list[int]) -> None:
     """One keep-alive connection, reopened whenever the server closes it (gunicorn's sync worker always does)."""
     conn: http.client.HTTPConnection | None = None
@@ -398,7 +422,7 @@ def _python_client(port: int, paths: list[str], media_type: str, deadline: float
             break
         if conn is None:
             conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-        ok, reusable = _fetch(conn, paths[(offset + n) % len(paths)], media_type)
+        ok, reusable = _fetch(conn, paths[(offset + n) % len(paths)], headers)
         if not reusable:
             conn.close()
             conn = None
@@ -408,7 +432,7 @@ def _python_client(port: int, paths: list[str], media_type: str, deadline: float
         conn.close()
 
 
-def load_python(server: Server, paths: list[str], media_type: str, duration: int) -> Load:
+def load_python(server: Server, paths: list[str], headers: dict[str, str], duration: int) -> Load:
     """The fallback without wrk: threads in this process, pinned to the client CPU while they run."""
     affinity = os.sched_getaffinity(0)
     if PINNED:
@@ -417,7 +441,7 @@ def load_python(server: Server, paths: list[str], media_type: str, duration: int
         started = time.monotonic()
         tallies = [[0, 0] for _ in range(CONNECTIONS)]
         threads = [threading.Thread(target=_python_client, daemon=True,
-                                    args=(server.port, paths, media_type, started + duration,
+                                    args=(server.port, paths, headers, started + duration,
                                           i * len(paths) // CONNECTIONS, tallies[i]))
                    for i in range(CONNECTIONS)]
         for thread in threads:
@@ -431,22 +455,33 @@ def load_python(server: Server, paths: list[str], media_type: str, duration: int
     return Load(count, sum(t[1] for t in tallies), count / elapsed)
 
 
+def _page_runs(servers: list[Server]) -> list[tuple[str, Server, dict[str, str]]]:
+    """Every (label, server, headers) measured in a round: each format anonymously on every server, and each
+    format with Basic credentials on pypilite (whose credential cache should make that cost next to nothing)."""
+    runs = []
+    for label, media_type in FORMATS.items():
+        for server in servers:
+            if media_type in server.formats:
+                runs.append((label, server, _headers(media_type, None)))
+        for server in servers:
+            if media_type in server.formats and server.auth is not None:
+                runs.append((f"{label} {AUTHENTICATED}", server, _headers(media_type, server.auth)))
+    return runs
+
+
 def measure_pages(servers: list[Server], projects: list[str], args: argparse.Namespace, scratch: Path,
                   results: Results) -> None:
     """Rounds of pypilite, pypiserver, pypilite, ...: a slow spell on a shared machine hits both alike."""
     for round_no in range(1, args.rounds + 1):
-        for label, media_type in FORMATS.items():
-            for server in servers:
-                if media_type not in server.formats:
-                    continue
-                paths = [server.project_path(p) for p in projects]
-                if WRK:
-                    load = load_wrk(WRK, server, paths, media_type, args.duration, scratch)
-                else:
-                    load = load_python(server, paths, media_type, args.duration)
-                results.pages.setdefault((server.name, label), []).append(load)
-                print(f"round {round_no}/{args.rounds}  {label:<4}  {server.name:<10}  {load.rps:9.1f} req/s"
-                      f"  ({load.requests} requests, {load.errors} errors)", flush=True)
+        for label, server, headers in _page_runs(servers):
+            paths = [server.project_path(p) for p in projects]
+            if WRK:
+                load = load_wrk(WRK, server, paths, headers, args.duration, scratch)
+            else:
+                load = load_python(server, paths, headers, args.duration)
+            results.pages.setdefault((server.name, label), []).append(load)
+            print(f"round {round_no}/{args.rounds}  {label:<18}  {server.name:<10}  {load.rps:9.1f} req/s"
+                  f"  ({load.requests} requests, {load.errors} errors)", flush=True)
 
 
 # --- memory ----------------------------------------------------------------------------------------------
@@ -459,7 +494,7 @@ def _status_kib(pid: int, key: str) -> int:
 
 
 def _reset_peak(pid: int) -> bool:
-    """Reset the kernel's peak RSS (VmHWM) so it covers the upload only, not start-up and the page runs."""
+    """Reset the kernel's peak RSS (VmHWM) so it covers what is measured next, not start-up and the page runs."""
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
@@ -503,8 +538,8 @@ def _peak_during(pids: dict[str, int], action: Callable[[], object]) -> dict[str
 
 def large_upload(server: Server, dist: Dist) -> LargeUpload:
     """Stream one large wheel to the server and record its processes' resident memory: idle, at the peak of
-    a small request with the same credentials (pypilite's scrypt password check alone takes 32 MiB), and at
-    the peak of the upload."""
+    a small request with the same credentials (a password check can outweigh the upload: scrypt works in
+    32 MiB), and at the peak of the upload."""
     pids = server.pids()
     idle = {role: _status_kib(pid, "VmRSS") for role, pid in pids.items()}
     with requests.Session() as session:
@@ -545,6 +580,19 @@ def _page_row(results: Results, label: str, rounds: int) -> Row:
             medians.get("pypiserver"), "; ".join(spread) or "not served")
 
 
+def _authenticated_row(results: Results, label: str, rounds: int) -> list[Row]:
+    """pypilite's authenticated page rate, given as a share of its anonymous rate measured in the same rounds."""
+    loads = results.pages.get(("pypilite", f"{label} {AUTHENTICATED}"))
+    anonymous = results.pages.get(("pypilite", label))
+    if not loads or not anonymous:
+        return []
+    rate = statistics.median(load.rps for load in loads)
+    share = rate / statistics.median(load.rps for load in anonymous)
+    errors = sum(load.errors for load in loads)
+    note = f"{share:.0%} of pypilite's anonymous {label}" + (f", {errors} errors" if errors else "")
+    return [(f"project page {label}, {AUTHENTICATED}: req/s (median of {rounds})", rate, None, note)]
+
+
 def _mib_pair(ours: LargeUpload, theirs: LargeUpload | None, attribute: str, role: str) -> str:
     values = [getattr(measured, attribute)[role] / 1024 for measured in (ours, theirs) if measured is not None]
     return " / ".join(f"{v:.1f}" for v in values)
@@ -569,18 +617,21 @@ def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     up = results.corpus_upload
     rows.append((f"corpus upload, {up.count} wheels: seconds", up.seconds, None, "pypilite only"))
     rows.append(("corpus upload: uploads/s", up.count / up.seconds, None, "pypilite only"))
-    rows.extend(_page_row(results, label, args.rounds) for label in FORMATS)
+    for label in FORMATS:
+        rows.append(_page_row(results, label, args.rounds))
+        rows.extend(_authenticated_row(results, label, args.rounds))
     if "pypilite" in results.large:
         rows.extend(_large_rows(results.large["pypilite"], results.large.get("pypiserver")))
     return rows
 
 
-def print_table(results: Results, args: argparse.Namespace, dists: int) -> None:
+def print_table(results: Results, args: argparse.Namespace, servers: list[Server], dists: int) -> None:
     generator = f"wrk -t1 -c{CONNECTIONS}" if WRK else f"python threads x{CONNECTIONS} (wrk missing)"
     pinning = f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if PINNED else "not pinned"
     print()
     print(f"corpus: {args.projects} projects x {args.versions} versions = {dists} wheels; load: {generator}, "
-          f"{args.rounds} rounds x {args.duration} s per figure; gunicorn, 1 sync worker; {pinning}")
+          f"{args.rounds} rounds x {args.duration} s per figure; 1 sync worker each; {pinning}")
+    print("servers: " + "; ".join(server.description for server in servers))
     rows = _table_rows(results, args)
     header = ("metric", "pypilite", "pypiserver", "ratio", "notes")
     cells = [header] + [(m, _cell(a), _cell(b), _ratio(a, b), note) for m, a, b, note in rows]
@@ -608,7 +659,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> Results:
+def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> None:
+    """The whole benchmark in `workdir`; every process it starts is registered on `stack` to be stopped."""
     dists = write_corpus(workdir / "corpus", args.projects, args.versions)
     expected: dict[str, list[str]] = {}
     for dist in dists:
@@ -629,8 +681,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         for server in servers:
             print(f"{server.name}: streaming a {large.path.stat().st_size / 1e6:.0f} MB upload ...", flush=True)
             results.large[server.name] = large_upload(server, large)
-    print_table(results, args, len(dists))
-    return results
+    print_table(results, args, servers, len(dists))
 
 
 def main(argv: list[str] | None = None) -> int:
