@@ -103,7 +103,7 @@ def repo_list() -> None:
 @click.argument("name")
 @with_database
 def repo_remove(name: str) -> None:
-    """Remove a repository and its file records (unreferenced blobs go with `check --gc`)."""
+    """Remove a repository and its file records; the files themselves stay in the blob store."""
     manage.remove_repository(name, Actor.command_line())
     click.echo(f"removed repository {name!r}")
 

@@ -86,7 +86,7 @@ def remove_repository(name: str, actor: Actor) -> None:
         groups = [link.group.name for link in GroupMember.select().where(GroupMember.member == row.id)]
         if groups:
             raise Conflict(f"repository {name!r} is a member of group {groups[0]!r}; remove it from the group first")
-        # Rows only: blobs may be shared with other repositories, and `check --gc` removes the unreferenced.
+        # Rows only: blobs may be shared with other repositories; unreferenced ones are garbage for a later sweep.
         models.File.delete().where(models.File.project.in_(
             models.Project.select(models.Project.id).where(models.Project.repository == row.id))).execute()
         models.Project.delete().where(models.Project.repository == row.id).execute()

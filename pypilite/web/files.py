@@ -35,7 +35,7 @@ def download(repo: str, sha256: str, filename: str) -> Response:
         raise NotFound(f"{dist_name!r} has no core metadata file")
     if not ref.path.is_file():
         log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
-        raise UserError(500, "stored file is missing; the operator should run `python app.py check`")
+        raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
 
     response = send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
                          max_age=ONE_YEAR, download_name=ref.download_name)
