@@ -58,7 +58,8 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_CONTENT_LENGTH=config.max_upload_bytes + MAX_FORM_MEMORY,
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
-    app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=Repositories(blobs, instance),
+    repositories = Repositories(blobs, instance, locks=data_dir / "locks")
+    app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator())
     register(app)
     return app

@@ -18,6 +18,7 @@ from pypilite.config import ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
+from pypilite.web.context import services
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
 
@@ -31,8 +32,8 @@ def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
     @config_option
     @functools.wraps(command)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
-        create_app(load_config(config_path))
-        with database.connection_context():
+        app = create_app(load_config(config_path))
+        with app.app_context(), database.connection_context():
             return command(**kwargs)
     return wrapper
 
@@ -106,6 +107,31 @@ def repo_remove(name: str) -> None:
     """Remove a repository and its file records; the files themselves stay in the blob store."""
     manage.remove_repository(name, Actor.command_line())
     click.echo(f"removed repository {name!r}")
+
+
+@cli.group()
+def cache() -> None:
+    """Manage what proxy repositories have cached."""
+
+
+@cache.command("refresh")
+@click.argument("repository")
+@click.argument("project")
+@with_database
+def cache_refresh(repository: str, project: str) -> None:
+    """Fetch PROJECT's page from REPOSITORY's upstream now."""
+    count = manage.refresh_cached_project(services().repositories, repository, project, Actor.command_line())
+    click.echo(f"refreshed {project!r} in {repository!r}: {count} files")
+
+
+@cache.command("forget")
+@click.argument("repository")
+@click.argument("project")
+@with_database
+def cache_forget(repository: str, project: str) -> None:
+    """Drop PROJECT from REPOSITORY's cache; its next request fetches it afresh."""
+    manage.forget_cached_project(services().repositories, repository, project, Actor.command_line())
+    click.echo(f"forgot {project!r} in {repository!r}")
 
 
 @cli.group()

@@ -54,6 +54,7 @@ class RepositoryConfig:
     allow_overwrite: bool = False
     remote_url: str = ""
     cache_ttl: int = 600
+    remote_timeout: int = 10
     members: tuple[str, ...] = ()
     upload_to: str = ""
 
@@ -193,7 +194,7 @@ def _reject_unknown_env(environ: Mapping[str, str]) -> None:
 
 _REPO_KEYS: dict[str, set[str]] = {
     "hosted": {"public", "allow_overwrite"},
-    "proxy": {"public", "remote_url", "cache_ttl"},
+    "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout"},
     "group": {"public", "members", "upload_to"},
 }
 
@@ -228,7 +229,12 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
             values[key] = tuple(value)
         else:
             values[key] = _typed(f"{where}: {key}", value, {"str": str, "int": int, "bool": bool}[types[key]])
-    return RepositoryConfig(name=name, repository_type=kind, **values)
+    spec = RepositoryConfig(name=name, repository_type=kind, **values)
+    if spec.remote_url and not re.match(r"https?://[^/\s]+\S*\Z", spec.remote_url):
+        raise ConfigError(f"{where}: remote_url must be an http(s) URL of a simple index, not {spec.remote_url!r}")
+    if spec.remote_timeout < 1:
+        raise ConfigError(f"{where}: remote_timeout must be at least 1 second")
+    return spec
 
 
 def _check_consistency(config: Config) -> None:

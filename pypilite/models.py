@@ -15,6 +15,7 @@ from pathlib import Path
 
 import peewee as pw
 from playhouse.db_url import connect as connect_url
+from playhouse import migrate as schema
 
 database = pw.DatabaseProxy()
 
@@ -55,6 +56,7 @@ class Repository(BaseModel):
     allow_overwrite = pw.BooleanField(default=False)
     remote_url = pw.TextField(default="")
     cache_ttl = pw.IntegerField(default=600)
+    remote_timeout = pw.IntegerField(default=10)
     upload_to = pw.CharField(default="")
     # Bumped whenever the set of project names changes: the root index's ETag.
     serial = pw.IntegerField(default=0)
@@ -88,8 +90,8 @@ class File(BaseModel):
     version = pw.CharField()
     packagetype = pw.CharField()
     sha256 = pw.FixedCharField(max_length=64, index=True)
-    size = pw.BigIntegerField()
-    upload_time = pw.DateTimeField(default=utcnow)
+    size = pw.BigIntegerField(null=True)  # unknown for a proxied file whose upstream did not say
+    upload_time = pw.DateTimeField(null=True, default=utcnow)
     uploader = pw.CharField(default="")
     requires_python = pw.TextField(default="")
     yanked = pw.BooleanField(default=False)
@@ -160,6 +162,21 @@ class AuditEvent(BaseModel):
         )
 
 
+class UpstreamPage(BaseModel):
+    """What a proxy knows about one upstream project page: when it was fetched, the validators for a
+    conditional refetch, and whether the upstream said it does not exist."""
+
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE")
+    name = pw.CharField()
+    fetched = pw.DateTimeField()
+    etag = pw.TextField(default="")
+    last_modified = pw.TextField(default="")
+    not_found = pw.BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("repository", "name"), True),)
+
+
 def _migration_1(db: pw.Database) -> None:
     db.create_tables([Repository, GroupMember, Project, File, User])
     Meta.insert(key="instance_id", value=uuid.uuid4().hex[:12]).on_conflict_ignore().execute()
@@ -169,9 +186,18 @@ def _migration_2(db: pw.Database) -> None:
     db.create_tables([Token, TokenScope, Grant, AuditEvent])
 
 
+def _migration_3(db: pw.Database) -> None:
+    """Proxies: freshness of upstream pages, and files whose size or upload time the upstream did not give."""
+    db.create_tables([UpstreamPage])
+    migrator = schema.SchemaMigrator.from_database(db)
+    schema.migrate(migrator.drop_not_null("file", "size"), migrator.drop_not_null("file", "upload_time"))
+    if "remote_timeout" not in {column.name for column in db.get_columns("repository")}:
+        schema.migrate(migrator.add_column("repository", "remote_timeout", pw.IntegerField(default=10)))
+
+
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
-MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1, _migration_2)
+MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1, _migration_2, _migration_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

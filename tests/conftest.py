@@ -15,6 +15,13 @@ from pypilite import models
 from pypilite.models import File, database
 
 ADMIN = "admin"
+# Nothing listens on the discard port: the default `pypi` proxy fails fast instead of reaching the internet.
+CLOSED_UPSTREAM = "http://127.0.0.1:9/simple/"
+TEST_REPOSITORIES = [
+    {"name": "local", "repository_type": "hosted"},
+    {"name": "pypi", "repository_type": "proxy", "remote_url": CLOSED_UPSTREAM, "remote_timeout": 2},
+    {"name": "all", "repository_type": "group", "members": ["local", "pypi"], "upload_to": "local"},
+]
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -26,7 +33,7 @@ class Index:
     """An app plus the verbs tests speak in."""
 
     def __init__(self, data_dir: Path, raw_config: dict | None = None) -> None:
-        raw = {"storage": {"data_dir": str(data_dir)}, **(raw_config or {})}
+        raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
         # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own.

@@ -6,6 +6,8 @@ show through a public group to someone who may not see them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pypilite import access, models
 from pypilite.auth import Principal
 from pypilite.errors import NotFound
@@ -14,14 +16,15 @@ from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
-
-_STORED_KINDS = {"hosted": HostedRepository, "proxy": ProxyRepository}
+from pypilite.upstream import Upstream, make_session, pip_index_url
 
 
 class Repositories:
-    def __init__(self, blobs: BlobStore, instance: str) -> None:
+    def __init__(self, blobs: BlobStore, instance: str, locks: Path) -> None:
         self.blobs = blobs
         self.instance = instance
+        self.locks = locks
+        self.session = make_session()  # one connection pool per process for every proxy
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
@@ -42,4 +45,7 @@ class Repositories:
                        if principal is None
                        or access.allowed(principal, link.member.id, link.member.public, access.READ)]
             return GroupRepository(row.id, row.name, row.public, members, row.upload_to)
-        return _STORED_KINDS[row.repository_type](row, self.blobs, self.instance)
+        if row.repository_type == "proxy":
+            upstream = Upstream(self.session, row.remote_url or pip_index_url(), row.remote_timeout)
+            return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks)
+        return HostedRepository(row, self.blobs, self.instance)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +29,8 @@ class DistFile:
     version: str
     packagetype: str
     sha256: str
-    size: int
-    upload_time: datetime
+    size: int | None  # None only for a proxied file whose upstream did not say
+    upload_time: datetime | None
     requires_python: str
     yanked: bool
     yanked_reason: str
@@ -42,6 +43,8 @@ class ProjectPage:
     name: str
     files: tuple[DistFile, ...]
     etag: str
+    # Why the page may be out of date (a proxy serving its cache while the upstream fails); empty when fresh.
+    stale: str = ""
 
     @functools.cached_property
     def versions(self) -> tuple[str, ...]:
@@ -56,11 +59,13 @@ class ProjectIndex:
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A local blob ready to send."""
+    """A blob to send: from the local store, or (a proxy's first fetch) as `stream` while it is stored."""
 
     path: Path
     sha256: str
     download_name: str
+    stream: Iterator[bytes] | None = None
+    size: int | None = None
 
 
 def version_key(version: str) -> tuple[int, Version | str]:
@@ -90,6 +95,10 @@ class Repository(ABC):
     @abstractmethod
     def project_page(self, name: str) -> ProjectPage | None:
         """The files of one project (by normalized name), or None when the repository has none."""
+
+    @abstractmethod
+    def dist_file(self, filename: str) -> DistFile | None:
+        """What the repository knows about a distribution file, without fetching or opening it."""
 
     @abstractmethod
     def open_file(self, filename: str) -> BlobRef | None:

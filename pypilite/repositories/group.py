@@ -58,6 +58,9 @@ class GroupRepository(Repository):
         return ProjectPage(name=name, files=sort_files(list(files.values())),
                            etag=_combine(self.name, [p.etag for p in pages]))
 
+    def dist_file(self, filename: str) -> DistFile | None:
+        return next((dist for dist in (leaf.dist_file(filename) for leaf in self.leaves()) if dist), None)
+
     def open_file(self, filename: str) -> BlobRef | None:
         return next((ref for ref in (leaf.open_file(filename) for leaf in self.leaves()) if ref), None)
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from packaging.utils import InvalidName, canonicalize_name
+
 from pypilite import audit, models
 from pypilite.audit import Actor
 from pypilite.config import ConfigError, RepositoryConfig, validate_repository_name
 from pypilite.errors import BadRequest, Conflict, NotFound
 from pypilite.models import GroupMember, Repository, write_transaction
+from pypilite.repositories import Repositories
+from pypilite.repositories.proxy import ProxyRepository
 
 
 CONFIG_ACTOR = Actor("config", "local")
@@ -25,7 +29,7 @@ def describe(row: Repository) -> RepositoryConfig:
     return RepositoryConfig(
         name=row.name, repository_type=row.repository_type, public=row.public,
         allow_overwrite=row.allow_overwrite, remote_url=row.remote_url, cache_ttl=row.cache_ttl,
-        members=members, upload_to=row.upload_to,
+        remote_timeout=row.remote_timeout, members=members, upload_to=row.upload_to,
     )
 
 
@@ -64,7 +68,7 @@ def _insert(spec: RepositoryConfig, actor: Actor) -> None:
     row = Repository.create(
         name=spec.name, repository_type=spec.repository_type, public=spec.public,
         allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url, cache_ttl=spec.cache_ttl,
-        upload_to=spec.upload_to,
+        remote_timeout=spec.remote_timeout, upload_to=spec.upload_to,
     )
     for position, member in enumerate(members):
         GroupMember.create(group=row.id, member=member.id, position=position)
@@ -121,3 +125,34 @@ def _explain_unready(pending: list[RepositoryConfig], existing: set[str]) -> Non
             if member not in known:
                 raise BadRequest(f"group {spec.name!r}: member {member!r} does not exist")
     raise BadRequest(f"groups {', '.join(spec.name for spec in pending)} form a cycle")
+
+
+def _proxy(repositories: Repositories, name: str) -> ProxyRepository:
+    repository = repositories.get(name, None)
+    if not isinstance(repository, ProxyRepository):
+        raise BadRequest(f"repository {name!r} is not a proxy")
+    return repository
+
+
+def _project_name(project: str) -> str:
+    try:
+        return canonicalize_name(project, validate=True)
+    except InvalidName:
+        raise BadRequest(f"invalid project name {project!r}") from None
+
+
+def refresh_cached_project(repositories: Repositories, name: str, project: str, actor: Actor) -> int:
+    """Refetch one project's page from the proxy's upstream now; the number of files it lists."""
+    project = _project_name(project)
+    page = _proxy(repositories, name).refresh(project)
+    with write_transaction():
+        audit.record(actor, "cache.refresh", "repository", name, project=project)
+    return len(page.files) if page is not None else 0
+
+
+def forget_cached_project(repositories: Repositories, name: str, project: str, actor: Actor) -> None:
+    """Drop one project from a proxy's cache: its next request fetches it afresh."""
+    project = _project_name(project)
+    _proxy(repositories, name).forget(project)
+    with write_transaction():
+        audit.record(actor, "cache.forget", "repository", name, project=project)

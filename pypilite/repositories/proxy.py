@@ -1,18 +1,294 @@
-"""Proxy repositories: serve what was cached from an upstream index, through the same tables as hosted.
+"""Proxy repositories: an upstream index, cached so installs keep working when it is slow or down.
 
-Fetching and revalidating upstream pages is the proxy issue's work; until then a proxy serves its cache,
-which starts empty, and refuses uploads with a pointer to where they belong.
+Pages are fetched into the same tables hosted repositories use (so they render through the same code) and
+count as fresh for `cache_ttl`; after that they are revalidated with a conditional GET. When the upstream
+fails, the cached page is served and marked stale. Files are fetched on first request, streamed to the
+client while they are stored, and kept only if their sha256 is the one the upstream declared; a file the
+upstream gives no sha256 for is not offered at all, since nothing could vouch for its bytes.
 """
 
 from __future__ import annotations
 
-from pypilite.errors import BadRequest
+import dataclasses
+import hmac
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+from pypilite import models
+from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
+from pypilite.errors import BadRequest, NotFound, UserError
+from pypilite.locks import FileLock, LockTimeout
+from pypilite.models import File, Project, UpstreamPage, database, utcnow, write_transaction
+from pypilite.repositories.base import BlobRef, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.stored import StoredRepository
+from pypilite.storage import BlobStore, BlobTooLarge
+from pypilite.upstream import NOT_FOUND, NOT_MODIFIED, FetchedPage, Upstream, UpstreamError, UpstreamFile, redact
+
+log = logging.getLogger(__name__)
+
+# An upstream "no such project" is remembered this long at most (or cache_ttl, if shorter).
+NOT_FOUND_TTL = timedelta(seconds=60)
 
 
 class ProxyRepository(StoredRepository):
     repository_type = "proxy"
 
+    def __init__(self, row: models.Repository, blobs: BlobStore, instance: str, upstream: Upstream,
+                 locks: Path) -> None:
+        super().__init__(row, blobs, instance)
+        self.upstream = upstream
+        self.locks = locks
+        self.ttl = timedelta(seconds=row.cache_ttl)
+        # Waiting for another worker's fetch or download beyond this would outlast the client's patience.
+        self.lock_wait = 3.0 * upstream.timeout
+
     def upload_target(self) -> HostedRepository:
         raise BadRequest(f"repository {self.name!r} is a proxy of an upstream index; upload to a hosted repository")
+
+    def project_page(self, name: str) -> ProjectPage | None:
+        state = self._state(name)
+        if state is not None and self._fresh(state):
+            return self._cached(name, state)
+        try:
+            with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+                state = self._state(name)  # another worker may have fetched it while this one waited
+                if state is None or not self._fresh(state):
+                    state = self._refetch(name, state)
+        except (UpstreamError, LockTimeout) as exc:
+            return self._stale(name, state, exc)
+        return self._cached(name, state)
+
+    def refresh(self, name: str) -> ProjectPage | None:
+        """Fetch the project's page from upstream now, whatever its age."""
+        with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+            state = self._refetch(name, self._state(name), conditional=False)
+        return self._cached(name, state)
+
+    def forget(self, name: str) -> None:
+        """Drop the cached page and file records of one project (their blobs stay in the store)."""
+        with write_transaction():
+            UpstreamPage.delete().where((UpstreamPage.repository == self.row.id)
+                                        & (UpstreamPage.name == name)).execute()
+            project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
+            if project is None:
+                raise NotFound(f"project {name!r} is not cached in repository {self.name!r}")
+            project.delete_instance(recursive=True)
+            models.Repository.update(serial=models.Repository.serial + 1).where(
+                models.Repository.id == self.row.id).execute()
+
+    def _state(self, name: str) -> UpstreamPage | None:
+        return UpstreamPage.get_or_none((UpstreamPage.repository == self.row.id) & (UpstreamPage.name == name))
+
+    def _fresh(self, state: UpstreamPage) -> bool:
+        ttl = min(self.ttl, NOT_FOUND_TTL) if state.not_found else self.ttl
+        return utcnow() - state.fetched < ttl
+
+    def _cached(self, name: str, state: UpstreamPage) -> ProjectPage | None:
+        return None if state.not_found else super().project_page(name)
+
+    def _stale(self, name: str, state: UpstreamPage | None, exc: Exception) -> ProjectPage | None:
+        page = super().project_page(name) if state is not None and not state.not_found else None
+        if page is None:
+            timeout = isinstance(exc, LockTimeout) or getattr(exc, "timeout", False)
+            raise UserError(504 if timeout else 502, f"{exc}; and {name!r} is not cached")
+        reason = f"{exc}; serving the page fetched at {state.fetched:%Y-%m-%dT%H:%M:%SZ}"
+        log.warning("%s: %s: %s", self.name, name, reason)
+        return dataclasses.replace(page, stale=reason)
+
+    def _refetch(self, name: str, state: UpstreamPage | None, conditional: bool = True) -> UpstreamPage:
+        validators = {}
+        if conditional and state is not None and not state.not_found:
+            validators = {"etag": state.etag, "last_modified": state.last_modified}
+        fetched = self.upstream.fetch_page(name, **validators)
+        if fetched is NOT_MODIFIED and not validators:
+            raise UpstreamError(f"upstream answered 304 Not Modified to an unconditional request for {name!r}")
+        with write_transaction():
+            if fetched is NOT_MODIFIED:
+                UpstreamPage.update(fetched=utcnow()).where(UpstreamPage.id == state.id).execute()
+            elif fetched is NOT_FOUND:
+                self._save_state(name, not_found=True)
+            else:
+                self._store(name, fetched)
+                self._save_state(name, etag=fetched.etag, last_modified=fetched.last_modified)
+        return self._state(name)
+
+    def _save_state(self, name: str, etag: str = "", last_modified: str = "", not_found: bool = False) -> None:
+        (UpstreamPage.insert(repository=self.row.id, name=name, fetched=utcnow(), etag=etag,
+                             last_modified=last_modified, not_found=not_found)
+         .on_conflict(conflict_target=(UpstreamPage.repository, UpstreamPage.name),
+                      update={UpstreamPage.fetched: utcnow(), UpstreamPage.etag: etag,
+                              UpstreamPage.last_modified: last_modified, UpstreamPage.not_found: not_found})
+         .execute())
+
+    def _store(self, name: str, fetched: FetchedPage) -> None:
+        """Make the project's file rows say what the upstream page says; bump its serial only on a change."""
+        wanted = {}
+        for upstream_file in fetched.files:
+            values = _file_values(upstream_file, name)
+            if values is not None:
+                wanted[upstream_file.filename] = values
+        project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
+        if project is None:
+            project = Project.create(repository=self.row.id, name=name, display_name=name)
+            models.Repository.update(serial=models.Repository.serial + 1).where(
+                models.Repository.id == self.row.id).execute()
+        existing = {row.filename: row for row in File.select().where(File.project == project.id)}
+        changed = False
+        for filename, values in wanted.items():
+            row = existing.get(filename)
+            if row is None:
+                File.insert(project=project.id, **values).execute()
+                changed = True
+            elif _differs(row, values):
+                File.update(**values).where(File.id == row.id).execute()
+                changed = True
+        gone = [row.id for filename, row in existing.items() if filename not in wanted]
+        if gone:
+            File.delete().where(File.id.in_(gone)).execute()
+            changed = True
+        if changed:
+            Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
+
+    def open_file(self, filename: str) -> BlobRef | None:
+        row = self._file_row(filename)
+        if row is None:
+            return None
+        local = self._local(row.sha256, row.filename)
+        if local is not None:
+            return local
+        lock = self._lock_blob(row.sha256)
+        local = self._local(row.sha256, row.filename)
+        if local is not None:  # fetched by whoever held the lock before
+            lock.release()
+            return local
+        try:
+            chunks, length = self.upstream.download(row.origin_url)
+        except UpstreamError as exc:
+            lock.release()
+            raise UserError(504 if exc.timeout else 502, str(exc)) from None
+        size = row.size if row.size is not None else length
+        return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename,
+                       stream=_StoringStream(self, chunks, row, lock), size=size)
+
+    def open_metadata(self, filename: str) -> BlobRef | None:
+        row = self._file_row(filename)
+        if row is None or row.metadata_sha256 is None:
+            return None
+        name = f"{row.filename}.metadata"
+        local = self._local(row.metadata_sha256, name)
+        if local is not None:
+            return local
+        with self._lock_blob(row.metadata_sha256):
+            if self._local(row.metadata_sha256, name) is None:
+                self._fetch_metadata(row)
+        return self._local(row.metadata_sha256, name)
+
+    def _local(self, sha256: str, download_name: str) -> BlobRef | None:
+        path = self.blobs.path(sha256)
+        return BlobRef(path, sha256, download_name) if path.is_file() else None
+
+    def _lock_blob(self, sha256: str) -> FileLock:
+        try:
+            return FileLock(self.locks, f"blob/{sha256}").acquire(self.lock_wait)
+        except LockTimeout as exc:
+            raise UserError(504, f"waited too long for another download of the same file: {exc}") from None
+
+    def _fetch_metadata(self, row: File) -> None:
+        url = f"{row.origin_url}.metadata"
+        blob = self.blobs.temp(limit=MAX_METADATA_BYTES)
+        try:
+            chunks, _length = self.upstream.download(url)
+            for chunk in chunks:
+                blob.write(chunk)
+            if not hmac.compare_digest(blob.sha256, row.metadata_sha256):
+                log.error("%s: %s from %s has sha256 %s, not the declared %s; not kept",
+                          self.name, f"{row.filename}.metadata", redact(url), blob.sha256, row.metadata_sha256)
+                raise UserError(502, f"upstream metadata for {row.filename} does not match its declared sha256")
+            self.blobs.commit(blob)
+        except UpstreamError as exc:
+            raise UserError(504 if exc.timeout else 502, str(exc)) from None
+        except BlobTooLarge:
+            raise UserError(502, f"upstream metadata for {row.filename} is too large") from None
+        finally:
+            blob.discard()
+
+class _StoringStream:
+    """The upstream's bytes passed on while they are stored, the last chunk held back until the whole file
+    hashes to the declared sha256: a mismatch ends the response short, so the client's download fails and
+    nothing is kept. close() (which the WSGI server always calls) releases the lock and the temp file whether
+    or not the body was ever iterated, as for a HEAD request or a client that hung up."""
+
+    def __init__(self, proxy: ProxyRepository, chunks: Iterator[bytes], row: File, lock: FileLock) -> None:
+        self.proxy = proxy
+        self.chunks = chunks
+        self.row = row
+        self.lock = lock
+        self.blob = proxy.blobs.temp()
+        self._body = self._pass_on()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def _pass_on(self) -> Iterator[bytes]:
+        held = b""
+        for chunk in self.chunks:
+            self.blob.write(chunk)
+            if held:
+                yield held
+            held = chunk
+        row, blob = self.row, self.blob
+        if not hmac.compare_digest(blob.sha256, row.sha256) or row.size not in (None, blob.size):
+            log.error("%s: %s from %s has sha256 %s (%d bytes), not the declared %s; not kept",
+                      self.proxy.name, row.filename, redact(row.origin_url), blob.sha256, blob.size, row.sha256)
+            raise UpstreamError(f"{row.filename} from upstream does not match its declared sha256")
+        self.proxy.blobs.commit(blob)
+        if row.size is None:
+            with database.connection_context():
+                File.update(size=blob.size).where((File.sha256 == row.sha256) & File.size.is_null()).execute()
+        yield held
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+            close_chunks = getattr(self.chunks, "close", None)
+            if close_chunks is not None:
+                close_chunks()
+        finally:
+            self.blob.discard()
+            self.lock.release()
+
+
+def _differs(row: File, values: dict[str, object]) -> bool:
+    """Whether the upstream changed anything about a file; a size learned on download is not a change."""
+    return any(getattr(row, key) != value for key, value in values.items()
+               if not (key == "size" and value is None))
+
+
+def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object] | None:
+    """The File columns for one upstream file, or None for a file pypilite will not offer."""
+    if not upstream_file.sha256 or len(upstream_file.sha256) != 64:
+        log.info("upstream file %s has no sha256; not offered", upstream_file.filename)
+        return None
+    try:
+        info = parse_filename(upstream_file.filename)
+    except InvalidDistribution:
+        return None  # eggs, installers and names packaging cannot read
+    if info.project != project:
+        return None
+    return {
+        "filename": upstream_file.filename,
+        "version": str(info.version),
+        "packagetype": info.packagetype,
+        "sha256": upstream_file.sha256,
+        "size": upstream_file.size,
+        "upload_time": upstream_file.upload_time,
+        "requires_python": upstream_file.requires_python,
+        "yanked": upstream_file.yanked,
+        "yanked_reason": upstream_file.yanked_reason,
+        "metadata_sha256": upstream_file.metadata_sha256,
+        "origin_url": upstream_file.url,
+        "uploader": "",
+    }

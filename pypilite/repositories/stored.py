@@ -35,6 +35,10 @@ class StoredRepository(Repository):
                 .where((Project.repository == self.row.id) & (File.filename == filename))
                 .first())
 
+    def dist_file(self, filename: str) -> DistFile | None:
+        row = self._file_row(filename)
+        return self._dist_file(row) if row is not None else None
+
     def open_file(self, filename: str) -> BlobRef | None:
         row = self._file_row(filename)
         if row is None:

@@ -11,6 +11,7 @@ import logging
 from flask import Blueprint, Response, send_file
 
 from pypilite.errors import NotFound, UserError
+from pypilite.repositories.base import BlobRef
 from pypilite.web.context import principal, readable_repository
 
 log = logging.getLogger(__name__)
@@ -27,20 +28,34 @@ def download(repo: str, sha256: str, filename: str) -> Response:
 
     want_metadata = filename.endswith(METADATA_SUFFIX)
     dist_name = filename.removesuffix(METADATA_SUFFIX)
-    dist = repository.open_file(dist_name)
+    dist = repository.dist_file(dist_name)
     if dist is None or dist.sha256 != sha256:
         raise NotFound(f"file {filename!r} not found in repository {repository.name!r}")
-    ref = repository.open_metadata(dist_name) if want_metadata else dist
+    ref = repository.open_metadata(dist_name) if want_metadata else repository.open_file(dist_name)
     if ref is None:
         raise NotFound(f"{dist_name!r} has no core metadata file")
-    if not ref.path.is_file():
+    if ref.stream is not None:
+        response = _streamed(ref)
+    elif ref.path.is_file():
+        response = send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
+                             max_age=ONE_YEAR, download_name=ref.download_name)
+    else:
         log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
         raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
-
-    response = send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
-                         max_age=ONE_YEAR, download_name=ref.download_name)
     response.cache_control.immutable = True
     if not repository.public or principal().authenticated:
         response.cache_control.public = False
         response.cache_control.private = True
+    return response
+
+
+def _streamed(ref: BlobRef) -> Response:
+    """A file on its way from a proxy's upstream, sent as it arrives."""
+    response = Response(ref.stream, mimetype="application/octet-stream", direct_passthrough=True)
+    if ref.size is not None:
+        response.content_length = ref.size
+    response.set_etag(ref.sha256)
+    response.cache_control.public = True
+    response.cache_control.max_age = ONE_YEAR
+    response.headers["Content-Disposition"] = f'inline; filename="{ref.download_name}"'
     return response

@@ -17,11 +17,14 @@ from packaging.utils import InvalidName, canonicalize_name
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
 from pypilite.web.context import principal, readable_repository
+from pypilite.web.errors import reason_phrase
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
 
 bp = Blueprint("simple", __name__)
 
 API_VERSION = "1.1"
+# Set when a proxy serves its cached page because the upstream failed; the value says why.
+STALE_HEADER = "X-Pypilite-Stale"
 # One representation, one validator: the same page as JSON and as HTML must not share an ETag.
 _ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
 
@@ -66,8 +69,11 @@ def project_page(repo: str | None, project: str) -> Response:
     if page is None:
         raise NotFound(f"project {project!r} not found in repository {repository.name!r}")
     prefix = _relative_root()
-    return _page_response(repository, f"{page.etag}.{prefix.count('/')}", media_type,
-                          lambda: _render_project(page, media_type, prefix))
+    response = _page_response(repository, f"{page.etag}.{prefix.count('/')}", media_type,
+                              lambda: _render_project(page, media_type, prefix))
+    if page.stale:
+        response.headers[STALE_HEADER] = reason_phrase(page.stale)
+    return response
 
 
 def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str]) -> Response:
@@ -101,7 +107,7 @@ def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
     files = []
     for dist in page.files:
         metadata: Any = {"sha256": dist.metadata_sha256} if dist.metadata_sha256 else False
-        files.append({
+        entry = {
             "filename": dist.filename,
             "url": f"{prefix}files/{quote(dist.repository)}/{dist.sha256}/{quote(dist.filename)}",
             "hashes": {"sha256": dist.sha256},
@@ -109,9 +115,13 @@ def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
             "core-metadata": metadata,
             "dist-info-metadata": metadata,
             "yanked": (dist.yanked_reason or True) if dist.yanked else False,
-            "size": dist.size,
-            "upload-time": _upload_time(dist.upload_time),
-        })
+        }
+        # Always known for hosted files; a proxy knows them once its upstream (or a download) has said.
+        if dist.size is not None:
+            entry["size"] = dist.size
+        if dist.upload_time is not None:
+            entry["upload-time"] = _upload_time(dist.upload_time)
+        files.append(entry)
     return {"meta": {"api-version": API_VERSION}, "name": page.name, "versions": list(page.versions), "files": files}
 
 

@@ -3,6 +3,7 @@ this machine's own pip, uv and twine settings (which add indexes and a wheel fol
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.conftest import TEST_REPOSITORIES
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -68,13 +71,27 @@ class LiveServer:
         return f"{self.url}/{repo}/simple/" if repo else f"{self.url}/simple/"
 
 
-def start_server(mode: str, tmp: Path) -> LiveServer:
+def repositories_toml(repositories: list[dict]) -> str:
+    """[[repository]] tables for a config file (the values used in tests are strings, ints, bools, lists)."""
+    tables = []
+    for repository in repositories:
+        lines = ["[[repository]]"] + [f"{key} = {json.dumps(value)}" if not isinstance(value, bool)
+                                      else f"{key} = {str(value).lower()}" for key, value in repository.items()]
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"
+
+
+def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITORIES,
+                 data_dir: Path | None = None) -> LiveServer:
+    """The real server; its `pypi` proxy points at `repositories`' upstreams, never at the internet."""
     port = free_port()
-    data_dir = tmp / "data"
-    env = isolated_env(tmp / "server-home", PYPILITE_STORAGE_DATA_DIR=str(data_dir),
+    data_dir = data_dir or tmp / "data"
+    config = tmp / f"pypilite-{port}.toml"
+    config.write_text(repositories_toml(repositories))
+    env = isolated_env(tmp / "server-home", PYPILITE_CONFIG=str(config), PYPILITE_STORAGE_DATA_DIR=str(data_dir),
                        PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port))
     if mode == "app":
-        command = [sys.executable, "app.py"]  # no command: serve, with the embedded defaults
+        command = [sys.executable, "app.py"]  # no command: serve
     else:
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2", "wsgi:app"]
     log = tmp / f"server-{mode}.log"

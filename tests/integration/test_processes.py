@@ -3,12 +3,15 @@ the key, never a traceback."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.integration.conftest import ROOT, free_port, isolated_env, run
+from tests.integration.conftest import ROOT, free_port, isolated_env, run, stop_server
 
 COMMANDS = {
     "app": [sys.executable, "app.py"],
@@ -39,3 +42,25 @@ def test_bad_toml_is_one_line(tmp_path: Path) -> None:
     result = run([sys.executable, "app.py", "serve", "--config", config], env=env, cwd=ROOT, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("pypilite: invalid TOML") and result.stderr.count("\n") == 1
+
+
+def test_embedded_defaults_serve_without_a_config(tmp_path: Path) -> None:
+    """No config file at all: the contract's repositories exist and answer (nothing here asks the upstream)."""
+    port = free_port()
+    env = isolated_env(tmp_path / "home", PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"),
+                       PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port))
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        for path in ("/simple/", "/local/simple/", "/pypi/simple/", "/all/simple/"):
+            assert requests.get(url + path, timeout=5).status_code == 200, path
+        assert (tmp_path / "data" / "initial-admin-password").is_file()
+    finally:
+        stop_server(process)

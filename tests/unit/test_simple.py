@@ -235,7 +235,7 @@ def test_non_normalized_names_redirect(populated: Index, url: str, location: str
 
 
 @pytest.mark.parametrize("url", ["/local/simple/missing/", "/nope/simple/", "/nope/simple/demo/",
-                                 "/local/simple/-bad-name-/", "/pypi/simple/demo/"])
+                                 "/local/simple/-bad-name-/"])
 def test_unknown_things_are_404(populated: Index, url: str) -> None:
     response = populated.get(url)
     assert response.status_code == 404

@@ -1,0 +1,162 @@
+"""Upstream indexes for proxy tests, on loopback: a static PEP 503 tree served from a directory, and one that
+speaks PEP 691 JSON with ETags. Both count what they are asked, can serve corrupted bytes, and can be
+stopped and started again on the same port."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.distfactory import metadata_text, wheel_bytes
+
+
+@dataclass
+class Dist:
+    project: str
+    filename: str
+    data: bytes
+    metadata: bytes | None = None
+    requires_python: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def wheel(project: str, version: str, requires: tuple[str, ...] = (), requires_python: str = "") -> Dist:
+    metadata = metadata_text(project, version, requires_python, requires)
+    module = project.replace("-", "_")
+    return Dist(project, f"{module}-{version}-py3-none-any.whl", wheel_bytes(project, version, metadata=metadata),
+                metadata.encode(), requires_python)
+
+
+@dataclass
+class Log:
+    """What the upstream was asked: every request's path and headers, in order."""
+
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, path: str, headers: dict[str, str]) -> None:
+        with self.lock:
+            self.requests.append((path, headers))
+
+    def count(self, suffix: str) -> int:
+        return sum(1 for path, _ in self.requests if path.endswith(suffix))
+
+    def conditional(self, suffix: str) -> list[dict[str, str]]:
+        return [h for path, h in self.requests if path.endswith(suffix)
+                and ("If-None-Match" in h or "If-Modified-Since" in h)]
+
+
+class Upstream:
+    """A served index: `dists` by project, `corrupt` filenames answered with other bytes."""
+
+    def __init__(self, root: Path, dists: list[Dist], json_api: bool) -> None:
+        self.root = root
+        self.dists = dists
+        self.json_api = json_api
+        self.corrupt: set[str] = set()
+        self.log = Log()
+        self._server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self._write_tree()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    def _write_tree(self) -> None:
+        """The static tree: simple/<project>/index.html with #sha256 links, files/ and .metadata files."""
+        files = self.root / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        for project in sorted({d.project for d in self.dists}):
+            anchors = []
+            for dist in (d for d in self.dists if d.project == project):
+                (files / dist.filename).write_bytes(dist.data)
+                attrs = ""
+                if dist.requires_python:
+                    attrs += f' data-requires-python="{html.escape(dist.requires_python)}"'
+                if dist.metadata is not None:
+                    (files / f"{dist.filename}.metadata").write_bytes(dist.metadata)
+                    attrs += f' data-core-metadata="sha256={hashlib.sha256(dist.metadata).hexdigest()}"'
+                anchors.append(f'<a href="../../files/{dist.filename}#sha256={dist.sha256}"{attrs}>'
+                               f"{dist.filename}</a><br>")
+            page = self.root / "simple" / project / "index.html"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text("<!DOCTYPE html><html><body>\n" + "\n".join(anchors) + "\n</body></html>\n")
+
+    def json_page(self, project: str) -> bytes | None:
+        dists = [d for d in self.dists if d.project == project]
+        if not dists:
+            return None
+        return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "versions": [], "files": [{
+            "filename": d.filename, "url": f"../../files/{d.filename}", "hashes": {"sha256": d.sha256},
+            "requires-python": d.requires_python or None, "size": len(d.data),
+            "upload-time": "2024-05-06T07:08:09.123456Z", "yanked": False,
+            "core-metadata": {"sha256": hashlib.sha256(d.metadata).hexdigest()} if d.metadata else False,
+        } for d in dists]}).encode()
+
+    def start(self) -> Upstream:
+        handler = partial(_Handler, self, directory=str(self.root))
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    # HTTP/1.0 (the default) closes every connection, so stop() really makes the upstream unreachable
+    # instead of leaving kept-alive connections answering.
+
+    def __init__(self, upstream: Upstream, *args, **kwargs) -> None:
+        self.upstream = upstream
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, *args) -> None:  # quiet: tests read the Log instead
+        pass
+
+    def do_GET(self) -> None:
+        self.upstream.log.add(self.path, dict(self.headers.items()))
+        name = self.path.rsplit("/", 1)[-1]
+        if self.path.startswith("/files/") and name in self.upstream.corrupt:
+            return self._send(200, b"not the bytes that were declared" * 100, "application/octet-stream")
+        parts = self.path.strip("/").split("/")
+        if self.upstream.json_api and len(parts) == 2 and parts[0] == "simple":
+            return self._json(parts[1])
+        return super().do_GET()
+
+    def _json(self, project: str) -> None:
+        body = self.upstream.json_page(project)
+        if body is None:
+            return self._send(404, b"not found", "text/plain")
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return self._send(200, body, "application/vnd.pypi.simple.v1+json", {"ETag": etag})
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
