@@ -92,7 +92,9 @@ def pip_index_url() -> str:
 
 def make_session() -> requests.Session:
     session = requests.Session()
-    retry = Retry(total=2, connect=2, read=1, backoff_factor=0.2, status_forcelist=(502, 503, 504),
+    # Connection failures and 502/503/504 are retried; a read timeout is not: a slow upstream asked again
+    # only makes the client wait twice as long for the stale page it will get anyway.
+    retry = Retry(total=2, connect=2, read=False, status=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
                   allowed_methods=("GET", "HEAD"), raise_on_status=False)
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=retry)
     session.mount("http://", adapter)

@@ -8,6 +8,7 @@ import hashlib
 import html
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +64,8 @@ class Upstream:
         self.dists = dists
         self.json_api = json_api
         self.corrupt: set[str] = set()
+        self.fail_status: int | None = None  # answer every request with this status
+        self.delay = 0.0  # seconds to wait before answering
         self.log = Log()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -105,7 +108,7 @@ class Upstream:
 
     def start(self) -> Upstream:
         handler = partial(_Handler, self, directory=str(self.root))
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._server = _QuietServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -116,6 +119,11 @@ class Upstream:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client (pypilite) hanging up mid-answer is part of what the tests do, not an error."""
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -131,6 +139,9 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.upstream.log.add(self.path, dict(self.headers.items()))
+        time.sleep(self.upstream.delay)
+        if self.upstream.fail_status is not None:
+            return self._send(self.upstream.fail_status, b"upstream trouble", "text/plain")
         name = self.path.rsplit("/", 1)[-1]
         if self.path.startswith("/files/") and name in self.upstream.corrupt:
             return self._send(200, b"not the bytes that were declared" * 100, "application/octet-stream")
