@@ -18,6 +18,7 @@ from pypilite.config import ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
+from pypilite.upstream import redact
 from pypilite.web.context import services
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
@@ -75,13 +76,15 @@ def repo() -> None:
 @click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
 @click.option("--member", "members", multiple=True, help="group: a member repository (repeat, in order)")
 @click.option("--upload-to", help="group: the hosted member uploads land in")
+@click.option("--pass-through", "pass_through", multiple=True,
+              help="group: a project merged from every member even when a hosted member has it (repeat)")
 @with_database
 def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> None:
     """Add a repository; the running server serves it at once."""
     entry: dict[str, Any] = {"name": name, "repository_type": repository_type}
     if private:
         entry["public"] = False
-    entry.update({key: list(value) if key == "members" else value
+    entry.update({key: list(value) if key in ("members", "pass_through") else value
                   for key, value in options.items() if value not in (None, ())})
     manage.create_repository(parse_repository(entry), Actor.command_line())
     click.echo(f"created {repository_type} repository {name!r}")
@@ -94,8 +97,9 @@ def repo_list() -> None:
     for spec in manage.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
-            "proxy": f"remote_url={spec.remote_url or '(pip default)'} cache_ttl={spec.cache_ttl}",
-            "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}",
+            "proxy": f"remote_url={redact(spec.remote_url) or '(pip default)'} cache_ttl={spec.cache_ttl}",
+            "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}"
+                     f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]
         click.echo(f"{spec.name}\t{spec.repository_type}\t{'public' if spec.public else 'private'}\t{details}")
 

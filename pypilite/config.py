@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import InvalidName, canonicalize_name
+
 CONFIG_ENV = "PYPILITE_CONFIG"
 ENV_PREFIX = "PYPILITE_"
 
@@ -56,6 +58,8 @@ class RepositoryConfig:
     cache_ttl: int = 600
     remote_timeout: int = 10
     members: tuple[str, ...] = ()
+    # Projects a group merges from all members even when a hosted member has them (normalized names).
+    pass_through: tuple[str, ...] = ()
     upload_to: str = ""
 
 
@@ -195,7 +199,7 @@ def _reject_unknown_env(environ: Mapping[str, str]) -> None:
 _REPO_KEYS: dict[str, set[str]] = {
     "hosted": {"public", "allow_overwrite"},
     "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout"},
-    "group": {"public", "members", "upload_to"},
+    "group": {"public", "members", "upload_to", "pass_through"},
 }
 
 
@@ -223,10 +227,10 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
         if key not in entry:
             continue
         value = entry[key]
-        if key == "members":
+        if key in ("members", "pass_through"):
             if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
-                raise ConfigError(f"{where}: members must be a list of repository names")
-            values[key] = tuple(value)
+                raise ConfigError(f"{where}: {key} must be a list of names")
+            values[key] = tuple(value) if key == "members" else _project_names(where, value)
         else:
             values[key] = _typed(f"{where}: {key}", value, {"str": str, "int": int, "bool": bool}[types[key]])
     spec = RepositoryConfig(name=name, repository_type=kind, **values)
@@ -235,6 +239,13 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
     if spec.remote_timeout < 1:
         raise ConfigError(f"{where}: remote_timeout must be at least 1 second")
     return spec
+
+
+def _project_names(where: str, names: list[str]) -> tuple[str, ...]:
+    try:
+        return tuple(sorted({canonicalize_name(name, validate=True) for name in names}))
+    except InvalidName as exc:
+        raise ConfigError(f"{where}: pass_through: {exc}") from None
 
 
 def _check_consistency(config: Config) -> None:

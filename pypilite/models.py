@@ -58,6 +58,7 @@ class Repository(BaseModel):
     cache_ttl = pw.IntegerField(default=600)
     remote_timeout = pw.IntegerField(default=10)
     upload_to = pw.CharField(default="")
+    pass_through = pw.TextField(default="")  # a group's pass-through project names, one per line
     # Bumped whenever the set of project names changes: the root index's ETag.
     serial = pw.IntegerField(default=0)
     created = pw.DateTimeField(default=utcnow)
@@ -187,12 +188,16 @@ def _migration_2(db: pw.Database) -> None:
 
 
 def _migration_3(db: pw.Database) -> None:
-    """Proxies: freshness of upstream pages, and files whose size or upload time the upstream did not give."""
+    """Proxies and groups: freshness of upstream pages, files whose size or upload time the upstream did not
+    give, proxy timeouts, and group pass-through lists."""
     db.create_tables([UpstreamPage])
     migrator = schema.SchemaMigrator.from_database(db)
     schema.migrate(migrator.drop_not_null("file", "size"), migrator.drop_not_null("file", "upload_time"))
-    if "remote_timeout" not in {column.name for column in db.get_columns("repository")}:
+    columns = {column.name for column in db.get_columns("repository")}
+    if "remote_timeout" not in columns:
         schema.migrate(migrator.add_column("repository", "remote_timeout", pw.IntegerField(default=10)))
+    if "pass_through" not in columns:
+        schema.migrate(migrator.add_column("repository", "pass_through", pw.TextField(default="")))
 
 
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as

@@ -1,11 +1,12 @@
 """Looking repositories up by name: one database read, then the right kind behind the common interface.
 
-A group is built with only the members the asking principal may read, so a private member's projects never
-show through a public group to someone who may not see them.
+A group is told which members the asking principal may read, so a private member's projects never show
+through a public group to someone who may not see them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pypilite import access, models
@@ -41,11 +42,16 @@ class Repositories:
                      .join(models.Repository, on=models.GroupMember.member)
                      .where(models.GroupMember.group == row.id)
                      .order_by(models.GroupMember.position))
-            members = [self._build(link.member, principal, depth + 1) for link in links
-                       if principal is None
-                       or access.allowed(principal, link.member.id, link.member.public, access.READ)]
-            return GroupRepository(row.id, row.name, row.public, members, row.upload_to)
+            members = [self._build(link.member, principal, depth + 1) for link in links]
+            return GroupRepository(row.id, row.name, row.public, members, row.upload_to,
+                                   frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":
             upstream = Upstream(self.session, row.remote_url or pip_index_url(), row.remote_timeout)
             return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks)
         return HostedRepository(row, self.blobs, self.instance)
+
+
+def _reader(principal: Principal | None) -> Callable[[Repository], bool] | None:
+    if principal is None:
+        return None
+    return lambda leaf: access.allowed(principal, leaf.id, leaf.public, access.READ)

@@ -1,15 +1,23 @@
 """Group repositories: several members behind one URL, safe from dependency confusion.
 
 A project that any hosted member holds is served from hosted members only, so a public upstream can never
-shadow (or outbid with a higher version) a name the team publishes itself. Same filename in two members:
-the earlier member wins.
+shadow (or outbid with a higher version) a name the team publishes itself; projects named in the group's
+pass-through list are merged from every member instead. Same filename in two members: the earlier member
+wins.
+
+A reader sees only the members they may read, but the guard counts every hosted member: a project in a
+private member is not replaced by an upstream project of the same name for readers who cannot see it
+(they get 404), since that is exactly how an internal name gets hijacked on a machine without credentials.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
+from collections.abc import Callable
 
-from pypilite.errors import BadRequest
+from pypilite.errors import BadRequest, UserError
 from pypilite.repositories.base import (
     BlobRef,
     DistFile,
@@ -24,18 +32,30 @@ from pypilite.repositories.hosted import HostedRepository
 class GroupRepository(Repository):
     repository_type = "group"
 
-    def __init__(self, id: int, name: str, public: bool, members: list[Repository], upload_to: str) -> None:
+    def __init__(self, id: int, name: str, public: bool, members: list[Repository], upload_to: str,
+                 pass_through: frozenset[str] = frozenset(), visible: Callable[[Repository], bool] | None = None
+                 ) -> None:
         super().__init__(id, name, public)
         self.members = members
         self.upload_to = upload_to
+        self.pass_through = pass_through
+        self._visible = visible or (lambda _leaf: True)
 
-    def leaves(self) -> list[Repository]:
-        """Members in order with nested groups flattened, each repository once."""
+    def all_leaves(self) -> list[Repository]:
+        """Members in order with nested groups flattened, each repository once, readable or not."""
         seen: dict[str, Repository] = {}
         for member in self.members:
-            for leaf in member.leaves() if isinstance(member, GroupRepository) else [member]:
+            for leaf in member.all_leaves() if isinstance(member, GroupRepository) else [member]:
                 seen.setdefault(leaf.name, leaf)
         return list(seen.values())
+
+    def leaves(self) -> list[Repository]:
+        """The members this group's reader may read (worked out once: a group lives for one request)."""
+        return self._readable
+
+    @functools.cached_property
+    def _readable(self) -> list[Repository]:
+        return [leaf for leaf in self.all_leaves() if self._visible(leaf)]
 
     def project_index(self) -> ProjectIndex:
         indexes = [leaf.project_index() for leaf in self.leaves()]
@@ -45,10 +65,13 @@ class GroupRepository(Repository):
     def project_page(self, name: str) -> ProjectPage | None:
         leaves = self.leaves()
         hosted = [leaf for leaf in leaves if isinstance(leaf, HostedRepository)]
-        pages = [page for page in (leaf.project_page(name) for leaf in hosted) if page is not None]
-        if not pages:
-            others = [leaf for leaf in leaves if not isinstance(leaf, HostedRepository)]
-            pages = [page for page in (leaf.project_page(name) for leaf in others) if page is not None]
+        others = [leaf for leaf in leaves if not isinstance(leaf, HostedRepository)]
+        if name in self.pass_through:
+            pages = _pages(hosted + others, name, tolerate_failures=True)
+        else:
+            pages = _pages(hosted, name)
+            if not pages and not self._held_privately(name):
+                pages = _pages(others, name)
         if not pages:
             return None
         files: dict[str, DistFile] = {}
@@ -56,7 +79,12 @@ class GroupRepository(Repository):
             for dist in page.files:
                 files.setdefault(dist.filename, dist)
         return ProjectPage(name=name, files=sort_files(list(files.values())),
-                           etag=_combine(self.name, [p.etag for p in pages]))
+                           etag=_combine(f"{self.name}:{name in self.pass_through}", [p.etag for p in pages]),
+                           stale="; ".join(page.stale for page in pages if page.stale))
+
+    def _held_privately(self, name: str) -> bool:
+        return any(isinstance(leaf, HostedRepository) and leaf.has_project(name)
+                   for leaf in self.all_leaves() if leaf not in self._readable)
 
     def dist_file(self, filename: str) -> DistFile | None:
         return next((dist for dist in (leaf.dist_file(filename) for leaf in self.leaves()) if dist), None)
@@ -68,10 +96,31 @@ class GroupRepository(Repository):
         return next((ref for ref in (leaf.open_metadata(filename) for leaf in self.leaves()) if ref), None)
 
     def upload_target(self) -> HostedRepository:
-        target = next((m for m in self.leaves() if m.name == self.upload_to), None)
+        target = next((m for m in self.all_leaves() if m.name == self.upload_to), None)
         if not isinstance(target, HostedRepository):
             raise BadRequest(f"group {self.name!r} has no hosted upload_to repository; upload to a hosted repository")
         return target
+
+
+def _pages(members: list[Repository], name: str, tolerate_failures: bool = False) -> list[ProjectPage]:
+    """The members' pages for a project, in member order. Merging a pass-through project, one member's
+    upstream failing must not hide what the others have: its failure becomes a stale note instead."""
+    pages, failures = [], []
+    for member in members:
+        try:
+            page = member.project_page(name)
+        except UserError as exc:
+            if not tolerate_failures or exc.status < 500:
+                raise
+            failures.append(exc)
+            continue
+        if page is not None:
+            pages.append(page)
+    if failures and not pages:
+        raise failures[0]
+    if failures:
+        pages[0] = dataclasses.replace(pages[0], stale="; ".join(f.message for f in failures))
+    return pages
 
 
 def _combine(name: str, etags: list[str]) -> str:

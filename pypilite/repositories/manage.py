@@ -18,6 +18,7 @@ from pypilite.errors import BadRequest, Conflict, NotFound
 from pypilite.models import GroupMember, Repository, write_transaction
 from pypilite.repositories import Repositories
 from pypilite.repositories.proxy import ProxyRepository
+from pypilite.upstream import redact
 
 
 CONFIG_ACTOR = Actor("config", "local")
@@ -30,6 +31,7 @@ def describe(row: Repository) -> RepositoryConfig:
         name=row.name, repository_type=row.repository_type, public=row.public,
         allow_overwrite=row.allow_overwrite, remote_url=row.remote_url, cache_ttl=row.cache_ttl,
         remote_timeout=row.remote_timeout, members=members, upload_to=row.upload_to,
+        pass_through=tuple(row.pass_through.split()),
     )
 
 
@@ -62,13 +64,14 @@ def _insert(spec: RepositoryConfig, actor: Actor) -> None:
         if len(set(spec.members)) != len(spec.members):
             raise BadRequest(f"group {spec.name!r} lists a member twice")
         if spec.upload_to:
-            target = next((m for m in members if m.name == spec.upload_to), None)
+            target = next((m for m in _leaf_rows(members) if m.name == spec.upload_to), None)
             if target is None or target.repository_type != "hosted":
-                raise BadRequest(f"group {spec.name!r}: upload_to must name a hosted member, not {spec.upload_to!r}")
+                raise BadRequest(f"group {spec.name!r}: upload_to must name a hosted member (or a hosted member of "
+                                 f"a member group), not {spec.upload_to!r}")
     row = Repository.create(
         name=spec.name, repository_type=spec.repository_type, public=spec.public,
         allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url, cache_ttl=spec.cache_ttl,
-        remote_timeout=spec.remote_timeout, upload_to=spec.upload_to,
+        remote_timeout=spec.remote_timeout, upload_to=spec.upload_to, pass_through="\n".join(spec.pass_through),
     )
     for position, member in enumerate(members):
         GroupMember.create(group=row.id, member=member.id, position=position)
@@ -78,8 +81,22 @@ def _insert(spec: RepositoryConfig, actor: Actor) -> None:
 def _settings(spec: RepositoryConfig) -> dict[str, object]:
     settings = dataclasses.asdict(spec)
     settings["members"] = list(spec.members)
+    settings["pass_through"] = list(spec.pass_through)
+    settings["remote_url"] = redact(spec.remote_url)
     del settings["name"]
     return settings
+
+
+def _leaf_rows(members: list[Repository]) -> list[Repository]:
+    """The repositories a group reaches through its members, nested groups flattened."""
+    leaves = []
+    for member in members:
+        if member.repository_type == "group":
+            nested = [link.member for link in GroupMember.select().where(GroupMember.group == member.id)]
+            leaves.extend(_leaf_rows(nested))
+        else:
+            leaves.append(member)
+    return leaves
 
 
 def remove_repository(name: str, actor: Actor) -> None:

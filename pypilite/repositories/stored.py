@@ -22,6 +22,9 @@ class StoredRepository(Repository):
                       .where(Project.repository == self.row.id).order_by(Project.name))
         return ProjectIndex(names=names, etag=f"{self._etag_base}.{self.row.serial}")
 
+    def has_project(self, name: str) -> bool:
+        return Project.select().where((Project.repository == self.row.id) & (Project.name == name)).exists()
+
     def project_page(self, name: str) -> ProjectPage | None:
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         if project is None:
