@@ -86,7 +86,11 @@ def pip_index_url() -> str:
     for key in (":env:.index-url", "install.index-url", "global.index-url"):
         if key in settings:
             return settings[key].strip().strip("'\"")
-    from pip._internal.models.index import PyPI  # pip's own default, which it keeps up to date
+    try:
+        from pip._internal.models.index import PyPI  # pip's own default, which it keeps up to date
+    except ImportError:
+        raise UpstreamError("no upstream: set remote_url, since pip (whose index is the default) is not "
+                            "installed here") from None
     return PyPI.simple_url
 
 

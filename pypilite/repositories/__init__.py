@@ -11,13 +11,13 @@ from pathlib import Path
 
 from pypilite import access, models
 from pypilite.auth import Principal
-from pypilite.errors import NotFound
+from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import Repository
 from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
-from pypilite.upstream import Upstream, make_session, pip_index_url
+from pypilite.upstream import Upstream, UpstreamError, make_session, pip_index_url
 
 
 class Repositories:
@@ -46,7 +46,11 @@ class Repositories:
             return GroupRepository(row.id, row.name, row.public, members, row.upload_to,
                                    frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":
-            upstream = Upstream(self.session, row.remote_url or pip_index_url(), row.remote_timeout)
+            try:
+                root = row.remote_url or pip_index_url()
+            except UpstreamError as exc:
+                raise UserError(502, str(exc)) from None
+            upstream = Upstream(self.session, root, row.remote_timeout)
             return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks)
         return HostedRepository(row, self.blobs, self.instance)
 
