@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import http.client
 import importlib.metadata
 import io
-import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,31 +33,17 @@ from typing import BinaryIO
 
 import requests
 
+from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
+                    children, clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, tail,
+                    versions)
 from corpus import Dist, write_corpus, write_large_wheel
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
-SERVER_CPU = 0
-CLIENT_CPU = 1
-PINNED = shutil.which("taskset") is not None and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
-WRK = shutil.which("wrk")
-CONNECTIONS = 4
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
-INSTALL_TIMEOUT = 600
 UPLOAD_TIMEOUT = 900
 SAMPLE_INTERVAL = 0.01
-# The Python load generator stops at this many requests per thread even if time remains.
-MAX_REQUESTS_PER_THREAD = 1_000_000
-GUNICORN_ARGS = ["--workers", "1", "--worker-class", "sync"]
 HTML = "text/html"
 JSON = "application/vnd.pypi.simple.v1+json"
 FORMATS = {"HTML": HTML, "JSON": JSON}
 AUTHENTICATED = "authenticated"
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on; the message says why in one line."""
 
 
 @dataclass
@@ -87,17 +69,10 @@ class Server:
 
     def pids(self) -> dict[str, int]:
         """The master and its (single) worker, looked up now: gunicorn replaces a worker that dies."""
-        workers = _children(self.process.pid)
+        workers = children(self.process.pid)
         if len(workers) != 1:
             raise BenchError(f"{self.name}: expected one gunicorn worker, found {len(workers)}")
         return {"master": self.process.pid, "worker": workers[0]}
-
-
-@dataclass(frozen=True)
-class Load:
-    requests: int
-    errors: int
-    rps: float
 
 
 @dataclass(frozen=True)
@@ -124,85 +99,19 @@ class Results:
 
 # --- processes -------------------------------------------------------------------------------------------
 
-def _pinned(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if PINNED else []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def _clean_env() -> dict[str, str]:
-    """The environment minus PYPILITE_* variables: pypilite refuses unknown ones, and stray ones would
-    change what is measured."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYPILITE_")}
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's own process group (gunicorn stops its workers), SIGKILL if it hangs."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(STOP_TIMEOUT)
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-
-
-def _launch(stack: contextlib.ExitStack, name: str, argv: list[str], env: dict[str, str], cwd: Path,
-            log: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start a server in its own session (so it can be stopped as a group) and wait until /health answers."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(_pinned(SERVER_CPU) + argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    stack.callback(_stop, process)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"{name} exited with status {process.returncode}: {_tail(log)}")
-        try:
-            if requests.get(f"http://{LOOPBACK}:{port}/health", timeout=2).status_code == 200:
-                return process
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"{name} did not answer /health within {START_TIMEOUT:.0f} s: {_tail(log)}")
-
-
 def start_pypilite(stack: contextlib.ExitStack, workdir: Path) -> Server:
     """pypilite as production runs it (gunicorn.conf.py), but with one worker and a fresh data dir."""
     data_dir = workdir / "pypilite-data"
-    port = _free_port()
-    env = _clean_env() | {
+    port = free_port()
+    env = clean_env() | {
         "PYPILITE_STORAGE_DATA_DIR": str(data_dir),
         "PYPILITE_SERVER_HOST": LOOPBACK,
         "PYPILITE_SERVER_PORT": str(port),
     }
-    argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *GUNICORN_ARGS, "wsgi:app"]
+    argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+            *gunicorn_args(importlib.metadata.version("gunicorn")), "wsgi:app"]
     log = workdir / "pypilite.log"
-    process = _launch(stack, "pypilite", argv, env, REPO_ROOT, log, port)
+    process = launch(stack, "pypilite", argv, env, REPO_ROOT, log, port)
     password = (data_dir / "initial-admin-password").read_text().strip()
     description = f"pypilite (this checkout) on gunicorn {importlib.metadata.version('gunicorn')}"
     return Server("pypilite", process, port, log, "/local/simple/", "/local/", description, auth=("admin", password))
@@ -210,24 +119,10 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path) -> Server:
 
 def _install_pypiserver(venv: Path) -> Path:
     """A throwaway venv with pypiserver and gunicorn from the registry; its python, or BenchError."""
-    python = venv / "bin" / "python"
-    steps = {
-        "creating the venv": [sys.executable, "-m", "venv", str(venv)],
-        # pypiserver at its best: its docs prescribe the watchdog cache beyond a few packages (else every
-        # request rescans the packages dir), and watchdog 2.3+ reports the file opens of pypiserver's own
-        # hashing, which empties that cache on every request (pypiserver issue #502).
-        "pip install": [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
-                        "pypiserver", "watchdog<2.3", "gunicorn"],
-    }
-    for step, argv in steps.items():
-        try:
-            subprocess.run(argv, check=True, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-        except subprocess.CalledProcessError as exc:
-            last = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-            raise BenchError(f"{step} failed: {last[0]}") from None
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            raise BenchError(f"{step} failed: {exc}") from None
-    return python
+    # pypiserver at its best: its docs prescribe the watchdog cache beyond a few packages (else every request
+    # rescans the packages dir), and watchdog 2.3+ reports the file opens of pypiserver's own hashing, which
+    # empties that cache on every request (pypiserver issue #502).
+    return install_venv(sys.executable, venv, ["pypiserver", "watchdog<2.3", "gunicorn"])
 
 
 def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist]) -> Server | None:
@@ -242,14 +137,14 @@ def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dis
     packages.mkdir()
     for dist in dists:
         shutil.copyfile(dist.path, packages / dist.filename)
-    port = _free_port()
+    port = free_port()
     # No auth, so the large upload can be sent to both servers alike; it listens on loopback only.
     factory = f"pypiserver:app(root={str(packages)!r}, authenticate=[], password_file='.', disable_fallback=True)"
-    argv = [str(python), "-m", "gunicorn", *GUNICORN_ARGS, "--bind", f"{LOOPBACK}:{port}", "--timeout", "600",
-            "--access-logfile", "-", factory]
+    argv = [str(python), "-m", "gunicorn", *gunicorn_args(versions(python, "gunicorn")["gunicorn"]),
+            "--bind", f"{LOOPBACK}:{port}", "--timeout", "600", "--access-logfile", "-", factory]
     log = workdir / "pypiserver.log"
     try:
-        process = _launch(stack, "pypiserver", argv, _clean_env(), workdir, log, port)
+        process = launch(stack, "pypiserver", argv, clean_env(), workdir, log, port)
     except BenchError as exc:
         print(f"peer: pypiserver does not start ({exc}); continuing without it")
         return None
@@ -314,7 +209,7 @@ def upload(session: requests.Session, server: Server, dist: Dist) -> None:
                                 headers={"Content-Type": body.content_type}, timeout=UPLOAD_TIMEOUT)
     except requests.RequestException as exc:
         raise BenchError(f"{server.name}: upload of {dist.filename} failed: {exc}; "
-                         f"server log: {_tail(server.log)}") from None
+                         f"server log: {tail(server.log)}") from None
     finally:
         body.close()
     if response.status_code != 200:
@@ -362,99 +257,6 @@ def _headers(media_type: str, auth: tuple[str, str] | None) -> dict[str, str]:
     return headers
 
 
-def _wrk_script(directory: Path, paths: list[str], headers: dict[str, str]) -> Path:
-    """A wrk script that cycles through every project page, as many clients installing many projects do, rather
-    than asking for one page over and over."""
-    script = directory / f"pages-{uuid.uuid4().hex[:8]}.lua"
-    entries = ",\n".join(f'  "{p}"' for p in paths)
-    header_lines = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers.items())
-    script.write_text(
-        header_lines +
-        f"local paths = {{\n{entries}\n}}\n"
-        "local i = 0\n"
-        "request = function()\n"
-        "  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\n'
-        "end\n"
-    )
-    return script
-
-
-def load_wrk(wrk: str, server: Server, paths: list[str], headers: dict[str, str], duration: int,
-             scratch: Path) -> Load:
-    script = _wrk_script(scratch, paths, headers)
-    argv = [*_pinned(CLIENT_CPU), wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script),
-            server.base_url]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
-    except subprocess.CalledProcessError as exc:
-        raise BenchError(f"wrk failed: {exc.stderr.strip() or exc.stdout.strip()}") from None
-    out = done.stdout
-    total = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not total or not rate:
-        raise BenchError(f"wrk printed no request rate: {out.strip()[-200:]}")
-    # wrk prints these two lines only when there is something to count.
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
-    return Load(int(total.group(1)), errors, float(rate.group(1)))
-
-
-def _fetch(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[bool, bool]:
-    """One GET: whether it answered 200, and whether the connection may be used again."""
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-    except (OSError, http.client.HTTPException):
-        return False, False
-    return response.status == 200, not response.will_close
-
-
-def _python_client(port: int, paths: list[str], headers: dict[str, str], deadline: float, offset: int,
-                   tally: list[int]) -> None:
-    """One keep-alive connection, reopened whenever the server closes it (gunicorn's sync worker always does)."""
-    conn: http.client.HTTPConnection | None = None
-    for n in range(MAX_REQUESTS_PER_THREAD):
-        if time.monotonic() >= deadline:
-            break
-        if conn is None:
-            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-        ok, reusable = _fetch(conn, paths[(offset + n) % len(paths)], headers)
-        if not reusable:
-            conn.close()
-            conn = None
-        tally[0] += 1
-        tally[1] += not ok
-    if conn is not None:
-        conn.close()
-
-
-def load_python(server: Server, paths: list[str], headers: dict[str, str], duration: int) -> Load:
-    """The fallback without wrk: threads in this process, pinned to the client CPU while they run."""
-    affinity = os.sched_getaffinity(0)
-    if PINNED:
-        os.sched_setaffinity(0, {CLIENT_CPU})
-    try:
-        started = time.monotonic()
-        tallies = [[0, 0] for _ in range(CONNECTIONS)]
-        threads = [threading.Thread(target=_python_client, daemon=True,
-                                    args=(server.port, paths, headers, started + duration,
-                                          i * len(paths) // CONNECTIONS, tallies[i]))
-                   for i in range(CONNECTIONS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(duration + 30)
-        elapsed = time.monotonic() - started
-    finally:
-        os.sched_setaffinity(0, affinity)
-    count = sum(t[0] for t in tallies)
-    return Load(count, sum(t[1] for t in tallies), count / elapsed)
-
-
 def _page_runs(servers: list[Server]) -> list[tuple[str, Server, dict[str, str]]]:
     """Every (label, server, headers) measured in a round: each format anonymously on every server, and each
     format with Basic credentials on pypilite (whose credential cache should make that cost next to nothing)."""
@@ -476,9 +278,9 @@ def measure_pages(servers: list[Server], projects: list[str], args: argparse.Nam
         for label, server, headers in _page_runs(servers):
             paths = [server.project_path(p) for p in projects]
             if WRK:
-                load = load_wrk(WRK, server, paths, headers, args.duration, scratch)
+                load = load_wrk(WRK, server.base_url, paths, headers, args.duration, scratch)
             else:
-                load = load_python(server, paths, headers, args.duration)
+                load = load_python(server.port, paths, headers, args.duration)
             results.pages.setdefault((server.name, label), []).append(load)
             print(f"round {round_no}/{args.rounds}  {label:<18}  {server.name:<10}  {load.rps:9.1f} req/s"
                   f"  ({load.requests} requests, {load.errors} errors)", flush=True)

@@ -1,0 +1,277 @@
+"""What the benchmarks share: starting and stopping servers pinned to a CPU, throwaway venvs for the peers,
+and the load generators (wrk, else threads in this process) that cycle through a list of paths.
+
+Every wait here is bounded, and every process started through `launch` is registered on an ExitStack that
+stops its whole process group, so a benchmark leaves nothing running on Ctrl-C or errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+PINNED = shutil.which("taskset") is not None and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
+WRK = shutil.which("wrk")
+CONNECTIONS = 4
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+INSTALL_TIMEOUT = 600
+# The Python load generator stops at this many requests per thread even if time remains.
+MAX_REQUESTS_PER_THREAD = 1_000_000
+GUNICORN_ARGS = ["--workers", "1", "--worker-class", "sync"]
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    errors: int
+    rps: float
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+def gunicorn_args(version: str) -> list[str]:
+    """One sync worker, and no control socket where gunicorn has one (25.1 and later): its default path in
+    $HOME is the same for every master, and a benchmark runs two at once and keeps out of $HOME."""
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    return GUNICORN_ARGS + (["--no-control-socket"] if major_minor >= (25, 1) else [])
+
+
+def pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if PINNED else []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def clean_env() -> dict[str, str]:
+    """The environment minus PYPILITE_* variables: pypilite refuses unknown ones, and stray ones would
+    change what is measured."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYPILITE_")}
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's own process group (gunicorn stops its workers), SIGKILL if it hangs."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+
+
+def launch(stack: contextlib.ExitStack, name: str, argv: list[str], env: dict[str, str], cwd: Path,
+           log: Path, port: int, health: str = "/health", cpu: int = SERVER_CPU) -> subprocess.Popen[bytes]:
+    """Start a server pinned to `cpu` in its own session (so it can be stopped as a group) and wait until
+    `health` answers 200."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(pinned(cpu) + argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.callback(stop, process)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{name} exited with status {process.returncode}: {tail(log)}")
+        try:
+            if requests.get(f"http://{LOOPBACK}:{port}{health}", timeout=2).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"{name} did not answer {health} within {START_TIMEOUT:.0f} s: {tail(log)}")
+
+
+def install_venv(python: str, venv: Path, packages: list[str]) -> Path:
+    """A throwaway venv with `packages` from the registry (the machine's normal pip configuration); its
+    python, or BenchError saying which step failed."""
+    venv_python = venv / "bin" / "python"
+    steps = {
+        "creating the venv": [python, "-m", "venv", str(venv)],
+        "pip install": [str(venv_python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+                        *packages],
+    }
+    for step, argv in steps.items():
+        try:
+            subprocess.run(argv, check=True, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+        except subprocess.CalledProcessError as exc:
+            last = (exc.stderr or exc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            raise BenchError(f"{step} failed: {last[0]}") from None
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            raise BenchError(f"{step} failed: {exc}") from None
+    return venv_python
+
+
+def versions(python: Path, *distributions: str) -> dict[str, str]:
+    """The installed versions of some distributions in another venv."""
+    script = ("import sys; from importlib.metadata import version as v; "
+              "print(' '.join(v(name) for name in sys.argv[1:]))")
+    done = subprocess.run([str(python), "-c", script, *distributions], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return dict(zip(distributions, done.stdout.split()))
+
+
+# --- load ------------------------------------------------------------------------------------------------
+
+# With `strict`, the script also counts every answer but 200 (wrk itself counts only 4xx and 5xx, so a
+# redirect elsewhere would pass for a served request) and prints the sum when it is done.
+_STRICT_LUA = """\
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+function init(args)
+  not200 = 0
+end
+function response(status, headers, body)
+  if status ~= 200 then not200 = not200 + 1 end
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do n = n + thread:get("not200") end
+  io.write(string.format("answers other than 200: %d\\n", n))
+end
+"""
+
+
+def wrk_script(directory: Path, paths: list[str], headers: dict[str, str], strict: bool = False) -> Path:
+    """A wrk script that cycles through every project page, as many clients installing many projects do, rather
+    than asking for one page over and over."""
+    script = directory / f"pages-{uuid.uuid4().hex[:8]}.lua"
+    entries = ",\n".join(f'  "{p}"' for p in paths)
+    header_lines = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in headers.items())
+    script.write_text(
+        header_lines +
+        f"local paths = {{\n{entries}\n}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\n'
+        "end\n"
+        + (_STRICT_LUA if strict else "")
+    )
+    return script
+
+
+def load_wrk(wrk: str, base_url: str, paths: list[str], headers: dict[str, str], duration: int,
+             scratch: Path, strict: bool = False) -> Load:
+    script = wrk_script(scratch, paths, headers, strict)
+    argv = [*pinned(CLIENT_CPU), wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script), base_url]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
+    except subprocess.CalledProcessError as exc:
+        raise BenchError(f"wrk failed: {exc.stderr.strip() or exc.stdout.strip()}") from None
+    out = done.stdout
+    total = re.search(r"(\d+) requests in", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not total or not rate:
+        raise BenchError(f"wrk printed no request rate: {out.strip()[-200:]}")
+    # wrk prints these two lines only when there is something to count.
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if strict:
+        not_200 = re.search(r"answers other than 200: (\d+)", out)
+        if not not_200:
+            raise BenchError(f"wrk's script printed no count of answers: {out.strip()[-200:]}")
+        errors = int(not_200.group(1))
+    else:
+        errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return Load(int(total.group(1)), errors, float(rate.group(1)))
+
+
+def _fetch(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[bool, bool]:
+    """One GET: whether it answered 200, and whether the connection may be used again."""
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException):
+        return False, False
+    return response.status == 200, not response.will_close
+
+
+def _python_client(port: int, paths: list[str], headers: dict[str, str], deadline: float, offset: int,
+                   tally: list[int]) -> None:
+    """One keep-alive connection, reopened whenever the server closes it (gunicorn's sync worker always does)."""
+    conn: http.client.HTTPConnection | None = None
+    for n in range(MAX_REQUESTS_PER_THREAD):
+        if time.monotonic() >= deadline:
+            break
+        if conn is None:
+            conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        ok, reusable = _fetch(conn, paths[(offset + n) % len(paths)], headers)
+        if not reusable:
+            conn.close()
+            conn = None
+        tally[0] += 1
+        tally[1] += not ok
+    if conn is not None:
+        conn.close()
+
+
+def load_python(port: int, paths: list[str], headers: dict[str, str], duration: int) -> Load:
+    """The fallback without wrk: threads in this process, pinned to the client CPU while they run."""
+    affinity = os.sched_getaffinity(0)
+    if PINNED:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    try:
+        started = time.monotonic()
+        tallies = [[0, 0] for _ in range(CONNECTIONS)]
+        threads = [threading.Thread(target=_python_client, daemon=True,
+                                    args=(port, paths, headers, started + duration,
+                                          i * len(paths) // CONNECTIONS, tallies[i]))
+                   for i in range(CONNECTIONS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(duration + 30)
+        elapsed = time.monotonic() - started
+    finally:
+        os.sched_setaffinity(0, affinity)
+    count = sum(t[0] for t in tallies)
+    return Load(count, sum(t[1] for t in tallies), count / elapsed)
