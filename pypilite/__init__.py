@@ -46,6 +46,7 @@ def create_app(config: Config | None = None) -> Flask:
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)
             instance = models.instance_id()
+        models.close_pool()
     except (ConfigError, models.SchemaError) as exc:
         raise StartupError(str(exc)) from None
     except UserError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import peewee as pw
 from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
 from playhouse import migrate as schema
 
 database = pw.DatabaseProxy()
@@ -206,12 +207,19 @@ MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1, _migratio
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+# Requests still connect and close, but close hands the connection back to a pool: opening one (and
+# applying the pragmas) costs more than answering a cached page.
+POOL = {"max_connections": 32, "stale_timeout": 300, "timeout": 30}
+
+
 def make_database(url: str, data_dir: Path) -> pw.Database:
     """The database that `url` names (empty: SQLite inside the data dir), not yet connected."""
     if not url:
-        return pw.SqliteDatabase(str(data_dir / "pypilite.db"), pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        return PooledSqliteDatabase(str(data_dir / "pypilite.db"), pragmas=SQLITE_PRAGMAS,
+                                    check_same_thread=False, **POOL)
     if url.startswith("sqlite:"):
-        return connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        url = url.replace("sqlite:", "sqlite+pool:", 1)
+        return connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL)
     return connect_url(url)
 
 
@@ -219,12 +227,19 @@ def bind(db: pw.Database) -> None:
     database.initialize(db)
 
 
+def close_pool() -> None:
+    """Really close pooled connections: none may outlive start-up into a forked worker (gunicorn --preload)."""
+    close_all = getattr(database.obj, "close_all", None)
+    if close_all is not None:
+        close_all()
+
+
 @contextmanager
 def write_transaction() -> Iterator[None]:
     """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
     lock (SQLITE_BUSY without waiting); on other databases a plain transaction."""
     db = database.obj
-    if isinstance(db, pw.SqliteDatabase):
+    if isinstance(db, pw.SqliteDatabase):  # pooled ones included
         with db.atomic("IMMEDIATE"):
             yield
     else:

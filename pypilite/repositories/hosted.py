@@ -28,7 +28,7 @@ class HostedRepository(StoredRepository):
 
     def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
         """Store the verified file: blob first (durable), then the row, so no row ever lacks its blob."""
-        existing = self._file_row(dist.filename)
+        existing = self._query_file_row(dist.filename)
         if existing is not None and self._is_duplicate(existing, dist):
             return UploadOutcome.IDENTICAL
         sha256 = self.blobs.commit(dist.blob)
@@ -37,7 +37,7 @@ class HostedRepository(StoredRepository):
             metadata_sha256 = self.blobs.put_bytes(dist.metadata.core_metadata)
         with write_transaction():
             # Checked again under the write lock: another worker may have stored the same name meanwhile.
-            existing = self._file_row(dist.filename)
+            existing = self._query_file_row(dist.filename)
             if existing is not None and self._is_duplicate(existing, dist):
                 return UploadOutcome.IDENTICAL
             project = self._project_for_upload(dist)

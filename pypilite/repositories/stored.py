@@ -16,6 +16,7 @@ class StoredRepository(Repository):
         self.blobs = blobs
         # Part of every ETag, so a restored or recreated data dir never matches a client's cached validator.
         self._etag_base = f"{instance}.{row.id}"
+        self._file_rows: dict[str, File | None] = {}
 
     def project_index(self) -> ProjectIndex:
         names = tuple(p.name for p in Project.select(Project.name)
@@ -33,10 +34,17 @@ class StoredRepository(Repository):
         return ProjectPage(name=project.name, files=sort_files(files),
                            etag=f"{self._etag_base}.{project.id}.{project.serial}")
 
-    def _file_row(self, filename: str) -> File | None:
+    def _query_file_row(self, filename: str) -> File | None:
         return (File.select().join(Project)
                 .where((Project.repository == self.row.id) & (File.filename == filename))
                 .first())
+
+    def _file_row(self, filename: str) -> File | None:
+        """For reads: a download asks about its file twice (dist_file, then open_file), and a repository
+        object lives for one request, so the first answer serves both. Writes use _query_file_row."""
+        if filename not in self._file_rows:
+            self._file_rows[filename] = self._query_file_row(filename)
+        return self._file_rows[filename]
 
     def dist_file(self, filename: str) -> DistFile | None:
         row = self._file_row(filename)
