@@ -63,8 +63,11 @@ class ProxyRepository(StoredRepository):
 
     def refresh(self, name: str) -> ProjectPage | None:
         """Fetch the project's page from upstream now, whatever its age."""
-        with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
-            state = self._refetch(name, self._state(name), conditional=False)
+        try:
+            with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+                state = self._refetch(name, self._state(name), conditional=False)
+        except (UpstreamError, LockTimeout) as exc:
+            raise UserError(504 if getattr(exc, "timeout", True) else 502, str(exc)) from None
         return self._cached(name, state)
 
     def forget(self, name: str) -> None:

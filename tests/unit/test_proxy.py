@@ -131,3 +131,22 @@ def test_root_lists_what_is_cached(tmp_path, upstream) -> None:
     assert index.get("/pypi/simple/", accept=JSON).json["projects"] == []
     index.get("/pypi/simple/other/")
     assert index.get("/pypi/simple/", accept=JSON).json["projects"] == [{"name": "other"}]
+
+
+def test_refresh_and_forget_services(tmp_path, upstream) -> None:
+    from pypilite.audit import Actor
+    from pypilite.errors import UserError
+    from pypilite.repositories.manage import forget_cached_project, refresh_cached_project
+    index = proxy_index(tmp_path, upstream)
+    repositories = index.app.extensions["pypilite"].repositories
+    actor = Actor("test")
+    assert index.run(refresh_cached_project, repositories, "pypi", "Demo", actor) == 2
+    index.run(forget_cached_project, repositories, "pypi", "demo", actor)
+    with pytest.raises(UserError, match="not cached"):
+        index.run(forget_cached_project, repositories, "pypi", "demo", actor)
+    with pytest.raises(UserError, match="not a proxy"):
+        index.run(refresh_cached_project, repositories, "local", "demo", actor)
+    upstream.stop()
+    with pytest.raises(UserError) as failed:
+        index.run(refresh_cached_project, repositories, "pypi", "demo", actor)
+    assert failed.value.status == 502
