@@ -11,7 +11,7 @@ from typing import Any
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, tokens, users
+from pypilite import StartupError, create_app, grants, maintenance, tokens, users
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.config import ConfigError, load_config, parse_repository
@@ -254,10 +254,28 @@ def revoke(user_name: str, repository: str) -> None:
     click.echo(f"revoked {user_name!r}'s grant on {repository!r}")
 
 
+@cli.command("check")
+@click.option("--gc", is_flag=True, help="also remove blobs no file refers to (untouched for an hour)")
+@with_database
+def check_command(gc: bool) -> None:
+    """Check the database against the blob store; exit 1 when a file is missing or corrupt."""
+    report = maintenance.check(services().blobs, gc=gc)
+    for label, items in (("missing", report.missing), ("corrupt", report.corrupt),
+                         ("stray temp file", report.stray_temp)):
+        for item in items:
+            click.echo(f"{label}: {item}", err=True)
+    click.echo(f"checked {report.checked} blobs: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
+               f"{len(report.unreferenced)} unreferenced"
+               + (f", {report.removed} removed ({report.removed_bytes} bytes)" if gc else ""))
+    if not report.clean:
+        raise click.exceptions.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every refusal is one line on stderr and a non-zero exit, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="app.py", standalone_mode=False)
+        # Without standalone mode click returns a command's exit status instead of exiting.
+        status = cli.main(args=argv, prog_name="app.py", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("pypilite: aborted", err=True)
         return 1
@@ -270,4 +288,4 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         click.echo(f"pypilite: {exc.message}", err=True)
         return 1
-    return 0
+    return status if isinstance(status, int) else 0

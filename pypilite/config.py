@@ -196,7 +196,7 @@ def _reject_unknown_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(f"unknown config variable: {var}")
 
 
-_REPO_KEYS: dict[str, set[str]] = {
+REPOSITORY_KEYS: dict[str, set[str]] = {
     "hosted": {"public", "allow_overwrite"},
     "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout"},
     "group": {"public", "members", "upload_to", "pass_through"},
@@ -217,13 +217,13 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
         raise ConfigError(f"{where}: repository_type must be one of {', '.join(REPOSITORY_TYPES)}, not {kind!r}")
     # "format" is what other registries' documents carry; accepting it keeps their snippets working.
     for key in set(entry) - {"name", "repository_type", "format"}:
-        if key not in _REPO_KEYS[kind]:
+        if key not in REPOSITORY_KEYS[kind]:
             raise ConfigError(f"{where}: unknown key {key!r} for a {kind} repository")
     if entry.get("format", "pypi") != "pypi":
         raise ConfigError(f"{where}: format must be \"pypi\"")
     values: dict[str, Any] = {}
     types = {f.name: f.type for f in dataclasses.fields(RepositoryConfig)}
-    for key in _REPO_KEYS[kind]:
+    for key in REPOSITORY_KEYS[kind]:
         if key not in entry:
             continue
         value = entry[key]

@@ -118,7 +118,8 @@ def _wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
     with _open_zip(path, "wheel") as archive:
         members = archive.infolist()
         _check_ratio(sum(m.file_size for m in members), path.stat().st_size)
-        dist_infos = {m.filename.split("/", 1)[0] for m in members if m.filename.split("/", 1)[0].endswith(".dist-info")}
+        tops = {m.filename.split("/", 1)[0] for m in members}
+        dist_infos = {top for top in tops if top.endswith(".dist-info")}
         matching = [d for d in dist_infos if _names_release(d.removesuffix(".dist-info"), info)]
         if len(matching) != 1:
             raise InvalidDistribution(
@@ -220,7 +221,8 @@ def _parse_metadata(raw: bytes, info: FilenameInfo) -> DistMetadata:
         try:
             SpecifierSet(requires_python)
         except InvalidSpecifier:
-            raise InvalidDistribution(f"Invalid distribution: Requires-Python {requires_python!r} is not valid") from None
+            raise InvalidDistribution(
+                f"Invalid distribution: Requires-Python {requires_python!r} is not valid") from None
     return DistMetadata(
         name=dist.name,
         version=dist.version,

@@ -179,6 +179,19 @@ class UpstreamPage(BaseModel):
         indexes = ((("repository", "name"), True),)
 
 
+class Tombstone(BaseModel):
+    """A filename deleted from a hosted repository: as on PyPI, it cannot be uploaded again (unless the
+    repository allows overwrite), so a name never means two different files over time."""
+
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE")
+    filename = pw.CharField()
+    sha256 = pw.FixedCharField(max_length=64)
+    deleted = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("repository", "filename"), True),)
+
+
 def _migration_1(db: pw.Database) -> None:
     db.create_tables([Repository, GroupMember, Project, File, User])
     Meta.insert(key="instance_id", value=uuid.uuid4().hex[:12]).on_conflict_ignore().execute()
@@ -201,9 +214,14 @@ def _migration_3(db: pw.Database) -> None:
         schema.migrate(migrator.add_column("repository", "pass_through", pw.TextField(default="")))
 
 
+def _migration_4(db: pw.Database) -> None:
+    db.create_tables([Tombstone])
+
+
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
-MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (_migration_1, _migration_2, _migration_3)
+MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (
+    _migration_1, _migration_2, _migration_3, _migration_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

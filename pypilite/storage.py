@@ -119,6 +119,7 @@ class BlobStore:
         final = self.path(sha256)
         if final.is_file():
             blob.discard()
+            os.utime(final)  # young again: garbage collection spares blobs touched within the hour
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(blob.path, final)

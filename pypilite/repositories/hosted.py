@@ -8,8 +8,8 @@ import peewee as pw
 
 from pypilite import audit, models
 from pypilite.audit import Actor
-from pypilite.errors import Conflict
-from pypilite.models import File, Project, write_transaction
+from pypilite.errors import BadRequest, Conflict
+from pypilite.models import File, Project, Tombstone, write_transaction
 from pypilite.repositories.stored import StoredRepository
 from pypilite.uploads import VerifiedUpload
 
@@ -28,6 +28,7 @@ class HostedRepository(StoredRepository):
 
     def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
         """Store the verified file: blob first (durable), then the row, so no row ever lacks its blob."""
+        self._refuse_reused_name(dist.filename)
         existing = self._query_file_row(dist.filename)
         if existing is not None and self._is_duplicate(existing, dist):
             return UploadOutcome.IDENTICAL
@@ -62,6 +63,13 @@ class HostedRepository(StoredRepository):
             audit.record(actor, "file.upload", "file", f"{self.name}/{dist.filename}",
                          sha256=sha256, size=dist.blob.size, outcome=outcome.value)
         return outcome
+
+    def _refuse_reused_name(self, filename: str) -> None:
+        if self.row.allow_overwrite:
+            return
+        if Tombstone.select().where((Tombstone.repository == self.id) & (Tombstone.filename == filename)).exists():
+            raise BadRequest(f"This filename has already been used: {filename} was deleted from repository "
+                             f"{self.name!r} and cannot be uploaded again; use a different version")
 
     def _is_duplicate(self, existing: File, dist: VerifiedUpload) -> bool:
         """True for a byte-identical re-upload; raises for other bytes under the same name."""

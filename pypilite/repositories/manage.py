@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
 
 from pypilite import audit, models
 from pypilite.audit import Actor
-from pypilite.config import ConfigError, RepositoryConfig, validate_repository_name
+from pypilite.config import (
+    REPOSITORY_KEYS,
+    ConfigError,
+    RepositoryConfig,
+    parse_repository,
+    validate_repository_name,
+)
 from pypilite.errors import BadRequest, Conflict, NotFound
 from pypilite.models import GroupMember, Repository, write_transaction
 from pypilite.repositories import Repositories
@@ -35,6 +42,13 @@ def describe(row: Repository) -> RepositoryConfig:
     )
 
 
+def get_repository(name: str) -> RepositoryConfig:
+    row = Repository.get_or_none(Repository.name == name)
+    if row is None:
+        raise NotFound(f"repository {name!r} not found")
+    return describe(row)
+
+
 def list_repositories() -> list[RepositoryConfig]:
     return [describe(row) for row in Repository.select().order_by(Repository.name)]
 
@@ -52,22 +66,7 @@ def _insert(spec: RepositoryConfig, actor: Actor) -> None:
         validate_repository_name(spec.name)
     except ConfigError as exc:
         raise BadRequest(str(exc)) from None
-    members = []
-    if spec.repository_type == "group":
-        for name in spec.members:
-            member = Repository.get_or_none(Repository.name == name)
-            if member is None:
-                raise BadRequest(f"group {spec.name!r}: member {name!r} does not exist")
-            if name == spec.name:
-                raise BadRequest(f"group {spec.name!r} cannot contain itself")
-            members.append(member)
-        if len(set(spec.members)) != len(spec.members):
-            raise BadRequest(f"group {spec.name!r} lists a member twice")
-        if spec.upload_to:
-            target = next((m for m in _leaf_rows(members) if m.name == spec.upload_to), None)
-            if target is None or target.repository_type != "hosted":
-                raise BadRequest(f"group {spec.name!r}: upload_to must name a hosted member (or a hosted member of "
-                                 f"a member group), not {spec.upload_to!r}")
+    members = _member_rows(spec) if spec.repository_type == "group" else []
     row = Repository.create(
         name=spec.name, repository_type=spec.repository_type, public=spec.public,
         allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url, cache_ttl=spec.cache_ttl,
@@ -85,6 +84,73 @@ def _settings(spec: RepositoryConfig) -> dict[str, object]:
     settings["remote_url"] = redact(spec.remote_url)
     del settings["name"]
     return settings
+
+
+def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> RepositoryConfig:
+    """Change a repository's settings; its name and kind stay (create another for those)."""
+    with write_transaction():
+        row = Repository.get_or_none(Repository.name == name)
+        if row is None:
+            raise NotFound(f"repository {name!r} not found")
+        current = describe(row)
+        for key in ("name", "repository_type"):
+            if key in changes and changes[key] != getattr(current, key):
+                raise BadRequest(f"a repository's {key} cannot change")
+        allowed = REPOSITORY_KEYS[current.repository_type]
+        entry = {key: list(value) if isinstance(value, tuple) else value
+                 for key, value in dataclasses.asdict(current).items() if key in allowed}
+        entry.update(changes)
+        entry.update(name=name, repository_type=current.repository_type)
+        try:
+            spec = parse_repository(entry, f"repository {name!r}")
+        except ConfigError as exc:
+            raise BadRequest(str(exc)) from None
+        members = _member_rows(spec) if spec.repository_type == "group" else []
+        if any(row.id in {leaf.id for leaf in _group_closure(member)} for member in members):
+            raise BadRequest(f"group {name!r} cannot contain itself, directly or through another group")
+        Repository.update(
+            public=spec.public, allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url,
+            cache_ttl=spec.cache_ttl, remote_timeout=spec.remote_timeout, upload_to=spec.upload_to,
+            pass_through="\n".join(spec.pass_through),
+        ).where(Repository.id == row.id).execute()
+        if spec.repository_type == "group":
+            GroupMember.delete().where(GroupMember.group == row.id).execute()
+            for position, member in enumerate(members):
+                GroupMember.create(group=row.id, member=member.id, position=position)
+        # Every page of the repository may render differently now.
+        Repository.update(serial=Repository.serial + 1).where(Repository.id == row.id).execute()
+        models.Project.update(serial=models.Project.serial + 1).where(models.Project.repository == row.id).execute()
+        audit.record(actor, "repository.update", "repository", name, **_settings(spec))
+        return spec
+
+
+def _member_rows(spec: RepositoryConfig) -> list[Repository]:
+    """A group's members, checked: they exist, none twice, not itself, and upload_to is hosted among them."""
+    members = []
+    for name in spec.members:
+        member = Repository.get_or_none(Repository.name == name)
+        if member is None:
+            raise BadRequest(f"group {spec.name!r}: member {name!r} does not exist")
+        if name == spec.name:
+            raise BadRequest(f"group {spec.name!r} cannot contain itself")
+        members.append(member)
+    if len(set(spec.members)) != len(spec.members):
+        raise BadRequest(f"group {spec.name!r} lists a member twice")
+    if spec.upload_to:
+        target = next((m for m in _leaf_rows(members) if m.name == spec.upload_to), None)
+        if target is None or target.repository_type != "hosted":
+            raise BadRequest(f"group {spec.name!r}: upload_to must name a hosted member (or a hosted member of "
+                             f"a member group), not {spec.upload_to!r}")
+    return members
+
+
+def _group_closure(row: Repository) -> list[Repository]:
+    """A repository and, for a group, everything it reaches."""
+    found = [row]
+    if row.repository_type == "group":
+        for link in GroupMember.select().where(GroupMember.group == row.id):
+            found.extend(_group_closure(link.member))
+    return found
 
 
 def _leaf_rows(members: list[Repository]) -> list[Repository]:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import Forbidden
 
-from pypilite import access, audit, grants, tokens, users
+from pypilite import access, audit, grants, packages, tokens, users
 from pypilite.audit import Actor
 from pypilite.auth import Principal
+from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
 from pypilite.errors import BadRequest
-from pypilite.web.context import principal, services
+from pypilite.repositories import manage
+from pypilite.repositories.base import Repository
+from pypilite.upstream import redact
+from pypilite.web import openapi
+from pypilite.web.context import principal, readable_repository, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -62,6 +68,115 @@ def _repository_admin(name: str) -> Principal:
     repository = services().repositories.get(name, None)
     access.require(who, repository, access.ADMIN)
     return who
+
+
+def _repo_json(spec: RepositoryConfig) -> dict[str, Any]:
+    fields = dataclasses.asdict(spec)
+    fields.update(members=list(spec.members), pass_through=list(spec.pass_through),
+                  remote_url=redact(spec.remote_url), format="pypi")
+    return {key: fields[key] for key in ("name", "repository_type", "format", *sorted(
+        REPOSITORY_KEYS[spec.repository_type]))}
+
+
+def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A repository in the shape of the config file (and other registries' APIs: "format" is accepted)."""
+    fields = {"name": str, "repository_type": str, "format": str, "public": bool, "allow_overwrite": bool,
+              "remote_url": str, "cache_ttl": int, "remote_timeout": int, "members": list, "upload_to": str,
+              "pass_through": list}
+    return _body(fields, required)
+
+
+@bp.get("/repos")
+def list_repos() -> Response:
+    access.require_global_admin(principal())
+    return _collection([_repo_json(spec) for spec in manage.list_repositories()])
+
+
+@bp.post("/repos")
+def create_repo() -> Response:
+    who = principal()
+    access.require_global_admin(who)
+    body = _repository_body(required=("name", "repository_type"))
+    try:
+        spec = parse_repository(body, "repository")
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from None
+    manage.create_repository(spec, _actor(who))
+    return _created(_repo_json(spec))
+
+
+@bp.get("/repos/<name>")
+def show_repo(name: str) -> Response:
+    _repository_admin(name)
+    return jsonify(_repo_json(manage.get_repository(name)))
+
+
+@bp.patch("/repos/<name>")
+def update_repo(name: str) -> Response:
+    who = principal()
+    access.require_global_admin(who)
+    return jsonify(_repo_json(manage.update_repository(name, _repository_body(), _actor(who))))
+
+
+@bp.delete("/repos/<name>")
+def delete_repo(name: str) -> Response:
+    who = principal()
+    access.require_global_admin(who)
+    manage.remove_repository(name, _actor(who))
+    return _no_content()
+
+
+@bp.get("/repos/<name>/projects")
+def list_projects(name: str) -> Response:
+    repository = readable_repository(name)
+    items, next_cursor = packages.list_projects(repository, _int_arg("limit", 100), request.args.get("cursor", ""))
+    return _collection(items, next_cursor)
+
+
+@bp.get("/repos/<name>/projects/<project>")
+def show_project(name: str, project: str) -> Response:
+    return jsonify(packages.show_project(readable_repository(name), project))
+
+
+def _uploadable(name: str) -> tuple[Principal, Repository]:
+    who = principal()
+    repository = services().repositories.get(name, None)
+    access.require(who, repository, access.UPLOAD)
+    return who, repository
+
+
+@bp.delete("/repos/<name>/projects/<project>/<version>")
+def delete_release(name: str, project: str, version: str) -> Response:
+    who, repository = _uploadable(name)
+    packages.delete_release(repository, project, version, _actor(who))
+    return _no_content()
+
+
+@bp.delete("/repos/<name>/files/<filename>")
+def delete_file(name: str, filename: str) -> Response:
+    who, repository = _uploadable(name)
+    packages.delete_file(repository, filename, _actor(who))
+    return _no_content()
+
+
+@bp.post("/repos/<name>/projects/<project>/<version>/yank")
+def yank(name: str, project: str, version: str) -> Response:
+    who, repository = _uploadable(name)
+    reason = _body({"reason": str}).get("reason", "") if request.get_data() else ""
+    packages.set_yanked(repository, project, version, True, reason, _actor(who))
+    return jsonify({"project": project, "version": version, "yanked": True, "yanked_reason": reason})
+
+
+@bp.post("/repos/<name>/projects/<project>/<version>/unyank")
+def unyank(name: str, project: str, version: str) -> Response:
+    who, repository = _uploadable(name)
+    packages.set_yanked(repository, project, version, False, "", _actor(who))
+    return jsonify({"project": project, "version": version, "yanked": False, "yanked_reason": ""})
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(openapi.DOCUMENT)
 
 
 @bp.get("/users")
