@@ -12,7 +12,7 @@ from pypilite import access, audit, grants, packages, tokens, users
 from pypilite.audit import Actor
 from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
-from pypilite.errors import BadRequest
+from pypilite.errors import BadRequest, NotFound
 from pypilite.repositories import manage
 from pypilite.repositories.base import Repository
 from pypilite.upstream import redact
@@ -20,6 +20,9 @@ from pypilite.web import openapi
 from pypilite.web.context import principal, readable_repository, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# What the database can hold in an integer column: larger cursors and ids can name nothing.
+MAX_INTEGER = 2**63 - 1
 
 
 def _actor(who: Principal) -> Actor:
@@ -239,6 +242,8 @@ def list_tokens() -> Response:
 def revoke_token(token_id: int) -> Response:
     who = principal()
     access.require_user(who)
+    if token_id > MAX_INTEGER:
+        raise NotFound(f"token {token_id} not found")
     token = tokens.get_token(token_id)
     if token.user.name != who.name:
         access.require_global_admin(who)
@@ -279,6 +284,9 @@ def _int_arg(name: str, default: int | None) -> int | None:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise BadRequest(f"query parameter {name!r} must be an integer") from None
+    if not 0 <= number <= MAX_INTEGER:
+        raise BadRequest(f"query parameter {name!r} must be between 0 and {MAX_INTEGER}")
+    return number

@@ -192,3 +192,9 @@ def test_audit_filters_and_pages(api: Index) -> None:
 
 def test_unknown_api_urls_answer_json(api: Index) -> None:
     assert_error(call(api, "get", "/api/v1/nothing"), 404)
+
+
+def test_integers_beyond_the_database_are_refused_not_crashed(api: Index) -> None:
+    assert_error(call(api, "get", f"/api/v1/admin/audit?cursor={2**63}"), 400, "between")
+    assert_error(call(api, "get", "/api/v1/admin/audit?limit=-5"), 400, "between")
+    assert_error(call(api, "delete", f"/api/v1/tokens/{2**64}"), 404)

@@ -178,7 +178,8 @@ def test_a_distributed_attack_on_one_user_spares_the_user(team: Index, monkeypat
     assert owner.status_code == 200
 
 
-@pytest.mark.parametrize("header", ["Basic !!!notbase64", "Bearer abc", "Basic " + base64.b64encode(b"nocolon").decode()])
+@pytest.mark.parametrize("header", ["Basic !!!notbase64", "Bearer abc",
+                                    "Basic " + base64.b64encode(b"nocolon").decode()])
 def test_malformed_authorization_headers(team: Index, header: str) -> None:
     response = team.get("/team/simple/", headers={"Authorization": header})
     assert response.status_code == 401
