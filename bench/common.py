@@ -15,11 +15,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -275,3 +279,22 @@ def load_python(port: int, paths: list[str], headers: dict[str, str], duration: 
         os.sched_setaffinity(0, affinity)
     count = sum(t[0] for t in tallies)
     return Load(count, sum(t[1] for t in tallies), count / elapsed)
+
+
+def bench_main(args: Any, run: Callable[[Any, Path, contextlib.ExitStack], None], prefix: str) -> int:
+    """Run a benchmark in a temp dir that is removed afterwards; every process it registers on the stack is
+    stopped on the way out, on Ctrl-C, SIGTERM and errors alike. Returns the exit status."""
+    # SIGTERM unwinds like Ctrl-C, so the servers started here are stopped either way.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with contextlib.ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix,
+                                                                           ignore_cleanup_errors=True)))
+            run(args, workdir, stack)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    return 0

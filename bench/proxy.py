@@ -22,11 +22,9 @@ import importlib.metadata
 import json
 import re
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -35,7 +33,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import requests
 
-from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
+from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
                     clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, stop, tail,
                     versions)
 from corpus import Dist, write_corpus
@@ -490,21 +488,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so the servers started here are stopped either way.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        with contextlib.ExitStack() as stack:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pypilite-proxy-bench-",
-                                                                           ignore_cleanup_errors=True)))
-            run(args, workdir, stack)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return bench_main(parse_args(argv), run, "pypilite-proxy-bench-")
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ import contextlib
 import importlib.metadata
 import io
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,7 +31,7 @@ from typing import BinaryIO
 
 import requests
 
-from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
+from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
                     children, clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, tail,
                     versions)
 from corpus import Dist, write_corpus, write_large_wheel
@@ -487,21 +485,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so the servers started here are stopped either way.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        with contextlib.ExitStack() as stack:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pypilite-bench-",
-                                                                           ignore_cleanup_errors=True)))
-            run(args, workdir, stack)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return bench_main(parse_args(argv), run, "pypilite-bench-")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ def _no_content() -> Response:
     return Response(status=204)
 
 
+def _global_admin() -> Principal:
+    who = principal()
+    access.require_global_admin(who)
+    return who
+
+
 def _repository_admin(name: str) -> Principal:
     who = principal()
     repository = services().repositories.get(name, None)
@@ -91,14 +97,13 @@ def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
 
 @bp.get("/repos")
 def list_repos() -> Response:
-    access.require_global_admin(principal())
+    _global_admin()
     return _collection([_repo_json(spec) for spec in manage.list_repositories()])
 
 
 @bp.post("/repos")
 def create_repo() -> Response:
-    who = principal()
-    access.require_global_admin(who)
+    who = _global_admin()
     body = _repository_body(required=("name", "repository_type"))
     try:
         spec = parse_repository(body, "repository")
@@ -116,15 +121,13 @@ def show_repo(name: str) -> Response:
 
 @bp.patch("/repos/<name>")
 def update_repo(name: str) -> Response:
-    who = principal()
-    access.require_global_admin(who)
+    who = _global_admin()
     return jsonify(_repo_json(manage.update_repository(name, _repository_body(), _actor(who))))
 
 
 @bp.delete("/repos/<name>")
 def delete_repo(name: str) -> Response:
-    who = principal()
-    access.require_global_admin(who)
+    who = _global_admin()
     manage.remove_repository(name, _actor(who))
     return _no_content()
 
@@ -184,14 +187,13 @@ def openapi_document() -> Response:
 
 @bp.get("/users")
 def list_users() -> Response:
-    access.require_global_admin(principal())
+    _global_admin()
     return _collection([users.as_json(u) for u in users.list_users()])
 
 
 @bp.post("/users")
 def create_user() -> Response:
-    who = principal()
-    access.require_global_admin(who)
+    who = _global_admin()
     body = _body({"name": str, "password": (str, type(None)), "admin": bool, "robot": bool}, required=("name",))
     user = users.create_user(body["name"], body.get("password"), _actor(who), admin=body.get("admin", False),
                              robot=body.get("robot", False))
@@ -200,8 +202,7 @@ def create_user() -> Response:
 
 @bp.delete("/users/<name>")
 def delete_user(name: str) -> Response:
-    who = principal()
-    access.require_global_admin(who)
+    who = _global_admin()
     users.remove_user(name, _actor(who))
     return _no_content()
 
@@ -270,7 +271,7 @@ def delete_permission(name: str, user: str) -> Response:
 
 @bp.get("/admin/audit")
 def audit_log() -> Response:
-    access.require_global_admin(principal())
+    _global_admin()
     limit = _int_arg("limit", 100)
     before = _int_arg("cursor", None)
     events = audit.query(resource_type=request.args.get("resource_type", ""), q=request.args.get("q", ""),
