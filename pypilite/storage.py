@@ -53,21 +53,11 @@ class TempBlob:
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return self._file.seek(offset, whence)
 
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def read(self, size: int = -1) -> bytes:
-        return self._file.read(size)
-
     def flush(self) -> None:
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._file.closed
 
     def digests(self) -> dict[str, str]:
         return {
@@ -105,9 +95,6 @@ class BlobStore:
         if not _SHA256.match(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
-
-    def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
 
     def temp(self, limit: int | None = None) -> TempBlob:
         return TempBlob(self.tmp, limit)
