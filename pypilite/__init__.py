@@ -21,6 +21,7 @@ from pypilite.storage import BlobStore  # noqa: E402
 from pypilite.users import ensure_initial_admin  # noqa: E402
 from pypilite.web import register  # noqa: E402
 from pypilite.web.context import Services  # noqa: E402
+from pypilite.web.pagecache import PageCache  # noqa: E402
 from pypilite.web.wrappers import MAX_FORM_MEMORY  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     repositories = Repositories(blobs, instance, locks=data_dir / "locks")
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
-                                          authenticator=Authenticator())
+                                          authenticator=Authenticator(), pages=PageCache())
     register(app)
     return app
 

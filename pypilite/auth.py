@@ -23,9 +23,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pypilite import audit
 from pypilite.audit import Actor
-from pypilite.models import Token, TokenScope, User, utcnow
+from pypilite.models import Token, TokenScope, User, first, utcnow
 
 REALM = "pypilite"
+USER = User._meta.table_name
 TOKEN_USERNAME = "__token__"
 TOKEN_PREFIX = "pypl_"
 LOGIN_FAILED = "login.failed"
@@ -131,7 +132,7 @@ class Authenticator:
         """The principal these credentials prove, or 401 (429 while throttled)."""
         if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             return self._check_token(username, password, address)
-        user = User.get_or_none(User.name == username)
+        user = first(User.raw(f'SELECT * FROM "{USER}" WHERE name = ?', username))
         can_use_password = user is not None and not user.robot and bool(user.password_hash)
         if can_use_password and self.cache.verified(username, password, user.password_hash):
             return _user_principal(user)

@@ -20,6 +20,9 @@ from pypilite.storage import BlobStore
 from pypilite.upstream import Upstream, UpstreamError, make_session, pip_index_url
 
 
+REPOSITORY = models.Repository._meta.table_name
+
+
 class Repositories:
     def __init__(self, blobs: BlobStore, instance: str, locks: Path) -> None:
         self.blobs = blobs
@@ -29,7 +32,7 @@ class Repositories:
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
-        row = models.Repository.get_or_none(models.Repository.name == name)
+        row = models.first(models.Repository.raw(f'SELECT * FROM "{REPOSITORY}" WHERE name = ?', name))
         if row is None:
             raise NotFound(f"repository {name!r} not found")
         return self._build(row, principal, depth=0)

@@ -92,6 +92,11 @@ class Repository(ABC):
     def project_index(self) -> ProjectIndex:
         """Every project name the repository can serve: the root of its Simple API."""
 
+    def page_etag(self, name: str) -> str | None:
+        """The ETag project_page(name) would carry, found without building the page; None when that cannot
+        be known cheaply (the page must then be built)."""
+        return None
+
     @abstractmethod
     def project_page(self, name: str) -> ProjectPage | None:
         """The files of one project (by normalized name), or None when the repository has none."""

@@ -20,15 +20,16 @@ from pypilite import models
 from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
-from pypilite.models import File, Project, UpstreamPage, database, utcnow, write_transaction
+from pypilite.models import File, Project, UpstreamPage, database, first, utcnow, write_transaction
 from pypilite.repositories.base import BlobRef, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
-from pypilite.repositories.stored import StoredRepository
+from pypilite.repositories.stored import PROJECT, StoredRepository
 from pypilite.storage import BlobStore, BlobTooLarge
 from pypilite.upstream import NOT_FOUND, NOT_MODIFIED, FetchedPage, Upstream, UpstreamError, UpstreamFile, redact
 
 log = logging.getLogger(__name__)
 
+UPSTREAM_PAGE = UpstreamPage._meta.table_name
 # An upstream "no such project" is remembered this long at most (or cache_ttl, if shorter).
 NOT_FOUND_TTL = timedelta(seconds=60)
 
@@ -82,8 +83,20 @@ class ProxyRepository(StoredRepository):
             models.Repository.update(serial=models.Repository.serial + 1).where(
                 models.Repository.id == self.row.id).execute()
 
+    def page_etag(self, name: str) -> str | None:
+        """Known without a fetch only while the cached page is fresh."""
+        row = database.execute_sql(
+            f'SELECT u.fetched, u.not_found, p.id, p.serial FROM "{UPSTREAM_PAGE}" u LEFT JOIN "{PROJECT}" p '
+            "ON p.repository_id = u.repository_id AND p.name = u.name WHERE u.repository_id = ? AND u.name = ?",
+            (self.id, name)).fetchone()
+        if row is None or row[1] or row[2] is None:
+            return None
+        fetched = UpstreamPage.fetched.python_value(row[0])
+        return self._page_etag(row[2], row[3]) if utcnow() - fetched < self.ttl else None
+
     def _state(self, name: str) -> UpstreamPage | None:
-        return UpstreamPage.get_or_none((UpstreamPage.repository == self.row.id) & (UpstreamPage.name == name))
+        return first(UpstreamPage.raw(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?',
+                                      self.id, name))
 
     def _fresh(self, state: UpstreamPage) -> bool:
         ttl = min(self.ttl, NOT_FOUND_TTL) if state.not_found else self.ttl
@@ -248,8 +261,10 @@ class _StoringStream:
                       self.proxy.name, row.filename, redact(row.origin_url), blob.sha256, blob.size, row.sha256)
             raise UpstreamError(f"{row.filename} from upstream does not match its declared sha256")
         self.proxy.blobs.commit(blob)
-        if row.size is None:
-            with database.connection_context():
+        if row.size is None:  # now known: the pages that list the file change, so their serials move
+            with database.connection_context(), write_transaction():
+                learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())
+                Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
                 File.update(size=blob.size).where((File.sha256 == row.sha256) & File.size.is_null()).execute()
         yield held
 

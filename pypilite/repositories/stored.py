@@ -4,9 +4,13 @@ same tables from upstream), so a cached proxy project renders exactly like a hos
 from __future__ import annotations
 
 from pypilite import models
-from pypilite.models import File, Project
+from pypilite.models import File, Project, database, first
 from pypilite.repositories.base import BlobRef, DistFile, ProjectIndex, ProjectPage, Repository, sort_files
 from pypilite.storage import BlobStore
+
+
+PROJECT = Project._meta.table_name
+FILE = File._meta.table_name
 
 
 class StoredRepository(Repository):
@@ -26,18 +30,25 @@ class StoredRepository(Repository):
     def has_project(self, name: str) -> bool:
         return Project.select().where((Project.repository == self.row.id) & (Project.name == name)).exists()
 
+    def page_etag(self, name: str) -> str | None:
+        row = database.execute_sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
+                                   (self.id, name)).fetchone()
+        return self._page_etag(*row) if row is not None else None
+
+    def _page_etag(self, project_id: int, serial: int) -> str:
+        return f"{self._etag_base}.{project_id}.{serial}"
+
     def project_page(self, name: str) -> ProjectPage | None:
-        project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
+        project = first(Project.raw(f'SELECT * FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
+                                    self.id, name))
         if project is None:
             return None
-        files = [self._dist_file(row) for row in File.select().where(File.project == project.id)]
-        return ProjectPage(name=project.name, files=sort_files(files),
-                           etag=f"{self._etag_base}.{project.id}.{project.serial}")
+        files = [self._dist_file(row) for row in File.raw(f'SELECT * FROM "{FILE}" WHERE project_id = ?', project.id)]
+        return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial))
 
     def _query_file_row(self, filename: str) -> File | None:
-        return (File.select().join(Project)
-                .where((Project.repository == self.row.id) & (File.filename == filename))
-                .first())
+        return first(File.raw(f'SELECT f.* FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
+                              f"WHERE p.repository_id = ? AND f.filename = ?", self.id, filename))
 
     def _file_row(self, filename: str) -> File | None:
         """For reads: a download asks about its file twice (dist_file, then open_file), and a repository

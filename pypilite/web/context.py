@@ -12,6 +12,7 @@ from pypilite.config import Config
 from pypilite.repositories import Repositories
 from pypilite.repositories.base import Repository
 from pypilite.storage import BlobStore
+from pypilite.web.pagecache import PageCache
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Services:
     blobs: BlobStore
     repositories: Repositories
     authenticator: Authenticator
+    pages: PageCache
 
 
 def services() -> Services:

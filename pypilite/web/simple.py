@@ -16,7 +16,7 @@ from packaging.utils import InvalidName, canonicalize_name
 
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
-from pypilite.web.context import principal, readable_repository
+from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import reason_phrase
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
 
@@ -65,24 +65,51 @@ def project_page(repo: str | None, project: str) -> Response:
     if normalized != project:
         return _redirect(f"../{quote(normalized)}/")
     media_type = choose_media_type(request)
-    page = repository.project_page(normalized)
-    if page is None:
-        raise NotFound(f"project {project!r} not found in repository {repository.name!r}")
     prefix = _relative_root()
+    known = repository.page_etag(normalized)
+    if known is not None:  # the fast road: a 304, or bytes rendered before, without building the page
+        response = _without_rendering(repository, f"{known}.{prefix.count('/')}", media_type)
+        if response is not None:
+            return response
+    page = _page(repository, normalized)
     response = _page_response(repository, f"{page.etag}.{prefix.count('/')}", media_type,
-                              lambda: _render_project(page, media_type, prefix))
+                              lambda: _render_project(page, media_type, prefix), cacheable=not page.stale)
     if page.stale:
         response.headers[STALE_HEADER] = reason_phrase(page.stale)
     return response
 
 
-def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str]) -> Response:
-    """Answer a conditional request before rendering anything."""
-    etag = f"{etag}.{_ETAG_SUFFIX[media_type]}"
-    if request.if_none_match.contains(etag):
-        response = Response(status=304)
-    else:
-        response = Response(render())
+def _page(repository: Repository, name: str) -> ProjectPage:
+    page = repository.project_page(name)
+    if page is None:
+        raise NotFound(f"project {name!r} not found in repository {repository.name!r}")
+    return page
+
+
+def _without_rendering(repository: Repository, etag: str, media_type: str,
+                       use_cache: bool = True) -> Response | None:
+    """A 304, or the page from bytes rendered before; None when it has to be rendered."""
+    full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
+    if request.if_none_match.contains(full):
+        return _headers(Response(status=304), repository, full, media_type)
+    body = services().pages.get(full) if use_cache else None
+    return _headers(Response(body), repository, full, media_type) if body is not None else None
+
+
+def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str],
+                   cacheable: bool = True) -> Response:
+    """Answer a conditional request before rendering anything, and a repeated one from rendered bytes."""
+    response = _without_rendering(repository, etag, media_type, use_cache=cacheable)
+    if response is not None:
+        return response
+    body = render().encode()
+    full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
+    if cacheable:
+        services().pages.put(full, body)
+    return _headers(Response(body), repository, full, media_type)
+
+
+def _headers(response: Response, repository: Repository, etag: str, media_type: str) -> Response:
     response.content_type = f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type
     response.set_etag(etag)
     response.vary.add("Accept")
