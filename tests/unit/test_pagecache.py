@@ -9,12 +9,12 @@ from tests.distfactory import wheel_bytes
 
 
 def test_evicts_least_recently_used_beyond_its_size() -> None:
-    cache = PageCache(max_bytes=80)
-    for key in "abcd":
-        cache.put(key, b"x" * 10)
+    cache = PageCache(max_bytes=400)
+    for key in "abcdefgh":
+        cache.put(key, b"x" * 50)
     cache.get("a")
-    cache.put("e", b"y" * 50)
-    assert [k for k in "abcde" if cache.get(k) is not None] == ["a", "d", "e"]
+    cache.put("i", b"y" * 50)
+    assert [k for k in "abcdefghi" if cache.get(k) is None] == ["b"]
 
 
 def test_a_page_too_large_for_it_is_not_kept() -> None:
