@@ -92,6 +92,10 @@ class Repository(ABC):
     def project_index(self) -> ProjectIndex:
         """Every project name the repository can serve: the root of its Simple API."""
 
+    def index_etag(self) -> str | None:
+        """The ETag project_index() would carry, found without listing anything; None when unknown."""
+        return None
+
     def page_etag(self, name: str) -> str | None:
         """The ETag project_page(name) would carry, found without building the page; None when that cannot
         be known cheaply (the page must then be built)."""

@@ -22,10 +22,13 @@ class StoredRepository(Repository):
         self._etag_base = f"{instance}.{row.id}"
         self._file_rows: dict[str, File | None] = {}
 
+    def index_etag(self) -> str:
+        return f"{self._etag_base}.{self.row.serial}"
+
     def project_index(self) -> ProjectIndex:
         names = tuple(p.name for p in Project.select(Project.name)
                       .where(Project.repository == self.row.id).order_by(Project.name))
-        return ProjectIndex(names=names, etag=f"{self._etag_base}.{self.row.serial}")
+        return ProjectIndex(names=names, etag=self.index_etag())
 
     def has_project(self, name: str) -> bool:
         return Project.select().where((Project.repository == self.row.id) & (Project.name == name)).exists()

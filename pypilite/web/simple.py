@@ -48,6 +48,11 @@ def root_index(repo: str | None) -> Response:
     if not request.path.endswith("/"):
         return _redirect("simple/")
     media_type = choose_media_type(request)
+    known = repository.index_etag()
+    if known is not None:  # a 304 or rendered bytes, without listing every project
+        response = _without_rendering(repository, known, media_type)
+        if response is not None:
+            return response
     index = repository.project_index()
     return _page_response(repository, index.etag, media_type, lambda: _render_index(index, media_type))
 
