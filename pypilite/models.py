@@ -40,6 +40,11 @@ def first(query: pw.ModelRaw) -> Any:
     return next(iter(query), None)
 
 
+def api_time(value: datetime | None) -> str | None:
+    """A stored time (naive UTC) as the API shows it."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

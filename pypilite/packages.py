@@ -16,15 +16,11 @@ from packaging.version import InvalidVersion, Version
 from pypilite import audit, models
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import File, Project, Tombstone, utcnow, write_transaction
+from pypilite.models import File, Project, Tombstone, api_time, utcnow, write_transaction
 from pypilite.repositories.base import DistFile, Repository
 from pypilite.repositories.hosted import HostedRepository
 
 MAX_PAGE = 1000
-
-
-def _time(value) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
 
 def _normalized(project: str) -> str:
@@ -51,7 +47,8 @@ def list_projects(repository: Repository, limit: int = 100, after: str = "") -> 
 
 def file_json(dist: DistFile) -> dict[str, Any]:
     return {"filename": dist.filename, "packagetype": dist.packagetype, "size": dist.size, "sha256": dist.sha256,
-            "upload_time": _time(dist.upload_time), "uploader": dist.uploader, "requires_python": dist.requires_python,
+            "upload_time": api_time(dist.upload_time), "uploader": dist.uploader,
+            "requires_python": dist.requires_python,
             "yanked": dist.yanked, "yanked_reason": dist.yanked_reason, "repository": dist.repository}
 
 

@@ -10,14 +10,10 @@ from pypilite import audit
 from pypilite.audit import Actor
 from pypilite.auth import new_token_secret, token_digest
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import Repository, Token, TokenScope, User, utcnow, write_transaction
+from pypilite.models import Repository, Token, TokenScope, User, api_time, utcnow, write_transaction
 from pypilite.users import get_user
 
 MAX_EXPIRY_DAYS = 3650
-
-
-def _time(value) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
 
 def as_json(token: Token) -> dict[str, Any]:
@@ -25,8 +21,9 @@ def as_json(token: Token) -> dict[str, Any]:
              TokenScope.select(TokenScope, Repository).join(Repository).where(TokenScope.token == token.id)]
     return {"id": token.id, "user": token.user.name, "repos": sorted(repos) if token.narrowed else None,
             "read_only": token.read_only,
-            "created": _time(token.created), "expires": _time(token.expires), "last_used": _time(token.last_used),
-            "revoked": _time(token.revoked)}
+            "created": api_time(token.created), "expires": api_time(token.expires),
+            "last_used": api_time(token.last_used),
+            "revoked": api_time(token.revoked)}
 
 
 def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only: bool = False,
@@ -50,7 +47,7 @@ def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only:
         for row in rows:
             TokenScope.create(token=token.id, repository=row.id)
         audit.record(actor, "token.create", "token", str(token.id), user=owner, repos=repos, read_only=read_only,
-                     expires=_time(expires))
+                     expires=api_time(expires))
     return token, secret
 
 

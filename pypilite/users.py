@@ -13,7 +13,7 @@ from pypilite import audit
 from pypilite.audit import Actor
 from pypilite.auth import TOKEN_PREFIX, TOKEN_USERNAME, hash_password
 from pypilite.errors import BadRequest, Conflict, NotFound
-from pypilite.models import User, write_transaction
+from pypilite.models import User, api_time, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 
 def as_json(user: User) -> dict[str, Any]:
     return {"name": user.name, "admin": user.admin, "robot": user.robot,
-            "created": user.created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "created": api_time(user.created)}
 
 
 def _check_password(password: str) -> None:

@@ -13,7 +13,7 @@ import dataclasses
 import hmac
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pypilite import models
@@ -51,12 +51,12 @@ class ProxyRepository(StoredRepository):
 
     def project_page(self, name: str) -> ProjectPage | None:
         state = self._state(name)
-        if state is not None and self._fresh(state):
+        if state is not None and self._fresh(state.fetched, state.not_found):
             return self._cached(name, state)
         try:
             with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._state(name)  # another worker may have fetched it while this one waited
-                if state is None or not self._fresh(state):
+                if state is None or not self._fresh(state.fetched, state.not_found):
                     state = self._refetch(name, state)
         except (UpstreamError, LockTimeout) as exc:
             return self._stale(name, state, exc)
@@ -91,16 +91,16 @@ class ProxyRepository(StoredRepository):
             (self.id, name)).fetchone()
         if row is None or row[1] or row[2] is None:
             return None
-        fetched = UpstreamPage.fetched.python_value(row[0])
-        return self._page_etag(row[2], row[3]) if utcnow() - fetched < self.ttl else None
+        fresh = self._fresh(UpstreamPage.fetched.python_value(row[0]), not_found=False)
+        return self._page_etag(row[2], row[3]) if fresh else None
 
     def _state(self, name: str) -> UpstreamPage | None:
         return first(UpstreamPage.raw(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?',
                                       self.id, name))
 
-    def _fresh(self, state: UpstreamPage) -> bool:
-        ttl = min(self.ttl, NOT_FOUND_TTL) if state.not_found else self.ttl
-        return utcnow() - state.fetched < ttl
+    def _fresh(self, fetched: datetime, not_found: bool) -> bool:
+        ttl = min(self.ttl, NOT_FOUND_TTL) if not_found else self.ttl
+        return utcnow() - fetched < ttl
 
     def _cached(self, name: str, state: UpstreamPage) -> ProjectPage | None:
         return None if state.not_found else super().project_page(name)

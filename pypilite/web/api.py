@@ -14,10 +14,9 @@ from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
 from pypilite.errors import BadRequest, NotFound
 from pypilite.repositories import manage
-from pypilite.repositories.base import Repository
 from pypilite.upstream import redact
 from pypilite.web import openapi
-from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.context import principal, readable_repository, repository_for
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -72,13 +71,6 @@ def _global_admin() -> Principal:
     return who
 
 
-def _repository_admin(name: str) -> Principal:
-    who = principal()
-    repository = services().repositories.get(name, None)
-    access.require(who, repository, access.ADMIN)
-    return who
-
-
 def _repo_json(spec: RepositoryConfig) -> dict[str, Any]:
     fields = dataclasses.asdict(spec)
     fields.update(members=list(spec.members), pass_through=list(spec.pass_through),
@@ -115,7 +107,7 @@ def create_repo() -> Response:
 
 @bp.get("/repos/<name>")
 def show_repo(name: str) -> Response:
-    _repository_admin(name)
+    repository_for(name, access.ADMIN)
     return jsonify(_repo_json(manage.get_repository(name)))
 
 
@@ -144,30 +136,26 @@ def show_project(name: str, project: str) -> Response:
     return jsonify(packages.show_project(readable_repository(name), project))
 
 
-def _uploadable(name: str) -> tuple[Principal, Repository]:
-    who = principal()
-    repository = services().repositories.get(name, None)
-    access.require(who, repository, access.UPLOAD)
-    return who, repository
-
-
 @bp.delete("/repos/<name>/projects/<project>/<version>")
 def delete_release(name: str, project: str, version: str) -> Response:
-    who, repository = _uploadable(name)
+    repository = repository_for(name, access.UPLOAD)
+    who = principal()
     packages.delete_release(repository, project, version, _actor(who))
     return _no_content()
 
 
 @bp.delete("/repos/<name>/files/<filename>")
 def delete_file(name: str, filename: str) -> Response:
-    who, repository = _uploadable(name)
+    repository = repository_for(name, access.UPLOAD)
+    who = principal()
     packages.delete_file(repository, filename, _actor(who))
     return _no_content()
 
 
 @bp.post("/repos/<name>/projects/<project>/<version>/yank")
 def yank(name: str, project: str, version: str) -> Response:
-    who, repository = _uploadable(name)
+    repository = repository_for(name, access.UPLOAD)
+    who = principal()
     reason = _body({"reason": str}).get("reason", "") if request.get_data() else ""
     packages.set_yanked(repository, project, version, True, reason, _actor(who))
     return jsonify({"project": project, "version": version, "yanked": True, "yanked_reason": reason})
@@ -175,7 +163,8 @@ def yank(name: str, project: str, version: str) -> Response:
 
 @bp.post("/repos/<name>/projects/<project>/<version>/unyank")
 def unyank(name: str, project: str, version: str) -> Response:
-    who, repository = _uploadable(name)
+    repository = repository_for(name, access.UPLOAD)
+    who = principal()
     packages.set_yanked(repository, project, version, False, "", _actor(who))
     return jsonify({"project": project, "version": version, "yanked": False, "yanked_reason": ""})
 
@@ -254,7 +243,8 @@ def revoke_token(token_id: int) -> Response:
 
 @bp.put("/repos/<name>/permissions/<user>")
 def set_permission(name: str, user: str) -> Response:
-    who = _repository_admin(name)
+    repository_for(name, access.ADMIN)
+    who = principal()
     body = _body({"level": str}, required=("level",))
     created = grants.set_grant(user, name, body["level"], _actor(who))
     response = jsonify(grants.as_json(user, name, body["level"]))
@@ -264,7 +254,8 @@ def set_permission(name: str, user: str) -> Response:
 
 @bp.delete("/repos/<name>/permissions/<user>")
 def delete_permission(name: str, user: str) -> Response:
-    who = _repository_admin(name)
+    repository_for(name, access.ADMIN)
+    who = principal()
     grants.remove_grant(user, name, _actor(who))
     return _no_content()
 

@@ -35,12 +35,17 @@ def principal() -> Principal:
     return g.principal
 
 
-def readable_repository(name: str | None) -> Repository:
-    """The named (or default) repository, as this request's principal may read it; 401/403/404 otherwise."""
+def repository_for(name: str | None, action: str) -> Repository:
+    """The named (or default) repository, if this request's principal may do `action` to it; 401/403/404
+    otherwise. For reading, a group shows only the members the principal may read."""
     who = principal()
-    repository = services().repositories.get(repository_name(name), who)
-    access.require(who, repository, access.READ)
+    repository = services().repositories.get(repository_name(name), who if action == access.READ else None)
+    access.require(who, repository, action)
     return repository
+
+
+def readable_repository(name: str | None) -> Repository:
+    return repository_for(name, access.READ)
 
 
 def repository_name(name: str | None) -> str:
