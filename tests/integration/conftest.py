@@ -179,3 +179,15 @@ def uv() -> str:
     found = shutil.which("uv", path=str(BIN))
     assert found, "uv is not installed in the test environment"
     return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failing live test shows the end of its server's log: the client's error alone rarely says why."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, LiveServer) and value.log.exists():
+                tail = "\n".join(value.log.read_text(errors="replace").splitlines()[-40:])
+                report.sections.append((f"server log ({value.log.name})", tail))
