@@ -204,7 +204,7 @@ def start_proxpi(stack: contextlib.ExitStack, workdir: Path, upstream_url: str) 
         "PROXPI_READ_TIMEOUT": str(REMOTE_TIMEOUT),
     }
     argv = [str(python), "-m", "gunicorn", *gunicorn_args(found["gunicorn"]), "--bind", f"{LOOPBACK}:{port}",
-            "--access-logfile", "-", "proxpi.server:app"]
+            "proxpi.server:app"]
     log = workdir / "proxpi.log"
     try:
         process = launch(stack, PROXPI, argv, env, workdir, log, port)

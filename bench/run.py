@@ -139,7 +139,7 @@ def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dis
     # No auth, so the large upload can be sent to both servers alike; it listens on loopback only.
     factory = f"pypiserver:app(root={str(packages)!r}, authenticate=[], password_file='.', disable_fallback=True)"
     argv = [str(python), "-m", "gunicorn", *gunicorn_args(versions(python, "gunicorn")["gunicorn"]),
-            "--bind", f"{LOOPBACK}:{port}", "--timeout", "600", "--access-logfile", "-", factory]
+            "--bind", f"{LOOPBACK}:{port}", "--timeout", "600", factory]
     log = workdir / "pypiserver.log"
     try:
         process = launch(stack, "pypiserver", argv, clean_env(), workdir, log, port)

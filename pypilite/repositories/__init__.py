@@ -2,6 +2,10 @@
 
 A group is told which members the asking principal may read, so a private member's projects never show
 through a public group to someone who may not see them.
+
+Every request names a repository, so the lookup is on the hot path: it reads the row as a plain tuple and
+keeps the model built from it, keyed by that tuple, so an unchanged row costs one indexed read and no model
+building. Any change to a row (settings, or its serial when a project appears) is a new key.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ from pypilite.upstream import Upstream, UpstreamError, make_session, pip_index_u
 
 
 REPOSITORY = models.Repository._meta.table_name
+GROUP_MEMBER = models.GroupMember._meta.table_name
+_FIELDS = models.Repository._meta.sorted_fields
+_COLUMNS = ", ".join(f'r."{field.column_name}"' for field in _FIELDS)
+_BY_NAME = f'SELECT {_COLUMNS} FROM "{REPOSITORY}" r WHERE r.name = ?'
+_MEMBERS = (f'SELECT {_COLUMNS} FROM "{GROUP_MEMBER}" m JOIN "{REPOSITORY}" r ON r.id = m.member_id '
+            "WHERE m.group_id = ? ORDER BY m.position")
+# Rows kept per process; far more than any index has repositories, so only rows replaced by newer ones leave.
+_ROW_CACHE_SIZE = 512
 
 
 class Repositories:
@@ -29,23 +41,30 @@ class Repositories:
         self.instance = instance
         self.locks = locks
         self.session = make_session()  # one connection pool per process for every proxy
+        self._rows: dict[tuple[object, ...], models.Repository] = {}
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
-        row = models.first(models.Repository.raw(f'SELECT * FROM "{REPOSITORY}" WHERE name = ?', name))
-        if row is None:
+        values = models.database.execute_sql(_BY_NAME, (name,)).fetchone()
+        if values is None:
             raise NotFound(f"repository {name!r} not found")
-        return self._build(row, principal, depth=0)
+        return self._build(self._row(values), principal, depth=0)
+
+    def _row(self, values: tuple[object, ...]) -> models.Repository:
+        row = self._rows.get(values)
+        if row is None:
+            if len(self._rows) >= _ROW_CACHE_SIZE:
+                self._rows.clear()
+            row = models.Repository(**{field.name: field.python_value(value) for field, value in zip(_FIELDS, values)})
+            self._rows[values] = row
+        return row
 
     def _build(self, row: models.Repository, principal: Principal | None, depth: int) -> Repository:
         if row.repository_type == "group":
             if depth > 16:
                 raise RuntimeError(f"group nesting too deep at {row.name!r}; a cycle slipped past validation")
-            links = (models.GroupMember.select(models.GroupMember, models.Repository)
-                     .join(models.Repository, on=models.GroupMember.member)
-                     .where(models.GroupMember.group == row.id)
-                     .order_by(models.GroupMember.position))
-            members = [self._build(link.member, principal, depth + 1) for link in links]
+            rows = models.database.execute_sql(_MEMBERS, (row.id,)).fetchall()
+            members = [self._build(self._row(values), principal, depth + 1) for values in rows]
             return GroupRepository(row.id, row.name, row.public, members, row.upload_to,
                                    frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":

@@ -80,6 +80,10 @@ def sort_files(files: list[DistFile]) -> tuple[DistFile, ...]:
     return tuple(sorted(files, key=lambda f: (version_key(f.version), f.filename)))
 
 
+# What page_etag answers when the repository knows, as cheaply, that it has no such project.
+NO_PAGE = "no-page"
+
+
 class Repository(ABC):
     repository_type: str
 
@@ -97,8 +101,8 @@ class Repository(ABC):
         return None
 
     def page_etag(self, name: str) -> str | None:
-        """The ETag project_page(name) would carry, found without building the page; None when that cannot
-        be known cheaply (the page must then be built)."""
+        """The ETag project_page(name) would carry, found without building the page; NO_PAGE when it would
+        be None; None when neither can be known cheaply (the page must then be built)."""
         return None
 
     @abstractmethod

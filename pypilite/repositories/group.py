@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from pypilite.errors import BadRequest, UserError
 from pypilite.repositories.base import (
+    NO_PAGE,
     BlobRef,
     DistFile,
     ProjectIndex,
@@ -57,15 +58,40 @@ class GroupRepository(Repository):
     def _readable(self) -> list[Repository]:
         return [leaf for leaf in self.all_leaves() if self._visible(leaf)]
 
+    def index_etag(self) -> str | None:
+        etags = [leaf.index_etag() for leaf in self.leaves()]
+        return None if None in etags else _combine(self.name, etags)
+
     def project_index(self) -> ProjectIndex:
         indexes = [leaf.project_index() for leaf in self.leaves()]
         names = sorted({name for index in indexes for name in index.names})
         return ProjectIndex(names=tuple(names), etag=_combine(self.name, [i.etag for i in indexes]))
 
-    def project_page(self, name: str) -> ProjectPage | None:
+    def _split(self) -> tuple[list[Repository], list[Repository]]:
+        """The readable members in order: the hosted ones, and the others."""
         leaves = self.leaves()
-        hosted = [leaf for leaf in leaves if isinstance(leaf, HostedRepository)]
-        others = [leaf for leaf in leaves if not isinstance(leaf, HostedRepository)]
+        return ([leaf for leaf in leaves if isinstance(leaf, HostedRepository)],
+                [leaf for leaf in leaves if not isinstance(leaf, HostedRepository)])
+
+    def page_etag(self, name: str) -> str | None:
+        """The members' own page ETags, chosen by the same rules as project_page, so a repeated group page
+        costs one indexed read per member asked and no merging."""
+        hosted, others = self._split()
+        if name in self.pass_through:
+            etags = _etags(hosted + others, name)
+        else:
+            etags = _etags(hosted, name)
+            if etags == [] and not self._held_privately(name):
+                etags = _etags(others, name)
+        if etags is None:
+            return None
+        return self._page_etag(name, etags) if etags else NO_PAGE
+
+    def _page_etag(self, name: str, member_etags: list[str]) -> str:
+        return _combine(f"{self.name}:{name in self.pass_through}", member_etags)
+
+    def project_page(self, name: str) -> ProjectPage | None:
+        hosted, others = self._split()
         if name in self.pass_through:
             pages = _pages(hosted + others, name, tolerate_failures=True)
         else:
@@ -79,7 +105,7 @@ class GroupRepository(Repository):
             for dist in page.files:
                 files.setdefault(dist.filename, dist)
         return ProjectPage(name=name, files=sort_files(list(files.values())),
-                           etag=_combine(f"{self.name}:{name in self.pass_through}", [p.etag for p in pages]),
+                           etag=self._page_etag(name, [p.etag for p in pages]),
                            stale="; ".join(page.stale for page in pages if page.stale))
 
     def _held_privately(self, name: str) -> bool:
@@ -121,6 +147,14 @@ def _pages(members: list[Repository], name: str, tolerate_failures: bool = False
     if failures:
         pages[0] = dataclasses.replace(pages[0], stale="; ".join(f.message for f in failures))
     return pages
+
+
+def _etags(members: list[Repository], name: str) -> list[str] | None:
+    """The page ETags of the members holding the project, in member order; None when one cannot tell."""
+    etags = [member.page_etag(name) for member in members]
+    if None in etags:
+        return None
+    return [etag for etag in etags if etag != NO_PAGE]
 
 
 def _combine(name: str, etags: list[str]) -> str:

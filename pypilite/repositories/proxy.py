@@ -21,7 +21,7 @@ from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filena
 from pypilite.errors import BadRequest, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.models import File, Project, UpstreamPage, database, first, utcnow, write_transaction
-from pypilite.repositories.base import BlobRef, ProjectPage
+from pypilite.repositories.base import NO_PAGE, BlobRef, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.stored import PROJECT, StoredRepository
 from pypilite.storage import BlobStore, BlobTooLarge
@@ -84,15 +84,16 @@ class ProxyRepository(StoredRepository):
                 models.Repository.id == self.row.id).execute()
 
     def page_etag(self, name: str) -> str | None:
-        """Known without a fetch only while the cached page is fresh."""
+        """Known without a fetch only while the cached answer (a page, or the upstream's 404) is fresh."""
         row = database.execute_sql(
             f'SELECT u.fetched, u.not_found, p.id, p.serial FROM "{UPSTREAM_PAGE}" u LEFT JOIN "{PROJECT}" p '
             "ON p.repository_id = u.repository_id AND p.name = u.name WHERE u.repository_id = ? AND u.name = ?",
             (self.id, name)).fetchone()
-        if row is None or row[1] or row[2] is None:
+        if row is None or not self._fresh(UpstreamPage.fetched.python_value(row[0]), not_found=bool(row[1])):
             return None
-        fresh = self._fresh(UpstreamPage.fetched.python_value(row[0]), not_found=False)
-        return self._page_etag(row[2], row[3]) if fresh else None
+        if row[1]:
+            return NO_PAGE
+        return self._page_etag(row[2], row[3]) if row[2] is not None else None
 
     def _state(self, name: str) -> UpstreamPage | None:
         return first(UpstreamPage.raw(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?',

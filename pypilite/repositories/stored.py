@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pypilite import models
 from pypilite.models import File, Project, database, first
-from pypilite.repositories.base import BlobRef, DistFile, ProjectIndex, ProjectPage, Repository, sort_files
+from pypilite.repositories.base import NO_PAGE, BlobRef, DistFile, ProjectIndex, ProjectPage, Repository, sort_files
 from pypilite.storage import BlobStore
 
 
@@ -36,7 +36,7 @@ class StoredRepository(Repository):
     def page_etag(self, name: str) -> str | None:
         row = database.execute_sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
                                    (self.id, name)).fetchone()
-        return self._page_etag(*row) if row is not None else None
+        return self._page_etag(*row) if row is not None else NO_PAGE
 
     def _page_etag(self, project_id: int, serial: int) -> str:
         return f"{self._etag_base}.{project_id}.{serial}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Request
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import NotAcceptable
+from werkzeug.http import parse_accept_header
 
 TEXT_HTML = "text/html"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -19,15 +23,23 @@ OFFERED = (TEXT_HTML, HTML_V1, JSON_V1, *_ALIASES)
 
 def choose_media_type(request: Request) -> str:
     """The media type to answer with; 406 when the client accepts none of ours."""
-    requested = request.args.get("format")
+    requested = request.args.get("format") if request.query_string else None
     if requested is not None:
         if requested not in OFFERED:
             raise NotAcceptable(f"Unsupported format {requested!r}; available: {', '.join(OFFERED[:3])}")
         return _ALIASES.get(requested, requested)
-    if not request.accept_mimetypes:
-        return TEXT_HTML
-    best = request.accept_mimetypes.best_match(OFFERED)
+    best = _best_match(request.headers.get("Accept", ""))
     if best is None:
         raise NotAcceptable(f"None of the accepted media types is available; available: {', '.join(OFFERED[:3])}")
-    return _ALIASES.get(best, best)
+    return best
+
+
+@functools.lru_cache(maxsize=256)
+def _best_match(accept: str) -> str | None:
+    """Clients send the same few Accept headers over and over, so each is parsed once per process."""
+    accepted = parse_accept_header(accept, MIMEAccept)
+    if not accepted:
+        return TEXT_HTML
+    best = accepted.best_match(OFFERED)
+    return _ALIASES.get(best, best) if best is not None else None
 

@@ -13,9 +13,10 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, render_template, request
 from packaging.utils import InvalidName, canonicalize_name
+from werkzeug.http import quote_etag
 
 from pypilite.errors import NotFound
-from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
+from pypilite.repositories.base import NO_PAGE, ProjectIndex, ProjectPage, Repository
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import reason_phrase
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
@@ -72,6 +73,8 @@ def project_page(repo: str | None, project: str) -> Response:
     media_type = choose_media_type(request)
     prefix = _relative_root()
     known = repository.page_etag(normalized)
+    if known == NO_PAGE:
+        raise _not_found(repository, normalized)
     if known is not None:  # the fast road: a 304, or bytes rendered before, without building the page
         response = _without_rendering(repository, f"{known}.{prefix.count('/')}", media_type)
         if response is not None:
@@ -87,8 +90,12 @@ def project_page(repo: str | None, project: str) -> Response:
 def _page(repository: Repository, name: str) -> ProjectPage:
     page = repository.project_page(name)
     if page is None:
-        raise NotFound(f"project {name!r} not found in repository {repository.name!r}")
+        raise _not_found(repository, name)
     return page
+
+
+def _not_found(repository: Repository, name: str) -> NotFound:
+    return NotFound(f"project {name!r} not found in repository {repository.name!r}")
 
 
 def _without_rendering(repository: Repository, etag: str, media_type: str,
@@ -115,12 +122,13 @@ def _page_response(repository: Repository, etag: str, media_type: str, render: C
 
 
 def _headers(response: Response, repository: Repository, etag: str, media_type: str) -> Response:
-    response.content_type = f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type
-    response.set_etag(etag)
-    response.vary.add("Accept")
+    headers = response.headers
+    headers["Content-Type"] = f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type
+    headers["ETag"] = quote_etag(etag)
+    headers["Vary"] = "Accept"
     # What a group shows depends on who asks: never let a shared cache hand one principal's page to another.
     shared = repository.public and not principal().authenticated
-    response.headers["Cache-Control"] = "max-age=0, must-revalidate" + ("" if shared else ", private")
+    headers["Cache-Control"] = "max-age=0, must-revalidate" + ("" if shared else ", private")
     return response
 
 

@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from pypilite import models
 from pypilite.config import ConfigError, build_config
+from pypilite.repositories.base import NO_PAGE
+from pypilite.repositories.group import GroupRepository
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
@@ -78,3 +81,64 @@ def test_pass_through_names_are_normalized_and_checked() -> None:
         build_config({"repository": [{**entry, "pass_through": ["-bad-"]}]}, {})
     with pytest.raises(ConfigError, match="pass_through"):
         build_config({"repository": [{**entry, "pass_through": "foo"}]}, {})
+
+
+def group(index: Index, name: str = "all", principal=None):
+    return index.run(lambda: index.app.extensions["pypilite"].repositories.get(name, principal))
+
+
+@pytest.mark.parametrize("pass_through", [(), ("tool",)])
+@pytest.mark.parametrize("project", ["tool", "only-up", "nowhere"])
+def test_a_group_knows_its_page_etag_without_building_the_page(tmp_path, upstream, pass_through, project) -> None:
+    index = group_index(tmp_path, upstream, pass_through)
+    asks_upstream = project != "tool" or bool(pass_through)  # the guard answers "tool" from the hosted member
+    # Before the upstream's answer is cached, the group cannot know a page that depends on it.
+    assert (index.run(lambda: group(index).page_etag(project)) is None) == asks_upstream
+    built = index.run(lambda: group(index).project_page(project))
+    known = index.run(lambda: group(index).page_etag(project))
+    assert known == (built.etag if built is not None else NO_PAGE)
+
+
+def test_a_repeated_group_page_is_neither_built_nor_merged_again(tmp_path, upstream, monkeypatch) -> None:
+    index = group_index(tmp_path, upstream, pass_through=["tool"])
+    first = index.get("/all/simple/tool/", accept=JSON)
+    assert index.get("/all/simple/nowhere/").status_code == 404
+    monkeypatch.setattr(GroupRepository, "project_page", lambda *_: pytest.fail("the page was built again"))
+    again = index.get("/all/simple/tool/", accept=JSON)
+    assert again.status_code == 200 and again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+    assert index.get("/all/simple/tool/", headers={"If-None-Match": first.headers["ETag"]},
+                     accept=JSON).status_code == 304
+    assert index.get("/all/simple/nowhere/").status_code == 404  # the upstream's 404 is remembered: no build
+
+
+def test_a_change_in_any_member_is_a_new_group_page(tmp_path, upstream) -> None:
+    index = group_index(tmp_path, upstream, pass_through=["tool"])
+    before = index.get("/all/simple/tool/", accept=JSON)
+    assert index.upload("tool-2.0-py3-none-any.whl", wheel_bytes("tool", "2.0")).status_code == 200
+    after = index.get("/all/simple/tool/", accept=JSON)
+    assert after.json["versions"] == ["1.0", "2.0", "9.0"] and after.headers["ETag"] != before.headers["ETag"]
+
+
+def test_readers_who_see_different_members_never_share_a_group_page(tmp_path) -> None:
+    index = Index(tmp_path / "data", {"repository": [
+        {"name": "team", "repository_type": "hosted", "public": False},
+        {"name": "open", "repository_type": "hosted"},
+        {"name": "all", "repository_type": "group", "members": ["team", "open"], "upload_to": "open",
+         "pass_through": ["shared"]}]})
+    index.upload("shared-1.0-py3-none-any.whl", wheel_bytes("shared", "1.0"), repo="team")
+    index.upload("shared-2.0-py3-none-any.whl", wheel_bytes("shared", "2.0"), repo="open")
+    admin = index.get("/all/simple/shared/", accept=JSON, headers=index.auth)
+    assert admin.json["versions"] == ["1.0", "2.0"]
+    anonymous = index.get("/all/simple/shared/", accept=JSON)
+    assert anonymous.json["versions"] == ["2.0"] and anonymous.headers["ETag"] != admin.headers["ETag"]
+    assert index.get("/all/simple/shared/", accept=JSON,
+                     headers={"If-None-Match": admin.headers["ETag"]}).status_code == 200
+
+
+def test_a_repository_setting_changed_elsewhere_applies_to_the_next_request(tmp_path, upstream) -> None:
+    index = group_index(tmp_path, upstream)
+    assert index.get("/local/simple/tool/").status_code == 200
+    # Another worker (or the CLI) changes the row: this process's kept copy must not be served again.
+    index.run(lambda: models.Repository.update(public=False).where(models.Repository.name == "local").execute())
+    assert index.get("/local/simple/tool/").status_code == 401
+    assert index.get("/all/simple/tool/").status_code == 404
