@@ -23,10 +23,18 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pypilite import audit
 from pypilite.audit import Actor
-from pypilite.models import Token, TokenScope, User, first, utcnow
+from pypilite.models import Token, TokenScope, User, database, utcnow
 
 REALM = "pypilite"
 USER = User._meta.table_name
+TOKEN = Token._meta.table_name
+TOKEN_SCOPE = TokenScope._meta.table_name
+# Credentials are checked on every authenticated request: plain tuples, no model building.
+_USER_BY_NAME = f'SELECT id, name, admin, robot, password_hash FROM "{USER}" WHERE name = ?'
+_TOKEN_BY_DIGEST = (f'SELECT t.id, t.read_only, t.narrowed, t.expires, t.last_used, t.revoked, '
+                    f'u.id, u.name, u.admin, u.robot FROM "{TOKEN}" t JOIN "{USER}" u ON u.id = t.user_id '
+                    "WHERE t.digest = ?")
+_TOKEN_SCOPE = f'SELECT repository_id FROM "{TOKEN_SCOPE}" WHERE token_id = ?'
 TOKEN_USERNAME = "__token__"
 TOKEN_PREFIX = "pypl_"
 LOGIN_FAILED = "login.failed"
@@ -132,43 +140,40 @@ class Authenticator:
         """The principal these credentials prove, or 401 (429 while throttled)."""
         if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             return self._check_token(username, password, address)
-        user = first(User.raw(f'SELECT * FROM "{USER}" WHERE name = ?', username))
-        can_use_password = user is not None and not user.robot and bool(user.password_hash)
-        if can_use_password and self.cache.verified(username, password, user.password_hash):
-            return _user_principal(user)
+        user = database.execute_sql(_USER_BY_NAME, (username,)).fetchone()
+        user_id, name, admin, robot, password_hash = user if user is not None else (None, None, 0, 0, "")
+        can_use_password = user is not None and not robot and bool(password_hash)
+        principal = Principal(name=name, user_id=user_id, admin=bool(admin), robot=bool(robot))
+        if can_use_password and self.cache.verified(username, password, password_hash):
+            return principal
         _throttle(username, address)
         if not can_use_password:
             check_password_hash(_DUMMY_HASH, password)
-        elif check_password_hash(user.password_hash, password):
-            self.cache.remember(username, password, user.password_hash)
-            return _user_principal(user)
-        reason = "robot users log in with tokens only" if user is not None and user.robot else "wrong password"
+        elif check_password_hash(password_hash, password):
+            self.cache.remember(username, password, password_hash)
+            return principal
+        reason = "robot users log in with tokens only" if robot else "wrong password"
         raise _failed(username, address, reason if user is not None else "no such user")
 
     def _check_token(self, username: str, secret: str, address: str) -> Principal:
-        token = (Token.select(Token, User).join(User).where(Token.digest == token_digest(secret)).first()
-                 if secret.startswith(TOKEN_PREFIX) else None)
-        if token is None or username not in (TOKEN_USERNAME, token.user.name):
+        row = (database.execute_sql(_TOKEN_BY_DIGEST, (token_digest(secret),)).fetchone()
+               if secret.startswith(TOKEN_PREFIX) else None)
+        if row is None or username not in (TOKEN_USERNAME, row[7]):
             _throttle(username, address)
             raise _failed(username, address, "unknown token")
+        token_id, read_only, narrowed, expires, last_used, revoked, owner_id, owner, admin, robot = row
+        expires, last_used = Token.expires.python_value(expires), Token.last_used.python_value(last_used)
         now = utcnow()
-        if token.revoked is not None or (token.expires is not None and token.expires <= now):
+        if revoked is not None or (expires is not None and expires <= now):
             _throttle(username, address)
-            raise _failed(token.user.name, address, f"token {token.id} revoked or expired",
-                          message="Token revoked or expired")
-        if token.last_used is None or token.last_used < now - LAST_USED_RESOLUTION:
-            Token.update(last_used=now).where(Token.id == token.id).execute()
+            raise _failed(owner, address, f"token {token_id} revoked or expired", message="Token revoked or expired")
+        if last_used is None or last_used < now - LAST_USED_RESOLUTION:
+            Token.update(last_used=now).where(Token.id == token_id).execute()
         scope = None
-        if token.narrowed:
-            scope = frozenset(row.repository_id for row in TokenScope.select(TokenScope.repository)
-                              .where(TokenScope.token == token.id))
-        owner = token.user
-        return Principal(name=owner.name, user_id=owner.id, admin=owner.admin, robot=owner.robot,
-                         token_id=token.id, read_only=token.read_only, scope=scope)
-
-
-def _user_principal(user: User) -> Principal:
-    return Principal(name=user.name, user_id=user.id, admin=user.admin, robot=user.robot)
+        if narrowed:
+            scope = frozenset(r for (r,) in database.execute_sql(_TOKEN_SCOPE, (token_id,)).fetchall())
+        return Principal(name=owner, user_id=owner_id, admin=bool(admin), robot=bool(robot),
+                         token_id=token_id, read_only=bool(read_only), scope=scope)
 
 
 def _throttle(username: str, address: str) -> None:
