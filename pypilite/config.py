@@ -36,6 +36,9 @@ class ServerConfig:
     public_url: str = ""
     default_repository: str = "all"
     max_upload_mb: int = 1024
+    # Behind nginx: the internal location that serves the blob directory; downloads are then answered with
+    # an X-Accel-Redirect there and nginx sends the bytes. Empty: pypilite sends them itself.
+    x_accel_redirect: str = ""
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,9 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("server.max_upload_mb must be at least 1")
     if config.server.public_url and not re.match(r"https?://[^/]+", config.server.public_url):
         raise ConfigError(f"server.public_url must be an http(s) URL, not {config.server.public_url!r}")
+    accel = config.server.x_accel_redirect
+    if accel and not re.fullmatch(r"/[A-Za-z0-9._~/-]*/", accel):
+        raise ConfigError(f"server.x_accel_redirect must be a location path starting and ending with '/', not {accel!r}")
     if config.database.url and not config.database.url.startswith(("sqlite:", "postgresql:", "postgres:")):
         raise ConfigError(f"database.url must be sqlite:/// or postgresql://, not {config.database.url!r}")
     if not config.storage.data_dir:

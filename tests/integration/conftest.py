@@ -82,14 +82,15 @@ def repositories_toml(repositories: list[dict]) -> str:
 
 
 def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITORIES,
-                 data_dir: Path | None = None) -> LiveServer:
-    """The real server; its `pypi` proxy points at `repositories`' upstreams, never at the internet."""
+                 data_dir: Path | None = None, settings: dict[str, str] | None = None) -> LiveServer:
+    """The real server; its `pypi` proxy points at `repositories`' upstreams, never at the internet.
+    `settings` are more PYPILITE_* variables."""
     port = free_port()
     data_dir = data_dir or tmp / "data"
     config = tmp / f"pypilite-{port}.toml"
     config.write_text(repositories_toml(repositories))
     env = isolated_env(tmp / "server-home", PYPILITE_CONFIG=str(config), PYPILITE_STORAGE_DATA_DIR=str(data_dir),
-                       PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port))
+                       PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port), **(settings or {}))
     if mode == "app":
         command = [sys.executable, "app.py"]  # no command: serve
     else:

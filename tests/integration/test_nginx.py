@@ -1,0 +1,130 @@
+"""Behind nginx, with the site shipped in deploy/nginx.conf: real twine and pip through it, blobs sent by
+nginx after pypilite said yes (X-Accel-Redirect), and large uploads passed through as they stream."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.distfactory import wheel_bytes
+from tests.integration.conftest import (BIN, ROOT, LiveServer, build, free_port, make_project, new_venv, run,
+                                        start_server, stop_server)
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+LOCATION = "/_pypilite_blobs/"
+SITE = ROOT / "deploy" / "nginx.conf"
+REPOSITORIES = [{"name": "local", "repository_type": "hosted"},
+                {"name": "team", "repository_type": "hosted", "public": False}]
+
+
+def nginx_config(directory: Path, port: int, upstream: str, blobs: Path) -> Path:
+    """The shipped site with this test's ports and paths, inside the smallest main config that runs
+    unprivileged-style from a temp prefix."""
+    site = SITE.read_text()
+    for shipped, here in (("listen 80;", f"listen 127.0.0.1:{port};"), ("127.0.0.1:8080", upstream),
+                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/")):
+        assert shipped in site, f"deploy/nginx.conf no longer says {shipped!r}"
+        site = site.replace(shipped, here)
+    config = directory / "nginx.conf"
+    config.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")  # a root master's workers must read the temp data dir
+        + f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\n"
+        f"http {{\naccess_log off;\nclient_body_temp_path {directory}/body;\nproxy_temp_path {directory}/proxy;\n"
+        f"fastcgi_temp_path {directory}/f;\nuwsgi_temp_path {directory}/u;\nscgi_temp_path {directory}/s;\n"
+        f"{site}\n}}\n")
+    return config
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LiveServer]]:
+    if not os.access(NGINX, os.X_OK):
+        pytest.fail("nginx is not installed (.ci/run installs Debian's nginx)")
+    tmp = tmp_path_factory.mktemp("nginx")
+    server = start_server("gunicorn", tmp, REPOSITORIES,
+                          settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
+    port = free_port()
+    config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir / "blobs")
+    nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(config), "-g", "daemon off;"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"nginx did not start: {(tmp / 'error.log').read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield url, server
+    finally:
+        stop_server(nginx)
+        stop_server(server.process)
+
+
+def test_twine_and_pip_through_nginx(behind_nginx, tmp_path: Path, client_env: dict[str, str]) -> None:
+    url, server = behind_nginx
+    dist = build(make_project(tmp_path, "behind-nginx", "1.0"), tmp_path / "dist", client_env)
+    run([BIN / "twine", "upload", "--non-interactive", "--repository-url", f"{url}/local/", "-u", "admin",
+         "-p", server.admin_password, *dist], env=client_env)
+    python = new_venv(tmp_path / "venv", client_env)
+    run([python, "-m", "pip", "install", "--index-url", f"{url}/local/simple/", "behind-nginx"], env=client_env)
+    done = run([python, "-c", "import behind_nginx; print(behind_nginx.VERSION)"], env=client_env)
+    assert done.stdout.strip() == "1.0"
+
+
+def _upload(url: str, server: LiveServer, repo: str, data: bytes, name: str, version: str) -> requests.Response:
+    fields = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+              "filetype": "bdist_wheel", "sha256_digest": hashlib.sha256(data).hexdigest()}
+    return requests.post(f"{url}/{repo}/", data=fields, auth=("admin", server.admin_password), timeout=120,
+                         files={"content": (f"{name.replace('-', '_')}-{version}-py3-none-any.whl", data)})
+
+
+def _large_wheel(name: str, version: str, size: int) -> bytes:
+    """A valid wheel made large by one stored member of random bytes (nothing along the way compresses it)."""
+    buffer = io.BytesIO(wheel_bytes(name, version))
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("big_one/payload.bin", os.urandom(size), compress_type=zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
+def test_nginx_sends_the_bytes_with_range_and_a_large_upload_streams_through(behind_nginx) -> None:
+    url, server = behind_nginx
+    data = _large_wheel("big-one", "1.0", 24 * 1024 * 1024)
+    uploaded = _upload(url, server, "local", data, "big-one", "1.0")
+    assert uploaded.status_code == 200, uploaded.text
+    file = requests.get(f"{url}/local/simple/big-one/", timeout=10,
+                        headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
+    file_url = f"{url}/local/simple/big-one/{file['url']}".split("#")[0]
+    whole = requests.get(file_url, timeout=60)
+    assert whole.status_code == 200 and whole.content == data and "X-Accel-Redirect" not in whole.headers
+    assert file["hashes"]["sha256"] not in whole.headers["ETag"]  # nginx's own validator: nginx sent the bytes
+    part = requests.get(file_url, headers={"Range": "bytes=100-199"}, timeout=10)
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert requests.get(f"{url}{LOCATION}", timeout=10).status_code == 404  # internal: not from outside
+    sha256 = file["hashes"]["sha256"]
+    assert requests.get(f"{url}{LOCATION}{sha256[:2]}/{sha256[2:4]}/{sha256}", timeout=10).status_code == 404
+
+
+def test_a_private_blob_needs_credentials_through_nginx_too(behind_nginx) -> None:
+    url, server = behind_nginx
+    data = wheel_bytes("secret-one", "1.0")
+    assert _upload(url, server, "team", data, "secret-one", "1.0").status_code == 200
+    file = requests.get(f"{url}/team/simple/secret-one/", auth=("admin", server.admin_password), timeout=10,
+                        headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
+    file_url = f"{url}/team/simple/secret-one/{file['url']}".split("#")[0]
+    refused = requests.get(file_url, timeout=10)
+    assert refused.status_code == 401 and refused.content != data
+    assert requests.get(file_url, auth=("admin", server.admin_password), timeout=10).content == data
