@@ -51,6 +51,21 @@ def write_corpus(directory: Path, projects: int = 200, versions: int = 5) -> lis
     ]
 
 
+def install_project_name(index: int) -> str:
+    return f"bench-dep-{index:02d}"
+
+
+def write_install_corpus(directory: Path, projects: int = 20) -> list[Dist]:
+    """`projects` wheels in a dependency chain: installing the first pulls in every other one, each found
+    only after its dependent's metadata is read, as a resolver meets a real project's tree."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        _write_small_wheel(directory, install_project_name(p), "1.0.0",
+                           tuple(install_project_name(d) for d in (p + 1, p + 2) if d <= projects))
+        for p in range(1, projects + 1)
+    ]
+
+
 def write_large_wheel(directory: Path, size_bytes: int, project: str = LARGE_PROJECT) -> Dist:
     """Write one wheel of about `size_bytes`, nearly all of it random bytes in a single stored member.
 
@@ -67,11 +82,11 @@ def write_large_wheel(directory: Path, size_bytes: int, project: str = LARGE_PRO
     return Dist(path=path, project=project, version=version, sha256=_file_sha256(path))
 
 
-def _write_small_wheel(directory: Path, project: str, version: str) -> Dist:
+def _write_small_wheel(directory: Path, project: str, version: str, requires: tuple[str, ...] = ()) -> Dist:
     path = directory / _wheel_filename(project, version)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         record = [_add_member(archive, f"{_module(project)}/__init__.py", _module_source(version))]
-        _add_dist_info(archive, project, version, record)
+        _add_dist_info(archive, project, version, record, requires)
     return Dist(path=path, project=project, version=version, sha256=_file_sha256(path))
 
 
@@ -87,14 +102,15 @@ def _module_source(version: str) -> bytes:
     return f'__version__ = "{version}"\n'.encode()
 
 
-def _metadata(project: str, version: str) -> bytes:
+def _metadata(project: str, version: str, requires: tuple[str, ...] = ()) -> bytes:
     return (
         "Metadata-Version: 2.1\n"
         f"Name: {project}\n"
         f"Version: {version}\n"
         "Summary: A generated package for pypilite's benchmark\n"
         "Requires-Python: >=3.8\n"
-        "\n"
+        + "".join(f"Requires-Dist: {name}\n" for name in requires)
+        + "\n"
     ).encode()
 
 
@@ -131,9 +147,10 @@ def _add_random_member(archive: zipfile.ZipFile, name: str, size: int) -> str:
     return _record_line(name, digest.digest(), size)
 
 
-def _add_dist_info(archive: zipfile.ZipFile, project: str, version: str, record: list[str]) -> None:
+def _add_dist_info(archive: zipfile.ZipFile, project: str, version: str, record: list[str],
+                   requires: tuple[str, ...] = ()) -> None:
     dist_info = f"{_module(project)}-{version}.dist-info"
-    record.append(_add_member(archive, f"{dist_info}/METADATA", _metadata(project, version)))
+    record.append(_add_member(archive, f"{dist_info}/METADATA", _metadata(project, version, requires)))
     record.append(_add_member(archive, f"{dist_info}/WHEEL", _wheel_info()))
     record.append(f"{dist_info}/RECORD,,")
     archive.writestr(_info(f"{dist_info}/RECORD"), "\n".join(record) + "\n",

@@ -97,22 +97,24 @@ class Results:
 
 # --- processes -------------------------------------------------------------------------------------------
 
-def start_pypilite(stack: contextlib.ExitStack, workdir: Path) -> Server:
-    """pypilite as production runs it (gunicorn.conf.py), but with one worker and a fresh data dir."""
+def start_pypilite(stack: contextlib.ExitStack, workdir: Path, name: str = "pypilite",
+                   settings: dict[str, str] | None = None) -> Server:
+    """pypilite as production runs it (gunicorn.conf.py), but with one worker and a data dir in `workdir`
+    (shared by every instance started in it); `settings` are more PYPILITE_* variables."""
     data_dir = workdir / "pypilite-data"
     port = free_port()
     env = clean_env() | {
         "PYPILITE_STORAGE_DATA_DIR": str(data_dir),
         "PYPILITE_SERVER_HOST": LOOPBACK,
         "PYPILITE_SERVER_PORT": str(port),
-    }
+    } | (settings or {})
     argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
             *gunicorn_args(importlib.metadata.version("gunicorn")), "wsgi:app"]
-    log = workdir / "pypilite.log"
-    process = launch(stack, "pypilite", argv, env, REPO_ROOT, log, port)
+    log = workdir / f"{name}.log"
+    process = launch(stack, name, argv, env, REPO_ROOT, log, port)
     password = (data_dir / "initial-admin-password").read_text().strip()
     description = f"pypilite (this checkout) on gunicorn {importlib.metadata.version('gunicorn')}"
-    return Server("pypilite", process, port, log, "/local/simple/", "/local/", description, auth=("admin", password))
+    return Server(name, process, port, log, "/local/simple/", "/local/", description, auth=("admin", password))
 
 
 def _install_pypiserver(venv: Path) -> Path:

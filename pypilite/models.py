@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee as pw
 from playhouse.db_url import connect as connect_url
@@ -38,6 +38,20 @@ def first(query: pw.ModelRaw) -> Any:
     """The first row of a raw query, or None. Hot paths read with raw SQL: peewee spends far longer building
     a statement's text than SQLite spends running it."""
     return next(iter(query), None)
+
+
+M = TypeVar("M", bound=pw.Model)
+
+
+def columns(model: type[pw.Model], alias: str) -> str:
+    """The select list that from_row() reads, for a table aliased as `alias`."""
+    return ", ".join(f'{alias}."{field.column_name}"' for field in model._meta.sorted_fields)
+
+
+def from_row(model: type[M], values: tuple[Any, ...]) -> M:
+    """A model instance from a plain row selected with columns(): what peewee's raw queries return, at a
+    fraction of their cost on paths every request takes."""
+    return model(**{field.name: field.python_value(value) for field, value in zip(model._meta.sorted_fields, values)})
 
 
 def api_time(value: datetime | None) -> str | None:

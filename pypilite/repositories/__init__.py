@@ -26,8 +26,7 @@ from pypilite.upstream import Upstream, UpstreamError, make_session, pip_index_u
 
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
-_FIELDS = models.Repository._meta.sorted_fields
-_COLUMNS = ", ".join(f'r."{field.column_name}"' for field in _FIELDS)
+_COLUMNS = models.columns(models.Repository, "r")
 _BY_NAME = f'SELECT {_COLUMNS} FROM "{REPOSITORY}" r WHERE r.name = ?'
 _MEMBERS = (f'SELECT {_COLUMNS} FROM "{GROUP_MEMBER}" m JOIN "{REPOSITORY}" r ON r.id = m.member_id '
             "WHERE m.group_id = ? ORDER BY m.position")
@@ -55,7 +54,7 @@ class Repositories:
         if row is None:
             if len(self._rows) >= _ROW_CACHE_SIZE:
                 self._rows.clear()
-            row = models.Repository(**{field.name: field.python_value(value) for field, value in zip(_FIELDS, values)})
+            row = models.from_row(models.Repository, values)
             self._rows[values] = row
         return row
 

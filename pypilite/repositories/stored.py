@@ -4,13 +4,16 @@ same tables from upstream), so a cached proxy project renders exactly like a hos
 from __future__ import annotations
 
 from pypilite import models
-from pypilite.models import File, Project, database, first
+from pypilite.models import File, Project, columns, database, first, from_row
 from pypilite.repositories.base import NO_PAGE, BlobRef, DistFile, ProjectIndex, ProjectPage, Repository, sort_files
 from pypilite.storage import BlobStore
 
 
 PROJECT = Project._meta.table_name
 FILE = File._meta.table_name
+_FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
+_FILE_BY_NAME = (f'SELECT {columns(File, "f")} FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
+                 "WHERE p.repository_id = ? AND f.filename = ?")
 
 
 class StoredRepository(Repository):
@@ -46,12 +49,13 @@ class StoredRepository(Repository):
                                     self.id, name))
         if project is None:
             return None
-        files = [self._dist_file(row) for row in File.raw(f'SELECT * FROM "{FILE}" WHERE project_id = ?', project.id)]
+        rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
+        files = [self._dist_file(from_row(File, values)) for values in rows]
         return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial))
 
     def _query_file_row(self, filename: str) -> File | None:
-        return first(File.raw(f'SELECT f.* FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
-                              f"WHERE p.repository_id = ? AND f.filename = ?", self.id, filename))
+        values = database.execute_sql(_FILE_BY_NAME, (self.id, filename)).fetchone()
+        return from_row(File, values) if values is not None else None
 
     def _file_row(self, filename: str) -> File | None:
         """For reads: a download asks about its file twice (dist_file, then open_file), and a repository
