@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, request
 
 from pypilite.models import database
@@ -22,5 +24,12 @@ def register(app: Flask) -> None:
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
         request.discard_temp_blobs()
-        if not database.is_closed():
+        if database.is_closed():
+            return
+        # A gunicorn sync worker answers every request on its main thread: its connection stays open for
+        # the next one, never inside a transaction a failure left behind. Threads of the development server
+        # come and go, and close theirs.
+        if threading.current_thread() is not threading.main_thread():
             database.close()
+        elif getattr(connection := database.connection(), "in_transaction", False):
+            connection.rollback()

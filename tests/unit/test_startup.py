@@ -11,6 +11,7 @@ from pypilite import StartupError, create_app, models
 from pypilite.config import build_config
 from pypilite.models import Meta, User
 from tests.conftest import Index
+from tests.distfactory import wheel_bytes
 
 
 def app_for(data_dir: Path, **raw):
@@ -101,3 +102,18 @@ def test_health_reports_the_failing_part(index: Index) -> None:
     response = index.client.get("/health")
     assert response.status_code == 503
     assert response.json["failing"] == ["storage"]
+
+
+def test_a_request_that_dies_inside_a_transaction_does_not_hold_the_next_ones(index: Index) -> None:
+    """A sync worker keeps its connection between requests; a transaction a failure left open must not
+    stay open with it, holding the write lock against every other worker."""
+    def abandon() -> str:
+        models.database.begin()
+        models.Meta.insert(key="abandoned", value="1").execute()
+        raise RuntimeError("a bug, halfway through a write")
+
+    index.app.add_url_rule("/test-abandon", view_func=abandon)
+    index.app.testing = False  # answer 500 like production, instead of raising into the test
+    assert index.get("/test-abandon").status_code == 500
+    assert index.upload("after-1.0-py3-none-any.whl", wheel_bytes("after", "1.0")).status_code == 200
+    assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == "abandoned")) is None
