@@ -110,14 +110,15 @@ def start_nginx(stack: contextlib.ExitStack, workdir: Path, tree: Path, accel: S
     static_port, front_port = free_port(), free_port()
     blobs = workdir / "pypilite-data" / "blobs"
     site = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    prefix = workdir / "nginx"
+    prefix.mkdir()
     for shipped, here in (("listen 80;", f"listen {LOOPBACK}:{front_port};"),
                           ("127.0.0.1:8080", f"{LOOPBACK}:{accel.port}"),
-                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/")):
+                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/"),
+                          ("/var/cache/nginx/pypilite", f"{prefix}/decisions")):
         if shipped not in site:
             raise BenchError(f"deploy/nginx.conf no longer says {shipped!r}")
         site = site.replace(shipped, here)
-    prefix = workdir / "nginx"
-    prefix.mkdir()
     temp_paths = "".join(f"{kind}_temp_path {prefix}/{kind};\n"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     config = prefix / "nginx.conf"
@@ -127,6 +128,7 @@ def start_nginx(stack: contextlib.ExitStack, workdir: Path, tree: Path, accel: S
         "events { worker_connections 1024; }\n"
         f"http {{\naccess_log off;\nsendfile on;\ntcp_nopush on;\nkeepalive_requests 100000;\n{temp_paths}"
         f"server {{\nlisten {LOOPBACK}:{static_port};\nroot {tree};\nindex index.html;\n"
+        "open_file_cache max=10000 inactive=60s;\n"
         "location /health { return 200; }\n}\n"
         f"{site}\n}}\n")
     argv = [NGINX, "-p", str(prefix), "-c", str(config), "-g", "daemon off;"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, send_file
+from flask import Blueprint, Response, request, send_file
 
 from pypilite.errors import NotFound, UserError
-from pypilite.repositories.base import BlobRef
+from pypilite.repositories.base import BlobRef, Repository
 from pypilite.web.context import principal, readable_repository, services
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,8 @@ bp = Blueprint("files", __name__)
 
 ONE_YEAR = 365 * 24 * 3600
 METADATA_SUFFIX = ".metadata"
+# Sent by nginx (deploy/nginx.conf) when it asks whether it may send a file itself.
+DECISION_HEADER = "X-Pypilite-Decision"
 
 
 @bp.get("/files/<repo>/<sha256>/<filename>")
@@ -33,20 +35,13 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     dist = repository.dist_file(dist_name)
     if dist is None or dist.sha256 != sha256:
         raise NotFound(f"file {filename!r} not found in repository {repository.name!r}")
-    ref = repository.open_metadata(dist_name) if want_metadata else repository.open_file(dist_name)
-    if ref is None:
+    blob = dist.metadata_sha256 if want_metadata else dist.sha256
+    if blob is None:
         raise NotFound(f"{dist_name!r} has no core metadata file")
-    if ref.stream is None and not ref.path.is_file():
-        log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
-        raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
     accel = services().config.server.x_accel_redirect
-    if ref.stream is not None:
-        response = _streamed(ref)
-    elif accel:
-        response = _accelerated(ref, accel)
-    else:
-        response = send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
-                             max_age=ONE_YEAR, download_name=ref.download_name)
+    response = _accelerated(blob, filename, accel) if accel else None
+    if response is None:
+        response = _sent(repository, dist_name, filename, want_metadata)
     response.cache_control.immutable = True
     if not repository.public or principal().authenticated:
         response.cache_control.public = False
@@ -54,13 +49,32 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     return response
 
 
-def _accelerated(ref: BlobRef, location: str) -> Response:
-    """No body: nginx sends the blob from its internal location (with Range and conditional GETs of its own)
-    and keeps the headers set here that it passes on."""
+def _sent(repository: Repository, dist_name: str, filename: str, want_metadata: bool) -> Response:
+    ref = repository.open_metadata(dist_name) if want_metadata else repository.open_file(dist_name)
+    if ref is None:
+        raise NotFound(f"{dist_name!r} has no core metadata file")
+    if ref.stream is not None:
+        return _streamed(ref)
+    if not ref.path.is_file():
+        log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
+        raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
+    return send_file(ref.path, mimetype="application/octet-stream", conditional=True, etag=ref.sha256,
+                     max_age=ONE_YEAR, download_name=ref.download_name)
+
+
+def _accelerated(sha256: str, filename: str, location: str) -> Response | None:
+    """No body: nginx sends the stored blob from its internal location, with Range and conditional GETs of
+    its own, and keeps the headers set here that it passes on. None when pypilite must send it itself (a
+    proxied file not fetched yet, or a blob gone missing); but when nginx only asks whether it may send
+    the file (deploy/nginx.conf's decision subrequest), pypilite starts nothing and says "not from you"
+    with an answer that names no blob."""
+    blobs = services().blobs
+    path = blobs.path(sha256)
+    if not path.is_file():
+        return Response(status=200) if request.headers.get(DECISION_HEADER) else None
     response = Response(mimetype="application/octet-stream")
-    blob = ref.path.relative_to(services().blobs.root).as_posix()
-    response.headers["X-Accel-Redirect"] = location + blob
-    response.headers["Content-Disposition"] = f'inline; filename="{ref.download_name}"'
+    response.headers["X-Accel-Redirect"] = location + path.relative_to(blobs.root).as_posix()
+    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
     response.cache_control.public = True
     response.cache_control.max_age = ONE_YEAR
     return response

@@ -12,19 +12,20 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
+from tests.upstream import Upstream, wheel
 from tests.integration.conftest import (BIN, ROOT, LiveServer, build, free_port, make_project, new_venv, run,
                                         start_server, stop_server)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOCATION = "/_pypilite_blobs/"
 SITE = ROOT / "deploy" / "nginx.conf"
-REPOSITORIES = [{"name": "local", "repository_type": "hosted"},
-                {"name": "team", "repository_type": "hosted", "public": False}]
+PROXIED = wheel("from-upstream", "1.0")
 
 
 def nginx_config(directory: Path, port: int, upstream: str, blobs: Path) -> Path:
@@ -32,7 +33,8 @@ def nginx_config(directory: Path, port: int, upstream: str, blobs: Path) -> Path
     unprivileged-style from a temp prefix."""
     site = SITE.read_text()
     for shipped, here in (("listen 80;", f"listen 127.0.0.1:{port};"), ("127.0.0.1:8080", upstream),
-                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/")):
+                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/"),
+                          ("/var/cache/nginx/pypilite", f"{directory}/decisions")):
         assert shipped in site, f"deploy/nginx.conf no longer says {shipped!r}"
         site = site.replace(shipped, here)
     config = directory / "nginx.conf"
@@ -50,12 +52,17 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     if not os.access(NGINX, os.X_OK):
         pytest.fail("nginx is not installed (.ci/run installs Debian's nginx)")
     tmp = tmp_path_factory.mktemp("nginx")
-    server = start_server("gunicorn", tmp, REPOSITORIES,
-                          settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
+    upstream = Upstream(tmp / "upstream", [PROXIED], json_api=True).start()
+    repositories = [{"name": "local", "repository_type": "hosted"},
+                    {"name": "team", "repository_type": "hosted", "public": False},
+                    {"name": "up", "repository_type": "proxy", "remote_url": upstream.url}]
+    server = start_server("gunicorn", tmp, repositories, settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
     port = free_port()
     config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir / "blobs")
-    nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(config), "-g", "daemon off;"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    output = tmp / "nginx.out"
+    with output.open("wb") as out:
+        nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(config), "-g", "daemon off;"],
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15
@@ -66,12 +73,13 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
             except requests.ConnectionError:
                 pass
             if nginx.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"nginx did not start: {(tmp / 'error.log').read_text(errors='replace')[-2000:]}")
+                pytest.fail(f"nginx did not start: {output.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
         yield url, server
     finally:
         stop_server(nginx)
         stop_server(server.process)
+        upstream.stop()
 
 
 def test_twine_and_pip_through_nginx(behind_nginx, tmp_path: Path, client_env: dict[str, str]) -> None:
@@ -107,15 +115,15 @@ def test_nginx_sends_the_bytes_with_range_and_a_large_upload_streams_through(beh
     assert uploaded.status_code == 200, uploaded.text
     file = requests.get(f"{url}/local/simple/big-one/", timeout=10,
                         headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
-    file_url = f"{url}/local/simple/big-one/{file['url']}".split("#")[0]
+    file_url = urljoin(f"{url}/local/simple/big-one/", file["url"]).split("#")[0]
     whole = requests.get(file_url, timeout=60)
     assert whole.status_code == 200 and whole.content == data and "X-Accel-Redirect" not in whole.headers
     assert file["hashes"]["sha256"] not in whole.headers["ETag"]  # nginx's own validator: nginx sent the bytes
     part = requests.get(file_url, headers={"Range": "bytes=100-199"}, timeout=10)
     assert part.status_code == 206 and part.content == data[100:200]
-    assert requests.get(f"{url}{LOCATION}", timeout=10).status_code == 404  # internal: not from outside
     sha256 = file["hashes"]["sha256"]
-    assert requests.get(f"{url}{LOCATION}{sha256[:2]}/{sha256[2:4]}/{sha256}", timeout=10).status_code == 404
+    direct = requests.get(f"{url}{LOCATION}{sha256[:2]}/{sha256[2:4]}/{sha256}", timeout=10)
+    assert direct.status_code >= 400 and direct.content != data  # blobs are reached through pypilite only
 
 
 def test_a_private_blob_needs_credentials_through_nginx_too(behind_nginx) -> None:
@@ -124,7 +132,23 @@ def test_a_private_blob_needs_credentials_through_nginx_too(behind_nginx) -> Non
     assert _upload(url, server, "team", data, "secret-one", "1.0").status_code == 200
     file = requests.get(f"{url}/team/simple/secret-one/", auth=("admin", server.admin_password), timeout=10,
                         headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
-    file_url = f"{url}/team/simple/secret-one/{file['url']}".split("#")[0]
+    file_url = urljoin(f"{url}/team/simple/secret-one/", file["url"]).split("#")[0]
     refused = requests.get(file_url, timeout=10)
     assert refused.status_code == 401 and refused.content != data
+    assert refused.headers["WWW-Authenticate"] == 'Basic realm="pypilite"'  # what makes pip ask keyring
+    wrong = requests.get(file_url, auth=("admin", "not-the-password"), timeout=10)
+    assert wrong.status_code == 401 and wrong.content != data
     assert requests.get(file_url, auth=("admin", server.admin_password), timeout=10).content == data
+
+
+def test_what_nginx_cannot_send_pypilite_answers(behind_nginx) -> None:
+    url, _ = behind_nginx
+    unknown = requests.get(f"{url}/files/local/{'0' * 64}/nothing-1.0-py3-none-any.whl", timeout=10)
+    assert unknown.status_code == 404 and "not found" in unknown.text  # pypilite's own answer
+    page = requests.get(f"{url}/up/simple/from-upstream/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+                        timeout=10).json()
+    file_url = urljoin(f"{url}/up/simple/from-upstream/", page["files"][0]["url"]).split("#")[0]
+    first = requests.get(file_url, timeout=30)  # not stored yet: pypilite streams it while fetching it
+    assert first.status_code == 200 and first.content == PROXIED.data
+    again = requests.get(file_url, timeout=30)  # stored now: nginx sends it
+    assert again.content == PROXIED.data and PROXIED.sha256 not in again.headers["ETag"]
