@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,19 @@ def remove_user(name: str, actor: Actor) -> None:
         audit.record(actor, "user.delete", "user", name)
 
 
+def initial_password() -> str:
+    """Over 140 random bits in letters and digits only: pasted after `-p` or into a URL, a password that starts
+    with "-" or holds "_" is read as an option or needs escaping."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+
+
 def ensure_initial_admin(data_dir: Path) -> str | None:
     """On a data dir without users, create `admin` with a random password, shown once and kept 0600."""
     path = data_dir / INITIAL_PASSWORD_FILE
     with write_transaction():
         if User.select().exists():
             return None
-        password = secrets.token_urlsafe(18)
+        password = initial_password()
         User.create(name=INITIAL_ADMIN, password_hash=hash_password(password), admin=True)
         audit.record(Actor("pypilite", "local"), "user.create", "user", INITIAL_ADMIN, admin=True, robot=False)
         # Written before the commit: if this fails, no admin exists whose password nobody knows.

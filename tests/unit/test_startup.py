@@ -10,6 +10,7 @@ import pytest
 from pypilite import StartupError, create_app, models
 from pypilite.config import build_config
 from pypilite.models import Meta, User
+from pypilite.users import initial_password
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
 
@@ -27,6 +28,13 @@ def test_first_start_creates_admin_with_a_private_password_file(tmp_path: Path, 
     with models.database.connection_context():
         admin = User.get(User.name == "admin")
     assert admin.admin
+
+
+def test_the_initial_password_survives_a_command_line_and_a_url() -> None:
+    """twine -p -abc... reads a password starting with "-" as an option: CI runs once failed that way."""
+    passwords = {initial_password() for _ in range(500)}
+    assert len(passwords) == 500
+    assert all(p.isascii() and p.isalnum() and len(p) == 24 for p in passwords)
 
 
 def test_second_start_keeps_the_admin(tmp_path: Path) -> None:
