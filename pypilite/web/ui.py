@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from werkzeug.exceptions import HTTPException
 
 from pypilite import catalog, descriptions
-from pypilite.auth import challenge
+from pypilite.auth import ANONYMOUS, challenge
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
 from pypilite.web import clientsetup
@@ -57,11 +57,16 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _error_page(status: int, message: str) -> tuple[str, int]:
-    return render_template("ui/error.html", status=status, message=message, **_common()), status
+    return render_template("ui/error.html", status=status, message=message, **_error_common()), status
 
 
 def _common() -> dict[str, Any]:
     return {"who": principal()}
+
+
+def _error_common() -> dict[str, Any]:
+    """An error page may be the answer to credentials that failed: it must not try them again."""
+    return {"who": g.get("principal", ANONYMOUS)}
 
 
 @bp.get("/")
