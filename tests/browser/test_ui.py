@@ -59,9 +59,15 @@ rst-demo
 
 A reStructuredText description with a `link <javascript:window.pwned='rst'>`_.
 
-.. raw:: html
+.. image:: x
+   :target: javascript:window.pwned='image'
 
-   <script>window.pwned = "raw";</script>
+* item one
+* item two
+
+.. code:: python
+
+   print("hello")
 """
 
 
@@ -164,9 +170,11 @@ def test_restructuredtext_readme_and_its_traps(live, packages, browser, screensh
     page = new_page(browser)
     page.goto(f"{live.url}/ui/local/rst-demo/")
     readme = page.locator("article.readme")
-    assert "A reStructuredText description" in readme.inner_text()
-    assert readme.locator("script").count() == 0
+    assert readme.locator("h1").inner_text().strip() == "rst-demo"
+    assert readme.locator("li").all_inner_texts() == ["item one", "item two"]
     assert readme.locator("a[href^='javascript']").count() == 0
+    readme.locator("a", has_text="link").click()
+    readme.locator("img").click()
     assert_nothing_ran(page)
     page.screenshot(path=screenshots / "project-rst.png", full_page=True)
 
