@@ -29,6 +29,22 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
+def relative(path: str) -> str:
+    """A server path as a URL relative to the current page, so the UI works unchanged behind a reverse proxy
+    at any sub-path (as the Simple API's links do)."""
+    up = "../" * (request.path.count("/") - 1)
+    return (up + path.lstrip("/")) or "./"
+
+
+def url(endpoint: str, **values: Any) -> str:
+    return relative(url_for(endpoint, **values))
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    return {"url": url}
+
+
 @bp.after_request
 def _security_headers(response: Response) -> Response:
     if request.endpoint != "ui.static":
@@ -89,13 +105,13 @@ def login() -> Response:
     target = request.args.get("next", "")
     # Only a path on this server: never an open redirect to another host.
     if not (target.startswith("/") and not target.startswith(("//", "/\\"))):
-        target = url_for("ui.home")
-    return redirect(target)
+        target = "/"
+    return redirect(relative(target))
 
 
 @bp.get("/ui/", strict_slashes=False)
 def ui_root() -> Response:
-    return redirect(url_for("ui.home"))
+    return redirect(url("ui.home"))
 
 
 @bp.get("/ui/<repo>/")
@@ -116,7 +132,7 @@ def project(repo: str, project: str) -> Response | str:
     except InvalidName:
         raise NotFound(f"invalid project name {project[:100]!r}") from None
     if normalized != project:
-        return redirect(url_for("ui.project", repo=repo, project=normalized, **request.args), 301)
+        return redirect(url("ui.project", repo=repo, project=normalized, **request.args), 301)
     page = repo_view.cached_page(normalized)
     if page is None:
         raise NotFound(f"project {normalized!r} not found in repository {repo_view.name!r}")

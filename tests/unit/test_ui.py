@@ -57,7 +57,7 @@ def page(index: Index, url: str, headers: dict[str, str] | None = None, status: 
 
 def repo_names(html: str) -> list[str]:
     table = html[html.find('<table class="repos"'):]
-    return re.findall(r'<a href="/ui/([^/"]+)/">', table)
+    return re.findall(r'<a href="ui/([^/"]+)/">', table)
 
 
 def project_names(html: str) -> list[str]:
@@ -84,8 +84,8 @@ def test_search_shows_only_readable_projects(index: Index) -> None:
 def test_a_group_counts_and_lists_only_readable_members(index: Index) -> None:
     assert project_names(page(index, "/ui/all/")) == ["public-pkg"]
     assert project_names(page(index, "/ui/all/", READER)) == ["secret-pkg", "public-pkg"]
-    anonymous_row = page(index, "/").split('href="/ui/all/"')[1]
-    reader_row = page(index, "/", READER).split('href="/ui/all/"')[1]
+    anonymous_row = page(index, "/").split('href="ui/all/"')[1]
+    reader_row = page(index, "/", READER).split('href="ui/all/"')[1]
     assert re.search(r'data-label="Projects" class="num">(\d+)<', anonymous_row).group(1) == "1"
     assert re.search(r'data-label="Projects" class="num">(\d+)<', reader_row).group(1) == "2"
     page(index, "/ui/all/secret-pkg/", status=404)
@@ -116,10 +116,10 @@ def test_login_challenges_until_credentials_come_then_goes_home(index: Index) ->
     assert response.headers["WWW-Authenticate"] == 'Basic realm="pypilite"'
     wrong = index.get("/login", headers=basic("reader", "wrong"))
     assert wrong.status_code == 401 and "Invalid username or password" in wrong.get_data(as_text=True)
-    assert index.get("/login", headers=dict(READER)).headers["Location"] == "/"
-    assert index.get("/login?next=/ui/team/", headers=dict(READER)).headers["Location"] == "/ui/team/"
+    assert index.get("/login", headers=dict(READER)).headers["Location"] == "./"
+    assert index.get("/login?next=/ui/team/", headers=dict(READER)).headers["Location"] == "ui/team/"
     for hostile in ("//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
-        assert index.get("/login", query_string={"next": hostile}, headers=dict(READER)).headers["Location"] == "/"
+        assert index.get("/login", query_string={"next": hostile}, headers=dict(READER)).headers["Location"] == "./"
 
 
 # --- bad query strings and unknown things -------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_pagination_splits_at_fifty(index: Index) -> None:
     second = project_names(page(index, "/ui/local/?sort=name&page=2"))
     assert len(first) == 50 and second == ["public-pkg"]
     assert first == sorted(first) and first[0] == "bulk-00"
-    assert 'rel="next" href="/ui/local/?' in page(index, "/ui/local/?sort=name")
+    assert 'rel="next" href="../../ui/local/?' in page(index, "/ui/local/?sort=name")
     assert project_names(page(index, "/ui/local/"))[0] == "bulk-49"  # newest first
 
 
@@ -168,13 +168,13 @@ def test_unknown_or_invalid_things_are_404(index: Index, url: str) -> None:
 def test_a_non_normalized_project_name_redirects_keeping_the_version(index: Index) -> None:
     response = index.get("/ui/local/Public_Pkg/?version=1.0")
     assert response.status_code == 301
-    assert response.headers["Location"] == "/ui/local/public-pkg/?version=1.0"
+    assert response.headers["Location"] == "../../../ui/local/public-pkg/?version=1.0"
 
 
 def test_odd_but_valid_names_display_as_published_and_link_normalized(index: Index) -> None:
     upload(index, "Odd.Name_9", "0.1.dev0")
     html = page(index, "/ui/local/")
-    assert '<a class="name" href="/ui/local/odd-name-9/">Odd.Name_9</a>' in html
+    assert '<a class="name" href="../../ui/local/odd-name-9/">Odd.Name_9</a>' in html
     assert "<h1>Odd.Name_9" in page(index, "/ui/local/odd-name-9/")
 
 
@@ -303,6 +303,13 @@ def test_a_proxy_shows_what_it_has_cached_without_asking_upstream(index: Index) 
     assert "not stored here yet" in html
     assert "cached-pkg" in page(index, "/ui/all/cached-pkg/")
     assert index.get("/pypi/simple/cached-pkg/").status_code == 502  # what the Simple API does: it asks
+
+
+def test_links_are_relative_so_a_sub_path_proxy_needs_no_settings(index: Index) -> None:
+    html = page(index, "/ui/local/public-pkg/")
+    assert 'href="../../../static/ui/ui.css"' in html
+    assert 'href="../../../files/local/' in html
+    assert not re.search(r'(href|src|action)="/', html)
 
 
 # --- snippets, headers ---------------------------------------------------------------------------------------------
