@@ -57,32 +57,27 @@ def _security_headers(response: Response) -> Response:
 
 
 @bp.errorhandler(UserError)
-def _user_error(exc: UserError) -> tuple[str, int]:
+def _user_error(exc: UserError) -> Response:
     return _error_page(exc.status, exc.message)
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    body, _ = _error_page(status, exc.description or exc.name)
-    response = Response(body, status=status, content_type="text/html; charset=utf-8")
+    response = _error_page(exc.code or 500, exc.description or exc.name)
     for name, value in exc.get_headers():  # WWW-Authenticate on 401, Allow on 405
         if name.lower() != "content-type":
             response.headers.add(name, value)
-    return _security_headers(response)
+    return response
 
 
-def _error_page(status: int, message: str) -> tuple[str, int]:
-    return render_template("ui/error.html", status=status, message=message, **_error_common()), status
+def _error_page(status: int, message: str) -> Response:
+    # An error page may be the answer to credentials that failed: it must not try them again.
+    body = render_template("ui/error.html", status=status, message=message, who=g.get("principal", ANONYMOUS))
+    return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
 def _common() -> dict[str, Any]:
     return {"who": principal()}
-
-
-def _error_common() -> dict[str, Any]:
-    """An error page may be the answer to credentials that failed: it must not try them again."""
-    return {"who": g.get("principal", ANONYMOUS)}
 
 
 @bp.get("/")
