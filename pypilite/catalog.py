@@ -123,11 +123,10 @@ def _group_members(groups: list[Repository]) -> dict[int, list[int]]:
 
 
 def _leaf_ids(group_id: int, members: dict[int, list[int]], visible: dict[int, Repository]) -> list[int]:
-    """The readable non-group repositories under a group, nested groups flattened (cycles cannot exist, but
-    the walk is bounded anyway)."""
+    """The readable non-group repositories under a group, nested groups flattened, each once."""
     leaves: list[int] = []
     todo, seen = list(members.get(group_id, ())), {group_id}
-    while todo and len(seen) < 10_000:
+    while todo:
         member = todo.pop(0)
         if member in seen:
             continue

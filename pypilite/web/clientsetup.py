@@ -27,7 +27,6 @@ _FORWARDED = {
 @dataclass(frozen=True)
 class Snippet:
     id: str
-    tool: str
     title: str
     text: str
 
@@ -95,24 +94,24 @@ def snippets(urls: Endpoints) -> list[Snippet]:
     """Every client's setup for one repository, in the order people look for them."""
     trusted = f"trusted-host = {urls.host}\n" if urls.insecure else ""
     result = [
-        Snippet("pip-cli", "pip", "pip, command line", pip_install(urls, "your-package")),
-        Snippet("pip-conf", "pip", "pip.conf (~/.config/pip/pip.conf; %APPDATA%\\pip\\pip.ini on Windows)",
+        Snippet("pip-cli", "pip, command line", pip_install(urls, "your-package")),
+        Snippet("pip-conf", "pip.conf (~/.config/pip/pip.conf; %APPDATA%\\pip\\pip.ini on Windows)",
                 f"[global]\nindex-url = {urls.install_url}\n{trusted}"),
-        Snippet("uv-cli", "uv", "uv, command line", f"uv pip install --index-url {urls.install_url} your-package"),
-        Snippet("uv-pyproject", "uv", "uv, pyproject.toml", _uv_pyproject(urls)),
-        Snippet("poetry", "poetry", "poetry", _poetry(urls)),
-        Snippet("pdm", "pdm", "pdm, pyproject.toml", _pdm(urls)),
-        Snippet("pipenv", "pipenv", "pipenv, Pipfile", _pipenv(urls)),
+        Snippet("uv-cli", "uv, command line", f"uv pip install --index-url {urls.install_url} your-package"),
+        Snippet("uv-pyproject", "uv, pyproject.toml", _uv_pyproject(urls)),
+        Snippet("poetry", "poetry", _poetry(urls)),
+        Snippet("pdm", "pdm, pyproject.toml", _pdm(urls)),
+        Snippet("pipenv", "pipenv, Pipfile", _pipenv(urls)),
     ]
     if urls.upload_url is not None:
         result += [
-            Snippet("twine-pypirc", "twine", "twine, ~/.pypirc",
+            Snippet("twine-pypirc", "twine, ~/.pypirc",
                     f"[distutils]\nindex-servers = {INDEX_NAME}\n\n[{INDEX_NAME}]\nrepository = {urls.upload_url}\n"
                     f"username = __token__\npassword = {TOKEN}\n"),
-            Snippet("twine-cli", "twine", "twine, command line", f"twine upload -r {INDEX_NAME} dist/*"),
+            Snippet("twine-cli", "twine, command line", f"twine upload -r {INDEX_NAME} dist/*"),
         ]
     if not urls.public:
-        result.append(Snippet("netrc", "pip", "~/.netrc (pip and uv send it; keep the URLs above credential-free)",
+        result.append(Snippet("netrc", "~/.netrc (pip and uv send it; keep the URLs above credential-free)",
                               f"machine {urls.host}\nlogin __token__\npassword {TOKEN}\n"))
     return result
 

@@ -5,6 +5,7 @@ prompt, and setup snippets copied with the page's own button and run with the re
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,10 +108,14 @@ def packages(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict
     upload(live, "local", "rst_demo-0.1-py3-none-any.whl", wheel_bytes("rst-demo", "0.1", metadata=rst))
     for dist in build(make_project(tmp, "team-secret", "2.0"), tmp / "team-dist", env):
         upload(live, "team", dist)
-    token = requests.post(f"{live.url}/api/v1/tokens", json={"repos": ["team"], "read_only": True},
-                          auth=("admin", live.admin_password), timeout=10)
-    assert token.status_code == 201, token.text
-    return {"team_token": token.json()["token"]}
+    return {"team_token": new_token(live, {"repos": ["team"], "read_only": True}),
+            "local_token": new_token(live, {"repos": ["local"]})}
+
+
+def new_token(live: LiveServer, body: dict) -> str:
+    response = requests.post(f"{live.url}/api/v1/tokens", json=body, auth=("admin", live.admin_password), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
 
 
 def new_page(browser, viewport: dict[str, int] = DESKTOP, **context_options):
@@ -251,6 +256,26 @@ def test_copied_pip_conf_of_a_private_repository_installs_with_a_token(live, pac
     python = new_venv(tmp_path / "venv", env)
     run([python, "-m", "pip", "install", "team-secret"], env=env)
     assert run([python, "-c", "import team_secret; print(team_secret.VERSION)"], env=env).stdout.strip() == "2.0"
+
+
+def test_copied_pypirc_publishes_with_twine_and_the_uv_command_installs(live, packages, browser, tmp_path) -> None:
+    page = clipboard_page(browser, live)
+    page.goto(f"{live.url}/ui/local/")
+    pypirc = copy_snippet(page, "twine-pypirc")
+    publish = copy_snippet(page, "twine-cli")
+    install = copy_snippet(page, "uv-cli")
+    home = tmp_path / "home"
+    env = isolated_env(home)
+    (home / ".pypirc").write_text(pypirc.replace("YOUR_TOKEN", packages["local_token"]))
+    dist = tmp_path / "dist"
+    build(make_project(tmp_path, "published-ui", "0.3"), dist, env)
+    assert publish == "twine upload -r pypilite dist/*"
+    run([sys.executable, "-m", "twine", "upload", "-r", "pypilite", *sorted(dist.iterdir())], env=env, cwd=tmp_path)
+    venv = tmp_path / "venv"
+    new_venv(venv, env)
+    run(install.replace("your-package", "published-ui").split(), env={**env, "VIRTUAL_ENV": str(venv)})
+    check = [venv / "bin" / "python", "-c", "import published_ui; print(published_ui.VERSION)"]
+    assert run(check, env=env).stdout.strip() == "0.3"
 
 
 @pytest.mark.parametrize("path", ["/", "/ui/local/", "/ui/local/hello-ui/", "/ui/all/", "/ui/pypi/",
