@@ -32,13 +32,21 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
+SCREENSHOTS = pytest.StashKey[Path]()
+
+
 @pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = Path(os.environ["PYPILITE_SCREENSHOTS"]) if os.environ.get("PYPILITE_SCREENSHOTS") \
         else tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots in {folder}")
+    request.config.stash[SCREENSHOTS] = folder
     return folder
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if SCREENSHOTS in config.stash:
+        terminalreporter.write_line(f"web UI screenshots: {config.stash[SCREENSHOTS]}")
 
 
 # A failing test shows the end of its live server's log, as the integration tests do.
