@@ -25,12 +25,24 @@ def granted_level(user_id: int, repository_id: int) -> str | None:
     return grant.level if grant is not None else None
 
 
-def level(principal: Principal, repository_id: int, public: bool) -> str | None:
-    """The highest action the principal may take on the repository, or None."""
+def granted_levels(user_id: int) -> dict[int, str]:
+    """Every grant a user holds, by repository id: one query for pages that list many repositories."""
+    return {grant.repository_id: grant.level for grant in Grant.select().where(Grant.user == user_id)}
+
+
+def level(principal: Principal, repository_id: int, public: bool,
+          grants: dict[int, str] | None = None) -> str | None:
+    """The highest action the principal may take on the repository, or None. `grants` (from granted_levels)
+    saves the query per repository when deciding for many."""
     rank = 0
     in_scope = principal.scope is None or repository_id in principal.scope
     if principal.authenticated and in_scope:
-        rank = _RANK[ADMIN] if principal.admin else _RANK[granted_level(principal.user_id, repository_id)]
+        if principal.admin:
+            rank = _RANK[ADMIN]
+        else:
+            granted = grants.get(repository_id) if grants is not None else granted_level(principal.user_id,
+                                                                                       repository_id)
+            rank = _RANK[granted]
         if principal.read_only:
             rank = min(rank, _RANK[READ])
     if public:
@@ -42,6 +54,13 @@ def allowed(principal: Principal, repository_id: int, public: bool, action: str)
     if action == READ and public:
         return True  # the common case answers without a query
     return _RANK[level(principal, repository_id, public)] >= _RANK[action]
+
+
+def readable(principal: Principal, repositories: list[tuple[int, bool]]) -> set[int]:
+    """The ids, among (id, public) pairs, of the repositories the principal may read, in at most one query."""
+    needs_grants = principal.authenticated and not principal.admin and any(not public for _, public in repositories)
+    grants = granted_levels(principal.user_id) if needs_grants else {}
+    return {id for id, public in repositories if level(principal, id, public, grants) is not None}
 
 
 def require(principal: Principal, repository, action: str) -> None:

@@ -82,13 +82,16 @@ def parse_filename(filename: str) -> FilenameInfo:
 
 def read_metadata(path: Path, info: FilenameInfo, filename: str) -> DistMetadata:
     """Check the archive at `path` and parse the metadata it carries."""
+    return _parse_metadata(metadata_bytes(path, info, filename), info)
+
+
+def metadata_bytes(path: Path, info: FilenameInfo, filename: str) -> bytes:
+    """Check the archive at `path` and return its metadata file (a wheel's METADATA, an sdist's PKG-INFO)."""
     if info.packagetype == WHEEL:
-        raw = _wheel_metadata(path, info)
-    elif filename.endswith(".zip"):
-        raw = _zip_sdist_metadata(path)
-    else:
-        raw = _tar_sdist_metadata(path)
-    return _parse_metadata(raw, info)
+        return _wheel_metadata(path, info)
+    if filename.endswith(".zip"):
+        return _zip_sdist_metadata(path)
+    return _tar_sdist_metadata(path)
 
 
 def _check_ratio(uncompressed: int, compressed: int) -> None:

@@ -109,6 +109,16 @@ class Repository(ABC):
     def project_page(self, name: str) -> ProjectPage | None:
         """The files of one project (by normalized name), or None when the repository has none."""
 
+    def leaves(self) -> list[Repository]:
+        """The repositories whose own tables hold what this one serves to its reader: itself, or a group's
+        readable members."""
+        return [self]
+
+    def cached_page(self, name: str) -> ProjectPage | None:
+        """project_page(name) from what this server already holds, never asking an upstream: what the web UI
+        shows, so browsing stays fast and never fetches on anyone's behalf."""
+        return self.project_page(name)
+
     @abstractmethod
     def dist_file(self, filename: str) -> DistFile | None:
         """What the repository knows about a distribution file, without fetching or opening it."""

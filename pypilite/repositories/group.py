@@ -91,13 +91,19 @@ class GroupRepository(Repository):
         return _combine(f"{self.name}:{name in self.pass_through}", member_etags)
 
     def project_page(self, name: str) -> ProjectPage | None:
+        return self._merged(name, cached=False)
+
+    def cached_page(self, name: str) -> ProjectPage | None:
+        return self._merged(name, cached=True)
+
+    def _merged(self, name: str, cached: bool) -> ProjectPage | None:
         hosted, others = self._split()
         if name in self.pass_through:
-            pages = _pages(hosted + others, name, tolerate_failures=True)
+            pages = _pages(hosted + others, name, cached, tolerate_failures=True)
         else:
-            pages = _pages(hosted, name)
+            pages = _pages(hosted, name, cached)
             if not pages and not self._held_privately(name):
-                pages = _pages(others, name)
+                pages = _pages(others, name, cached)
         if not pages:
             return None
         files: dict[str, DistFile] = {}
@@ -128,13 +134,13 @@ class GroupRepository(Repository):
         return target
 
 
-def _pages(members: list[Repository], name: str, tolerate_failures: bool = False) -> list[ProjectPage]:
+def _pages(members: list[Repository], name: str, cached: bool, tolerate_failures: bool = False) -> list[ProjectPage]:
     """The members' pages for a project, in member order. Merging a pass-through project, one member's
     upstream failing must not hide what the others have: its failure becomes a stale note instead."""
     pages, failures = [], []
     for member in members:
         try:
-            page = member.project_page(name)
+            page = member.cached_page(name) if cached else member.project_page(name)
         except UserError as exc:
             if not tolerate_failures or exc.status < 500:
                 raise

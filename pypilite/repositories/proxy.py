@@ -62,6 +62,9 @@ class ProxyRepository(StoredRepository):
             return self._stale(name, state, exc)
         return self._cached(name, state)
 
+    def cached_page(self, name: str) -> ProjectPage | None:
+        return super().project_page(name)
+
     def refresh(self, name: str) -> ProjectPage | None:
         """Fetch the project's page from upstream now, whatever its age."""
         try:

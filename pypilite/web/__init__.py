@@ -7,13 +7,13 @@ import threading
 from flask import Flask, request
 
 from pypilite.models import database
-from pypilite.web import api, errors, files, ops, simple, upload
+from pypilite.web import api, errors, files, ops, simple, ui, upload
 from pypilite.web.wrappers import PypiliteRequest
 
 
 def register(app: Flask) -> None:
     app.request_class = PypiliteRequest
-    for blueprint in (ops.bp, api.bp, simple.bp, files.bp, upload.bp):
+    for blueprint in (ops.bp, api.bp, simple.bp, files.bp, upload.bp, ui.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
 

@@ -1,0 +1,189 @@
+"""The web UI: repositories, their projects, a project's versions, files and README, and client setup.
+
+Thin views over catalog (listings), descriptions (metadata and README) and clientsetup (snippets). Reading
+goes through the same permission decision as the Simple API, so what a caller may not read never appears;
+a private repository answers 401 with the Basic challenge, so the browser asks for credentials, and /login
+does the same on purpose, then sends the browser home.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+from werkzeug.exceptions import HTTPException
+
+from pypilite import catalog, descriptions
+from pypilite.auth import ANONYMOUS, challenge
+from pypilite.errors import NotFound, UserError
+from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
+from pypilite.web import clientsetup
+from pypilite.web.context import principal, readable_repository, services
+
+bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/ui")
+
+# README images may come from anywhere over https; scripts, styles and everything else only from here.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def relative(path: str) -> str:
+    """A server path as a URL relative to the current page, so the UI works unchanged behind a reverse proxy
+    at any sub-path (as the Simple API's links do)."""
+    up = "../" * (request.path.count("/") - 1)
+    return (up + path.lstrip("/")) or "./"
+
+
+def url(endpoint: str, **values: Any) -> str:
+    return relative(url_for(endpoint, **values))
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    return {"url": url}
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    if request.endpoint != "ui.static":
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        # What a page shows depends on who asks: never from a shared cache.
+        response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.errorhandler(UserError)
+def _user_error(exc: UserError) -> Response:
+    return _error_page(exc.status, exc.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    response = _error_page(exc.code or 500, exc.description or exc.name)
+    for name, value in exc.get_headers():  # WWW-Authenticate on 401, Allow on 405
+        if name.lower() != "content-type":
+            response.headers.add(name, value)
+    return response
+
+
+def _error_page(status: int, message: str) -> Response:
+    # An error page may be the answer to credentials that failed: it must not try them again.
+    body = render_template("ui/error.html", status=status, message=message, who=g.get("principal", ANONYMOUS))
+    return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+
+def _common() -> dict[str, Any]:
+    return {"who": principal()}
+
+
+@bp.get("/")
+def home() -> str:
+    who = principal()
+    query = request.args.get("q")
+    results = None
+    if query is not None and query.strip():
+        results = catalog.search(who, query, catalog.parse_page(request.args.get("page")))
+    return render_template("ui/home.html", repositories=catalog.repositories(who), query=query or "",
+                           results=results, **_common())
+
+
+@bp.get("/login")
+def login() -> Response:
+    """Basic credentials are sent to the paths under the one that asked: asking at the root means the
+    browser sends them everywhere on this server from now on."""
+    if not principal().authenticated:
+        raise challenge("Log in with your user name and password, or __token__ and an API token")
+    target = request.args.get("next", "")
+    # Only a path on this server: never an open redirect to another host.
+    if not (target.startswith("/") and not target.startswith(("//", "/\\"))):
+        target = "/"
+    return redirect(relative(target))
+
+
+@bp.get("/ui/", strict_slashes=False)
+def ui_root() -> Response:
+    return redirect(url("ui.home"))
+
+
+@bp.get("/ui/<repo>/")
+def repository(repo: str) -> str:
+    repo_view = readable_repository(repo)
+    sort = catalog.parse_sort(request.args.get("sort"))
+    page = catalog.projects(repo_view, sort, catalog.parse_page(request.args.get("page")))
+    urls = _endpoints(repo_view)
+    return render_template("ui/repository.html", repository=repo_view, page=page, sort=sort, urls=urls,
+                           snippets=clientsetup.snippets(urls), **_common())
+
+
+@bp.get("/ui/<repo>/<project>/")
+def project(repo: str, project: str) -> Response | str:
+    repo_view = readable_repository(repo)
+    try:
+        normalized = canonicalize_name(project, validate=True)
+    except InvalidName:
+        raise NotFound(f"invalid project name {project[:100]!r}") from None
+    if normalized != project:
+        return redirect(url("ui.project", repo=repo, project=normalized, **request.args), 301)
+    page = repo_view.cached_page(normalized)
+    if page is None:
+        raise NotFound(f"project {normalized!r} not found in repository {repo_view.name!r}")
+    version = _chosen_version(page, request.args.get("version"))
+    files = [dist for dist in page.files if dist.version == version]
+    info = descriptions.release_info(services().blobs, files)
+    urls = _endpoints(repo_view)
+    name = info.name if info is not None and info.name else normalized
+    return render_template("ui/project.html", repository=repo_view, page=page, version=version, files=files,
+                           versions=_versions(page), info=info, name=name,
+                           install=clientsetup.pip_install(urls, f"{normalized}=={version}"),
+                           safe_url=descriptions.safe_url, **_common())
+
+
+def _endpoints(repo_view: Repository) -> clientsetup.Endpoints:
+    try:
+        repo_view.upload_target()
+        accepts_uploads = True
+    except UserError:
+        accepts_uploads = False
+    root = clientsetup.base_url(request, services().config.server.public_url)
+    return clientsetup.endpoints(root, repo_view.name, repo_view.public, accepts_uploads)
+
+
+def _versions(page: ProjectPage) -> list[dict[str, Any]]:
+    """Newest first, each with whether it is yanked (every file yanked) and why."""
+    by_version: dict[str, list[DistFile]] = {}
+    for dist in page.files:
+        by_version.setdefault(dist.version, []).append(dist)
+    result = []
+    for version in reversed(page.versions):
+        files = by_version[version]
+        result.append({
+            "version": version,
+            "yanked": all(dist.yanked for dist in files),
+            "reason": next((dist.yanked_reason for dist in files if dist.yanked_reason), ""),
+            "upload_time": max((d.upload_time for d in files if d.upload_time is not None), default=None),
+        })
+    return result
+
+
+def _chosen_version(page: ProjectPage, wanted: str | None) -> str:
+    """The asked version (404 when the project has none such), else what pip would pick: the highest final
+    release not yanked, else the highest not yanked, else the highest."""
+    if wanted is not None:
+        if wanted not in page.versions:
+            raise NotFound(f"project {page.name!r} has no version {wanted[:100]!r}")
+        return wanted
+    live = list(dict.fromkeys(dist.version for dist in page.files if not dist.yanked))
+    live.sort(key=version_key)
+    final = [v for v in live if not _is_prerelease(v)]
+    return (final or live or list(page.versions))[-1]
+
+
+def _is_prerelease(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
