@@ -283,7 +283,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
                            {"PYPILITE_CONFIG": str(config), "PYPILITE_SERVER_X_ACCEL_REDIRECT": ACCEL_LOCATION})
     projects = sorted({d.project for d in dists})
     tree = workdir / "static"
-    build_static_tree(pypilite, workdir / "pypilite-data" / "blobs", tree, projects + [install_project_name(i) for i in range(1, len(installable) + 1)])
+    everything = projects + sorted({d.project for d in installable})
+    build_static_tree(pypilite, workdir / "pypilite-data" / "blobs", tree, everything)
     static, front = start_nginx(stack, workdir, tree, accel)
     pages = [f"/local/simple/{p}/" for p in projects]
     sizes = sorted((tree / p.strip("/") / "index.html").stat().st_size for p in pages)

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -71,6 +72,9 @@ class Server:
     description: str
     file_paths: list[str] = field(default_factory=list)
     warm_seconds: float | None = None
+    # Median milliseconds a first (uncached) page or file request took beyond the upstream's own answer.
+    cold_page_ms: float | None = None
+    cold_file_ms: float | None = None
 
     @property
     def base_url(self) -> str:
@@ -321,15 +325,25 @@ def _download_cached(server: Server, session: requests.Session, url: str, sha256
     raise BenchError(f"{server.name}: {url} still redirects elsewhere after {CACHED_TRIES} tries; not cached")
 
 
-def warm(server: Server, expected: dict[str, dict[str, str]]) -> None:
+def _timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return (time.perf_counter() - started) * 1000
+
+
+def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) -> None:
     """Fetch every project page once and download every file once through the server, so that all of it is
     cached; each page must list exactly the corpus's files with their sha256, and each file must hash to it.
-    Records the file paths to cycle through and how long the whole cold pass took."""
+    Records the file paths to cycle through, how long the whole cold pass took, and what each first request
+    cost beyond the upstream's own answer to the same request, asked just before."""
     started = time.perf_counter()
     paths = []
+    page_extra, file_extra = [], []
     with requests.Session() as session:
         for project, files in expected.items():
-            links = _page_links(server, session, project)
+            direct = _timed(lambda: session.get(upstream.base_url + upstream.page_path(project), timeout=30))
+            links: dict[str, tuple[str, str]] = {}
+            page_extra.append(_timed(lambda: links.update(_page_links(server, session, project))) - direct)
             if set(links) != set(files):
                 raise BenchError(f"{server.name}: page of {project} lists {sorted(links)}, not {sorted(files)}")
             for filename, sha256 in files.items():
@@ -340,10 +354,13 @@ def warm(server: Server, expected: dict[str, dict[str, str]]) -> None:
                 parts = urlsplit(url)
                 if (parts.hostname, parts.port) != (LOOPBACK, server.port):
                     raise BenchError(f"{server.name}: {filename} links to another server: {url}")
-                _download_cached(server, session, url, sha256)
+                direct = _timed(lambda: session.get(f"{upstream.base_url}/files/{filename}", timeout=30).content)
+                file_extra.append(_timed(lambda: _download_cached(server, session, url, sha256)) - direct)
                 paths.append(parts.path + (f"?{parts.query}" if parts.query else ""))
     server.file_paths = paths
     server.warm_seconds = time.perf_counter() - started
+    server.cold_page_ms = statistics.median(page_extra)
+    server.cold_file_ms = statistics.median(file_extra)
 
 
 # --- measuring -------------------------------------------------------------------------------------------
@@ -413,6 +430,11 @@ def _rows(results: Results, servers: list[Server], rounds: int) -> list[list[str
     rows.append(["cold pass, every page + file once: seconds", *(_cell(warmed.get(n)) for n in names),
                  *(_ratio(warmed.get(PYPILITE), warmed.get(peer)) for peer in PEERS),
                  "one client, one request at a time, fills the cache (lower is better)"])
+    for what, attribute in (("page", "cold_page_ms"), ("file", "cold_file_ms")):
+        extra = {server.name: getattr(server, attribute) for server in servers}
+        rows.append([f"first {what} request: ms beyond the upstream's own (median)",
+                     *(_cell(extra.get(n)) for n in names), *("-" for _ in PEERS),
+                     "what a cache adds to an uncached request (lower is better)"])
     return rows
 
 
@@ -472,7 +494,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         print(f"{server.name}: up on {server.base_url}; warming: {len(expected)} pages, {len(dists)} files ...",
               flush=True)
         try:
-            warm(server, expected)
+            warm(server, upstream, expected)
         except (BenchError, requests.RequestException) as exc:
             if server.name == PYPILITE:
                 raise BenchError(f"{exc}; server log: {tail(server.log)}") from None

@@ -260,7 +260,7 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"server.public_url must be an http(s) URL, not {config.server.public_url!r}")
     accel = config.server.x_accel_redirect
     if accel and not re.fullmatch(r"/[A-Za-z0-9._~/-]*/", accel):
-        raise ConfigError(f"server.x_accel_redirect must be a location path starting and ending with '/', not {accel!r}")
+        raise ConfigError(f"server.x_accel_redirect must be a path starting and ending with '/', not {accel!r}")
     if config.database.url and not config.database.url.startswith(("sqlite:", "postgresql:", "postgres:")):
         raise ConfigError(f"database.url must be sqlite:/// or postgresql://, not {config.database.url!r}")
     if not config.storage.data_dir:
