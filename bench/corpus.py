@@ -36,16 +36,16 @@ class Dist:
         return self.path.name
 
 
-def project_name(index: int) -> str:
+def project_name(index: int, prefix: str = "bench-proj") -> str:
     """The corpus's project names: `bench-proj-0001`, `bench-proj-0002`, ..."""
-    return f"bench-proj-{index:04d}"
+    return f"{prefix}-{index:04d}"
 
 
-def write_corpus(directory: Path, projects: int = 200, versions: int = 5) -> list[Dist]:
+def write_corpus(directory: Path, projects: int = 200, versions: int = 5, prefix: str = "bench-proj") -> list[Dist]:
     """Write `projects` x `versions` small wheels into `directory` and describe them, in upload order."""
     directory.mkdir(parents=True, exist_ok=True)
     return [
-        _write_small_wheel(directory, project_name(p), f"1.{v}.0")
+        _write_small_wheel(directory, project_name(p, prefix), f"1.{v}.0")
         for p in range(1, projects + 1)
         for v in range(versions)
     ]

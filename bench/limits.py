@@ -105,8 +105,10 @@ def build_static_tree(pypilite: Server, blobs: Path, tree: Path, projects: list[
                             directory / f"{file['filename']}.metadata")
 
 
-def start_nginx(stack: contextlib.ExitStack, workdir: Path, tree: Path, accel: Server) -> tuple[str, str]:
-    """One nginx worker: the static tree on one port, and deploy/nginx.conf in front of `accel` on another."""
+def start_nginx(stack: contextlib.ExitStack, workdir: Path, accel: Server, tree: Path | None = None
+                ) -> tuple[str, str]:
+    """One nginx worker: deploy/nginx.conf in front of `accel`, and the static tree (if any) on another port.
+    Returns the static server's URL (empty without a tree) and the front's."""
     static_port, front_port = free_port(), free_port()
     blobs = workdir / "pypilite-data" / "blobs"
     site = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
@@ -127,13 +129,13 @@ def start_nginx(stack: contextlib.ExitStack, workdir: Path, tree: Path, accel: S
         f"worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
         "events { worker_connections 1024; }\n"
         f"http {{\naccess_log off;\nsendfile on;\ntcp_nopush on;\nkeepalive_requests 100000;\n{temp_paths}"
-        f"server {{\nlisten {LOOPBACK}:{static_port};\nroot {tree};\nindex index.html;\n"
+        f"server {{\nlisten {LOOPBACK}:{static_port};\nroot {tree or prefix};\nindex index.html;\n"
         "open_file_cache max=10000 inactive=60s;\n"
-        "location /health { return 200; }\n}\n"
+        "location /nginx-health { return 200; }\n}\n"
         f"{site}\n}}\n")
     argv = [NGINX, "-p", str(prefix), "-c", str(config), "-g", "daemon off;"]
-    launch(stack, "nginx", argv, clean_env(), prefix, prefix / "out.log", static_port, health="/health")
-    return f"http://{LOOPBACK}:{static_port}", f"http://{LOOPBACK}:{front_port}"
+    launch(stack, "nginx", argv, clean_env(), prefix, prefix / "out.log", static_port, health="/nginx-health")
+    return (f"http://{LOOPBACK}:{static_port}" if tree else ""), f"http://{LOOPBACK}:{front_port}"
 
 
 # --- measures --------------------------------------------------------------------------------------------
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     tree = workdir / "static"
     everything = projects + sorted({d.project for d in installable})
     build_static_tree(pypilite, workdir / "pypilite-data" / "blobs", tree, everything)
-    static, front = start_nginx(stack, workdir, tree, accel)
+    static, front = start_nginx(stack, workdir, accel, tree)
     pages = [f"/local/simple/{p}/" for p in projects]
     sizes = sorted((tree / p.strip("/") / "index.html").stat().st_size for p in pages)
     floor = start_floor(stack, workdir, sizes[len(sizes) // 2])

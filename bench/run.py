@@ -98,9 +98,9 @@ class Results:
 # --- processes -------------------------------------------------------------------------------------------
 
 def start_pypilite(stack: contextlib.ExitStack, workdir: Path, name: str = "pypilite",
-                   settings: dict[str, str] | None = None) -> Server:
-    """pypilite as production runs it (gunicorn.conf.py), but with one worker and a data dir in `workdir`
-    (shared by every instance started in it); `settings` are more PYPILITE_* variables."""
+                   settings: dict[str, str] | None = None, workers: int = 1) -> Server:
+    """pypilite as production runs it (gunicorn.conf.py), but with one worker (unless told otherwise) and a
+    data dir in `workdir` (shared by every instance started in it); `settings` are more PYPILITE_* variables."""
     data_dir = workdir / "pypilite-data"
     port = free_port()
     env = clean_env() | {
@@ -109,7 +109,7 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path, name: str = "pypi
         "PYPILITE_SERVER_PORT": str(port),
     } | (settings or {})
     argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-            *gunicorn_args(importlib.metadata.version("gunicorn")), "wsgi:app"]
+            *gunicorn_args(importlib.metadata.version("gunicorn")), "--workers", str(workers), "wsgi:app"]
     log = workdir / f"{name}.log"
     process = launch(stack, name, argv, env, REPO_ROOT, log, port)
     password = (data_dir / "initial-admin-password").read_text().strip()
