@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import importlib.metadata
 import os
 import re
@@ -55,6 +56,10 @@ name = "all"
 repository_type = "group"
 members = ["local", "pypi"]
 upload_to = "local"
+
+[[repository]]
+name = "scale"
+repository_type = "hosted"
 """
 ROOT_INDEX_REQUESTS = 50
 INSTALL_TIMEOUT = 600
@@ -249,10 +254,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
     parser.add_argument("--installs", type=int, default=3, help="alternating installs per tool (default 3)")
     parser.add_argument("--skip-install", action="store_true", help="skip the pip and uv installs")
+    parser.add_argument("--scale-projects", type=int, default=0,
+                        help="also upload this many projects to a second repository and measure its pages")
+    parser.add_argument("--scale-versions", type=int, default=8, help="versions per project there (default 8)")
     args = parser.parse_args(argv)
-    for name in ("projects", "versions", "duration", "rounds", "installs"):
+    for name in ("projects", "versions", "duration", "rounds", "installs", "scale_versions"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.scale_projects < 0:
+        parser.error("--scale-projects must not be negative")
     return args
 
 
@@ -281,6 +291,11 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     print(f"pypilite: uploading {len(dists) + len(installable)} wheels ...", flush=True)
     seconds = _upload_all(pypilite, dists + installable)
     print(f"pypilite: {len(dists) + len(installable)} uploads in {seconds:.1f} s", flush=True)
+    scale = write_corpus(workdir / "scale-corpus", args.scale_projects, args.scale_versions, prefix="bench-scale")
+    if scale:
+        print(f"pypilite: uploading {len(scale)} more wheels to `scale` ...", flush=True)
+        seconds = _upload_all(dataclasses.replace(pypilite, upload_path="/scale/"), scale)
+        print(f"pypilite: {len(scale)} uploads in {seconds:.1f} s", flush=True)
     accel = start_pypilite(stack, workdir, "pypilite-accel",
                            {"PYPILITE_CONFIG": str(config), "PYPILITE_SERVER_X_ACCEL_REDIRECT": ACCEL_LOCATION})
     projects = sorted({d.project for d in dists})
@@ -303,6 +318,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         Target("page HTML", "nginx static", static, pages, html),
         Target("page HTML", "pypilite hosted", pypilite.base_url, pages, html),
         Target("page HTML", "pypilite group", pypilite.base_url, group_pages, html),
+        *([Target("page HTML", f"pypilite, {len(scale)} files", pypilite.base_url,
+                  sorted({f"/scale/simple/{d.project}/" for d in scale}), html)] if scale else []),
         Target("page HTML, authenticated", "pypilite hosted", pypilite.base_url, pages, html | auth),
         Target("page HTML, authenticated", "pypilite group", pypilite.base_url, group_pages, html | auth),
         Target("page JSON", "pypilite hosted", pypilite.base_url, pages, json_),
