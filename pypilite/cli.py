@@ -6,18 +6,22 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
+from peewee import SqliteDatabase
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, maintenance, tokens, users
+from pypilite import StartupError, create_app, grants, importer, maintenance, tokens, users
+from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.config import ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
+from pypilite.repositories.hosted import UploadOutcome
 from pypilite.upstream import redact
 from pypilite.web.context import services
 
@@ -269,6 +273,67 @@ def check_command(gc: bool) -> None:
                + (f", {report.removed} removed ({report.removed_bytes} bytes)" if gc else ""))
     if not report.clean:
         raise click.exceptions.Exit(1)
+
+
+@cli.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--repo", "repository", required=True, help="the hosted repository (or a group's upload_to)")
+@with_database
+def import_command(directory: Path, repository: str) -> None:
+    """Import every wheel and sdist under DIRECTORY, checked as uploads; exit 1 if any file is rejected."""
+    ctx = services()
+    target = ctx.repositories.get(repository, None).upload_target()
+    directory = directory.resolve()
+    candidates, others = importer.scan(directory)
+    report = importer.ImportReport(ignored=[importer.relative(p, directory) for p in others])
+    steps = importer.import_files(target, directory, candidates, ctx.blobs, ctx.config.max_upload_bytes,
+                                  Actor.command_line())
+    with click.progressbar(length=len(candidates), label="importing", file=sys.stderr,
+                           hidden=not sys.stderr.isatty()) as bar:
+        try:
+            for path, outcome, reason in steps:
+                name = importer.relative(path, directory)
+                if outcome is None:
+                    report.rejected.append((name, reason))
+                elif outcome is UploadOutcome.IDENTICAL:
+                    report.identical.append(name)
+                else:
+                    report.imported.append(name)
+                bar.update(1)
+        except OSError as exc:
+            raise click.ClickException(f"import into {target.name!r} stopped after {bar.pos} of {len(candidates)} "
+                                       f"files: {exc.strerror or exc}") from None
+    for name, reason in report.rejected:
+        click.echo(f"rejected {name}: {reason}")
+    click.echo(f"{len(report.imported)} imported, {len(report.identical)} skipped as identical, "
+               f"{len(report.rejected)} rejected, {len(report.ignored)} ignored (not distributions) "
+               f"into {target.name!r}")
+    if report.rejected:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path))
+@with_database
+def backup_command(dest: Path) -> None:
+    """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
+    ctx = services()
+    dest = dest.resolve()
+    if not isinstance(database.obj, SqliteDatabase):
+        raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
+                                   "the blobs directory with your file backup tool")
+    if dest == ctx.config.data_dir or ctx.config.data_dir in dest.parents:
+        raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")
+    try:
+        backups.prepare_destination(dest)
+        report = backups.backup(Path(database.obj.database), ctx.blobs, dest)
+    except backups.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backed up the database ({report.database_bytes} bytes) and {report.blobs} files "
+               f"({report.blob_bytes} bytes, {report.linked} hard-linked) to {dest}")
+    if report.missing:
+        raise click.ClickException(f"{report.missing} hosted files have no blob in the data dir and are missing "
+                                   "from the backup too; run check")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pypilite.models import File
+from pypilite.models import File, database
 from pypilite.storage import TEMP_PREFIX, BlobStore
 
 GC_GRACE_SECONDS = 3600
@@ -70,3 +70,14 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
             path.unlink()
             report.removed += 1
     return report
+
+
+def hosted_usage() -> tuple[int, int]:
+    """Distinct files stored by hosted repositories and their bytes, from the database alone: a scrape must
+    not walk the blob tree. Proxied files are left out, since a row does not say whether its blob was
+    fetched."""
+    table = File._meta.table_name
+    count, size = database.execute_sql(
+        f'SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT DISTINCT sha256, size FROM "{table}" '
+        "WHERE origin_url = '')").fetchone()
+    return count, size
