@@ -22,6 +22,7 @@ from pathlib import Path
 from pypilite.storage import BlobStore, TempBlob, _fsync_dir
 
 DATABASE_NAME = "pypilite.db"
+INITIAL_PASSWORD = "initial-admin-password"
 CHUNK = 1024 * 1024
 # Errors of os.link that mean "not here": another filesystem, or one that has no hard links.
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
@@ -42,7 +43,7 @@ class BackupReport:
 
 def prepare_destination(dest: Path) -> None:
     """DEST must be an empty directory or not exist yet; anything else could mix two data dirs."""
-    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+    if dest.exists() and not dest.is_dir():
         raise BackupError(f"backup destination {str(dest)!r} exists and is not a directory")
     try:
         if dest.is_dir():
@@ -79,6 +80,7 @@ def backup(database_path: Path, blobs: BlobStore, dest: Path) -> BackupReport:
             directories.add(target.path(sha256).parent)
         for directory in sorted(directories):  # the new names must survive a power cut before the database
             _fsync_dir(directory)
+        _copy_small(blobs.root.parent / INITIAL_PASSWORD, dest / INITIAL_PASSWORD, target.tmp)
         report.database_bytes = partial.stat().st_size
         os.replace(partial, dest / DATABASE_NAME)
         _fsync_dir(dest)
@@ -86,6 +88,17 @@ def backup(database_path: Path, blobs: BlobStore, dest: Path) -> BackupReport:
         partial.unlink(missing_ok=True)
         raise BackupError(f"backup to {str(dest)!r} failed: {exc.strerror or exc}") from None
     return report
+
+
+def _copy_small(source: Path, dest: Path, tmp: Path) -> None:
+    """The first admin's password file, if it is still there: mode kept (0600), written atomically."""
+    if not source.is_file():
+        return
+    partial = tmp / f"{dest.name}.part"
+    shutil.copy2(source, partial)
+    with partial.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, dest)
 
 
 def _snapshot(source: Path, partial: Path) -> None:

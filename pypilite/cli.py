@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from peewee import SqliteDatabase
 from werkzeug.serving import run_simple
 
 from pypilite import StartupError, create_app, grants, importer, maintenance, tokens, users
@@ -262,17 +261,19 @@ def revoke(user_name: str, repository: str) -> None:
 @click.option("--gc", is_flag=True, help="also remove blobs no file refers to (untouched for an hour)")
 @with_database
 def check_command(gc: bool) -> None:
-    """Check the database against the blob store; exit 1 when a file is missing or corrupt."""
+    """Check the database against the blob store; exit 1 when anything is missing, corrupt or stray."""
     report = maintenance.check(services().blobs, gc=gc)
-    for label, items in (("missing", report.missing), ("corrupt", report.corrupt),
+    for label, items in (("database", report.database), ("missing", report.missing), ("corrupt", report.corrupt),
                          ("stray temp file", report.stray_temp)):
         for item in items:
-            click.echo(f"{label}: {item}", err=True)
+            click.echo(f"{label}: {item}")
     click.echo(f"checked {report.checked} blobs: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
-               f"{len(report.unreferenced)} unreferenced"
-               + (f", {report.removed} removed ({report.removed_bytes} bytes)" if gc else ""))
+               f"{len(report.unreferenced)} unreferenced, {len(report.stray_temp)} stray temp files"
+               + (f"; removed {report.removed} blobs ({report.removed_bytes} bytes) and {report.removed_temp} "
+                  "temp files" if gc else ""))
     if not report.clean:
-        raise click.exceptions.Exit(1)
+        raise click.ClickException("the data dir has problems (listed above): restore the missing or corrupt "
+                                   "files from a backup, or run check --gc for stray temp files")
 
 
 @cli.command("import")
@@ -314,21 +315,23 @@ def import_command(directory: Path, repository: str) -> None:
 
 @cli.command("backup")
 @click.argument("dest", type=click.Path(path_type=Path))
-@with_database
-def backup_command(dest: Path) -> None:
+@config_option
+def backup_command(dest: Path, config_path: str | None) -> None:
     """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
-    ctx = services()
-    dest = dest.resolve()
-    if not isinstance(database.obj, SqliteDatabase):
+    config = load_config(config_path)
+    if config.database.url and not config.database.url.startswith("sqlite:"):
         raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
                                    "the blobs directory with your file backup tool")
-    if dest == ctx.config.data_dir or ctx.config.data_dir in dest.parents:
+    dest = dest.resolve()
+    if dest == config.data_dir or config.data_dir in dest.parents:
         raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")
-    try:
-        backups.prepare_destination(dest)
-        report = backups.backup(Path(database.obj.database), ctx.blobs, dest)
-    except backups.BackupError as exc:
-        raise click.ClickException(str(exc)) from None
+    app = create_app(config)
+    with app.app_context(), database.connection_context():
+        try:
+            backups.prepare_destination(dest)
+            report = backups.backup(Path(database.obj.database), services().blobs, dest)
+        except backups.BackupError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"backed up the database ({report.database_bytes} bytes) and {report.blobs} files "
                f"({report.blob_bytes} bytes, {report.linked} hard-linked) to {dest}")
     if report.missing:
