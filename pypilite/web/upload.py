@@ -28,10 +28,11 @@ def upload(repo: str | None) -> Response:
     target = services().repositories.get(repository_name(repo), None).upload_target()
     access.require(who, target, access.UPLOAD)
 
-    form, content = _read_body()
-    blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
     metrics = services().metrics
+    blob = None
     try:
+        form, content = _read_body()
+        blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
         outcome = publish(target, content.filename if content is not None else None, blob,
                           Actor(who.name or "", request.remote_addr or ""), form)
     except UserError:

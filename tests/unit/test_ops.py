@@ -49,17 +49,19 @@ def test_requests_count_by_endpoint_never_by_path(index: Index) -> None:
     assert not any("/" in dict(labels).get("endpoint", "") for _, labels in after)
 
 
-def test_uploads_count_by_outcome_with_bytes(index: Index) -> None:
+def test_uploads_count_by_outcome_with_bytes(tmp_path) -> None:
+    index = Index(tmp_path / "data", {"server": {"max_upload_mb": 1}})
     data = wheel_bytes("demo", "1.0")
     assert index.upload("demo-1.0-py3-none-any.whl", data).status_code == 200
     assert index.upload("demo-1.0-py3-none-any.whl", data).status_code == 200
     assert index.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0", requires_python=">=3")
                         ).status_code == 409
     assert index.upload("demo-2.0.tar.gz", b"not a tarball").status_code == 400
+    assert index.upload("demo-3.0.tar.gz", b"\0" * (2 * 2**20)).status_code == 413
     found = samples(index)
     assert value(found, "pypilite_uploads_total", outcome="stored") == 1
     assert value(found, "pypilite_uploads_total", outcome="identical") == 1
-    assert value(found, "pypilite_uploads_total", outcome="rejected") == 2
+    assert value(found, "pypilite_uploads_total", outcome="rejected") == 3
     assert value(found, "pypilite_upload_bytes_total", outcome="stored") == len(data)
     assert value(found, "pypilite_upload_bytes_total", outcome="identical") == len(data)
 
