@@ -85,8 +85,9 @@ def backup(database_path: Path, blobs: BlobStore, dest: Path) -> BackupReport:
         os.replace(partial, dest / DATABASE_NAME)
         _fsync_dir(dest)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise BackupError(f"backup to {str(dest)!r} failed: {exc.strerror or exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)  # renamed into place on success; never left looking like a database
     return report
 
 
@@ -103,7 +104,7 @@ def _copy_small(source: Path, dest: Path, tmp: Path) -> None:
 
 def _snapshot(source: Path, partial: Path) -> None:
     """One backup step copies every page under one read transaction: a consistent snapshot."""
-    src = sqlite3.connect(source)
+    src = sqlite3.connect(source, timeout=30)
     dst = sqlite3.connect(partial)
     try:
         src.backup(dst)

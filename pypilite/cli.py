@@ -20,7 +20,6 @@ from pypilite.config import ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
-from pypilite.repositories.hosted import UploadOutcome
 from pypilite.upstream import redact
 from pypilite.web.context import services
 
@@ -287,23 +286,14 @@ def import_command(directory: Path, repository: str) -> None:
     directory = directory.resolve()
     candidates, others = importer.scan(directory)
     report = importer.ImportReport(ignored=[importer.relative(p, directory) for p in others])
-    steps = importer.import_files(target, directory, candidates, ctx.blobs, ctx.config.max_upload_bytes,
-                                  Actor.command_line())
     with click.progressbar(length=len(candidates), label="importing", file=sys.stderr,
                            hidden=not sys.stderr.isatty()) as bar:
         try:
-            for path, outcome, reason in steps:
-                name = importer.relative(path, directory)
-                if outcome is None:
-                    report.rejected.append((name, reason))
-                elif outcome is UploadOutcome.IDENTICAL:
-                    report.identical.append(name)
-                else:
-                    report.imported.append(name)
-                bar.update(1)
+            importer.import_files(target, directory, candidates, ctx.blobs, ctx.config.max_upload_bytes,
+                                  Actor.command_line(), report, advance=lambda: bar.update(1))
         except OSError as exc:
-            raise click.ClickException(f"import into {target.name!r} stopped after {bar.pos} of {len(candidates)} "
-                                       f"files: {exc.strerror or exc}") from None
+            raise click.ClickException(f"import into {target.name!r} stopped after {report.done} of "
+                                       f"{len(candidates)} files: {exc.strerror or exc}") from None
     for name, reason in report.rejected:
         click.echo(f"rejected {name}: {reason}")
     click.echo(f"{len(report.imported)} imported, {len(report.identical)} skipped as identical, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,10 @@ class ImportReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (path relative to DIR, reason)
     ignored: list[str] = field(default_factory=list)
 
+    @property
+    def done(self) -> int:
+        return len(self.imported) + len(self.identical) + len(self.rejected)
+
 
 def scan(directory: Path) -> tuple[list[Path], list[Path]]:
     """Distribution files and everything else under `directory`, each sorted; links to directories are not
@@ -52,14 +56,19 @@ def scan(directory: Path) -> tuple[list[Path], list[Path]]:
     return candidates, others
 
 
-def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path], blobs: BlobStore,
-                 limit: int, actor: Actor) -> Iterator[tuple[Path, UploadOutcome | None, str]]:
-    """Publish each file in turn: (path, outcome, "") or (path, None, why it was rejected)."""
+def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path], blobs: BlobStore, limit: int,
+                 actor: Actor, report: ImportReport, advance: Callable[[], None] = lambda: None) -> None:
+    """Publish each file in turn, noting in `report` what became of it. A refused file is noted and the rest
+    carry on; an OSError (a failing disk, a full data dir) ends the import, as it would end every upload."""
     for path in paths:
+        name = relative(path, directory)
         try:
-            yield path, _import_one(target, path, blobs, limit, actor), ""
+            outcome = _import_one(target, path, blobs, limit, actor)
         except UserError as exc:
-            yield path, None, exc.message
+            report.rejected.append((name, exc.message))
+        else:
+            (report.identical if outcome is UploadOutcome.IDENTICAL else report.imported).append(name)
+        advance()
 
 
 def _import_one(target: HostedRepository, path: Path, blobs: BlobStore, limit: int, actor: Actor) -> UploadOutcome:

@@ -83,6 +83,7 @@ def test_a_corrupt_blob_is_not_copied_into_a_backup(capsys, monkeypatch, tmp_pat
     code, out, err = call(capsys, "backup", str(tmp_path / "bk"), "--config", config)
     assert code == 1 and err.count("\n") == 1 and "is corrupt" in err and "run check" in err
     assert not (tmp_path / "bk" / "pypilite.db").exists()  # no database: not mistaken for a whole backup
+    assert list((tmp_path / "bk" / "tmp").iterdir()) == []
 
 
 def test_a_missing_blob_is_reported(capsys, tmp_path: Path, source) -> None:

@@ -187,3 +187,26 @@ def test_the_command_in_a_subprocess(tmp_path: Path, config: str) -> None:
     (tmp_path / "dl" / "demo-1.0.tar.gz").unlink()
     again = run(str(tmp_path / "dl"), "--repo", "local")
     assert again.returncode == 0 and again.stdout.startswith("0 imported, 1 skipped as identical")
+
+
+def test_a_full_disk_stops_the_import_in_one_line(capsys, tmp_path: Path, config: str, monkeypatch) -> None:
+    import errno
+
+    from pypilite.storage import BlobStore
+    for version in ("1.0", "2.0"):
+        write(tmp_path / "dl" / f"demo-{version}-py3-none-any.whl", wheel_bytes("demo", version))
+    real_commit = BlobStore.commit
+    commits = []
+
+    def filling_up(self, blob):
+        if len(commits) >= 2:  # the first wheel and its metadata fit, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        commits.append(blob)
+        return real_commit(self, blob)
+    monkeypatch.setattr(BlobStore, "commit", filling_up)
+    code, out, err = call(capsys, "import", str(tmp_path / "dl"), "--repo", "local", "--config", config)
+    assert code == 1 and out == ""
+    assert err == "pypilite: import into 'local' stopped after 1 of 2 files: No space left on device\n"
+    assert list((tmp_path / "data" / "tmp").iterdir()) == []
+    with models.database.connection_context():
+        assert [f.filename for f in File.select()] == ["demo-1.0-py3-none-any.whl"]
