@@ -262,7 +262,7 @@ def revoke(user_name: str, repository: str) -> None:
 def check_command(gc: bool) -> None:
     """Check the database against the blob store; exit 1 when anything is missing, corrupt or stray."""
     report = maintenance.check(services().blobs, gc=gc)
-    for label, items in (("database", report.database), ("missing", report.missing), ("corrupt", report.corrupt),
+    for label, items in (("database", report.database_errors), ("missing", report.missing), ("corrupt", report.corrupt),
                          ("stray temp file", report.stray_temp)):
         for item in items:
             click.echo(f"{label}: {item}")

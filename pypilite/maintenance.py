@@ -29,7 +29,7 @@ class Report:
     missing: list[str] = field(default_factory=list)  # "filename (sha256)" of rows without their blob
     corrupt: list[str] = field(default_factory=list)  # blobs whose bytes no longer hash to their name
     stray_temp: list[str] = field(default_factory=list)  # left in place: check without --gc
-    database: list[str] = field(default_factory=list)  # what SQLite's quick_check found wrong
+    database_errors: list[str] = field(default_factory=list)  # what SQLite's quick_check found wrong
     unreferenced: list[str] = field(default_factory=list)
     removed: int = 0
     removed_bytes: int = 0
@@ -37,7 +37,7 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.corrupt or self.stray_temp or self.database)
+        return not (self.missing or self.corrupt or self.stray_temp or self.database_errors)
 
 
 def _sha256(path: Path) -> str:
@@ -52,7 +52,7 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
     report = Report()
     if isinstance(database.obj, pw.SqliteDatabase):
         found = [row[0] for row in database.execute_sql("PRAGMA quick_check").fetchall()]
-        report.database = [] if found == ["ok"] else found
+        report.database_errors = [] if found == ["ok"] else found
     referenced: set[str] = set()
     for row in File.select(File.filename, File.sha256, File.metadata_sha256, File.origin_url):
         for sha256, what in ((row.sha256, row.filename), (row.metadata_sha256, f"{row.filename}.metadata")):

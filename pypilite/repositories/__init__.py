@@ -25,7 +25,7 @@ REPOSITORY = models.Repository._meta.table_name
 
 
 class Repositories:
-    def __init__(self, blobs: BlobStore, instance: str, locks: Path, metrics: Metrics | None = None) -> None:
+    def __init__(self, blobs: BlobStore, instance: str, locks: Path, metrics: Metrics) -> None:
         self.blobs = blobs
         self.instance = instance
         self.locks = locks

@@ -39,7 +39,7 @@ class ProxyRepository(StoredRepository):
     repository_type = "proxy"
 
     def __init__(self, row: models.Repository, blobs: BlobStore, instance: str, upstream: Upstream,
-                 locks: Path, metrics: Metrics | None = None) -> None:
+                 locks: Path, metrics: Metrics) -> None:
         super().__init__(row, blobs, instance)
         self.upstream = upstream
         self.locks = locks
@@ -54,7 +54,7 @@ class ProxyRepository(StoredRepository):
     def project_page(self, name: str) -> ProjectPage | None:
         state = self._state(name)
         if state is not None and self._fresh(state.fetched, state.not_found):
-            self._count("page", "hit")
+            self.metrics.proxy("page", "hit")
             return self._cached(name, state)
         result = "hit"
         try:
@@ -65,20 +65,12 @@ class ProxyRepository(StoredRepository):
                     state = self._refetch(name, state)
         except (UpstreamError, LockTimeout) as exc:
             if isinstance(exc, UpstreamError):
-                self.upstream_failed("page")
+                self.metrics.upstream_error("page")
             page = self._stale(name, state, exc)
-            self._count("page", "stale")
+            self.metrics.proxy("page", "stale")
             return page
-        self._count("page", result)
+        self.metrics.proxy("page", result)
         return self._cached(name, state)
-
-    def _count(self, kind: str, result: str) -> None:
-        if self.metrics is not None:
-            self.metrics.proxy(kind, result)
-
-    def upstream_failed(self, kind: str) -> None:
-        if self.metrics is not None:
-            self.metrics.upstream_error(kind)
 
     def refresh(self, name: str) -> ProjectPage | None:
         """Fetch the project's page from upstream now, whatever its age."""
@@ -192,20 +184,20 @@ class ProxyRepository(StoredRepository):
             return None
         local = self._local(row.sha256, row.filename)
         if local is not None:
-            self._count("file", "hit")
+            self.metrics.proxy("file", "hit")
             return local
         lock = self._lock_blob(row.sha256)
         local = self._local(row.sha256, row.filename)
         if local is not None:  # fetched by whoever held the lock before
             lock.release()
-            self._count("file", "hit")
+            self.metrics.proxy("file", "hit")
             return local
-        self._count("file", "miss")
+        self.metrics.proxy("file", "miss")
         try:
             chunks, length = self.upstream.download(row.origin_url)
         except UpstreamError as exc:
             lock.release()
-            self.upstream_failed("file")
+            self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         size = row.size if row.size is not None else length
         return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename,
@@ -247,7 +239,7 @@ class ProxyRepository(StoredRepository):
                 raise UserError(502, f"upstream metadata for {row.filename} does not match its declared sha256")
             self.blobs.commit(blob)
         except UpstreamError as exc:
-            self.upstream_failed("file")
+            self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         except BlobTooLarge:
             raise UserError(502, f"upstream metadata for {row.filename} is too large") from None
@@ -282,7 +274,7 @@ class _StoringStream:
         if not hmac.compare_digest(blob.sha256, row.sha256) or row.size not in (None, blob.size):
             log.error("%s: %s from %s has sha256 %s (%d bytes), not the declared %s; not kept",
                       self.proxy.name, row.filename, redact(row.origin_url), blob.sha256, blob.size, row.sha256)
-            self.proxy.upstream_failed("file")
+            self.proxy.metrics.upstream_error("file")
             raise UpstreamError(f"{row.filename} from upstream does not match its declared sha256")
         self.proxy.blobs.commit(blob)
         if row.size is None:  # now known: the pages that list the file change, so their serials move
