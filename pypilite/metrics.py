@@ -58,6 +58,8 @@ class Metrics:
                                         registry=self.registry)
         self._failed_logins = Counter("pypilite_failed_logins", "Credentials refused (wrong password, unknown "
                                       "user or token, revoked or expired token)", registry=self.registry)
+        # Decided once, as prometheus_client decided how to keep the values when it was imported.
+        self._multiprocess_dir = multiprocess_dir()
         self._request_children: dict[tuple[str, str, int], Callable[[], None]] = {}
         self._latency_children: dict[str, Callable[[float], None]] = {}
 
@@ -89,10 +91,9 @@ class Metrics:
 
     def exposition(self, extra: Iterable[Metric] = ()) -> bytes:
         """The text a scrape gets: every worker's counts (or this process's), then the gauges read now."""
-        path = multiprocess_dir()
-        if path is not None:
+        if self._multiprocess_dir is not None:
             counted = CollectorRegistry()
-            MultiProcessCollector(counted, path=path)
+            MultiProcessCollector(counted, path=self._multiprocess_dir)
         else:
             counted = self.registry
         return generate_latest(_Scrape([counted, _Gauges(list(extra))]))
