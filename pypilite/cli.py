@@ -300,7 +300,7 @@ def import_command(directory: Path, repository: str) -> None:
                f"{len(report.rejected)} rejected, {len(report.ignored)} ignored (not distributions) "
                f"into {target.name!r}")
     if report.rejected:
-        raise click.exceptions.Exit(1)
+        raise click.ClickException(f"{len(report.rejected)} of {len(candidates)} files rejected (listed above)")
 
 
 @cli.command("backup")

@@ -93,7 +93,8 @@ def test_a_thousand_files_counted_exactly_and_a_second_run_imports_nothing(capsy
     rejected = CONFLICTS + len(broken)
     assert out.splitlines()[-1] == (f"{2 * GOOD_PROJECTS} imported, {DUPLICATES} skipped as identical, "
                                     f"{rejected} rejected, {IGNORED} ignored (not distributions) into 'local'")
-    assert code == 1 and err == ""
+    assert code == 1 and err == f"pypilite: {rejected} of {2 * GOOD_PROJECTS + DUPLICATES + rejected} files rejected " \
+                                "(listed above)\n"
     reasons = dict(line.removeprefix("rejected ").split(": ", 1) for line in out.splitlines()[:-1])
     assert len(reasons) == rejected
     for filename, (_data, words) in broken.items():
@@ -181,6 +182,8 @@ def test_the_command_in_a_subprocess(tmp_path: Path, config: str) -> None:
     write(tmp_path / "dl" / "demo-1.0.tar.gz", b"broken")
     mixed = run(str(tmp_path / "dl"), "--repo", "local")
     assert mixed.returncode == 1 and "Traceback" not in mixed.stderr
+    # (the first command to open the data dir also logs the first admin's password, once)
+    assert mixed.stderr.splitlines()[-1] == "pypilite: 1 of 2 files rejected (listed above)"
     assert mixed.stdout.splitlines() == [
         "rejected demo-1.0.tar.gz: Invalid sdist: not a gzip-compressed tar archive, or a truncated one",
         "1 imported, 0 skipped as identical, 1 rejected, 0 ignored (not distributions) into 'local'"]
