@@ -96,26 +96,19 @@ class Metrics:
             MultiProcessCollector(counted, path=self._multiprocess_dir)
         else:
             counted = self.registry
-        return generate_latest(_Scrape([counted, _Gauges(list(extra))]))
-
-
-class _Gauges:
-    def __init__(self, metrics: list[Metric]) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self.metrics)
+        return generate_latest(_Scrape(counted, extra))
 
 
 class _Scrape:
-    """What generate_latest needs from a registry: one collect() over several sources."""
+    """What generate_latest needs from a registry: one collect(), here the counts and then the gauges."""
 
-    def __init__(self, sources: list) -> None:
-        self.sources = sources
+    def __init__(self, counted: CollectorRegistry, gauges: Iterable[Metric]) -> None:
+        self.counted = counted
+        self.gauges = gauges
 
     def collect(self) -> Iterator[Metric]:
-        for source in self.sources:
-            yield from source.collect()
+        yield from self.counted.collect()
+        yield from self.gauges
 
 
 def storage_gauges(files: int, stored_bytes: int, data_dir: Path) -> list[Metric]:
