@@ -167,6 +167,14 @@ def test_refusals_are_one_line(capsys, tmp_path: Path, config: str, args: list[s
     assert err.count("\n") == 1 and err.startswith("pypilite: ") and words in err
 
 
+def test_a_group_without_upload_to_is_refused(capsys, tmp_path: Path, config: str) -> None:
+    (tmp_path / "dl").mkdir()
+    assert call(capsys, "repo", "add", "both", "--type", "group", "--member", "local", "--config", config)[0] == 0
+    code, _, err = call(capsys, "import", str(tmp_path / "dl"), "--repo", "both", "--config", config)
+    assert code == 1 and err == "pypilite: group 'both' has no hosted upload_to repository; upload to a hosted " \
+                                "repository\n"
+
+
 def test_the_command_in_a_subprocess(tmp_path: Path, config: str) -> None:
     """Exit statuses and one-line errors as a shell sees them."""
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -110,6 +110,7 @@ def test_proxy_hits_misses_stale_serves_and_upstream_errors(tmp_path, upstream: 
     assert value(found, "pypilite_proxy_cache_total", kind="page", result="miss") == 1
     assert value(found, "pypilite_proxy_cache_total", kind="file", result="miss") == 1
     assert value(found, "pypilite_proxy_cache_total", kind="file", result="hit") == 1
+    assert value(found, "pypilite_hosted_files") == 0  # a proxy's cache is not hosted storage
 
     upstream.fail_status = 503
     assert index.get("/pypi/simple/demo/").status_code == 200  # ttl 0: revalidation fails, cache served
