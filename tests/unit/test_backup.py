@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pypilite.cli import main
 from pypilite.maintenance import check
 from tests.conftest import Index
 from tests.distfactory import sdist_bytes, wheel_bytes
+from tests.conftest import call
 
 FILES = {
     "demo-1.0-py3-none-any.whl": wheel_bytes("demo", "1.0"),
@@ -21,12 +21,6 @@ FILES = {
     "other-2.0-py3-none-any.whl": wheel_bytes("other", "2.0"),
 }
 JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def call(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

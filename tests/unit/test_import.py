@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pypilite import models
-from pypilite.cli import main
 from pypilite.models import AuditEvent, File
 from tests.distfactory import sdist_bytes, wheel_bytes
+from tests.conftest import call
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_PROJECTS = 449  # a wheel and an sdist each
@@ -71,19 +71,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert sum(1 for p in root.rglob("*") if p.is_file()) == 2 * GOOD_PROJECTS + DUPLICATES + CONFLICTS + len(
         broken_files()) + IGNORED == 1000
     return root
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> str:
-    path = tmp_path / "pypilite.toml"
-    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
-    return str(path)
-
-
-def call(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_thousand_files_counted_exactly_and_a_second_run_imports_nothing(capsys, corpus: Path,
