@@ -47,12 +47,8 @@ def scan(directory: Path) -> tuple[list[Path], list[Path]]:
         dirs.sort()
         for name in sorted(names):
             path = Path(root, name)
-            if not path.is_file():
-                others.append(path)
-            elif name.lower().endswith(DIST_SUFFIXES):
-                candidates.append(path)
-            else:
-                others.append(path)
+            is_dist = path.is_file() and name.lower().endswith(DIST_SUFFIXES)
+            (candidates if is_dist else others).append(path)
     return candidates, others
 
 

@@ -65,11 +65,10 @@ class Metrics:
 
     def request(self, endpoint: str | None, method: str, status: int, seconds: float) -> None:
         endpoint = endpoint or UNMATCHED
-        key = (endpoint, method, status)
+        key = (endpoint, method if method in _METHODS else "other", status)  # a client picks the method
         inc = self._request_children.get(key)
         if inc is None:
-            label = method if method in _METHODS else "other"
-            inc = self._request_children[key] = self._requests.labels(endpoint, label, str(status)).inc
+            inc = self._request_children[key] = self._requests.labels(key[0], key[1], str(status)).inc
         inc()
         observe = self._latency_children.get(endpoint)
         if observe is None:
