@@ -1,8 +1,24 @@
-"""gunicorn settings for pypilite; the bind address comes from pypilite's own config (file or environment)."""
+"""gunicorn settings for pypilite; the bind address comes from pypilite's own config (file or environment).
+
+Metrics: every worker counts into memory-mapped files in one directory, and a scrape adds them up. The
+directory must be named before anything imports prometheus_client (pypilite does, below), so it is chosen
+first: a private temp directory created by this master, removed when it exits. Counts are not state, so
+they do not belong in data_dir, and a restart begins from zero as Prometheus expects of a new process.
+"""
 
 import multiprocessing
+import os
+import shutil
+import tempfile
 
-from pypilite.config import ConfigError, load_config
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_PREFIX = "pypilite-metrics-"
+# A config reload (SIGHUP) runs this file again in the same master: keep the directory it already made.
+if METRICS_ENV not in os.environ:
+    os.environ[METRICS_ENV] = tempfile.mkdtemp(prefix=METRICS_PREFIX)
+os.makedirs(os.environ[METRICS_ENV], exist_ok=True)
+
+from pypilite.config import ConfigError, load_config  # noqa: E402  (after the metrics directory is set)
 
 try:
     _server = load_config().server
@@ -16,3 +32,25 @@ timeout = 600
 graceful_timeout = 30
 # No access log by default, as gunicorn itself: writing one costs a page request about a tenth of its time, and
 # the reverse proxy in front logs every request anyway. `GUNICORN_CMD_ARGS="--access-logfile -"` turns it on.
+
+
+def on_starting(server) -> None:
+    """Counts left by an earlier server in a directory the operator chose would be added to this one's."""
+    directory = os.environ[METRICS_ENV]
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the directory if this master made it; one the operator named stays."""
+    directory = os.environ[METRICS_ENV]
+    made_here = os.path.dirname(directory) == tempfile.gettempdir()
+    if made_here and os.path.basename(directory).startswith(METRICS_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)

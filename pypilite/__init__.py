@@ -15,6 +15,7 @@ from pypilite import models  # noqa: E402
 from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
+from pypilite.metrics import Metrics  # noqa: E402
 from pypilite.repositories import Repositories  # noqa: E402
 from pypilite.repositories.manage import ensure_configured  # noqa: E402
 from pypilite.storage import BlobStore  # noqa: E402
@@ -60,9 +61,11 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_CONTENT_LENGTH=config.max_upload_bytes + MAX_FORM_MEMORY,
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
-    repositories = Repositories(blobs, instance, locks=data_dir / "locks")
+    metrics = Metrics()
+    repositories = Repositories(blobs, instance, locks=data_dir / "locks", metrics=metrics)
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
-                                          authenticator=Authenticator(), pages=PageCache())
+                                          authenticator=Authenticator(on_failure=metrics.failed_login),
+                                          pages=PageCache(), metrics=metrics)
     register(app)
     return app
 

@@ -14,6 +14,7 @@ import hmac
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -127,14 +128,20 @@ class CredentialCache:
 
 
 class Authenticator:
-    def __init__(self, cache: CredentialCache | None = None) -> None:
+    def __init__(self, cache: CredentialCache | None = None, on_failure: Callable[[], None] | None = None) -> None:
         self.cache = cache or CredentialCache()
+        self._on_failure = on_failure
 
     def authenticate(self, request: Request) -> Principal:
         auth = request.authorization
         if auth is None or auth.type != "basic":
             return ANONYMOUS
-        return self.check(auth.username or "", auth.password or "", request.remote_addr or "")
+        try:
+            return self.check(auth.username or "", auth.password or "", request.remote_addr or "")
+        except Unauthorized:
+            if self._on_failure is not None:
+                self._on_failure()
+            raise
 
     def check(self, username: str, password: str, address: str) -> Principal:
         """The principal these credentials prove, or 401 (429 while throttled)."""

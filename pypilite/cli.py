@@ -6,12 +6,14 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, maintenance, tokens, users
+from pypilite import StartupError, create_app, grants, importer, maintenance, tokens, users
+from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.config import ConfigError, load_config, parse_repository
@@ -258,17 +260,73 @@ def revoke(user_name: str, repository: str) -> None:
 @click.option("--gc", is_flag=True, help="also remove blobs no file refers to (untouched for an hour)")
 @with_database
 def check_command(gc: bool) -> None:
-    """Check the database against the blob store; exit 1 when a file is missing or corrupt."""
+    """Check the database against the blob store; exit 1 when anything is missing, corrupt or stray."""
     report = maintenance.check(services().blobs, gc=gc)
-    for label, items in (("missing", report.missing), ("corrupt", report.corrupt),
+    for label, items in (("database", report.database_errors), ("missing", report.missing), ("corrupt", report.corrupt),
                          ("stray temp file", report.stray_temp)):
         for item in items:
-            click.echo(f"{label}: {item}", err=True)
+            click.echo(f"{label}: {item}")
     click.echo(f"checked {report.checked} blobs: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
-               f"{len(report.unreferenced)} unreferenced"
-               + (f", {report.removed} removed ({report.removed_bytes} bytes)" if gc else ""))
+               f"{len(report.unreferenced)} unreferenced, {len(report.stray_temp)} stray temp files"
+               + (f"; removed {report.removed} blobs ({report.removed_bytes} bytes) and {report.removed_temp} "
+                  "temp files" if gc else ""))
     if not report.clean:
-        raise click.exceptions.Exit(1)
+        raise click.ClickException("the data dir has problems (listed above): restore the missing or corrupt "
+                                   "files from a backup, or run check --gc for stray temp files")
+
+
+@cli.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--repo", "repository", required=True, help="the hosted repository (or a group's upload_to)")
+@with_database
+def import_command(directory: Path, repository: str) -> None:
+    """Import every wheel and sdist under DIRECTORY, checked as uploads; exit 1 if any file is rejected."""
+    ctx = services()
+    target = ctx.repositories.get(repository, None).upload_target()
+    directory = directory.resolve()
+    candidates, others = importer.scan(directory)
+    report = importer.ImportReport(ignored=[importer.relative(p, directory) for p in others])
+    with click.progressbar(length=len(candidates), label="importing", file=sys.stderr,
+                           hidden=not sys.stderr.isatty()) as bar:
+        try:
+            importer.import_files(target, directory, candidates, ctx.blobs, ctx.config.max_upload_bytes,
+                                  Actor.command_line(), report, advance=lambda: bar.update(1))
+        except OSError as exc:
+            raise click.ClickException(f"import into {target.name!r} stopped after {report.done} of "
+                                       f"{len(candidates)} files: {exc.strerror or exc}") from None
+    for name, reason in report.rejected:
+        click.echo(f"rejected {name}: {reason}")
+    click.echo(f"{len(report.imported)} imported, {len(report.identical)} skipped as identical, "
+               f"{len(report.rejected)} rejected, {len(report.ignored)} ignored (not distributions) "
+               f"into {target.name!r}")
+    if report.rejected:
+        raise click.ClickException(f"{len(report.rejected)} of {len(candidates)} files rejected (listed above)")
+
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path))
+@config_option
+def backup_command(dest: Path, config_path: str | None) -> None:
+    """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
+    config = load_config(config_path)
+    if config.database.url and not config.database.url.startswith("sqlite:"):
+        raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
+                                   "the blobs directory with your file backup tool")
+    dest = dest.resolve()
+    if dest == config.data_dir or config.data_dir in dest.parents:
+        raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")
+    app = create_app(config)
+    with app.app_context(), database.connection_context():
+        try:
+            backups.prepare_destination(dest)
+            report = backups.backup(Path(database.obj.database), services().blobs, dest)
+        except backups.BackupError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"backed up the database ({report.database_bytes} bytes) and {report.blobs} files "
+               f"({report.blob_bytes} bytes, {report.linked} hard-linked) to {dest}")
+    if report.missing:
+        raise click.ClickException(f"{report.missing} hosted files have no blob in the data dir and are missing "
+                                   "from the backup too; run check")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,11 +39,16 @@ class ServerConfig:
     # Behind nginx: the internal location that serves the blob directory; downloads are then answered with
     # an X-Accel-Redirect there and nginx sends the bytes. Empty: pypilite sends them itself.
     x_accel_redirect: str = ""
+    # /metrics for anyone who can reach the port (what Prometheus expects on a private network); false: only
+    # global administrators (a read-only admin token is enough for a scraper).
+    public_metrics: bool = True
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = "data"
+    # /health fails (503, "disk") when the data dir's filesystem has less free space than this.
+    min_free_mb: int = 100
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class Config:
     @property
     def max_upload_bytes(self) -> int:
         return self.server.max_upload_mb * 1024 * 1024
+
+    @property
+    def min_free_bytes(self) -> int:
+        return self.storage.min_free_mb * 1024 * 1024
 
 
 _SECTIONS: dict[str, type] = {"server": ServerConfig, "storage": StorageConfig, "database": DatabaseConfig}
@@ -168,6 +177,7 @@ def _typed(key: str, value: Any, expected: type) -> Any:
 
 
 _TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false"}
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _env_overrides(section: str, cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -183,6 +193,10 @@ def _env_overrides(section: str, cls: type, environ: Mapping[str, str]) -> dict[
                 value: Any = int(text)
             except ValueError:
                 raise ConfigError(f"{var} must be an integer, not {text!r}") from None
+        elif expected is bool:
+            if text.lower() not in _BOOL_WORDS:
+                raise ConfigError(f"{var} must be true or false, not {text!r}")
+            value = _BOOL_WORDS[text.lower()]
         else:
             value = text
         values[f.name] = _typed(var, value, expected)

@@ -1,9 +1,10 @@
 """`python app.py check [--gc]`: the database against the blob store.
 
-Check: every hosted file's blob (and metadata blob) exists and hashes to its address, every fetched proxy
-blob too, and no stray temp file lingers. Garbage collection removes blobs no row refers to, but only ones
-untouched for an hour: an upload renames its blob into place a moment before its row is committed, and a
-re-upload of bytes already stored refreshes the blob's time first.
+Check: SQLite's own quick_check passes, every hosted file's blob (and metadata blob) exists and hashes to its
+address, every fetched proxy blob too, and no stray temp file lingers (an upload that died with its
+process; the server sweeps them at start). Garbage collection removes stray temp files and the blobs no row
+refers to, but only ones untouched for an hour: an upload renames its blob into place a moment before its
+row is committed, and a re-upload of bytes already stored refreshes the blob's time first.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pypilite.models import File
+import peewee as pw
+
+from pypilite.models import File, database
 from pypilite.storage import TEMP_PREFIX, BlobStore
 
 GC_GRACE_SECONDS = 3600
@@ -25,14 +28,16 @@ class Report:
     checked: int = 0
     missing: list[str] = field(default_factory=list)  # "filename (sha256)" of rows without their blob
     corrupt: list[str] = field(default_factory=list)  # blobs whose bytes no longer hash to their name
-    stray_temp: list[str] = field(default_factory=list)
+    stray_temp: list[str] = field(default_factory=list)  # left in place: check without --gc
+    database_errors: list[str] = field(default_factory=list)  # what SQLite's quick_check found wrong
     unreferenced: list[str] = field(default_factory=list)
     removed: int = 0
     removed_bytes: int = 0
+    removed_temp: int = 0
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.corrupt)
+        return not (self.missing or self.corrupt or self.stray_temp or self.database_errors)
 
 
 def _sha256(path: Path) -> str:
@@ -45,6 +50,9 @@ def _sha256(path: Path) -> str:
 
 def check(blobs: BlobStore, gc: bool = False) -> Report:
     report = Report()
+    if isinstance(database.obj, pw.SqliteDatabase):
+        found = [row[0] for row in database.execute_sql("PRAGMA quick_check").fetchall()]
+        report.database_errors = [] if found == ["ok"] else found
     referenced: set[str] = set()
     for row in File.select(File.filename, File.sha256, File.metadata_sha256, File.origin_url):
         for sha256, what in ((row.sha256, row.filename), (row.metadata_sha256, f"{row.filename}.metadata")):
@@ -60,6 +68,8 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
             if _sha256(path) != sha256:
                 report.corrupt.append(f"{what} ({sha256})")
     cutoff = time.time() - GC_GRACE_SECONDS
+    if gc:
+        report.removed_temp = blobs.sweep_temp(older_than=GC_GRACE_SECONDS)
     report.stray_temp = sorted(p.name for p in blobs.tmp.glob(f"{TEMP_PREFIX}*") if p.stat().st_mtime < cutoff)
     for path in blobs.root.glob("*/*/*"):
         if path.name in referenced:
@@ -70,3 +80,14 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
             path.unlink()
             report.removed += 1
     return report
+
+
+def hosted_usage() -> tuple[int, int]:
+    """Distinct files stored by hosted repositories and their bytes, from the database alone: a scrape must
+    not walk the blob tree. Proxied files are left out, since a row does not say whether its blob was
+    fetched."""
+    table = File._meta.table_name
+    count, size = database.execute_sql(
+        f'SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT DISTINCT sha256, size FROM "{table}" '
+        "WHERE origin_url = '')").fetchone()
+    return count, size

@@ -1,13 +1,16 @@
-"""The legacy upload API's checks, cheapest first, as Warehouse orders them: the form, the filename and what
-it claims, the digests, then the archive and its own metadata. Nothing is stored until all of them pass.
+"""What an upload goes through, cheapest check first, as Warehouse orders them: the form, the filename and
+what it claims, the digests, then the archive and its own metadata. Nothing is stored until all of them
+pass. The web upload and `import` both end in publish(), so a file gets in through one road only.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -15,6 +18,12 @@ from packaging.version import InvalidVersion, Version
 from pypilite.dists import SDIST, WHEEL, DistMetadata, FilenameInfo, InvalidDistribution, parse_filename, read_metadata
 from pypilite.errors import BadRequest
 from pypilite.storage import TempBlob
+
+if TYPE_CHECKING:
+    from pypilite.audit import Actor
+    from pypilite.repositories.hosted import HostedRepository, UploadOutcome
+
+log = logging.getLogger(__name__)
 
 # form field -> TempBlob digest name and hex length
 DIGEST_FIELDS = {"sha256_digest": ("sha256", 64), "md5_digest": ("md5", 32), "blake2_256_digest": ("blake2_256", 64)}
@@ -41,6 +50,7 @@ def _check_action(form: Mapping[str, str]) -> None:
 
 
 def verify_upload(form: Mapping[str, str], filename: str | None, blob: TempBlob | None) -> VerifiedUpload:
+    """The checks of the legacy upload API: the form's claims against the filename, the digests, the file."""
     _check_action(form)
     name = form.get("name", "").strip()
     version = form.get("version", "").strip()
@@ -60,21 +70,55 @@ def verify_upload(form: Mapping[str, str], filename: str | None, blob: TempBlob 
     except InvalidVersion:
         raise BadRequest(f"Invalid version {version!r}: not a PEP 440 version") from None
 
-    try:
-        info = parse_filename(filename)
-    except InvalidDistribution as exc:
-        raise BadRequest(str(exc)) from None
+    info = _parse_filename(filename)
     if info.project != project:
         raise BadRequest(f"Filename {filename!r} does not belong to project {name!r}")
     if info.version != form_version:
         raise BadRequest(f"Filename {filename!r} does not match version {version!r}")
     if info.packagetype != filetype:
         raise BadRequest(f"Filename {filename!r} is not of filetype {filetype!r}")
+    _check_not_empty(blob)
+    _check_digests(form, blob)
+    return _verify_archive(filename, info, blob)
 
+
+def verify_file(filename: str, blob: TempBlob) -> VerifiedUpload:
+    """The same checks for a file that comes without a form (`import`): what the form would claim is what
+    the filename says, and the digest is computed, so the filename, the archive and its metadata remain."""
+    info = _parse_filename(filename)
+    _check_not_empty(blob)
+    return _verify_archive(filename, info, blob)
+
+
+def publish(target: HostedRepository, filename: str | None, blob: TempBlob | None, actor: Actor,
+            form: Mapping[str, str] | None = None) -> UploadOutcome:
+    """Verify a file and store it in a hosted repository: the one road in, for the web upload (with the form
+    it posted) and for `import` (a file alone). Raises a UserError saying why a file is refused."""
+    if form is not None:
+        dist = verify_upload(form, filename, blob)
+    elif blob is None or not filename:
+        raise BadRequest("Upload payload does not have a file (the content field)")
+    else:
+        dist = verify_file(filename, blob)
+    outcome = target.upload(dist, actor)
+    log.info("upload %s to %s by %s from %s: %s", dist.filename, target.name, actor.name, actor.address,
+             outcome.value)
+    return outcome
+
+
+def _parse_filename(filename: str) -> FilenameInfo:
+    try:
+        return parse_filename(filename)
+    except InvalidDistribution as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _check_not_empty(blob: TempBlob) -> None:
     if blob.size == 0:
         raise BadRequest("Invalid distribution: the file is empty")
-    _check_digests(form, blob)
 
+
+def _verify_archive(filename: str, info: FilenameInfo, blob: TempBlob) -> VerifiedUpload:
     blob.flush()
     try:
         metadata = read_metadata(blob.path, info, filename)

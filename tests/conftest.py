@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pypilite import create_app
+from pypilite.cli import main
 from pypilite.config import build_config
 from pypilite import models
 from pypilite.models import File, database
@@ -98,3 +99,18 @@ def index(tmp_path: Path) -> Index:
 def module_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
     """One index for a module's read-only tests: creating users and uploading is the slow part."""
     return Index(tmp_path_factory.mktemp("index") / "data")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    """A config file naming a data dir of the test's own, for the command line."""
+    path = tmp_path / "pypilite.toml"
+    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    return str(path)
+
+
+def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `python app.py ARGS` in-process: exit status, stdout, stderr."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -16,6 +16,7 @@ from pathlib import Path
 from pypilite import access, models
 from pypilite.auth import Principal
 from pypilite.errors import NotFound, UserError
+from pypilite.metrics import Metrics
 from pypilite.repositories.base import Repository
 from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
@@ -35,10 +36,11 @@ _ROW_CACHE_SIZE = 512
 
 
 class Repositories:
-    def __init__(self, blobs: BlobStore, instance: str, locks: Path) -> None:
+    def __init__(self, blobs: BlobStore, instance: str, locks: Path, metrics: Metrics) -> None:
         self.blobs = blobs
         self.instance = instance
         self.locks = locks
+        self.metrics = metrics
         self.session = make_session()  # one connection pool per process for every proxy
         self._rows: dict[tuple[object, ...], models.Repository] = {}
 
@@ -72,7 +74,7 @@ class Repositories:
             except UpstreamError as exc:
                 raise UserError(502, str(exc)) from None
             upstream = Upstream(self.session, root, row.remote_timeout)
-            return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks)
+            return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks, self.metrics)
         return HostedRepository(row, self.blobs, self.instance)
 
 

@@ -20,6 +20,7 @@ from pypilite import models
 from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
+from pypilite.metrics import Metrics
 from pypilite.models import File, Project, UpstreamPage, database, first, utcnow, write_transaction
 from pypilite.repositories.base import NO_PAGE, BlobRef, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
@@ -38,10 +39,11 @@ class ProxyRepository(StoredRepository):
     repository_type = "proxy"
 
     def __init__(self, row: models.Repository, blobs: BlobStore, instance: str, upstream: Upstream,
-                 locks: Path) -> None:
+                 locks: Path, metrics: Metrics) -> None:
         super().__init__(row, blobs, instance)
         self.upstream = upstream
         self.locks = locks
+        self.metrics = metrics
         self.ttl = timedelta(seconds=row.cache_ttl)
         # Waiting for another worker's fetch or download beyond this would outlast the client's patience.
         self.lock_wait = 3.0 * upstream.timeout
@@ -52,14 +54,22 @@ class ProxyRepository(StoredRepository):
     def project_page(self, name: str) -> ProjectPage | None:
         state = self._state(name)
         if state is not None and self._fresh(state.fetched, state.not_found):
+            self.metrics.proxy("page", "hit")
             return self._cached(name, state)
+        result = "hit"
         try:
             with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._state(name)  # another worker may have fetched it while this one waited
                 if state is None or not self._fresh(state.fetched, state.not_found):
+                    result = "miss"
                     state = self._refetch(name, state)
         except (UpstreamError, LockTimeout) as exc:
-            return self._stale(name, state, exc)
+            if isinstance(exc, UpstreamError):
+                self.metrics.upstream_error("page")
+            page = self._stale(name, state, exc)
+            self.metrics.proxy("page", "stale")
+            return page
+        self.metrics.proxy("page", result)
         return self._cached(name, state)
 
     def cached_page(self, name: str) -> ProjectPage | None:
@@ -178,16 +188,20 @@ class ProxyRepository(StoredRepository):
             return None
         local = self._local(row.sha256, row.filename)
         if local is not None:
+            self.metrics.proxy("file", "hit")
             return local
         lock = self._lock_blob(row.sha256)
         local = self._local(row.sha256, row.filename)
         if local is not None:  # fetched by whoever held the lock before
             lock.release()
+            self.metrics.proxy("file", "hit")
             return local
+        self.metrics.proxy("file", "miss")
         try:
             chunks, length = self.upstream.download(row.origin_url)
         except UpstreamError as exc:
             lock.release()
+            self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         size = row.size if row.size is not None else length
         return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename,
@@ -229,6 +243,7 @@ class ProxyRepository(StoredRepository):
                 raise UserError(502, f"upstream metadata for {row.filename} does not match its declared sha256")
             self.blobs.commit(blob)
         except UpstreamError as exc:
+            self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         except BlobTooLarge:
             raise UserError(502, f"upstream metadata for {row.filename} is too large") from None
@@ -263,6 +278,7 @@ class _StoringStream:
         if not hmac.compare_digest(blob.sha256, row.sha256) or row.size not in (None, blob.size):
             log.error("%s: %s from %s has sha256 %s (%d bytes), not the declared %s; not kept",
                       self.proxy.name, row.filename, redact(row.origin_url), blob.sha256, blob.size, row.sha256)
+            self.proxy.metrics.upstream_error("file")
             raise UpstreamError(f"{row.filename} from upstream does not match its declared sha256")
         self.proxy.blobs.commit(blob)
         if row.size is None:  # now known: the pages that list the file change, so their serials move

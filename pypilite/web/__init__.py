@@ -1,10 +1,12 @@
-"""The web layer: one blueprint per URL family, wired with the per-request database connection."""
+"""The web layer: one blueprint per URL family, wired with the per-request database connection and the
+request metrics."""
 
 from __future__ import annotations
 
 import threading
+from time import perf_counter
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from pypilite.models import database
 from pypilite.web import api, errors, files, ops, simple, ui, upload
@@ -16,10 +18,21 @@ def register(app: Flask) -> None:
     for blueprint in (ops.bp, api.bp, simple.bp, files.bp, upload.bp, ui.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
+    metrics = app.extensions["pypilite"].metrics
 
+    # Each pass through a context-local proxy costs about what the whole metrics update does: one pass each.
     @app.before_request
     def _connect() -> None:
+        request._get_current_object().started = perf_counter()
         database.connect(reuse_if_open=True)
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        current = request._get_current_object()
+        started = getattr(current, "started", None)
+        if started is not None:
+            metrics.request(current.endpoint, current.method, response.status_code, perf_counter() - started)
+        return response
 
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:

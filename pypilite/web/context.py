@@ -9,6 +9,7 @@ from flask import current_app, g, request
 from pypilite import access
 from pypilite.auth import Authenticator, Principal
 from pypilite.config import Config
+from pypilite.metrics import Metrics
 from pypilite.repositories import Repositories
 from pypilite.repositories.base import Repository
 from pypilite.storage import BlobStore
@@ -22,6 +23,7 @@ class Services:
     repositories: Repositories
     authenticator: Authenticator
     pages: PageCache
+    metrics: Metrics
 
 
 def services() -> Services:

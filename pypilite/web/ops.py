@@ -1,14 +1,19 @@
-"""Operational endpoints: /health answers whether this node can serve and store right now."""
+"""Operational endpoints: /health answers whether this node can serve and store right now; /metrics is the
+Prometheus scrape target."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 
 from flask import Blueprint, Response, jsonify
+from werkzeug.exceptions import Forbidden
 
-from pypilite import __version__
+from pypilite import __version__, maintenance
+from pypilite.auth import challenge
+from pypilite.metrics import CONTENT_TYPE, storage_gauges
 from pypilite.models import database
-from pypilite.web.context import services
+from pypilite.web.context import principal, services
 
 bp = Blueprint("ops", __name__)
 
@@ -29,15 +34,41 @@ def _storage_ok() -> bool:
         return False
 
 
+def _free_bytes() -> int | None:
+    try:
+        return shutil.disk_usage(services().blobs.root).free
+    except OSError:
+        return None
+
+
 @bp.get("/health")
 def health() -> Response:
-    checks = {"database": _database_ok(), "storage": _storage_ok()}
+    floor = services().config.min_free_bytes
+    free = _free_bytes()
+    checks = {"database": _database_ok(), "storage": _storage_ok(), "disk": free is not None and free >= floor}
     failing = [name for name, ok in checks.items() if not ok]
     body = {"status": "ok" if not failing else "error", "version": __version__,
-            **{name: "ok" if ok else "failing" for name, ok in checks.items()}}
+            **{name: "ok" if ok else "failing" for name, ok in checks.items()},
+            "free_bytes": free, "min_free_bytes": floor}
     if failing:
         body["failing"] = failing
     response = jsonify(body)
     response.status_code = 503 if failing else 200
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    ctx = services()
+    if not ctx.config.server.public_metrics:
+        who = principal()
+        if not who.authenticated:
+            raise challenge()
+        if not (who.admin and who.scope is None):
+            raise Forbidden("metrics are for global administrators (server.public_metrics is false)")
+    files, stored_bytes = maintenance.hosted_usage()
+    body = ctx.metrics.exposition(storage_gauges(files, stored_bytes, ctx.config.data_dir))
+    response = Response(body, content_type=CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -6,8 +6,6 @@ fail on a redirect and flit turns it into a GET.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -16,11 +14,9 @@ from pypilite import access
 from pypilite.audit import Actor
 from pypilite.errors import UserError
 from pypilite.storage import BlobTooLarge, TempBlob
-from pypilite.uploads import verify_upload
+from pypilite.uploads import publish
 from pypilite.web.context import principal, repository_name, services
 from pypilite.web.wrappers import MAX_FORM_MEMORY
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("upload", __name__)
 
@@ -32,12 +28,17 @@ def upload(repo: str | None) -> Response:
     target = services().repositories.get(repository_name(repo), None).upload_target()
     access.require(who, target, access.UPLOAD)
 
-    form, content = _read_body()
-    blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
-    dist = verify_upload(form, content.filename if content is not None else None, blob)
-    outcome = target.upload(dist, Actor(who.name or "", request.remote_addr or ""))
-    log.info("upload %s to %s by %s from %s: %s", dist.filename, target.name, who.name,
-             request.remote_addr, outcome.value)
+    metrics = services().metrics
+    blob = None
+    try:
+        form, content = _read_body()
+        blob = content.stream if content is not None and isinstance(content.stream, TempBlob) else None
+        outcome = publish(target, content.filename if content is not None else None, blob,
+                          Actor(who.name or "", request.remote_addr or ""), form)
+    except UserError:
+        metrics.upload("rejected", blob.size if blob is not None else 0)
+        raise
+    metrics.upload(outcome.value, blob.size if blob is not None else 0)
     return Response("OK\n", content_type="text/plain; charset=utf-8")
 
 

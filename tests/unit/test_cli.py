@@ -9,21 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from pypilite import models
-from pypilite.cli import cli, main
+from pypilite.cli import cli
 from pypilite.models import User
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> str:
-    path = tmp_path / "pypilite.toml"
-    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
-    return str(path)
-
-
-def call(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.conftest import call
 
 
 def test_repo_add_list_remove(capsys, config: str) -> None:

@@ -1,0 +1,88 @@
+"""`python app.py import DIR --repo NAME`: move in from another index's files (a pypiserver packages dir, a
+Nexus or Artifactory export, a `pip download` folder).
+
+Every distribution file under DIR goes through publish(), the road a web upload takes, so an imported file
+is checked exactly as an uploaded one and audited as an upload by the command-line actor. Identical bytes
+already stored are skipped, so a second run imports nothing new; a file that fails a check is reported with
+the reason and the rest carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pypilite.audit import Actor
+from pypilite.errors import BadRequest, UserError
+from pypilite.repositories.hosted import HostedRepository, UploadOutcome
+from pypilite.storage import BlobStore, BlobTooLarge
+from pypilite.uploads import publish
+
+# Names a distribution file may end with. The legacy formats pypilite does not serve are offered too, so
+# they show up as rejected with the reason instead of vanishing among the ignored files.
+DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".egg", ".exe", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class ImportReport:
+    imported: list[str] = field(default_factory=list)
+    identical: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (path relative to DIR, reason)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return len(self.imported) + len(self.identical) + len(self.rejected)
+
+
+def scan(directory: Path) -> tuple[list[Path], list[Path]]:
+    """Distribution files and everything else under `directory`, each sorted; links to directories are not
+    followed, so a link loop cannot trap the walk."""
+    candidates, others = [], []
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root, name)
+            is_dist = path.is_file() and name.lower().endswith(DIST_SUFFIXES)
+            (candidates if is_dist else others).append(path)
+    return candidates, others
+
+
+def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path], blobs: BlobStore, limit: int,
+                 actor: Actor, report: ImportReport, advance: Callable[[], None] = lambda: None) -> None:
+    """Publish each file in turn, noting in `report` what became of it. A refused file is noted and the rest
+    carry on; an OSError (a failing disk, a full data dir) ends the import, as it would end every upload."""
+    for path in paths:
+        name = relative(path, directory)
+        try:
+            outcome = _import_one(target, path, blobs, limit, actor)
+        except UserError as exc:
+            report.rejected.append((name, exc.message))
+        else:
+            (report.identical if outcome is UploadOutcome.IDENTICAL else report.imported).append(name)
+        advance()
+
+
+def _import_one(target: HostedRepository, path: Path, blobs: BlobStore, limit: int, actor: Actor) -> UploadOutcome:
+    blob = blobs.temp(limit=limit)
+    try:
+        try:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, blob, CHUNK)
+        except BlobTooLarge:
+            raise BadRequest(f"File too large: the limit is {limit // 2**20} MB") from None
+        except OSError as exc:
+            if exc.filename is None:  # not the file refusing to open: a failing disk or a full data dir
+                raise
+            raise BadRequest(f"cannot read the file: {exc.strerror or exc}") from None
+        return publish(target, path.name, blob, actor)
+    finally:
+        blob.discard()
+
+
+def relative(path: Path, directory: Path) -> str:
+    return str(path.relative_to(directory))
