@@ -1,5 +1,6 @@
 """`gunicorn -c gunicorn.conf.py wsgi:app`: the production entry point."""
 
+import gc
 import logging
 import sys
 
@@ -10,3 +11,6 @@ try:
     app = create_app()
 except StartupError as exc:
     sys.exit(f"pypilite: {exc}")
+# What start-up built lives as long as the process: out of the collector's way, every full collection would
+# walk all of it again (and touching it would unshare the workers' copy-on-write pages).
+gc.freeze()

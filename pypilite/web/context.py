@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import current_app, request
 
 from pypilite import access
 from pypilite.auth import Authenticator, Principal
@@ -31,10 +31,8 @@ def services() -> Services:
 
 
 def principal() -> Principal:
-    """Who sent this request, authenticated once per request."""
-    if "principal" not in g:
-        g.principal = services().authenticator.authenticate(request)
-    return g.principal
+    """Who sent this request, authenticated once per request (see PypiliteRequest.principal)."""
+    return request.principal
 
 
 def repository_for(name: str | None, action: str) -> Repository:

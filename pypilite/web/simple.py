@@ -103,9 +103,9 @@ def _without_rendering(repository: Repository, etag: str, media_type: str,
     """A 304, or the page from bytes rendered before; None when it has to be rendered."""
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
     if request.if_none_match.contains(full):
-        return _headers(Response(status=304), repository, full, media_type)
+        return _response(None, repository, full, media_type)
     body = services().pages.get(full) if use_cache else None
-    return _headers(Response(body), repository, full, media_type) if body is not None else None
+    return _response(body, repository, full, media_type) if body is not None else None
 
 
 def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str],
@@ -118,18 +118,18 @@ def _page_response(repository: Repository, etag: str, media_type: str, render: C
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
     if cacheable:
         services().pages.put(full, body)
-    return _headers(Response(body), repository, full, media_type)
+    return _response(body, repository, full, media_type)
 
 
-def _headers(response: Response, repository: Repository, etag: str, media_type: str) -> Response:
-    headers = response.headers
-    headers["Content-Type"] = f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type
-    headers["ETag"] = quote_etag(etag)
-    headers["Vary"] = "Accept"
+def _response(body: bytes | None, repository: Repository, etag: str, media_type: str) -> Response:
+    """The page, or a 304 without a body, with the headers both carry (built in one go: this is the road
+    every repeated page request takes)."""
     # What a group shows depends on who asks: never let a shared cache hand one principal's page to another.
     shared = repository.public and not principal().authenticated
-    headers["Cache-Control"] = "max-age=0, must-revalidate" + ("" if shared else ", private")
-    return response
+    headers = [("Content-Type", f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type),
+               ("ETag", quote_etag(etag)), ("Vary", "Accept"),
+               ("Cache-Control", "max-age=0, must-revalidate" if shared else "max-age=0, must-revalidate, private")]
+    return Response(body, status=304 if body is None else 200, headers=headers)
 
 
 def _render_index(index: ProjectIndex, media_type: str) -> str:

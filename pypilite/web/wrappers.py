@@ -6,10 +6,12 @@ leaves behind uncommitted is removed when it ends.
 
 from __future__ import annotations
 
+import functools
 from typing import IO
 
 from flask import Request
 
+from pypilite.auth import Principal
 from pypilite.storage import TempBlob
 from pypilite.web.context import services
 
@@ -28,6 +30,11 @@ class PypiliteRequest(Request):
         blob = ctx.blobs.temp(limit=ctx.config.max_upload_bytes)
         self.temp_blobs.append(blob)
         return blob  # type: ignore[return-value]
+
+    @functools.cached_property
+    def principal(self) -> Principal:
+        """Who sent this request, authenticated when first asked and then known for the rest of it."""
+        return services().authenticator.authenticate(self)
 
     def discard_temp_blobs(self) -> None:
         for blob in self.temp_blobs:
