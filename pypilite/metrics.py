@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -29,6 +31,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    120.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "(unmatched)"
+# A scrape that meets a worker's file half-created reads the directory again, this often at most.
+SCRAPE_TRIES = 3
+SCRAPE_RETRY_SECONDS = 0.01
 
 
 def multiprocess_dir() -> str | None:
@@ -95,7 +100,13 @@ class Metrics:
             MultiProcessCollector(counted, path=self._multiprocess_dir)
         else:
             counted = self.registry
-        return generate_latest(_Scrape(counted, extra))
+        gauges = list(extra)
+        for _ in range(SCRAPE_TRIES - 1):
+            try:
+                return generate_latest(_Scrape(counted, gauges))
+            except struct.error:  # a worker creating its file this very moment (client_python issue 604)
+                time.sleep(SCRAPE_RETRY_SECONDS)
+        return generate_latest(_Scrape(counted, gauges))
 
 
 class _Scrape:

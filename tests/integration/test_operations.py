@@ -116,6 +116,8 @@ def per_worker(metrics_dir: Path) -> dict[str, float]:
     """Each worker's own count of root index requests, read from its file alone."""
     counts = {}
     for path in metrics_dir.glob("counter_*.db"):
+        if path.stat().st_size == 0:  # a worker creating its file this very moment: nothing counted in it yet
+            continue
         for metric in MultiProcessCollector.merge([str(path)]):
             for sample in metric.samples:
                 if (sample.name, frozenset(sample.labels.items())) == ROOT_INDEX and sample.value:

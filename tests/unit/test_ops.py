@@ -187,3 +187,20 @@ def test_environment_switches_metrics_to_private() -> None:
     assert build_config({}, {"PYPILITE_SERVER_PUBLIC_METRICS": "false"}).server.public_metrics is False
     with pytest.raises(ConfigError, match="PYPILITE_SERVER_PUBLIC_METRICS must be true or false"):
         build_config({}, {"PYPILITE_SERVER_PUBLIC_METRICS": "maybe"})
+
+
+def test_a_scrape_that_meets_a_half_created_worker_file_reads_again(tmp_path, monkeypatch) -> None:
+    """client_python issue 604: a worker's file exists, still empty, while a scrape reads the directory."""
+    from pypilite import metrics as metrics_module
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    half_made = tmp_path / "counter_4242.db"
+    half_made.write_bytes(b"")
+    waits = []
+
+    def worker_finishes(seconds: float) -> None:  # while the scrape waits, the worker's file comes to be
+        waits.append(seconds)
+        half_made.unlink()
+
+    monkeypatch.setattr(metrics_module.time, "sleep", worker_finishes)
+    text = metrics_module.Metrics().exposition([metrics_module.GaugeMetricFamily("pypilite_test", "t", value=1)])
+    assert b"pypilite_test 1.0" in text and len(waits) == 1
