@@ -45,8 +45,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        response = _error(exc.code or 500, exc.description or exc.name)
-        for name, value in exc.get_headers():  # WWW-Authenticate on 401, Allow on 405
-            if name.lower() != "content-type":
-                response.headers.add(name, value)
-        return response
+        return with_headers_of(exc, _error(exc.code or 500, exc.description or exc.name))
+
+
+def with_headers_of(exc: HTTPException, response: Response) -> Response:
+    """An error answered with a body of our own still carries the headers the error brings: WWW-Authenticate
+    on a 401 (pip and browsers ask for credentials only then), Allow on a 405."""
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers.add(name, value)
+    return response

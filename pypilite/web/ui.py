@@ -21,6 +21,7 @@ from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
 from pypilite.web import clientsetup
 from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.errors import with_headers_of
 
 bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/ui")
 
@@ -63,11 +64,7 @@ def _user_error(exc: UserError) -> Response:
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
-    response = _error_page(exc.code or 500, exc.description or exc.name)
-    for name, value in exc.get_headers():  # WWW-Authenticate on 401, Allow on 405
-        if name.lower() != "content-type":
-            response.headers.add(name, value)
-    return response
+    return with_headers_of(exc, _error_page(exc.code or 500, exc.description or exc.name))
 
 
 def _error_page(status: int, message: str) -> Response:
