@@ -202,8 +202,9 @@ def wrk_script(directory: Path, paths: list[str], headers: dict[str, str], stric
 
 
 def load_wrk(wrk: str, base_url: str, paths: list[str], headers: dict[str, str], duration: int,
-             scratch: Path, strict: bool = False) -> Load:
-    script = wrk_script(scratch, paths, headers, strict)
+             scratch: Path, strict: bool = False, script: Path | None = None) -> Load:
+    """wrk cycling through `paths`, or running a `script` of the caller's own instead."""
+    script = script or wrk_script(scratch, paths, headers, strict)
     argv = [*pinned(CLIENT_CPU), wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script), base_url]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -163,25 +162,12 @@ def measure(targets: list[Target], args: argparse.Namespace, scratch: Path) -> d
     results: dict[tuple[str, str], list[Load]] = {}
     for round_no in range(1, args.rounds + 1):
         for target in targets:
-            if target.script is not None:
-                load = _load_script(target, args.duration)
-            else:
-                load = load_wrk(WRK, target.base_url, target.paths, target.headers, args.duration, scratch)
+            load = load_wrk(WRK, target.base_url, target.paths, target.headers, args.duration, scratch,
+                            script=target.script)
             results.setdefault((target.measure, target.server), []).append(load)
             print(f"round {round_no}/{args.rounds}  {target.measure:<28} {target.server:<22} {load.rps:9.1f} req/s"
                   f"  ({load.requests} requests, {load.errors} errors)", flush=True)
     return results
-
-
-def _load_script(target: Target, duration: int) -> Load:
-    argv = [*pinned(CLIENT_CPU), WRK, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(target.script),
-            target.base_url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
-    total = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not total or not rate:
-        raise BenchError(f"wrk printed no request rate: {out.strip()[-200:]}")
-    return Load(int(total.group(1)), 0, float(rate.group(1)))
 
 
 def root_index_ms(base_url: str, path: str, accept: str) -> tuple[float, float]:
@@ -213,8 +199,8 @@ def time_install(tool: str, index_url: str, workdir: Path) -> float:
         uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
         argv = [uv, "pip", "install", "--no-cache", "--python", str(python), "--index-url", index_url,
                 install_project_name(1)]
-    started = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    started = time.perf_counter()  # the client on the other CPU, as wrk is
+    done = subprocess.run(pinned(CLIENT_CPU) + argv, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise BenchError(f"{tool} install from {index_url} failed: {(done.stderr or done.stdout).strip()[-300:]}")
