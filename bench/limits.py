@@ -320,13 +320,16 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     results = measure(targets, args, workdir)
     report(results, {"page HTML": "flask floor", "page JSON": "flask floor", "wheel download": "nginx static"})
     print("(authenticated and JSON pages: compare with the floor's HTML page above; the 304 with the 200)")
-    print(f"\nroot index of {len(projects)} projects, {ROOT_INDEX_REQUESTS} sequential requests: median / p95 ms")
+    print(f"\nroot index, {ROOT_INDEX_REQUESTS} sequential requests: median / p95 ms")
+    hosted = len(projects) + len(installable)
+    roots = [("/local/simple/", hosted), ("/all/simple/", hosted)]
+    roots += [("/scale/simple/", args.scale_projects)] if scale else []
     for name, base, accept in (("pypilite HTML", pypilite.base_url, "text/html"),
                                ("pypilite JSON", pypilite.base_url, JSON),
                                ("nginx static HTML", static, "text/html")):
-        for path in ("/local/simple/", "/all/simple/") if name.startswith("pypilite") else ("/local/simple/",):
+        for path, count in roots if name.startswith("pypilite") else roots[:1]:
             median, p95 = root_index_ms(base, path, accept)
-            print(f"  {name:<18} {path:<15} {median:7.2f} / {p95:7.2f}")
+            print(f"  {name:<18} {path:<15} {count:6d} projects  {median:7.2f} / {p95:7.2f}")
     if not args.skip_install:
         print(f"\ninstall of a {len(installable)}-project dependency chain, fresh venv, no cache: "
               f"median seconds of {args.installs}")
