@@ -1,9 +1,9 @@
 """`python app.py check [--gc]`: the database against the blob store.
 
 Check: every hosted file's blob (and metadata blob) exists and hashes to its address, every fetched proxy
-blob too, and no stray temp file lingers. Garbage collection removes blobs no row refers to, but only ones
-untouched for an hour: an upload renames its blob into place a moment before its row is committed, and a
-re-upload of bytes already stored refreshes the blob's time first.
+blob too, and which temp files were abandoned by a writer that died. Garbage collection removes blobs no row
+refers to, but only ones untouched for an hour: an upload renames its blob into place a moment before its
+row is committed, and a re-upload of bytes already stored refreshes the blob's time first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pypilite.models import File
-from pypilite.storage import TEMP_PREFIX, BlobStore
+from pypilite.storage import BlobStore
 
 GC_GRACE_SECONDS = 3600
 CHUNK = 1024 * 1024
@@ -60,7 +60,7 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
             if _sha256(path) != sha256:
                 report.corrupt.append(f"{what} ({sha256})")
     cutoff = time.time() - GC_GRACE_SECONDS
-    report.stray_temp = sorted(p.name for p in blobs.tmp.glob(f"{TEMP_PREFIX}*") if p.stat().st_mtime < cutoff)
+    report.stray_temp = sorted(p.name for p in blobs.abandoned_temp())
     for path in blobs.root.glob("*/*/*"):
         if path.name in referenced:
             continue
