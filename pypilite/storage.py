@@ -81,7 +81,8 @@ class TempBlob:
             return self._file.write(data)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
+        with out_of_space_is_507():  # seeking flushes what is buffered
+            return self._file.seek(offset, whence)
 
     def flush(self) -> None:
         with out_of_space_is_507():

@@ -3,6 +3,7 @@ this machine's own pip, uv and twine settings (which add indexes and a wheel fol
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import urllib3
 
 from tests.conftest import TEST_REPOSITORIES
 
@@ -137,6 +139,26 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def twine_form(filename: str, data: bytes) -> tuple[bytes, str]:
+    """The multipart body twine sends for a wheel, and its Content-Type."""
+    name, version = filename.split("-")[:2]
+    fields = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+              "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
+              "sha256_digest": hashlib.sha256(data).hexdigest(),
+              "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+              "content": (filename, data, "application/octet-stream")}
+    return urllib3.encode_multipart_formdata(fields)
+
+
+def listed(server: LiveServer, project: str, repo: str = "local") -> dict[str, dict]:
+    """A project's files as its JSON simple page lists them, by filename; none for an unknown project."""
+    response = requests.get(f"{server.simple(repo)}{project}/",
+                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=30)
+    if response.status_code == 404:
+        return {}
+    return {f["filename"]: f for f in response.json()["files"]}
 
 
 def group_processes(pgid: int) -> list[int]:

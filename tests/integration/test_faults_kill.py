@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import requests
-import urllib3
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import TEST_REPOSITORIES, LiveServer, kill_server, start_server, stop_server
+from tests.integration.conftest import (TEST_REPOSITORIES, LiveServer, kill_server, listed, start_server, stop_server,
+                                       twine_form)
 from tests.upstream import Dist, Upstream
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -30,17 +30,6 @@ CHUNK_PAUSE = 0.02  # ~0.7 s per big upload: the kill lands while the server is 
 AFTER_BODY = "after the body"  # kill points at the row-or-nothing boundary
 BLOB_IN_PLACE = "blob in place"
 WAIT = 20  # seconds any one wait in here may take at most
-
-
-def twine_form(filename: str, data: bytes) -> tuple[bytes, str]:
-    """The multipart body twine sends for a wheel, and its Content-Type."""
-    name, version = filename.split("-")[:2]
-    fields = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
-              "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
-              "sha256_digest": hashlib.sha256(data).hexdigest(),
-              "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
-              "content": (filename, data, "application/octet-stream")}
-    return urllib3.encode_multipart_formdata(fields)
 
 
 class ThrottledBody:
@@ -124,13 +113,6 @@ def upload_and_kill(server: LiveServer, filename: str, data: bytes, kill_at: int
         killer.join(WAIT)
     kill_server(server.process)  # already dead, unless the answer came first
     return status
-
-
-def listed(server: LiveServer, project: str) -> dict[str, str]:
-    response = requests.get(f"{server.simple('local')}{project}/", headers={"Accept": JSON}, timeout=30)
-    if response.status_code == 404:
-        return {}
-    return {f["filename"]: f for f in response.json()["files"]}
 
 
 def assert_intact(server: LiveServer, kept: dict[str, bytes]) -> None:

@@ -55,6 +55,11 @@ class _FillingFile:
             self._disk.refuse()
         self._real.flush()
 
+    def seek(self, *args: int) -> int:  # a buffered file flushes before it seeks
+        if self._disk.fail_on == "seek" and self._disk.room is not None:
+            self._disk.refuse()
+        return self._real.seek(*args)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
@@ -86,7 +91,8 @@ def _assert_refused_with_507(response: Any) -> None:
 
 
 @pytest.mark.parametrize("error, fail_on", [(errno.ENOSPC, "write"), (errno.EDQUOT, "write"),
-                                            (errno.EFBIG, "write"), (errno.ENOSPC, "flush")])
+                                            (errno.EFBIG, "write"), (errno.ENOSPC, "flush"),
+                                            (errno.ENOSPC, "seek")])
 def test_upload_to_a_full_disk_is_507_and_keeps_nothing(index: Index, disk: _Disk, error: int, fail_on: str) -> None:
     earlier = wheel_bytes("earlier", "1.0")
     assert index.upload("earlier-1.0-py3-none-any.whl", earlier).status_code == 200
