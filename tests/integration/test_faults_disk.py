@@ -130,7 +130,8 @@ def test_full_disk_is_507_keeps_earlier_data_and_recovers_when_space_is_freed(
         assert_refused_for_space(post(server, *big))
         twined = run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
                       "--repository-url", f"{server.url}/local/", "-u", "admin", "-p", server.admin_password,
-                      write(tmp_path, *big)], env=isolated_env(tmp_path / "home", COLUMNS="500"), check=False, timeout=120)
+                      write(tmp_path, *big)], env=isolated_env(tmp_path / "home", COLUMNS="500"),
+                     check=False, timeout=120)
         # twine retries any 5xx a few times, then fails showing the reason
         assert twined.returncode != 0 and "HTTPError: 507" in twined.stdout, twined.stdout
         assert 'Received "507: Insufficient storage: ' in twined.stdout, twined.stdout
