@@ -19,7 +19,6 @@ import hashlib
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +29,6 @@ from pypilite.errors import InsufficientStorage
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 TEMP_PREFIX = "upload-"
 OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-# A writer locks its temp file a moment after creating it: an empty one this young may not be locked yet.
-NEWBORN_SECONDS = 5.0
 
 
 @contextmanager
@@ -46,6 +43,18 @@ def out_of_space_is_507() -> Iterator[None]:
                                   f"data dir; nothing was stored") from None
 
 
+@contextmanager
+def _directory_lock(directory: Path, operation: int) -> Iterator[None]:
+    """flock on the temp directory itself: writers hold it shared from creating a temp file to locking it,
+    a sweeper holds it exclusively while it looks, so it never takes a newborn file for an abandoned one."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
 class BlobTooLarge(Exception):
     """A stream grew past the size the caller allowed."""
 
@@ -58,9 +67,9 @@ class TempBlob:
     """
 
     def __init__(self, directory: Path, limit: int | None = None) -> None:
-        with out_of_space_is_507():
+        with _directory_lock(directory, fcntl.LOCK_SH), out_of_space_is_507():
             fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".part")
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is renamed into place or removed
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is renamed into place or removed
         self.path = Path(name)
         self._file: BinaryIO = os.fdopen(fd, "w+b")
         self._limit = limit
@@ -154,22 +163,24 @@ class BlobStore:
         blob.close()
         return sha256
 
-    def abandoned_temp(self) -> Iterator[Path]:
-        """Temp files whose writer is gone (crashed, killed): nobody holds their lock."""
-        for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                stat = os.fstat(fd)
-                if stat.st_size > 0 or time.time() - stat.st_mtime > NEWBORN_SECONDS:
-                    yield path
-            except BlockingIOError:
-                continue  # a live writer holds it
-            finally:
-                os.close(fd)
+    def abandoned_temp(self) -> list[Path]:
+        """Temp files whose writer is gone (crashed, killed): nobody holds their lock. Nobody ever will again
+        (a writer locks only the file it has just created), so they stay abandoned once found."""
+        found = []
+        with _directory_lock(self.tmp, fcntl.LOCK_EX):
+            for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    found.append(path)
+                except BlockingIOError:
+                    continue  # a live writer holds it
+                finally:
+                    os.close(fd)
+        return found
 
     def sweep_temp(self) -> int:
         """Remove the temp files of writers that died mid-write; live uploads in other workers keep theirs."""

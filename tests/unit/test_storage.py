@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from pypilite import locks
+from pypilite import locks, storage
 from pypilite.locks import FileLock
 from pypilite.storage import BlobStore, BlobTooLarge
 
@@ -84,15 +86,29 @@ def test_sweep_removes_temp_files_whose_writer_died_and_keeps_live_ones(tmp_path
     _die_writing(tmp_path, "blob")
     [dead] = [p for p in store.tmp.iterdir() if p != live.path]
     assert dead.read_bytes() == b"half a file"
-    newborn = store.tmp / "upload-newborn.part"  # created, not yet locked by its writer
-    newborn.touch()
+    empty = store.tmp / "upload-empty.part"  # its writer died before writing a byte
+    empty.touch()
 
-    assert list(store.abandoned_temp()) == [dead]
-    assert store.sweep_temp() == 1
-    assert sorted(store.tmp.iterdir()) == sorted([live.path, newborn])
-    os.utime(newborn, (0, 0))  # an empty file nobody locked for this long was never going to be written
-    assert store.sweep_temp() == 1 and list(store.tmp.iterdir()) == [live.path]
+    assert sorted(store.abandoned_temp()) == sorted([dead, empty])
+    assert store.sweep_temp() == 2
+    assert list(store.tmp.iterdir()) == [live.path]
     assert store.commit(live) == hashlib.sha256(b"still arriving").hexdigest()
+
+
+def test_a_sweep_waits_for_writers_between_creating_and_locking_their_file(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    with storage._directory_lock(store.tmp, fcntl.LOCK_SH):  # a writer in that moment
+        newborn = store.tmp / "upload-newborn.part"
+        newborn.touch()
+        sweeper = threading.Thread(target=store.sweep_temp)
+        sweeper.start()
+        sweeper.join(0.5)
+        assert sweeper.is_alive() and newborn.exists()
+        held = os.open(newborn, os.O_RDONLY)
+        fcntl.flock(held, fcntl.LOCK_EX)
+    sweeper.join(10)
+    assert not sweeper.is_alive() and newborn.exists()
+    os.close(held)
 
 
 def test_a_lock_left_by_a_dead_holder_neither_blocks_nor_survives_a_sweep(tmp_path: Path) -> None:
