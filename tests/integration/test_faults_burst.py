@@ -40,8 +40,9 @@ def test_a_burst_of_100_uploads_and_twine_runs_is_all_answered_and_all_kept(tmp_
 
         def twine(directory: Path) -> int:
             return run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                        "--repository-url", f"{server.url}/local/", "-u", "admin", "-p", server.admin_password,
-                        *sorted(directory.iterdir())], env=env, check=False, timeout=300).returncode
+                        "--repository-url", f"{server.url}/local/", "-u", "admin",
+                        f"--password={server.admin_password}", *sorted(directory.iterdir())],
+                       env=env, check=False, timeout=300).returncode
 
         with ThreadPoolExecutor(max_workers=TWINE_RUNS) as twines, ThreadPoolExecutor(max_workers=UPLOADS) as pool:
             twine_results = [twines.submit(twine, directory) for directory in twine_dirs]

@@ -129,7 +129,7 @@ def test_full_disk_is_507_keeps_earlier_data_and_recovers_when_space_is_freed(
 
         assert_refused_for_space(post(server, *big))
         twined = run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                      "--repository-url", f"{server.url}/local/", "-u", "admin", "-p", server.admin_password,
+                      "--repository-url", f"{server.url}/local/", "-u", "admin", f"--password={server.admin_password}",
                       write(tmp_path, *big)], env=isolated_env(tmp_path / "home", COLUMNS="500"),
                      check=False, timeout=120)
         # twine retries any 5xx a few times, then fails showing the reason
