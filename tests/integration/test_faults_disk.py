@@ -140,7 +140,8 @@ def test_full_disk_is_507_keeps_earlier_data_and_recovers_when_space_is_freed(
 
         assert list((server.data_dir / "tmp").iterdir()) == []
         assert list((server.data_dir / "locks").iterdir()) == []
-        assert not (server.data_dir / "blobs" / proxied["hashes"]["sha256"][:2]).exists()
+        sha256 = proxied["hashes"]["sha256"]
+        assert not (server.data_dir / "blobs" / sha256[:2] / sha256[2:4] / sha256).exists()
         assert listed(server, "big") == {}
         [entry] = listed(server, "earlier").values()
         assert download(server, entry, "local").content == earlier[1]
