@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 
 from flask import Flask  # noqa: E402
 
-from pypilite import models  # noqa: E402
+from pypilite import locks, models  # noqa: E402
 from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
@@ -24,10 +24,6 @@ from pypilite.web import register  # noqa: E402
 from pypilite.web.context import Services  # noqa: E402
 from pypilite.web.pagecache import PageCache  # noqa: E402
 from pypilite.web.wrappers import MAX_FORM_MEMORY  # noqa: E402
-
-
-# A temp file untouched this long belongs to an upload that died with its process.
-ABANDONED_TEMP_SECONDS = 3600
 
 
 class StartupError(Exception):
@@ -43,7 +39,8 @@ def create_app(config: Config | None = None) -> Flask:
         blobs = BlobStore(data_dir)
         models.bind(models.make_database(config.database.url, data_dir))
         with _startup_lock(data_dir), models.database.connection_context():
-            blobs.sweep_temp(older_than=ABANDONED_TEMP_SECONDS)
+            blobs.sweep_temp()  # what uploads and downloads killed with their process left behind
+            locks.sweep(data_dir / "locks")
             models.migrate()
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)

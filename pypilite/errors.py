@@ -25,3 +25,10 @@ class BadRequest(UserError):
 class Conflict(UserError):
     def __init__(self, message: str) -> None:
         super().__init__(409, message)
+
+
+class InsufficientStorage(UserError):
+    """The disk (or quota, or file size limit) refused the bytes: the request may succeed once space is freed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(507, message)

@@ -2,7 +2,8 @@
 
 Used where two workers doing the same thing at once would waste an upstream download or fetch. The lock
 file is removed on release; a waiter that locked a file already removed notices (its inode is no longer
-the one at the path) and tries again, so removal never lets two holders in.
+the one at the path) and tries again, so removal never lets two holders in. A holder that dies leaves its
+file behind, unlocked: it never blocks anyone, and `sweep` removes it at the next start.
 """
 
 from __future__ import annotations
@@ -61,3 +62,24 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def sweep(directory: Path) -> int:
+    """Remove the lock files nobody holds, left by processes that died holding them. Each is locked before
+    it is removed, as a release does, so a waiter that opened it meanwhile notices and retries."""
+    removed = 0
+    for path in directory.glob("*") if directory.is_dir() else ():
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
+                removed += 1
+        except (BlockingIOError, FileNotFoundError):
+            continue  # held by a live process, or released and removed by its holder just now
+        finally:
+            os.close(fd)
+    return removed

@@ -2,9 +2,9 @@
 
 Check: SQLite's own quick_check passes, every hosted file's blob (and metadata blob) exists and hashes to its
 address, every fetched proxy blob too, and no stray temp file lingers (an upload that died with its
-process; the server sweeps them at start). Garbage collection removes stray temp files and the blobs no row
-refers to, but only ones untouched for an hour: an upload renames its blob into place a moment before its
-row is committed, and a re-upload of bytes already stored refreshes the blob's time first.
+process; the server sweeps them at start). Garbage collection removes those temp files, and the blobs no
+row refers to, but only blobs untouched for an hour: an upload renames its blob into place a moment before
+its row is committed, and a re-upload of bytes already stored refreshes the blob's time first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import peewee as pw
 
 from pypilite.models import File, database
-from pypilite.storage import TEMP_PREFIX, BlobStore
+from pypilite.storage import BlobStore
 
 GC_GRACE_SECONDS = 3600
 CHUNK = 1024 * 1024
@@ -69,8 +69,8 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
                 report.corrupt.append(f"{what} ({sha256})")
     cutoff = time.time() - GC_GRACE_SECONDS
     if gc:
-        report.removed_temp = blobs.sweep_temp(older_than=GC_GRACE_SECONDS)
-    report.stray_temp = sorted(p.name for p in blobs.tmp.glob(f"{TEMP_PREFIX}*") if p.stat().st_mtime < cutoff)
+        report.removed_temp = blobs.sweep_temp()
+    report.stray_temp = sorted(p.name for p in blobs.abandoned_temp())
     for path in blobs.root.glob("*/*/*"):
         if path.name in referenced:
             continue

@@ -7,6 +7,7 @@ refuses a data dir written by a newer one instead of corrupting it.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ import peewee as pw
 from playhouse.db_url import connect as connect_url
 from playhouse.pool import PooledSqliteDatabase
 from playhouse import migrate as schema
+
+from pypilite.errors import InsufficientStorage
 
 database = pw.DatabaseProxy()
 
@@ -283,12 +286,21 @@ def write_transaction() -> Iterator[None]:
     """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
     lock (SQLITE_BUSY without waiting); on other databases a plain transaction."""
     db = database.obj
-    if isinstance(db, pw.SqliteDatabase):  # pooled ones included
-        with db.atomic("IMMEDIATE"):
+    try:
+        with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():  # pooled too
             yield
-    else:
-        with db.atomic():
-            yield
+    except pw.OperationalError as exc:
+        if not _disk_full(exc):
+            raise
+        raise InsufficientStorage("Insufficient storage: the database cannot grow (disk full); nothing was "
+                                  "stored") from None
+
+
+def _disk_full(exc: pw.OperationalError) -> bool:
+    """SQLite's SQLITE_FULL, PostgreSQL's disk_full: peewee keeps the driver's own error as `orig`."""
+    driver_error = getattr(exc, "orig", None)
+    return (getattr(driver_error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(driver_error, "pgcode", None) == "53100")
 
 
 def schema_version() -> int:

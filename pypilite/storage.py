@@ -3,20 +3,56 @@
 Every write goes to a temp file on the same filesystem, hashed while it streams, then fsync'd and renamed
 into place before any database row may point at it. A crash can leave an unreferenced blob or a stray temp
 file, never a row whose blob is missing or half-written.
+
+A temp file is flock'ed by its writer until it is renamed or removed; the kernel drops the lock when the
+writer dies, however it dies, so a temp file nobody holds is abandoned and can be swept at once, even while
+other workers keep writing theirs.
+
+A full disk (or quota, or file size limit) is an answer, not a crash: InsufficientStorage, 507.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from pypilite.errors import InsufficientStorage
+
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 TEMP_PREFIX = "upload-"
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextmanager
+def out_of_space_is_507() -> Iterator[None]:
+    """Turn the file system refusing more bytes into a one-line 507; other OSErrors stay bugs."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in OUT_OF_SPACE:
+            raise
+        raise InsufficientStorage(f"Insufficient storage: {os.strerror(exc.errno)} while writing to the "
+                                  f"data dir; nothing was stored") from None
+
+
+@contextmanager
+def _directory_lock(directory: Path, operation: int) -> Iterator[None]:
+    """flock on the temp directory itself: writers hold it shared from creating a temp file to locking it,
+    a sweeper holds it exclusively while it looks, so it never takes a newborn file for an abandoned one."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
 
 
 class BlobTooLarge(Exception):
@@ -31,7 +67,9 @@ class TempBlob:
     """
 
     def __init__(self, directory: Path, limit: int | None = None) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".part")
+        with _directory_lock(directory, fcntl.LOCK_SH), out_of_space_is_507():
+            fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".part")
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is renamed into place or removed
         self.path = Path(name)
         self._file: BinaryIO = os.fdopen(fd, "w+b")
         self._limit = limit
@@ -48,13 +86,16 @@ class TempBlob:
         self._sha256.update(data)
         self._md5.update(data)
         self._blake2.update(data)
-        return self._file.write(data)
+        with out_of_space_is_507():
+            return self._file.write(data)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._file.seek(offset, whence)
+        with out_of_space_is_507():  # seeking flushes what is buffered
+            return self._file.seek(offset, whence)
 
     def flush(self) -> None:
-        self._file.flush()
+        with out_of_space_is_507():
+            self._file.flush()
 
     def close(self) -> None:
         self._file.close()
@@ -71,17 +112,22 @@ class TempBlob:
         return self._sha256.hexdigest()
 
     def finish(self) -> None:
-        """Make the bytes durable before they may be renamed into place."""
-        if not self._file.closed:
+        """Make the bytes durable before they may be renamed into place; the file stays open (and locked)."""
+        with out_of_space_is_507():
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
 
     def discard(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        if not self.committed:
-            self.path.unlink(missing_ok=True)
+        """Remove the file unless it was committed. Closing first may fail to flush what a full disk refused;
+        those bytes are unwanted anyway, and the file goes regardless."""
+        try:
+            if not self._file.closed:
+                self._file.close()
+        except OSError:
+            pass
+        finally:
+            if not self.committed:
+                self.path.unlink(missing_ok=True)
 
 
 class BlobStore:
@@ -100,7 +146,8 @@ class BlobStore:
         return TempBlob(self.tmp, limit)
 
     def commit(self, blob: TempBlob) -> str:
-        """Move a finished temp blob to its content address; identical bytes already stored are kept once."""
+        """Move a finished temp blob to its content address; identical bytes already stored are kept once.
+        Renamed while still open, so its writer's lock covers it until it has left the temp area."""
         blob.finish()
         sha256 = blob.sha256
         final = self.path(sha256)
@@ -108,23 +155,39 @@ class BlobStore:
             blob.discard()
             os.utime(final)  # young again: garbage collection spares blobs touched within the hour
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(blob.path, final)
-            _fsync_dir(final.parent)
+            with out_of_space_is_507():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(blob.path, final)
+                _fsync_dir(final.parent)
         blob.committed = True
+        blob.close()
         return sha256
 
-    def sweep_temp(self, older_than: float) -> int:
-        """Remove temp files abandoned by a crash; a live upload keeps writing, so its file stays young."""
-        cutoff = time.time() - older_than
+    def abandoned_temp(self) -> list[Path]:
+        """Temp files whose writer is gone (crashed, killed): nobody holds their lock. Nobody ever will again
+        (a writer locks only the file it has just created), so they stay abandoned once found."""
+        found = []
+        with _directory_lock(self.tmp, fcntl.LOCK_EX):
+            for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    found.append(path)
+                except BlockingIOError:
+                    continue  # a live writer holds it
+                finally:
+                    os.close(fd)
+        return found
+
+    def sweep_temp(self) -> int:
+        """Remove the temp files of writers that died mid-write; live uploads in other workers keep theirs."""
         removed = 0
-        for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
+        for path in self.abandoned_temp():
+            path.unlink(missing_ok=True)
+            removed += 1
         return removed
 
     def put_bytes(self, data: bytes) -> str:

@@ -17,12 +17,16 @@ def metadata_text(name: str, version: str, requires_python: str = "", requires: 
 
 
 def wheel_bytes(name: str, version: str, *, metadata: str | None = None, dist_info: str | None = None,
-                with_wheel_file: bool = True, with_metadata: bool = True, requires_python: str = "") -> bytes:
+                with_wheel_file: bool = True, with_metadata: bool = True, requires_python: str = "",
+                payload: bytes = b"") -> bytes:
+    """`payload` is stored uncompressed as a data file, to make a wheel as large as a test needs."""
     stem = dist_info or f"{name.replace('-', '_')}-{version}"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         module = name.replace("-", "_").replace(".", "_").lower()
         zf.writestr(f"{module}/__init__.py", f"VERSION = {version!r}\n")
+        if payload:
+            zf.writestr(f"{module}/payload.bin", payload, compress_type=zipfile.ZIP_STORED)
         if with_metadata:
             zf.writestr(f"{stem}.dist-info/METADATA", metadata or metadata_text(name, version, requires_python))
         if with_wheel_file:

@@ -1,12 +1,14 @@
 """Upstream indexes for proxy tests, on loopback: a static PEP 503 tree served from a directory, and one that
-speaks PEP 691 JSON with ETags. Both count what they are asked, can serve corrupted bytes, and can be
-stopped and started again on the same port."""
+speaks PEP 691 JSON with ETags. Both count what they are asked, can serve corrupted bytes, can die in the
+middle of a file, and can be stopped and started again on the same port."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,6 +68,11 @@ class Upstream:
         self.corrupt: set[str] = set()
         self.fail_status: int | None = None  # answer every request with this status
         self.delay = 0.0  # seconds to wait before answering
+        # Filenames answered with their headers and half their bytes, then `hold` seconds of silence, then a
+        # connection reset: what a client sees of an upstream process killed mid-body. `half_sent` is set then.
+        self.die_mid_body: set[str] = set()
+        self.hold = 0.0
+        self.half_sent = threading.Event()
         self.log = Log()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -145,6 +152,8 @@ class _Handler(SimpleHTTPRequestHandler):
         name = self.path.rsplit("/", 1)[-1]
         if self.path.startswith("/files/") and name in self.upstream.corrupt:
             return self._send(200, b"not the bytes that were declared" * 100, "application/octet-stream")
+        if self.path.startswith("/files/") and name in self.upstream.die_mid_body:
+            return self._die_mid_body((self.upstream.root / "files" / name).read_bytes())
         parts = self.path.strip("/").split("/")
         if self.upstream.json_api and len(parts) == 2 and parts[0] == "simple":
             return self._json(parts[1])
@@ -171,3 +180,17 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _die_mid_body(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[:len(data) // 2])
+        self.wfile.flush()
+        self.upstream.half_sent.set()
+        time.sleep(self.upstream.hold)
+        # SO_LINGER 0: close() resets the connection instead of finishing it, as a killed process's would.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True

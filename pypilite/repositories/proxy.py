@@ -18,14 +18,14 @@ from pathlib import Path
 
 from pypilite import models
 from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
-from pypilite.errors import BadRequest, NotFound, UserError
+from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
 from pypilite.models import File, Project, UpstreamPage, database, first, utcnow, write_transaction
 from pypilite.repositories.base import NO_PAGE, BlobRef, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.stored import PROJECT, StoredRepository
-from pypilite.storage import BlobStore, BlobTooLarge
+from pypilite.storage import BlobStore, BlobTooLarge, TempBlob
 from pypilite.upstream import NOT_FOUND, NOT_MODIFIED, FetchedPage, Upstream, UpstreamError, UpstreamFile, redact
 
 log = logging.getLogger(__name__)
@@ -198,14 +198,20 @@ class ProxyRepository(StoredRepository):
             return local
         self.metrics.proxy("file", "miss")
         try:
+            blob = self.blobs.temp()
+        except InsufficientStorage:
+            lock.release()
+            raise
+        try:
             chunks, length = self.upstream.download(row.origin_url)
         except UpstreamError as exc:
+            blob.discard()
             lock.release()
             self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         size = row.size if row.size is not None else length
         return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename,
-                       stream=_StoringStream(self, chunks, row, lock), size=size)
+                       stream=_StoringStream(self, chunks, row, lock, blob), size=size)
 
     def open_metadata(self, filename: str) -> BlobRef | None:
         row = self._file_row(filename)
@@ -256,24 +262,36 @@ class _StoringStream:
     nothing is kept. close() (which the WSGI server always calls) releases the lock and the temp file whether
     or not the body was ever iterated, as for a HEAD request or a client that hung up."""
 
-    def __init__(self, proxy: ProxyRepository, chunks: Iterator[bytes], row: File, lock: FileLock) -> None:
+    def __init__(self, proxy: ProxyRepository, chunks: Iterator[bytes], row: File, lock: FileLock,
+                 blob: TempBlob) -> None:
         self.proxy = proxy
         self.chunks = chunks
         self.row = row
         self.lock = lock
-        self.blob = proxy.blobs.temp()
+        self.blob = blob
         self._body = self._pass_on()
 
     def __iter__(self) -> Iterator[bytes]:
         return self._body
 
     def _pass_on(self) -> Iterator[bytes]:
+        try:
+            yield from self._store_and_pass_on()
+        finally:  # on the way out, whichever: not every caller of an iterator that raised calls close()
+            self.blob.discard()
+            self.lock.release()
+
+    def _store_and_pass_on(self) -> Iterator[bytes]:
         held = b""
-        for chunk in self.chunks:
-            self.blob.write(chunk)
-            if held:
-                yield held
-            held = chunk
+        try:
+            for chunk in self.chunks:
+                self.blob.write(chunk)
+                if held:
+                    yield held
+                held = chunk
+        except InsufficientStorage as exc:
+            log.error("%s: %s not cached: %s", self.proxy.name, self.row.filename, exc.message)
+            raise  # the response breaks off: the client's download fails, and nothing is kept
         row, blob = self.row, self.blob
         if not hmac.compare_digest(blob.sha256, row.sha256) or row.size not in (None, blob.size):
             log.error("%s: %s from %s has sha256 %s (%d bytes), not the declared %s; not kept",

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import FileStorage, MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from pypilite import access
 from pypilite.audit import Actor
-from pypilite.errors import UserError
+from pypilite.errors import InsufficientStorage, UserError
 from pypilite.storage import BlobTooLarge, TempBlob
 from pypilite.uploads import publish
 from pypilite.web.context import principal, repository_name, services
 from pypilite.web.wrappers import MAX_FORM_MEMORY
 
 bp = Blueprint("upload", __name__)
+
+DRAIN_CHUNK = 1024 * 1024
 
 
 @bp.post("/", defaults={"repo": None})
@@ -48,7 +50,23 @@ def _read_body() -> tuple[MultiDict[str, str], FileStorage | None]:
     try:
         return request.form, request.files.get("content")
     except BlobTooLarge:
+        _drain()
         raise UserError(413, f"File too large: the limit is {limit_mb} MB") from None
+    except InsufficientStorage:
+        _drain()
+        raise
     except RequestEntityTooLarge:
         raise UserError(413, f"Upload too large: the limit is {limit_mb} MB for the file and "
                              f"{MAX_FORM_MEMORY // 2**20} MB for the other fields") from None
+
+
+def _drain() -> None:
+    """Read and drop the rest of a body refused mid-stream. A client still sending (twine, uv) reads no
+    answer when the server closes a socket with unread bytes in it: it gets a connection reset instead of the
+    reason. Bounded: the stream ends at Content-Length, which the app caps before reading a byte, and a
+    chunked body is capped the same way."""
+    try:
+        while request.stream.read(DRAIN_CHUNK):
+            pass
+    except (HTTPException, OSError):
+        pass  # the client hung up or overran the cap: nobody is left to read the answer

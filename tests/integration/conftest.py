@@ -3,6 +3,7 @@ this machine's own pip, uv and twine settings (which add indexes and a wheel fol
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,12 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+import urllib3
 
 from tests.conftest import TEST_REPOSITORIES
 
@@ -66,9 +68,20 @@ class LiveServer:
     admin_password: str
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)  # the server's environment: its config and data dir
 
     def simple(self, repo: str | None = None) -> str:
         return f"{self.url}/{repo}/simple/" if repo else f"{self.url}/simple/"
+
+    def command(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`python app.py ARGS` on this server's config and data dir (running or not)."""
+        return run([sys.executable, "app.py", *args], env=self.env, cwd=ROOT, check=False, timeout=timeout)
+
+    def assert_check_clean(self) -> str:
+        """`python app.py check`: every row has its blob and every blob its bytes; returns its summary."""
+        result = self.command("check")
+        assert result.returncode == 0 and " 0 missing, 0 corrupt" in result.stdout, result.stdout + result.stderr
+        return result.stdout
 
 
 def repositories_toml(repositories: list[dict]) -> str:
@@ -82,9 +95,12 @@ def repositories_toml(repositories: list[dict]) -> str:
 
 
 def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITORIES,
-                 data_dir: Path | None = None, settings: dict[str, str] | None = None) -> LiveServer:
+                 data_dir: Path | None = None, settings: dict[str, str] | None = None, *, workers: int = 2,
+                 preexec_fn: Callable[[], None] | None = None) -> LiveServer:
     """The real server; its `pypi` proxy points at `repositories`' upstreams, never at the internet.
-    `settings` are more PYPILITE_* variables."""
+    `data_dir` may be one an earlier server used (a restart); `settings` are more PYPILITE_* variables;
+    `preexec_fn` runs in the server process before it starts (e.g. to set a resource limit that its gunicorn
+    workers inherit)."""
     port = free_port()
     data_dir = data_dir or tmp / "data"
     config = tmp / f"pypilite-{port}.toml"
@@ -94,11 +110,11 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
     if mode == "app":
         command = [sys.executable, "app.py"]  # no command: serve
     else:
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2", "wsgi:app"]
-    log = tmp / f"server-{mode}.log"
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", str(workers), "wsgi:app"]
+    log = tmp / f"server-{mode}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
@@ -113,7 +129,7 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
         stop_server(process)
         raise AssertionError(f"server did not answer within {STARTUP_SECONDS}s:\n{log.read_text()}")
     password = (data_dir / "initial-admin-password").read_text().strip()
-    return LiveServer(url=url, data_dir=data_dir, admin_password=password, process=process, log=log)
+    return LiveServer(url=url, data_dir=data_dir, admin_password=password, process=process, log=log, env=env)
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
@@ -124,6 +140,54 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def twine_form(filename: str, data: bytes) -> tuple[bytes, str]:
+    """The multipart body twine sends for a wheel, and its Content-Type."""
+    name, version = filename.split("-")[:2]
+    fields = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version,
+              "filetype": "bdist_wheel", "pyversion": "py3", "metadata_version": "2.1",
+              "sha256_digest": hashlib.sha256(data).hexdigest(),
+              "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+              "content": (filename, data, "application/octet-stream")}
+    return urllib3.encode_multipart_formdata(fields)
+
+
+def listed(server: LiveServer, project: str, repo: str = "local") -> dict[str, dict]:
+    """A project's files as its JSON simple page lists them, by filename; none for an unknown project."""
+    response = requests.get(f"{server.simple(repo)}{project}/",
+                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=30)
+    if response.status_code == 404:
+        return {}
+    return {f["filename"]: f for f in response.json()["files"]}
+
+
+def group_processes(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group: a server started by start_server is one group,
+    gunicorn's master and all its workers."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the whole server at once, as a power cut or the OOM killer would, and wait until every process
+    of it is gone, so a restart never shares the data dir with a dying worker."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while group_processes(process.pid):
+        assert time.monotonic() < deadline, f"processes of group {process.pid} outlived SIGKILL"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module", params=["app", "gunicorn"])

@@ -134,7 +134,7 @@ def venv_python(tmp_path, client_env) -> Path:
 def test_anonymous_pip_reads_a_public_repository(live, setup, client_env, venv_python, tmp_path) -> None:
     # Publish the same project to the public repository, then install anonymously.
     dist = build(make_project(tmp_path, "open-thing", "1.0"), tmp_path / "dist", client_env)
-    twine(live, client_env, dist, "-u", "admin", "-p", live.admin_password, repo="local")
+    twine(live, client_env, dist, "-u", "admin", f"--password={live.admin_password}", repo="local")
     result = run([venv_python, "-m", "pip", "install", "--index-url", live.simple("local"), "open-thing"],
                  env=client_env, check=False)
     assert result.returncode == 0, result.stderr

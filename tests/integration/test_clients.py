@@ -30,13 +30,13 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
 
 def twine(live: LiveServer, env: dict[str, str], *args: str | Path, repo: str = "local", check: bool = True):
     return run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                "--repository-url", f"{live.url}/{repo}/", "-u", "admin", "-p", live.admin_password, *args],
+                "--repository-url", f"{live.url}/{repo}/", "-u", "admin", f"--password={live.admin_password}", *args],
                env=env, check=check)
 
 
 def uv_publish(live: LiveServer, env: dict[str, str], *args: str | Path, check: bool = True):
     return run([uv(), "publish", "--publish-url", f"{live.url}/local/", "--username", "admin",
-                "--password", live.admin_password, "--trusted-publishing", "never", "--no-progress", *args],
+                f"--password={live.admin_password}", "--trusted-publishing", "never", "--no-progress", *args],
                env=env, check=check)
 
 

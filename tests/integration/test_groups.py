@@ -50,7 +50,8 @@ def published(group: LiveServer, tmp_path_factory) -> LiveServer:
                                       ("secret-thing", "1.0", (), "team")):
         dists = build(make_project(tmp, name, version, dependencies=deps), tmp / name, env)
         run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-             "--repository-url", f"{group.url}/{repo}/", "-u", "admin", "-p", group.admin_password, *dists], env=env)
+             "--repository-url", f"{group.url}/{repo}/", "-u", "admin", f"--password={group.admin_password}", *dists],
+            env=env)
     return group
 
 

@@ -43,7 +43,7 @@ def people(live: LiveServer, tmp_path_factory) -> dict[str, tuple[str, str] | No
         files = build(make_project(tmp, "mgmt-demo", version), tmp / version, env)
         for repo in ("team", "local"):
             run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                 "--repository-url", f"{live.url}/{repo}/", "-u", "admin", "-p", live.admin_password, *files],
+                 "--repository-url", f"{live.url}/{repo}/", "-u", "admin", f"--password={live.admin_password}", *files],
                 env=env)
     return {ADMIN: admin, UPLOADER: (UPLOADER, f"{UPLOADER}-password"), READER: (READER, f"{READER}-password"),
             ANONYMOUS: None}
@@ -129,7 +129,7 @@ def test_a_deleted_filename_cannot_come_back(live: LiveServer, people, tmp_path)
     files = build(make_project(tmp_path, "mgmt-demo", "1.0"), tmp_path / "dist", env)
     sdist = [f for f in files if f.name.endswith(".tar.gz")]
     again = run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                 "--repository-url", f"{live.url}/local/", "-u", "admin", "-p", live.admin_password, *sdist],
+                 "--repository-url", f"{live.url}/local/", "-u", "admin", f"--password={live.admin_password}", *sdist],
                 env=env, check=False)
     assert again.returncode != 0 and "already been used" in again.stdout + again.stderr
     audit = requests.get(f"{live.url}{API}/admin/audit?q=mgmt_demo-1.0.tar.gz", auth=people[ADMIN], timeout=10)

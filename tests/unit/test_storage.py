@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from pypilite import locks, storage
+from pypilite.locks import FileLock
 from pypilite.storage import BlobStore, BlobTooLarge
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_commit_moves_bytes_to_their_address(tmp_path: Path) -> None:
@@ -55,11 +65,60 @@ def test_paths_only_for_digests(tmp_path: Path, bad: str) -> None:
         BlobStore(tmp_path).path(bad)
 
 
-def test_sweep_removes_only_abandoned_temp_files(tmp_path: Path) -> None:
-    import os
+def _die_writing(directory: Path, what: str) -> None:
+    """A process killed with SIGKILL in the middle of writing: a temp blob, or while holding a lock."""
+    code = {
+        "blob": "from pypilite.storage import BlobStore\n"
+                f"BlobStore(Path({str(directory)!r})).temp().write(b'half a file')\n",
+        "lock": "from pypilite.locks import FileLock\n"
+                f"FileLock(Path({str(directory)!r}) / 'locks', 'blob/x').acquire(1)\n",
+    }[what]
+    script = f"import os, signal\nfrom pathlib import Path\n{code}os.kill(os.getpid(), signal.SIGKILL)\n"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=60)
+    assert result.returncode == -signal.SIGKILL
+
+
+def test_sweep_removes_temp_files_whose_writer_died_and_keeps_live_ones(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
-    old, young = store.temp(), store.temp()
-    os.utime(old.path, (0, 0))
-    assert store.sweep_temp(older_than=3600) == 1
-    assert not old.path.exists() and young.path.exists()
-    young.discard()
+    live = store.temp()
+    live.write(b"still arriving")
+    live.flush()
+    _die_writing(tmp_path, "blob")
+    [dead] = [p for p in store.tmp.iterdir() if p != live.path]
+    assert dead.read_bytes() == b"half a file"
+    empty = store.tmp / "upload-empty.part"  # its writer died before writing a byte
+    empty.touch()
+
+    assert sorted(store.abandoned_temp()) == sorted([dead, empty])
+    assert store.sweep_temp() == 2
+    assert list(store.tmp.iterdir()) == [live.path]
+    assert store.commit(live) == hashlib.sha256(b"still arriving").hexdigest()
+
+
+def test_a_sweep_waits_for_writers_between_creating_and_locking_their_file(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    with storage._directory_lock(store.tmp, fcntl.LOCK_SH):  # a writer in that moment
+        newborn = store.tmp / "upload-newborn.part"
+        newborn.touch()
+        sweeper = threading.Thread(target=store.sweep_temp)
+        sweeper.start()
+        sweeper.join(0.5)
+        assert sweeper.is_alive() and newborn.exists()
+        held = os.open(newborn, os.O_RDONLY)
+        fcntl.flock(held, fcntl.LOCK_EX)
+    sweeper.join(10)
+    assert not sweeper.is_alive() and newborn.exists()
+    os.close(held)
+
+
+def test_a_lock_left_by_a_dead_holder_neither_blocks_nor_survives_a_sweep(tmp_path: Path) -> None:
+    _die_writing(tmp_path, "lock")
+    assert len(list((tmp_path / "locks").iterdir())) == 1
+    held = FileLock(tmp_path / "locks", "blob/y").acquire(1)
+    with FileLock(tmp_path / "locks", "blob/x").acquire(timeout=0):  # the dead holder's lock is free
+        pass
+    _die_writing(tmp_path, "lock")
+    assert locks.sweep(tmp_path / "locks") == 1
+    assert list((tmp_path / "locks").iterdir()) == [held.path]  # a live holder's stays
+    held.release()
+    assert locks.sweep(tmp_path / "locks") == 0 and list((tmp_path / "locks").iterdir()) == []
