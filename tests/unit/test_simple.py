@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from pypilite.models import database
+from pypilite.repositories import stored
 from tests.conftest import Index
 from tests.distfactory import sdist_bytes, wheel_bytes
 
@@ -269,3 +271,17 @@ def test_private_repository_challenges_anonymous_readers(tmp_path) -> None:
 def test_head_requests_work(populated: Index) -> None:
     response = populated.client.head("/local/simple/demo/")
     assert response.status_code == 200 and response.data == b""
+
+
+@pytest.mark.parametrize("query, params", [
+    (stored._FILE_BY_NAME, (1, "p0-1.0-py3-none-any.whl")),
+    (stored._FILES_OF_PROJECT, (1,)),
+])
+def test_hot_lookups_never_walk_a_whole_repository(index: Index, query: str, params: tuple) -> None:
+    """What one download or page costs must not grow with the number of projects beside it."""
+    for n in range(30):
+        assert index.upload(f"p{n}-1.0-py3-none-any.whl", wheel_bytes(f"p{n}", "1.0")).status_code == 200
+    plan = index.run(lambda: database.execute_sql(f"EXPLAIN QUERY PLAN {query}", params).fetchall())
+    first_step = plan[0][-1]
+    assert first_step.startswith("SEARCH f USING") and ("(filename=?)" in first_step or "(project_id=?)" in first_step)
+    assert not any("SCAN" in step[-1] for step in plan), plan
