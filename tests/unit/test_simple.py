@@ -173,9 +173,17 @@ def test_files_support_range_and_conditional_requests(populated: Index) -> None:
     url = _resolve("/local/simple/demo/", page["files"][0]["url"])
     full = populated.get(url)
     assert "immutable" in full.headers["Cache-Control"]
+    assert full.headers["Content-Length"] == str(len(full.data)) and full.headers["Accept-Ranges"] == "bytes"
     partial = populated.get(url, headers={"Range": "bytes=0-9"})
     assert partial.status_code == 206 and partial.data == full.data[:10]
+    assert partial.headers["Content-Range"] == f"bytes 0-9/{len(full.data)}"
+    tail = populated.get(url, headers={"Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.data == full.data[-5:]
+    beyond = populated.get(url, headers={"Range": f"bytes={len(full.data) + 10}-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(full.data)}"
     assert populated.get(url, headers={"If-None-Match": full.headers["ETag"]}).status_code == 304
+    head = populated.client.head(url)
+    assert head.status_code == 200 and head.data == b"" and head.headers["Content-Length"] == str(len(full.data))
 
 
 @pytest.mark.parametrize("mangle", [
