@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 from werkzeug.exceptions import HTTPException
 
 from pypilite import catalog, descriptions
-from pypilite.auth import ANONYMOUS, challenge
+from pypilite.auth import challenge
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
 from pypilite.web import clientsetup
@@ -69,7 +69,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _error_page(status: int, message: str) -> Response:
     # An error page may be the answer to credentials that failed: it must not try them again.
-    body = render_template("ui/error.html", status=status, message=message, who=g.get("principal", ANONYMOUS))
+    body = render_template("ui/error.html", status=status, message=message, who=request.principal_if_known())
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 

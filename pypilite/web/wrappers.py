@@ -11,7 +11,7 @@ from typing import IO
 
 from flask import Request
 
-from pypilite.auth import Principal
+from pypilite.auth import ANONYMOUS, Principal
 from pypilite.storage import TempBlob
 from pypilite.web.context import services
 
@@ -35,6 +35,11 @@ class PypiliteRequest(Request):
     def principal(self) -> Principal:
         """Who sent this request, authenticated when first asked and then known for the rest of it."""
         return services().authenticator.authenticate(self)
+
+    def principal_if_known(self) -> Principal:
+        """Who this request turned out to be, without trying its credentials (again): anonymous when nobody
+        asked yet, or when they failed."""
+        return self.__dict__.get("principal", ANONYMOUS)
 
     def discard_temp_blobs(self) -> None:
         for blob in self.temp_blobs:

@@ -165,6 +165,13 @@ def test_unknown_or_invalid_things_are_404(index: Index, url: str) -> None:
     assert response.mimetype == "text/html"
 
 
+def test_an_error_page_still_knows_who_is_signed_in_and_never_retries_bad_credentials(index: Index) -> None:
+    signed_in = index.get("/ui/local/nothing-here/", headers=index.auth)
+    assert signed_in.status_code == 404 and b'title="signed in">admin<' in signed_in.data
+    failed = index.get("/ui/local/", headers=basic("admin", "wrong"))
+    assert failed.status_code == 401 and b'title="signed in"' not in failed.data
+
+
 def test_a_non_normalized_project_name_redirects_keeping_the_version(index: Index) -> None:
     response = index.get("/ui/local/Public_Pkg/?version=1.0")
     assert response.status_code == 301
