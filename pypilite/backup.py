@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pypilite.storage import BlobStore, TempBlob, _fsync_dir
+from pypilite.storage import BlobStore, TempBlob, fsync_dir
 
 DATABASE_NAME = "pypilite.db"
 INITIAL_PASSWORD = "initial-admin-password"
@@ -79,11 +79,11 @@ def backup(database_path: Path, blobs: BlobStore, dest: Path) -> BackupReport:
             report.linked += linked
             directories.add(target.path(sha256).parent)
         for directory in sorted(directories):  # the new names must survive a power cut before the database
-            _fsync_dir(directory)
+            fsync_dir(directory)
         _copy_small(blobs.root.parent / INITIAL_PASSWORD, dest / INITIAL_PASSWORD, target.tmp)
         report.database_bytes = partial.stat().st_size
         os.replace(partial, dest / DATABASE_NAME)
-        _fsync_dir(dest)
+        fsync_dir(dest)
     except OSError as exc:
         raise BackupError(f"backup to {str(dest)!r} failed: {exc.strerror or exc}") from None
     finally:

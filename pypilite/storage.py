@@ -158,7 +158,7 @@ class BlobStore:
             with out_of_space_is_507():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(blob.path, final)
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         blob.committed = True
         blob.close()
         return sha256
@@ -199,7 +199,8 @@ class BlobStore:
             blob.discard()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename (or a new entry) in `path` durable: the directory's own metadata is written separately."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
