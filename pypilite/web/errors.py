@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from flask import Flask, Response, request
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from pypilite.errors import UserError
@@ -39,19 +41,21 @@ def _error(status: int, message: str) -> Response:
 
 
 def register(app: Flask) -> None:
-    @app.errorhandler(UserError)
+    answer_errors(app, _error)
+
+
+def answer_errors(scope: Flask | Blueprint, render: Callable[[int, str], Response]) -> None:
+    """Refusals and HTTP errors in `scope` answered with `render(status, message)`, keeping the headers an
+    HTTP error brings: WWW-Authenticate on a 401 (pip and browsers ask for credentials only then), Allow on a
+    405."""
+    @scope.errorhandler(UserError)
     def _user_error(exc: UserError) -> Response:
-        return _error(exc.status, exc.message)
+        return render(exc.status, exc.message)
 
-    @app.errorhandler(HTTPException)
+    @scope.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        return with_headers_of(exc, _error(exc.code or 500, exc.description or exc.name))
-
-
-def with_headers_of(exc: HTTPException, response: Response) -> Response:
-    """An error answered with a body of our own still carries the headers the error brings: WWW-Authenticate
-    on a 401 (pip and browsers ask for credentials only then), Allow on a 405."""
-    for name, value in exc.get_headers():
-        if name.lower() != "content-type":
-            response.headers.add(name, value)
-    return response
+        response = render(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers.add(name, value)
+        return response

@@ -13,7 +13,6 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
-from werkzeug.exceptions import HTTPException
 
 from pypilite import catalog, descriptions
 from pypilite.auth import challenge
@@ -21,7 +20,7 @@ from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
 from pypilite.web import clientsetup
 from pypilite.web.context import principal, readable_repository, services
-from pypilite.web.errors import with_headers_of
+from pypilite.web.errors import answer_errors
 
 bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/ui")
 
@@ -57,20 +56,13 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-@bp.errorhandler(UserError)
-def _user_error(exc: UserError) -> Response:
-    return _error_page(exc.status, exc.message)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Response:
-    return with_headers_of(exc, _error_page(exc.code or 500, exc.description or exc.name))
-
-
 def _error_page(status: int, message: str) -> Response:
     # An error page may be the answer to credentials that failed: it must not try them again.
     body = render_template("ui/error.html", status=status, message=message, who=request.principal_if_known())
     return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+
+answer_errors(bp, _error_page)
 
 
 def _common() -> dict[str, Any]:
