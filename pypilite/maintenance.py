@@ -20,7 +20,6 @@ from pypilite.models import File, database
 from pypilite.storage import BlobStore
 
 GC_GRACE_SECONDS = 3600
-CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -41,11 +40,8 @@ class Report:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def check(blobs: BlobStore, gc: bool = False) -> Report:
