@@ -7,6 +7,7 @@ stops its whole process group, so a benchmark leaves nothing running on Ctrl-C o
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class Load:
     requests: int
     errors: int
     rps: float
+    latency_ms: dict[str, float] = field(default_factory=dict)  # "p50", "p90", "p99" when asked for
 
 
 # --- processes -------------------------------------------------------------------------------------------
@@ -161,6 +163,10 @@ def versions(python: Path, *distributions: str) -> dict[str, str]:
 
 # --- load ------------------------------------------------------------------------------------------------
 
+# wrk --latency's distribution lines, e.g. "     99%    3.21ms".
+_LATENCY = re.compile(r"^\s+(50|90|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
 # With `strict`, the script also counts every answer but 200 (wrk itself counts only 4xx and 5xx, so a
 # redirect elsewhere would pass for a served request) and prints the sum when it is done.
 _STRICT_LUA = """\
@@ -202,10 +208,13 @@ def wrk_script(directory: Path, paths: list[str], headers: dict[str, str], stric
 
 
 def load_wrk(wrk: str, base_url: str, paths: list[str], headers: dict[str, str], duration: int,
-             scratch: Path, strict: bool = False, script: Path | None = None) -> Load:
-    """wrk cycling through `paths`, or running a `script` of the caller's own instead."""
+             scratch: Path, strict: bool = False, script: Path | None = None, connections: int = CONNECTIONS,
+             latency: bool = False) -> Load:
+    """wrk cycling through `paths`, or running a `script` of the caller's own instead (a strict one prints
+    its count of answers other than 200 as wrk_script's does); with `latency`, its percentiles too."""
     script = script or wrk_script(scratch, paths, headers, strict)
-    argv = [*pinned(CLIENT_CPU), wrk, "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script), base_url]
+    argv = [*pinned(CLIENT_CPU), wrk, "-t1", f"-c{connections}", f"-d{duration}s", *(["--latency"] if latency else []),
+            "-s", str(script), base_url]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
     except subprocess.CalledProcessError as exc:
@@ -226,7 +235,13 @@ def load_wrk(wrk: str, base_url: str, paths: list[str], headers: dict[str, str],
     else:
         errors = int(non_2xx.group(1)) if non_2xx else 0
     errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
-    return Load(int(total.group(1)), errors, float(rate.group(1)))
+    percentiles = {f"p{m.group(1)}": float(m.group(2)) * _UNIT_MS[m.group(3)] for m in _LATENCY.finditer(out)}
+    return Load(int(total.group(1)), errors, float(rate.group(1)), percentiles)
+
+
+def basic_auth(auth: tuple[str, str]) -> dict[str, str]:
+    """The Authorization header for HTTP Basic with (user, password)."""
+    return {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
 
 
 def _fetch(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[bool, bool]:

@@ -14,7 +14,6 @@ the limits, since absolute numbers move with the machine and its neighbours.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import dataclasses
 import importlib.metadata
@@ -31,9 +30,9 @@ from pathlib import Path
 import requests
 
 from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    bench_main, clean_env, free_port, gunicorn_args, launch, load_wrk, pinned)
-from corpus import Dist, install_project_name, write_corpus, write_install_corpus
-from run import Server, start_pypilite, upload
+                    basic_auth, bench_main, clean_env, free_port, gunicorn_args, launch, load_wrk, pinned)
+from corpus import install_project_name, write_corpus, write_install_corpus
+from run import Server, start_pypilite, upload_corpus
 
 JSON = "application/vnd.pypi.simple.v1+json"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -252,18 +251,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _basic(auth: tuple[str, str]) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
-
-
-def _upload_all(server: Server, dists: list[Dist]) -> float:
-    started = time.perf_counter()
-    with requests.Session() as session:
-        for dist in dists:
-            upload(session, server, dist)
-    return time.perf_counter() - started
-
-
 def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> None:
     if not WRK:
         raise BenchError("wrk is needed (Debian: apt-get install wrk)")
@@ -275,12 +262,12 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     config.write_text(REPOSITORIES)
     pypilite = start_pypilite(stack, workdir, settings={"PYPILITE_CONFIG": str(config)})
     print(f"pypilite: uploading {len(dists) + len(installable)} wheels ...", flush=True)
-    seconds = _upload_all(pypilite, dists + installable)
+    seconds = upload_corpus(pypilite, dists + installable).seconds
     print(f"pypilite: {len(dists) + len(installable)} uploads in {seconds:.1f} s", flush=True)
     scale = write_corpus(workdir / "scale-corpus", args.scale_projects, args.scale_versions, prefix="bench-scale")
     if scale:
         print(f"pypilite: uploading {len(scale)} more wheels to `scale` ...", flush=True)
-        seconds = _upload_all(dataclasses.replace(pypilite, upload_path="/scale/"), scale)
+        seconds = upload_corpus(dataclasses.replace(pypilite, upload_path="/scale/"), scale).seconds
         print(f"pypilite: {len(scale)} uploads in {seconds:.1f} s", flush=True)
     accel = start_pypilite(stack, workdir, "pypilite-accel",
                            {"PYPILITE_CONFIG": str(config), "PYPILITE_SERVER_X_ACCEL_REDIRECT": ACCEL_LOCATION})
@@ -296,7 +283,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         etags = [session.get(pypilite.base_url + p, timeout=30).headers["ETag"] for p in pages]
         wheels = [f"/files/local/{d.sha256}/{d.filename}" for d in dists]
     group_pages = [p.replace("/local/", "/all/") for p in pages]
-    auth = _basic(pypilite.auth)
+    auth = basic_auth(pypilite.auth)
     html = {"Accept": "text/html"}
     json_ = {"Accept": JSON}
     targets = [

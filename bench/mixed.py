@@ -15,31 +15,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import statistics
-import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-from common import CLIENT_CPU, WRK, BenchError, bench_main, pinned
+from common import WRK, BenchError, Load, basic_auth, bench_main, load_wrk
 from corpus import Dist, write_corpus
-from limits import ACCEL_LOCATION, NGINX, REPOSITORIES, _basic, _upload_all, start_nginx
-from run import start_pypilite
+from limits import ACCEL_LOCATION, NGINX, REPOSITORIES, start_nginx
+from run import start_pypilite, upload_corpus
 
 # Uploads written ahead: more than a default run can send, so every upload is a new file.
 UPLOAD_POOL = 1500
-_LATENCY = re.compile(r"^\s+(50|90|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-@dataclass(frozen=True)
-class Run:
-    rps: float
-    requests: int
-    errors: int
-    latency_ms: dict[str, float]
 
 
 def _lua_bytes(data: bytes) -> str:
@@ -98,24 +85,6 @@ def mixed_script(script: Path, pages: list[str], wheels: list[str], uploads: lis
     return script
 
 
-def load(base_url: str, script: Path, duration: int, connections: int) -> Run:
-    argv = [*pinned(CLIENT_CPU), WRK, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
-            base_url]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
-    except subprocess.CalledProcessError as exc:
-        raise BenchError(f"wrk failed: {exc.stderr.strip() or exc.stdout.strip()}") from None
-    total = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    not_200 = re.search(r"answers other than 200: (\d+)", out)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if not total or not rate or not not_200:
-        raise BenchError(f"wrk printed no result: {out.strip()[-300:]}")
-    latency = {f"p{m.group(1)}": float(m.group(2)) * _UNIT_MS[m.group(3)] for m in _LATENCY.finditer(out)}
-    errors = int(not_200.group(1)) + (sum(map(int, sockets.groups())) if sockets else 0)
-    return Run(float(rate.group(1)), int(total.group(1)), errors, latency)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--projects", type=int, default=200, help="projects in the corpus (default 200)")
@@ -143,21 +112,22 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     settings = {"PYPILITE_CONFIG": str(config)}
     direct = start_pypilite(stack, workdir, "pypilite", settings, workers=args.workers)
     print(f"pypilite: {args.workers} workers; uploading {len(dists)} wheels ...", flush=True)
-    _upload_all(direct, dists)
+    upload_corpus(direct, dists)
     accel = start_pypilite(stack, workdir, "pypilite-accel",
                            settings | {"PYPILITE_SERVER_X_ACCEL_REDIRECT": ACCEL_LOCATION}, workers=args.workers)
     _, front = start_nginx(stack, workdir, accel)
     pages = sorted({f"/local/simple/{d.project}/" for d in dists})
     wheels = [f"/files/local/{d.sha256}/{d.filename}" for d in dists]
     half = len(uploads) // 2  # each setup uploads files of its own: a second upload of one would change nothing
-    scripts = {"pypilite": mixed_script(workdir / "direct.lua", pages, wheels, uploads[:half], _basic(direct.auth)),
+    scripts = {"pypilite": mixed_script(workdir / "direct.lua", pages, wheels, uploads[:half], basic_auth(direct.auth)),
                "nginx + pypilite": mixed_script(workdir / "front.lua", pages, wheels, uploads[half:],
-                                                _basic(direct.auth))}
+                                                basic_auth(direct.auth))}
     targets = {"pypilite": direct.base_url, "nginx + pypilite": front}
-    results: dict[str, list[Run]] = {name: [] for name in targets}
+    results: dict[str, list[Load]] = {name: [] for name in targets}
     for round_no in range(1, args.rounds + 1):
         for name, url in targets.items():
-            measured = load(url, scripts[name], args.duration, args.connections)
+            measured = load_wrk(WRK, url, [], {}, args.duration, workdir, strict=True, script=scripts[name],
+                                connections=args.connections, latency=True)
             results[name].append(measured)
             print(f"round {round_no}/{args.rounds}  {name:<17} {measured.rps:8.1f} req/s  p50 "
                   f"{measured.latency_ms.get('p50', 0):6.2f} ms  p99 {measured.latency_ms.get('p99', 0):7.2f} ms"

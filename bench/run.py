@@ -13,7 +13,6 @@ started here is stopped on the way out, Ctrl-C and errors included.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import importlib.metadata
 import io
@@ -32,6 +31,7 @@ from typing import BinaryIO
 import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
+                    basic_auth,
                     children, clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, tail,
                     versions)
 from corpus import Dist, write_corpus, write_large_wheel
@@ -251,10 +251,7 @@ def served_formats(server: Server, expected: dict[str, list[str]]) -> list[str]:
 
 
 def _headers(media_type: str, auth: tuple[str, str] | None) -> dict[str, str]:
-    headers = {"Accept": media_type}
-    if auth is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
-    return headers
+    return {"Accept": media_type} | (basic_auth(auth) if auth is not None else {})
 
 
 def _page_runs(servers: list[Server]) -> list[tuple[str, Server, dict[str, str]]]:
