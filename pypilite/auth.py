@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Request
 from werkzeug.exceptions import TooManyRequests, Unauthorized
@@ -64,6 +64,9 @@ class Principal:
     read_only: bool = False
     # repository ids a narrowed token may touch; None: not narrowed
     scope: frozenset[int] | None = None
+    # When these credentials must be checked again even if nothing changes in the database: a token expires,
+    # and its last use is written down once a LAST_USED_RESOLUTION. None: only a change can end them.
+    until: datetime | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -176,11 +179,13 @@ class Authenticator:
             raise _failed(owner, address, f"token {token_id} revoked or expired", message="Token revoked or expired")
         if last_used is None or last_used < now - LAST_USED_RESOLUTION:
             Token.update(last_used=now).where(Token.id == token_id).execute()
+            last_used = now
         scope = None
         if narrowed:
             scope = frozenset(r for (r,) in database.execute_sql(_TOKEN_SCOPE, (token_id,)).fetchall())
         return Principal(name=owner, user_id=owner_id, admin=bool(admin), robot=bool(robot),
-                         token_id=token_id, read_only=bool(read_only), scope=scope)
+                         token_id=token_id, read_only=bool(read_only), scope=scope,
+                         until=min(last_used + LAST_USED_RESOLUTION, expires or datetime.max))
 
 
 def _throttle(username: str, address: str) -> None:

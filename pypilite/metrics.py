@@ -17,6 +17,8 @@ import shutil
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -34,6 +36,9 @@ UNMATCHED = "(unmatched)"
 # A scrape that meets a worker's file half-created reads the directory again, this often at most.
 SCRAPE_TRIES = 3
 SCRAPE_RETRY_SECONDS = 0.01
+
+
+_recorded: ContextVar[list[tuple[str, str]] | None] = ContextVar("pypilite_recorded_lookups", default=None)
 
 
 def multiprocess_dir() -> str | None:
@@ -86,6 +91,19 @@ class Metrics:
 
     def proxy(self, kind: str, result: str) -> None:
         self._proxy.labels(kind, result).inc()
+        recorded = _recorded.get()
+        if recorded is not None:
+            recorded.append((kind, result))
+
+    @contextmanager
+    def recording(self) -> Iterator[list[tuple[str, str]]]:
+        """The proxy lookups counted inside, so that an answer given again without them counts them again."""
+        recorded: list[tuple[str, str]] = []
+        token = _recorded.set(recorded)
+        try:
+            yield recorded
+        finally:
+            _recorded.reset(token)
 
     def upstream_error(self, kind: str) -> None:
         self._upstream_errors.labels(kind).inc()

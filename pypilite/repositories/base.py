@@ -80,8 +80,23 @@ def sort_files(files: list[DistFile]) -> tuple[DistFile, ...]:
     return tuple(sorted(files, key=lambda f: (version_key(f.version), f.filename)))
 
 
-# What page_etag answers when the repository knows, as cheaply, that it has no such project.
-NO_PAGE = "no-page"
+@dataclass(frozen=True)
+class PageTag:
+    """What page_tag knows of a page without building it: its ETag (None: there is no such page), and until
+    when that holds if the database does not change (a proxy's cached answer goes stale on its own; None:
+    only a change ends it)."""
+
+    etag: str | None
+    until: datetime | None = None
+
+
+# What page_tag answers when the repository knows, for good, that it has no such project.
+NO_PAGE = PageTag(None)
+
+
+def earliest(*moments: datetime | None) -> datetime | None:
+    """The first of several deadlines, None standing for "never"."""
+    return min((m for m in moments if m is not None), default=None)
 
 
 class Repository(ABC):
@@ -100,9 +115,9 @@ class Repository(ABC):
         """The ETag project_index() would carry, found without listing anything; None when unknown."""
         return None
 
-    def page_etag(self, name: str) -> str | None:
-        """The ETag project_page(name) would carry, found without building the page; NO_PAGE when it would
-        be None; None when neither can be known cheaply (the page must then be built)."""
+    def page_tag(self, name: str) -> PageTag | None:
+        """The ETag project_page(name) would carry, found without building the page (a tag without an ETag
+        when the page would be None); None when neither can be known cheaply (the page must then be built)."""
         return None
 
     @abstractmethod

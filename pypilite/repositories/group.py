@@ -19,12 +19,13 @@ from collections.abc import Callable
 
 from pypilite.errors import BadRequest, UserError
 from pypilite.repositories.base import (
-    NO_PAGE,
     BlobRef,
     DistFile,
+    PageTag,
     ProjectIndex,
     ProjectPage,
     Repository,
+    earliest,
     sort_files,
 )
 from pypilite.repositories.hosted import HostedRepository
@@ -73,19 +74,21 @@ class GroupRepository(Repository):
         return ([leaf for leaf in leaves if isinstance(leaf, HostedRepository)],
                 [leaf for leaf in leaves if not isinstance(leaf, HostedRepository)])
 
-    def page_etag(self, name: str) -> str | None:
-        """The members' own page ETags, chosen by the same rules as project_page, so a repeated group page
+    def page_tag(self, name: str) -> PageTag | None:
+        """The members' own page tags, chosen by the same rules as project_page, so a repeated group page
         costs one indexed read per member asked and no merging."""
         hosted, others = self._split()
         if name in self.pass_through:
-            etags = _etags(hosted + others, name)
+            tags = _tags(hosted + others, name)
         else:
-            etags = _etags(hosted, name)
-            if etags == [] and not self._held_privately(name):
-                etags = _etags(others, name)
-        if etags is None:
+            tags = _tags(hosted, name)
+            if tags is not None and _held(tags) == [] and not self._held_privately(name):
+                tags = _tags(others, name)
+        if tags is None:
             return None
-        return self._page_etag(name, etags) if etags else NO_PAGE
+        until = earliest(*(tag.until for tag in tags))
+        etags = _held(tags)
+        return PageTag(self._page_etag(name, etags) if etags else None, until)
 
     def _page_etag(self, name: str, member_etags: list[str]) -> str:
         return _combine(f"{self.name}:{name in self.pass_through}", member_etags)
@@ -155,12 +158,15 @@ def _pages(members: list[Repository], name: str, cached: bool, tolerate_failures
     return pages
 
 
-def _etags(members: list[Repository], name: str) -> list[str] | None:
-    """The page ETags of the members holding the project, in member order; None when one cannot tell."""
-    etags = [member.page_etag(name) for member in members]
-    if None in etags:
-        return None
-    return [etag for etag in etags if etag != NO_PAGE]
+def _tags(members: list[Repository], name: str) -> list[PageTag] | None:
+    """The members' page tags, in member order; None when one cannot tell."""
+    tags = [member.page_tag(name) for member in members]
+    return None if None in tags else tags
+
+
+def _held(tags: list[PageTag]) -> list[str]:
+    """The ETags of the members that hold the page."""
+    return [tag.etag for tag in tags if tag.etag is not None]
 
 
 def _combine(name: str, etags: list[str]) -> str:

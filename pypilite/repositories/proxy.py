@@ -22,7 +22,7 @@ from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
 from pypilite.models import File, Project, UpstreamPage, database, first, utcnow, write_transaction
-from pypilite.repositories.base import NO_PAGE, BlobRef, ProjectPage
+from pypilite.repositories.base import BlobRef, PageTag, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.stored import PROJECT, StoredRepository
 from pypilite.storage import BlobStore, BlobTooLarge, TempBlob
@@ -96,25 +96,31 @@ class ProxyRepository(StoredRepository):
             models.Repository.update(serial=models.Repository.serial + 1).where(
                 models.Repository.id == self.row.id).execute()
 
-    def page_etag(self, name: str) -> str | None:
+    def page_tag(self, name: str) -> PageTag | None:
         """Known without a fetch only while the cached answer (a page, or the upstream's 404) is fresh."""
         row = database.execute_sql(
             f'SELECT u.fetched, u.not_found, p.id, p.serial FROM "{UPSTREAM_PAGE}" u LEFT JOIN "{PROJECT}" p '
             "ON p.repository_id = u.repository_id AND p.name = u.name WHERE u.repository_id = ? AND u.name = ?",
             (self.id, name)).fetchone()
-        if row is None or not self._fresh(UpstreamPage.fetched.python_value(row[0]), not_found=bool(row[1])):
+        if row is None:
             return None
-        if row[1]:
-            return NO_PAGE
-        return self._page_etag(row[2], row[3]) if row[2] is not None else None
+        fetched, not_found = UpstreamPage.fetched.python_value(row[0]), bool(row[1])
+        if not self._fresh(fetched, not_found):
+            return None
+        until = fetched + self._ttl(not_found)
+        if not_found:
+            return PageTag(None, until)
+        return PageTag(self._page_etag(row[2], row[3]), until) if row[2] is not None else None
 
     def _state(self, name: str) -> UpstreamPage | None:
         return first(UpstreamPage.raw(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?',
                                       self.id, name))
 
+    def _ttl(self, not_found: bool) -> timedelta:
+        return min(self.ttl, NOT_FOUND_TTL) if not_found else self.ttl
+
     def _fresh(self, fetched: datetime, not_found: bool) -> bool:
-        ttl = min(self.ttl, NOT_FOUND_TTL) if not_found else self.ttl
-        return utcnow() - fetched < ttl
+        return utcnow() - fetched < self._ttl(not_found)
 
     def _cached(self, name: str, state: UpstreamPage) -> ProjectPage | None:
         return None if state.not_found else super().project_page(name)

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from pypilite import models
 from pypilite.models import File, Project, columns, database, first, from_row
-from pypilite.repositories.base import NO_PAGE, BlobRef, DistFile, ProjectIndex, ProjectPage, Repository, sort_files
+from pypilite.repositories.base import (
+    NO_PAGE,
+    BlobRef,
+    DistFile,
+    PageTag,
+    ProjectIndex,
+    ProjectPage,
+    Repository,
+    sort_files,
+)
 from pypilite.storage import BlobStore
 
 
@@ -39,10 +48,10 @@ class StoredRepository(Repository):
     def has_project(self, name: str) -> bool:
         return Project.select().where((Project.repository == self.row.id) & (Project.name == name)).exists()
 
-    def page_etag(self, name: str) -> str | None:
+    def page_tag(self, name: str) -> PageTag | None:
         row = database.execute_sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
                                    (self.id, name)).fetchone()
-        return self._page_etag(*row) if row is not None else NO_PAGE
+        return PageTag(self._page_etag(*row)) if row is not None else NO_PAGE
 
     def _page_etag(self, project_id: int, serial: int) -> str:
         return f"{self._etag_base}.{project_id}.{serial}"

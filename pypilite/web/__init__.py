@@ -1,15 +1,15 @@
 """The web layer: one blueprint per URL family, wired with the per-request database connection and the
-request metrics."""
+request metrics, behind the memo of answers given before."""
 
 from __future__ import annotations
 
-import threading
 from time import perf_counter
 
 from flask import Flask, Response, request
 
-from pypilite.models import database
+from pypilite.models import database, release_connection
 from pypilite.web import api, errors, files, ops, simple, ui, upload
+from pypilite.web.memo import Memo
 from pypilite.web.wrappers import PypiliteRequest
 
 
@@ -37,12 +37,6 @@ def register(app: Flask) -> None:
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
         request.discard_temp_blobs()
-        if database.is_closed():
-            return
-        # A gunicorn sync worker answers every request on its main thread: its connection stays open for
-        # the next one, never inside a transaction a failure left behind. Threads of the development server
-        # come and go, and close theirs.
-        if threading.current_thread() is not threading.main_thread():
-            database.close()
-        elif getattr(connection := database.connection(), "in_transaction", False):
-            connection.rollback()
+        release_connection()
+
+    app.wsgi_app = Memo(app.wsgi_app, metrics)  # type: ignore[method-assign]

@@ -17,6 +17,7 @@ from werkzeug.wsgi import wrap_file
 
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
+from pypilite.web import memo
 from pypilite.web.context import principal, readable_repository, services
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,12 @@ def _send_blob(ref: BlobRef) -> Response:
         response = Response(wrap_file(request.environ, file), direct_passthrough=True, headers=[
             ("Content-Type", "application/octet-stream"), ("Content-Length", str(size)),
             ("Content-Disposition", f'inline; filename="{ref.download_name}"'), ("ETag", quote_etag(ref.sha256))])
-        return response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
+        response = response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
     except BaseException:
         file.close()
         raise
+    memo.offer(path=ref.path)  # the URL names the bytes: only a database change can change the answer
+    return response
 
 
 def _accelerated(sha256: str, filename: str, location: str) -> Response | None:
@@ -91,6 +94,7 @@ def _accelerated(sha256: str, filename: str, location: str) -> Response | None:
     response = Response(mimetype="application/octet-stream")
     response.headers["X-Accel-Redirect"] = location + path.relative_to(blobs.root).as_posix()
     response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    memo.offer(requires=path)
     return response
 
 

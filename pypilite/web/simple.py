@@ -16,7 +16,8 @@ from packaging.utils import InvalidName, canonicalize_name
 from werkzeug.http import quote_etag
 
 from pypilite.errors import NotFound
-from pypilite.repositories.base import NO_PAGE, ProjectIndex, ProjectPage, Repository
+from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
+from pypilite.web import memo
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import reason_phrase
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
@@ -50,12 +51,13 @@ def root_index(repo: str | None) -> Response:
         return _redirect("simple/")
     media_type = choose_media_type(request)
     known = repository.index_etag()
-    if known is not None:  # a 304 or rendered bytes, without listing every project
-        response = _without_rendering(repository, known, media_type)
-        if response is not None:
-            return response
-    index = repository.project_index()
-    return _page_response(repository, index.etag, media_type, lambda: _render_index(index, media_type))
+    # A 304 or rendered bytes, without listing every project.
+    response = _without_rendering(repository, known, media_type) if known is not None else None
+    if response is None:
+        index = repository.project_index()
+        response = _page_response(repository, index.etag, media_type, lambda: _render_index(index, media_type))
+    memo.offer(response.get_data())  # every kind lists what its tables hold: nothing but a change alters it
+    return response
 
 
 @bp.get("/simple/<project>/", defaults={"repo": None}, strict_slashes=False)
@@ -72,18 +74,21 @@ def project_page(repo: str | None, project: str) -> Response:
         return _redirect(f"../{quote(normalized)}/")
     media_type = choose_media_type(request)
     prefix = _relative_root()
-    known = repository.page_etag(normalized)
-    if known == NO_PAGE:
+    depth = prefix.count("/")
+    tag = repository.page_tag(normalized)
+    if tag is not None and tag.etag is None:
         raise _not_found(repository, normalized)
-    if known is not None:  # the fast road: a 304, or bytes rendered before, without building the page
-        response = _without_rendering(repository, f"{known}.{prefix.count('/')}", media_type)
-        if response is not None:
+    # The fast road: a 304, or bytes rendered before, without building the page.
+    response = _without_rendering(repository, f"{tag.etag}.{depth}", media_type) if tag is not None else None
+    if response is None:
+        page = _page(repository, normalized)
+        response = _page_response(repository, f"{page.etag}.{depth}", media_type,
+                                  lambda: _render_project(page, media_type, prefix), cacheable=not page.stale)
+        if page.stale:
+            response.headers[STALE_HEADER] = reason_phrase(page.stale)
             return response
-    page = _page(repository, normalized)
-    response = _page_response(repository, f"{page.etag}.{prefix.count('/')}", media_type,
-                              lambda: _render_project(page, media_type, prefix), cacheable=not page.stale)
-    if page.stale:
-        response.headers[STALE_HEADER] = reason_phrase(page.stale)
+    if tag is not None:  # the page is as its tag says until the tag's deadline, or a change
+        memo.offer(response.get_data(), until=tag.until)
     return response
 
 
@@ -102,7 +107,7 @@ def _without_rendering(repository: Repository, etag: str, media_type: str,
                        use_cache: bool = True) -> Response | None:
     """A 304, or the page from bytes rendered before; None when it has to be rendered."""
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
-    if request.if_none_match.contains(full):
+    if request.if_none_match.contains_weak(full):
         return _response(None, repository, full, media_type)
     body = services().pages.get(full) if use_cache else None
     return _response(body, repository, full, media_type) if body is not None else None

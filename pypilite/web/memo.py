@@ -1,0 +1,179 @@
+"""Answers a worker gave before, given again without Flask while nothing they depend on has changed.
+
+Most of what an index hears is the same few requests again: every pip and uv run asks for the same project
+pages and files with the same headers, and Flask's own work costs more than all pypilite decides for them.
+So a worker remembers the answers its views offer (Simple API pages and distribution files, 200s and 304s),
+keyed by everything in the request that can change them: the path and query, Accept, the conditional
+headers, nginx's decision header and the credentials (as a keyed hash, never in clear). It gives one again,
+without entering Flask,
+- while the database is as it was (models.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
+- until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
+
+The views stay the only place where an answer is decided: the memo repeats only what a view offered, and
+every other request takes the Flask road unchanged. Without a change counter (PostgreSQL) it stays empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from time import perf_counter, time
+from typing import Any
+
+from flask import request
+from werkzeug.wsgi import wrap_file
+
+from pypilite import models
+from pypilite.metrics import Metrics
+
+OFFER = "pypilite.memo.offer"
+MAX_ENTRIES = 16_384
+MAX_BYTES = 64 * 1024 * 1024
+# The parts of a request besides its credentials that can change the answer to it. Cookies cannot: no view
+# that offers its answer reads them.
+_SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_IF_NONE_MATCH",
+            "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_X_PYPILITE_DECISION")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Offer:
+    endpoint: str
+    until: float | None  # seconds since the epoch
+    body: bytes
+    path: Path | None  # a blob to send instead of body
+    requires: Path | None  # a blob that must still exist for the answer to hold (one nginx is told to send)
+
+
+def offer(body: bytes = b"", path: Path | None = None, requires: Path | None = None,
+          until: datetime | None = None) -> None:
+    """Let this request's answer be given again to the same request, while the database stays as it is and
+    until `until` (and the principal's own deadline). Only for answers that depend on nothing else."""
+    deadline = request.principal_if_known().until
+    if until is not None and (deadline is None or until < deadline):
+        deadline = until
+    request.environ[OFFER] = Offer(request.endpoint or "", _timestamp(deadline), body, path, requires)
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return moment.replace(tzinfo=timezone.utc).timestamp() if moment is not None else None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    marker: tuple[int, int, int]
+    until: float | None
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    path: Path | None
+    requires: Path | None
+    endpoint: str
+    lookups: tuple[tuple[str, str], ...]  # the proxy lookups the first answer counted, counted again each time
+
+
+class Memo:
+    """WSGI middleware around the Flask app."""
+
+    def __init__(self, app: WSGIApp, metrics: Metrics, max_entries: int = MAX_ENTRIES,
+                 max_bytes: int = MAX_BYTES) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._marker = models.ChangeMarker()
+        self._key = secrets.token_bytes(32)  # per process: the hashed credentials mean nothing elsewhere
+        self._entries: OrderedDict[tuple[str | bytes | None, ...], _Entry] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        # Partial answers are werkzeug's to work out every time.
+        if environ["REQUEST_METHOD"] != "GET" or "HTTP_RANGE" in environ or "HTTP_IF_RANGE" in environ:
+            return self.app(environ, start_response)
+        started = perf_counter()
+        marker = self._marker()
+        if marker is None:
+            return self.app(environ, start_response)
+        key = self._request_key(environ)
+        entry = self._get(key, marker)
+        if entry is not None:
+            body = self._body(entry, environ)
+            if body is not None:
+                models.release_connection()
+                start_response(entry.status, list(entry.headers))
+                self.metrics.request(entry.endpoint, "GET", int(entry.status[:3]), perf_counter() - started)
+                for kind, result in entry.lookups:
+                    self.metrics.proxy(kind, result)
+                return body
+        return self._answer(environ, start_response, key, marker)
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse, key: tuple[str | bytes | None, ...],
+                marker: tuple[int, int, int]) -> Iterable[bytes]:
+        """The Flask road, remembering its answer when the view offered it."""
+        sent: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            sent[:] = [status, headers]
+            return start_response(status, headers, exc_info)
+
+        with self.metrics.recording() as lookups:
+            result = self.app(environ, capture)
+        offered: Offer | None = environ.get(OFFER)
+        if offered is not None and sent and sent[0][:3] in ("200", "304"):
+            body, path = (offered.body, offered.path) if sent[0][:3] == "200" else (b"", None)
+            self._put(key, _Entry(marker, offered.until, sent[0], list(sent[1]), body, path, offered.requires,
+                                  offered.endpoint, tuple(lookups)))
+        return result
+
+    def _request_key(self, environ: dict[str, Any]) -> tuple[str | bytes | None, ...]:
+        credentials = environ.get("HTTP_AUTHORIZATION")
+        hashed = (hashlib.blake2b(credentials.encode("latin-1"), key=self._key, digest_size=16).digest()
+                  if credentials is not None else None)
+        return (*map(environ.get, _SHAPING), hashed)
+
+    def _get(self, key: tuple[str | bytes | None, ...], marker: tuple[int, int, int]) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.marker != marker or (entry.until is not None and time() >= entry.until):
+                self._drop(key)
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def _put(self, key: tuple[str | bytes | None, ...], entry: _Entry) -> None:
+        if len(entry.body) > self.max_bytes // 8:
+            return  # one huge page must not push out everything else
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = entry
+            self._size += len(entry.body)
+            while len(self._entries) > self.max_entries or self._size > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[str | bytes | None, ...]) -> None:
+        self._size -= len(self._entries.pop(key).body)
+
+    @staticmethod
+    def _body(entry: _Entry, environ: dict[str, Any]) -> Iterable[bytes] | None:
+        """The body to send; None when a blob is missing (the Flask road then says what is wrong)."""
+        if entry.requires is not None and not entry.requires.is_file():
+            return None
+        if entry.path is None:
+            return [entry.body]
+        try:
+            file = entry.path.open("rb")
+        except OSError:
+            return None
+        return wrap_file(environ, file)
