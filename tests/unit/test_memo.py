@@ -92,12 +92,15 @@ def test_a_repeated_page_request_gets_the_same_answer_without_flask(index: Index
     assert twice(index, spy, url, **headers, **{"If-None-Match": f"W/{etag}"})[0] == 304
 
 
-@pytest.mark.parametrize("suffix", ["", ".metadata"])
-def test_a_repeated_download_sends_the_same_bytes_without_flask(index: Index, suffix: str) -> None:
-    url = file_url(index, "local") + suffix
+@pytest.mark.parametrize("suffix, payload", [("", 0), (".metadata", 0), ("", 3 * memo_module.SMALL_BLOB)])
+def test_a_repeated_download_sends_the_same_bytes_without_flask(index: Index, suffix: str, payload: int) -> None:
+    data = wheel_bytes("big", "1.0", payload=b"x" * payload)
+    assert index.upload("big-1.0-py3-none-any.whl", data).status_code == 200
+    url = file_url(index, "local", "big") + suffix
     spy = Spy(index)
     status, sent, body = twice(index, spy, url)
-    assert status == 200 and body.startswith(b"PK" if not suffix else b"Metadata-Version")
+    assert status == 200 and body == (data if not suffix else body) and int(dict(sent)["Content-Length"]) == len(body)
+    assert body.startswith(b"PK" if not suffix else b"Metadata-Version")
     etag = dict(sent)["ETag"]
     assert twice(index, spy, url, **{"If-None-Match": etag})[0] == 304
 
