@@ -77,12 +77,14 @@ class Target:
 
 # --- servers ---------------------------------------------------------------------------------------------
 
-def start_floor(stack: contextlib.ExitStack, workdir: Path, page_bytes: int) -> str:
+def start_floor(stack: contextlib.ExitStack, workdir: Path, body_bytes: int, name: str, app: str) -> str:
+    """bench/floor.py's `app` (the Flask floor) or `wsgi` (the gunicorn floor), answering with `body_bytes`."""
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", *gunicorn_args(importlib.metadata.version("gunicorn")),
-            "--bind", f"{LOOPBACK}:{port}", "floor:app"]
-    env = clean_env() | {"FLOOR_PAGE_BYTES": str(page_bytes)}
-    launch(stack, "flask floor", argv, env, Path(__file__).parent, workdir / "floor.log", port, health="/health")
+            "--bind", f"{LOOPBACK}:{port}", f"floor:{app}"]
+    env = clean_env() | {"FLOOR_PAGE_BYTES": str(body_bytes)}
+    log = workdir / f"{name.replace(' ', '-')}.log"
+    launch(stack, name, argv, env, Path(__file__).parent, log, port, health="/health")
     return f"http://{LOOPBACK}:{port}"
 
 
@@ -213,20 +215,20 @@ def _median(loads: list[Load]) -> float:
     return statistics.median(load.rps for load in loads)
 
 
-def report(results: dict[tuple[str, str], list[Load]], limits: dict[str, str]) -> None:
-    """Every figure with its ratio to the limit named for its measure."""
-    print(f"\n{'measure':<28} {'server':<22} {'req/s':>9}  {'ratio':>6}  to")
+def report(results: dict[tuple[str, str], list[Load]], limits: dict[str, tuple[str, ...]]) -> None:
+    """Every figure with its ratios to the limits named for its measure."""
+    print(f"\n{'measure':<28} {'server':<22} {'req/s':>9}  ratios")
     for (measure_name, server), loads in results.items():
         rate = _median(loads)
-        limit = limits.get(measure_name.split(",")[0])
-        base = results.get((measure_name.split(",")[0], limit)) if limit else None
-        if base and server != limit:
-            ratio, against = f"{rate / _median(base):.2f}", limit
-        else:
-            ratio, against = "", ""
+        family = measure_name.split(",")[0]
+        ratios = []
+        for limit in limits.get(family, ()):
+            base = results.get((family, limit))
+            if base and server != limit:
+                ratios.append(f"{rate / _median(base):.2f} {limit}")
         errors = sum(load.errors for load in loads)
         note = f"  ({errors} errors)" if errors else ""
-        print(f"{measure_name:<28} {server:<22} {rate:9.0f}  {ratio:>6}  {against}{note}")
+        print(f"{measure_name:<28} {server:<22} {rate:9.0f}  {', '.join(ratios)}{note}")
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -278,9 +280,16 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     static, front = start_nginx(stack, workdir, accel, tree)
     pages = [f"/local/simple/{p}/" for p in projects]
     sizes = sorted((tree / p.strip("/") / "index.html").stat().st_size for p in pages)
-    floor = start_floor(stack, workdir, sizes[len(sizes) // 2])
+    page_size = sizes[len(sizes) // 2]
+    floor = start_floor(stack, workdir, page_size, "flask floor", "app")
+    bare = start_floor(stack, workdir, page_size, "gunicorn floor", "wsgi")
+    wheel_size = sorted(d.path.stat().st_size for d in dists)[len(dists) // 2]
+    bare_wheel = start_floor(stack, workdir, wheel_size, "gunicorn floor, wheel", "wsgi")
+    scale_pages = sorted({f"/scale/simple/{d.project}/" for d in scale})
     with requests.Session() as session:
         etags = [session.get(pypilite.base_url + p, timeout=30).headers["ETag"] for p in pages]
+        for page in scale_pages:  # asked once, as the small corpus's pages just were
+            session.get(pypilite.base_url + page, timeout=30).raise_for_status()
         wheels = [f"/files/local/{d.sha256}/{d.filename}" for d in dists]
     group_pages = [p.replace("/local/", "/all/") for p in pages]
     auth = basic_auth(pypilite.auth)
@@ -288,11 +297,12 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     json_ = {"Accept": JSON}
     targets = [
         Target("page HTML", "flask floor", floor, pages, html),
+        Target("page HTML", "gunicorn floor", bare, pages, html),
         Target("page HTML", "nginx static", static, pages, html),
         Target("page HTML", "pypilite hosted", pypilite.base_url, pages, html),
         Target("page HTML", "pypilite group", pypilite.base_url, group_pages, html),
-        *([Target("page HTML", f"pypilite, {len(scale)} files", pypilite.base_url,
-                  sorted({f"/scale/simple/{d.project}/" for d in scale}), html)] if scale else []),
+        *([Target("page HTML", f"pypilite, {len(scale)} files", pypilite.base_url, scale_pages, html)]
+          if scale else []),
         Target("page HTML, authenticated", "pypilite hosted", pypilite.base_url, pages, html | auth),
         Target("page HTML, authenticated", "pypilite group", pypilite.base_url, group_pages, html | auth),
         Target("page JSON", "pypilite hosted", pypilite.base_url, pages, json_),
@@ -301,12 +311,14 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         Target("page HTML, 304 revalidation", "pypilite hosted", pypilite.base_url, pages, {},
                conditional_script(workdir, pages, etags)),
         Target("wheel download", "nginx static", static, wheels, {}),
+        Target("wheel download", "gunicorn floor", bare_wheel, wheels, {}),
         Target("wheel download", "pypilite", pypilite.base_url, wheels, {}),
         Target("wheel download", "nginx + pypilite accel", front, wheels, {}),
     ]
     results = measure(targets, args, workdir)
-    report(results, {"page HTML": "flask floor", "page JSON": "flask floor", "wheel download": "nginx static"})
-    print("(authenticated and JSON pages: compare with the floor's HTML page above; the 304 with the 200)")
+    report(results, {"page HTML": ("flask floor", "gunicorn floor"), "page JSON": ("flask floor", "gunicorn floor"),
+                     "wheel download": ("nginx static", "gunicorn floor")})
+    print("(authenticated and JSON pages: compare with the floors' HTML page above; the 304 with the 200)")
     print(f"\nroot index, {ROOT_INDEX_REQUESTS} sequential requests: median / p95 ms")
     hosted = len(projects) + len(installable)
     roots = [("/local/simple/", hosted), ("/all/simple/", hosted)]

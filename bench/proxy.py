@@ -6,7 +6,8 @@ static upstream on this machine.
 A generated corpus is served as a plain PEP 503 tree by `python -m http.server`; each server under test is
 configured with it as its upstream, warmed (every project page fetched, every file downloaded and checked
 against the sha256 its page declares) and then measured with wrk for cached project pages and cached file
-downloads, in alternating rounds. The servers and the upstream are pinned to CPU 0, the load generator to
+downloads, in alternating rounds; pypilite's cached pages also through its group, with credentials and as
+JSON, in the same rounds. The servers and the upstream are pinned to CPU 0, the load generator to
 CPU 1. Everything runs on 127.0.0.1 in a temp dir, every loop is bounded, and every process started here is
 stopped on the way out, Ctrl-C and errors included.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import html
 import importlib.metadata
@@ -35,8 +37,8 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, stop, tail,
-                    versions)
+                    basic_auth, clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, stop,
+                    tail, versions)
 from corpus import Dist, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.
@@ -53,6 +55,7 @@ HTML = "text/html"
 PAGES = "cached project page HTML"
 FILES = "cached file download"
 METRICS = (PAGES, FILES)
+JSON = "application/vnd.pypi.simple.v1+json"
 PYPILITE = "pypilite"
 PROXPI = "proxpi"
 DEVPI = "devpi"
@@ -71,6 +74,7 @@ class Server:
     page_prefix: str
     description: str
     file_paths: list[str] = field(default_factory=list)
+    page_headers: dict[str, str] = field(default_factory=lambda: {"Accept": HTML})
     warm_seconds: float | None = None
     # Median milliseconds a first (uncached) page or file request took beyond the upstream's own answer.
     cold_page_ms: float | None = None
@@ -365,8 +369,22 @@ def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) 
 
 # --- measuring -------------------------------------------------------------------------------------------
 
-def measure(servers: list[Server], upstream: Server, projects: list[str], args: argparse.Namespace,
-            scratch: Path) -> Results:
+def pypilite_variants(pypilite: Server, workdir: Path) -> list[Server]:
+    """The same pypilite's cached pages asked for otherwise: through the `all` group, with credentials (the
+    initial admin's), and as PEP 691 JSON; measured in the same rounds, against the peers' HTML pages."""
+    password = (workdir / "pypilite-data" / "initial-admin-password").read_text().strip()
+    group = dataclasses.replace(pypilite, name=f"{PYPILITE} group", page_prefix="/all/simple/")
+    return [
+        group,
+        dataclasses.replace(group, name=f"{PYPILITE} group, authenticated",
+                            page_headers={"Accept": HTML} | basic_auth(("admin", password))),
+        dataclasses.replace(pypilite, name=f"{PYPILITE} JSON", page_headers={"Accept": JSON}),
+        dataclasses.replace(group, name=f"{PYPILITE} group JSON", page_headers={"Accept": JSON}),
+    ]
+
+
+def measure(servers: list[Server], variants: list[Server], upstream: Server, projects: list[str],
+            args: argparse.Namespace, scratch: Path) -> Results:
     """Rounds of pypilite, proxpi, devpi, upstream for each metric: a slow spell of the machine hits all alike.
     The upstream's log tells whether a cache asked it anything while it was measured."""
     results = Results()
@@ -374,9 +392,9 @@ def measure(servers: list[Server], upstream: Server, projects: list[str], args: 
     upstream_log.new_requests()
     for round_no in range(1, args.rounds + 1):
         for metric in METRICS:
-            for server in [*servers, upstream]:
+            for server in [*servers, *(variants if metric == PAGES else []), upstream]:
                 paths = server.paths(metric, projects)
-                headers = {"Accept": HTML} if metric == PAGES else {}
+                headers = server.page_headers if metric == PAGES else {}
                 if WRK:
                     load = load_wrk(WRK, server.base_url, paths, headers, args.duration, scratch, strict=True)
                 else:
@@ -438,8 +456,8 @@ def _rows(results: Results, servers: list[Server], rounds: int) -> list[list[str
     return rows
 
 
-def print_table(results: Results, args: argparse.Namespace, servers: list[Server], upstream: Server,
-                files: int) -> None:
+def print_table(results: Results, args: argparse.Namespace, servers: list[Server], variants: list[Server],
+                upstream: Server, files: int) -> None:
     generator = f"wrk -t1 -c{CONNECTIONS}" if WRK else f"python threads x{CONNECTIONS} (wrk missing)"
     pinning = (f"servers and upstream on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if PINNED
                else "not pinned")
@@ -456,6 +474,12 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
                          row[-1]]).rstrip())
     print("ratios = pypilite / peer; req/s: higher is better. Every file was checked against its page's sha256 "
           "while warming.")
+    peers = {peer: statistics.median(load.rps for load in results.loads[(peer, PAGES)])
+             for peer in PEERS if (peer, PAGES) in results.loads}
+    for variant in variants:
+        rate = statistics.median(load.rps for load in results.loads[(variant.name, PAGES)])
+        against = ", ".join(f"{rate / peers[peer]:.2f}x {peer}'s HTML page" for peer in peers)
+        print(f"  {variant.name + ':':<34} {rate:9.1f} req/s" + (f"  ({against})" if against else ""))
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -501,12 +525,13 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
             print(f"peer: {server.name} failed while warming ({exc}); continuing without it")
             stop(server.process)
             servers.remove(server)
-    estimate = args.rounds * len(METRICS) * (len(servers) + 1) * (args.duration + 1)
+    variants = pypilite_variants(servers[0], workdir)
+    estimate = args.rounds * (len(METRICS) * (len(servers) + 1) + len(variants)) * (args.duration + 1)
     if estimate > CACHE_TTL * 0.8:
         print(f"warning: measuring takes about {estimate} s, close to the cache TTL of {CACHE_TTL} s: pages may "
               "be revalidated with the upstream while they are measured (the notes count upstream requests)")
-    results = measure(servers, upstream, list(expected), args, workdir)
-    print_table(results, args, servers, upstream, len(dists))
+    results = measure(servers, variants, upstream, list(expected), args, workdir)
+    print_table(results, args, servers, variants, upstream, len(dists))
 
 
 def main(argv: list[str] | None = None) -> int:

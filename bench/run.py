@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.metadata
 import io
 import shutil
@@ -55,6 +56,7 @@ class Server:
     simple_prefix: str
     upload_path: str
     description: str
+    file_path: str  # a file's URL path, formatted with the Dist's sha256 and filename
     auth: tuple[str, str] | None = None
     formats: list[str] = field(default_factory=list)
 
@@ -64,6 +66,9 @@ class Server:
 
     def project_path(self, project: str) -> str:
         return f"{self.simple_prefix}{project}/"
+
+    def file_url(self, dist: Dist) -> str:
+        return self.file_path.format(sha256=dist.sha256, filename=dist.filename)
 
     def pids(self) -> dict[str, int]:
         """The master and its (single) worker, looked up now: gunicorn replaces a worker that dies."""
@@ -92,6 +97,8 @@ class LargeUpload:
 class Results:
     corpus_upload: UploadRun
     pages: dict[tuple[str, str], list[Load]] = field(default_factory=dict)
+    downloads: dict[str, list[Load]] = field(default_factory=dict)
+    twine: dict[str, UploadRun] = field(default_factory=dict)
     large: dict[str, LargeUpload] = field(default_factory=dict)
 
 
@@ -114,7 +121,8 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path, name: str = "pypi
     process = launch(stack, name, argv, env, REPO_ROOT, log, port)
     password = (data_dir / "initial-admin-password").read_text().strip()
     description = f"pypilite (this checkout) on gunicorn {importlib.metadata.version('gunicorn')}"
-    return Server(name, process, port, log, "/local/simple/", "/local/", description, auth=("admin", password))
+    return Server(name, process, port, log, "/local/simple/", "/local/", description,
+                  "/files/local/{sha256}/{filename}", auth=("admin", password))
 
 
 def _install_pypiserver(venv: Path) -> Path:
@@ -148,7 +156,7 @@ def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dis
     except BenchError as exc:
         print(f"peer: pypiserver does not start ({exc}); continuing without it")
         return None
-    return Server("pypiserver", process, port, log, "/simple/", "/", _peer_description(python))
+    return Server("pypiserver", process, port, log, "/simple/", "/", _peer_description(python), "/packages/{filename}")
 
 
 def _peer_description(python: Path) -> str:
@@ -283,6 +291,57 @@ def measure_pages(servers: list[Server], projects: list[str], args: argparse.Nam
                   f"  ({load.requests} requests, {load.errors} errors)", flush=True)
 
 
+def measure_downloads(servers: list[Server], dists: list[Dist], args: argparse.Namespace, scratch: Path,
+                      results: Results) -> None:
+    """Every wheel in turn, from each server in alternation; each is checked against its sha256 first."""
+    with requests.Session() as session:
+        for server in servers:
+            for dist in dists[:: max(1, len(dists) // 20)]:
+                data = session.get(server.base_url + server.file_url(dist), timeout=30).content
+                if hashlib.sha256(data).hexdigest() != dist.sha256:
+                    raise BenchError(f"{server.name}: {dist.filename} came back with other bytes")
+    for round_no in range(1, args.rounds + 1):
+        for server in servers:
+            paths = [server.file_url(dist) for dist in dists]
+            if WRK:
+                load = load_wrk(WRK, server.base_url, paths, {}, args.duration, scratch)
+            else:
+                load = load_python(server.port, paths, {}, args.duration)
+            results.downloads.setdefault(server.name, []).append(load)
+            print(f"round {round_no}/{args.rounds}  {'wheel download':<18}  {server.name:<10}  {load.rps:9.1f} req/s"
+                  f"  ({load.requests} requests, {load.errors} errors)", flush=True)
+
+
+# --- twine -----------------------------------------------------------------------------------------------
+
+def twine_uploads(servers: list[Server], dists: list[Dist], workdir: Path, results: Results) -> None:
+    """One real `twine upload` of every file in `dists` to each server, timed from start to exit."""
+    print("client: installing twine into a throwaway venv ...", flush=True)
+    try:
+        python = install_venv(sys.executable, workdir / "twine-venv", ["twine"])
+    except BenchError as exc:
+        print(f"client: twine cannot be installed ({exc}); no twine figures")
+        return
+    home = workdir / "twine-home"
+    home.mkdir()
+    # twine alone: no ~/.pypirc, no keyring, no TWINE_* settings of this machine's.
+    env = {k: v for k, v in clean_env().items() if not k.startswith(("TWINE_", "PIP_"))} | {
+        "HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    for server in servers:
+        user, password = server.auth or ("anyone", "anything")
+        argv = [str(python), "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+                "--repository-url", server.base_url + server.upload_path, "-u", user, "-p", password,
+                *(str(dist.path) for dist in dists)]
+        started = time.perf_counter()
+        done = subprocess.run(argv, env=env, cwd=home, capture_output=True, text=True, timeout=UPLOAD_TIMEOUT)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise BenchError(f"{server.name}: twine upload failed: {last[0]}")
+        results.twine[server.name] = UploadRun(len(dists), seconds)
+        print(f"twine upload of {len(dists)} wheels  {server.name:<10}  {seconds:6.2f} s", flush=True)
+
+
 # --- memory ----------------------------------------------------------------------------------------------
 
 def _status_kib(pid: int, key: str) -> int:
@@ -365,18 +424,23 @@ def _cell(value: float | None) -> str:
 
 
 def _page_row(results: Results, label: str, rounds: int) -> Row:
+    pages = {name: results.pages.get((name, label), []) for name in ("pypilite", "pypiserver")}
+    return _rate_row(f"project page {label}: req/s", pages, rounds)
+
+
+def _rate_row(metric: str, loads_by_server: dict[str, list[Load]], rounds: int) -> Row:
     medians: dict[str, float] = {}
     spread = []
     for name in ("pypilite", "pypiserver"):
-        loads = results.pages.get((name, label))
+        loads = loads_by_server.get(name)
         if not loads:
             continue
         rates = [load.rps for load in loads]
         medians[name] = statistics.median(rates)
         errors = sum(load.errors for load in loads)
         spread.append(f"{name} {min(rates):.0f}-{max(rates):.0f}" + (f", {errors} errors" if errors else ""))
-    return (f"project page {label}: req/s (median of {rounds})", medians.get("pypilite"),
-            medians.get("pypiserver"), "; ".join(spread) or "not served")
+    return (f"{metric} (median of {rounds})", medians.get("pypilite"), medians.get("pypiserver"),
+            "; ".join(spread) or "not served")
 
 
 def _authenticated_row(results: Results, label: str, rounds: int) -> list[Row]:
@@ -419,6 +483,12 @@ def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     for label in FORMATS:
         rows.append(_page_row(results, label, args.rounds))
         rows.extend(_authenticated_row(results, label, args.rounds))
+    rows.append(_rate_row("wheel download: req/s", results.downloads, args.rounds))
+    if results.twine:
+        count = next(iter(results.twine.values())).count
+        ours, theirs = results.twine.get("pypilite"), results.twine.get("pypiserver")
+        rows.append((f"twine upload of {count} wheels: seconds", ours.seconds if ours else None,
+                     theirs.seconds if theirs else None, "one `twine upload` run each, from start to exit"))
     if "pypilite" in results.large:
         rows.extend(_large_rows(results.large["pypilite"], results.large.get("pypiserver")))
     return rows
@@ -449,12 +519,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per page measurement (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
     parser.add_argument("--large-mb", type=int, default=500, help="size of the large wheel in MB (default 500)")
+    parser.add_argument("--twine-files", type=int, default=200,
+                        help="wheels in the timed `twine upload` to each server (default 200; 0 skips it)")
     parser.add_argument("--skip-large", action="store_true", help="skip the large upload")
     parser.add_argument("--no-peer", action="store_true", help="do not install and run pypiserver")
     args = parser.parse_args(argv)
     for name in ("projects", "versions", "duration", "rounds", "large_mb"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.twine_files < 0:
+        parser.error("--twine-files must not be negative")
     return args
 
 
@@ -475,6 +549,10 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     for server in servers:
         server.formats = served_formats(server, expected)
     measure_pages(servers, list(expected), args, workdir, results)
+    measure_downloads(servers, dists, args, workdir, results)
+    if args.twine_files:
+        twine_uploads(servers, write_corpus(workdir / "twine", args.twine_files, 1, prefix="twine-proj"), workdir,
+                      results)
     if not args.skip_large:
         large = write_large_wheel(workdir / "large", args.large_mb * 1_000_000)
         for server in servers:

@@ -313,11 +313,9 @@ def release_connection() -> None:
     """At the end of a request. A gunicorn sync worker answers every request on its main thread: its
     connection stays open for the next one, never inside a transaction a failure left behind. Threads of the
     development server come and go, and hand theirs back to the pool."""
-    if database.is_closed():
-        return
     if threading.current_thread() is not threading.main_thread():
         database.close()
-    elif getattr(connection := database.connection(), "in_transaction", False):
+    elif not database.is_closed() and getattr(connection := database.connection(), "in_transaction", False):
         connection.rollback()
 
 
