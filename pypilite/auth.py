@@ -24,7 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pypilite import audit
 from pypilite.audit import Actor
-from pypilite.models import Token, TokenScope, User, database, utcnow
+from pypilite.models import Token, TokenScope, User, database, earliest, utcnow
 
 REALM = "pypilite"
 USER = User._meta.table_name
@@ -185,7 +185,7 @@ class Authenticator:
             scope = frozenset(r for (r,) in database.execute_sql(_TOKEN_SCOPE, (token_id,)).fetchall())
         return Principal(name=owner, user_id=owner_id, admin=bool(admin), robot=bool(robot),
                          token_id=token_id, read_only=bool(read_only), scope=scope,
-                         until=min(last_used + LAST_USED_RESOLUTION, expires or datetime.max))
+                         until=earliest(last_used + LAST_USED_RESOLUTION, expires))
 
 
 def _throttle(username: str, address: str) -> None:

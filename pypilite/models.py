@@ -67,6 +67,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def earliest(*moments: datetime | None) -> datetime | None:
+    """The first of several deadlines, None standing for "never"."""
+    return min((m for m in moments if m is not None), default=None)
+
+
 class BaseModel(pw.Model):
     class Meta:
         database = database

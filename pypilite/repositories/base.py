@@ -94,11 +94,6 @@ class PageTag:
 NO_PAGE = PageTag(None)
 
 
-def earliest(*moments: datetime | None) -> datetime | None:
-    """The first of several deadlines, None standing for "never"."""
-    return min((m for m in moments if m is not None), default=None)
-
-
 class Repository(ABC):
     repository_type: str
 

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Callable
 
 from pypilite.errors import BadRequest, UserError
+from pypilite.models import earliest
 from pypilite.repositories.base import (
     BlobRef,
     DistFile,
@@ -25,7 +26,6 @@ from pypilite.repositories.base import (
     ProjectIndex,
     ProjectPage,
     Repository,
-    earliest,
     sort_files,
 )
 from pypilite.repositories.hosted import HostedRepository

@@ -30,6 +30,7 @@ from flask import request
 from werkzeug.wsgi import wrap_file
 
 from pypilite import models
+from pypilite.models import earliest
 from pypilite.metrics import Metrics
 
 OFFER = "pypilite.memo.offer"
@@ -61,9 +62,7 @@ def offer(body: bytes = b"", path: Path | None = None, requires: Path | None = N
           until: datetime | None = None) -> None:
     """Let this request's answer be given again to the same request, while the database stays as it is and
     until `until` (and the principal's own deadline). Only for answers that depend on nothing else."""
-    deadline = request.principal_if_known().until
-    if until is not None and (deadline is None or until < deadline):
-        deadline = until
+    deadline = earliest(until, request.principal_if_known().until)
     request.environ[OFFER] = Offer(request.endpoint or "", _timestamp(deadline), body, path, requires)
 
 
