@@ -286,14 +286,14 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     wheel_size = sorted(d.path.stat().st_size for d in dists)[len(dists) // 2]
     bare_wheel = start_floor(stack, workdir, wheel_size, "gunicorn floor, wheel", "wsgi")
     scale_pages = sorted({f"/scale/simple/{d.project}/" for d in scale})
-    with requests.Session() as session:
-        etags = [session.get(pypilite.base_url + p, timeout=30).headers["ETag"] for p in pages]
-        for page in scale_pages:  # asked once, as the small corpus's pages just were
-            session.get(pypilite.base_url + page, timeout=30).raise_for_status()
+    html = {"Accept": "text/html"}
+    with requests.Session() as session:  # every page asked once, as it is measured below
+        etags = [session.get(pypilite.base_url + p, headers=html, timeout=30).headers["ETag"] for p in pages]
+        for page in scale_pages:
+            session.get(pypilite.base_url + page, headers=html, timeout=30).raise_for_status()
         wheels = [f"/files/local/{d.sha256}/{d.filename}" for d in dists]
     group_pages = [p.replace("/local/", "/all/") for p in pages]
     auth = basic_auth(pypilite.auth)
-    html = {"Accept": "text/html"}
     json_ = {"Accept": JSON}
     targets = [
         Target("page HTML", "flask floor", floor, pages, html),
