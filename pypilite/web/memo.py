@@ -30,15 +30,15 @@ from flask import request
 from werkzeug.wsgi import wrap_file
 
 from pypilite import models
-from pypilite.models import earliest
 from pypilite.metrics import Metrics
+from pypilite.models import earliest
 
 OFFER = "pypilite.memo.offer"
 MAX_ENTRIES = 16_384
 MAX_BYTES = 64 * 1024 * 1024
 # Blobs up to this size are read and written in one go: cheaper than setting sendfile up for them (measured
 # under gunicorn: a 2 KB file a quarter faster, even at 32 KB; from 64 KB on sendfile wins). Core metadata
-# files, which pip asks for by the dozen, are all this small.
+# files, which pip asks for by the dozen, are nearly all this small.
 SMALL_BLOB = 32 * 1024
 # The parts of a request besides its credentials that can change the answer to it. Cookies cannot: no view
 # that offers its answer reads them.
