@@ -281,14 +281,9 @@ def measure_pages(servers: list[Server], projects: list[str], args: argparse.Nam
     """Rounds of pypilite, pypiserver, pypilite, ...: a slow spell on a shared machine hits both alike."""
     for round_no in range(1, args.rounds + 1):
         for label, server, headers in _page_runs(servers):
-            paths = [server.project_path(p) for p in projects]
-            if WRK:
-                load = load_wrk(WRK, server.base_url, paths, headers, args.duration, scratch)
-            else:
-                load = load_python(server.port, paths, headers, args.duration)
+            load = _load(server, [server.project_path(p) for p in projects], headers, args, scratch)
             results.pages.setdefault((server.name, label), []).append(load)
-            print(f"round {round_no}/{args.rounds}  {label:<18}  {server.name:<10}  {load.rps:9.1f} req/s"
-                  f"  ({load.requests} requests, {load.errors} errors)", flush=True)
+            _print_round(round_no, args.rounds, label, server, load)
 
 
 def measure_downloads(servers: list[Server], dists: list[Dist], args: argparse.Namespace, scratch: Path,
@@ -302,14 +297,21 @@ def measure_downloads(servers: list[Server], dists: list[Dist], args: argparse.N
                     raise BenchError(f"{server.name}: {dist.filename} came back with other bytes")
     for round_no in range(1, args.rounds + 1):
         for server in servers:
-            paths = [server.file_url(dist) for dist in dists]
-            if WRK:
-                load = load_wrk(WRK, server.base_url, paths, {}, args.duration, scratch)
-            else:
-                load = load_python(server.port, paths, {}, args.duration)
+            load = _load(server, [server.file_url(dist) for dist in dists], {}, args, scratch)
             results.downloads.setdefault(server.name, []).append(load)
-            print(f"round {round_no}/{args.rounds}  {'wheel download':<18}  {server.name:<10}  {load.rps:9.1f} req/s"
-                  f"  ({load.requests} requests, {load.errors} errors)", flush=True)
+            _print_round(round_no, args.rounds, "wheel download", server, load)
+
+
+def _load(server: Server, paths: list[str], headers: dict[str, str], args: argparse.Namespace,
+          scratch: Path) -> Load:
+    if WRK:
+        return load_wrk(WRK, server.base_url, paths, headers, args.duration, scratch)
+    return load_python(server.port, paths, headers, args.duration)
+
+
+def _print_round(round_no: int, rounds: int, label: str, server: Server, load: Load) -> None:
+    print(f"round {round_no}/{rounds}  {label:<18}  {server.name:<10}  {load.rps:9.1f} req/s"
+          f"  ({load.requests} requests, {load.errors} errors)", flush=True)
 
 
 # --- twine -----------------------------------------------------------------------------------------------
