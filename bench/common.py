@@ -7,6 +7,7 @@ stops its whole process group, so a benchmark leaves nothing running on Ctrl-C o
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import http.client
@@ -295,6 +296,27 @@ def load_python(port: int, paths: list[str], headers: dict[str, str], duration: 
         os.sched_setaffinity(0, affinity)
     count = sum(t[0] for t in tallies)
     return Load(count, sum(t[1] for t in tallies), count / elapsed)
+
+
+def bench_parser(doc: str, duration: int) -> argparse.ArgumentParser:
+    """The options every benchmark has: its generated corpus, and how long and how often it measures."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--projects", type=int, default=200, help="projects in the corpus (default 200)")
+    parser.add_argument("--versions", type=int, default=5, help="versions per project (default 5)")
+    parser.add_argument("--duration", type=int, default=duration,
+                        help=f"seconds per measurement (default {duration})")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
+    return parser
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None,
+                     also_positive: tuple[str, ...] = ()) -> argparse.Namespace:
+    """The arguments, with the shared counts and `also_positive` refused below 1."""
+    args = parser.parse_args(argv)
+    for name in ("projects", "versions", "duration", "rounds", *also_positive):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
 
 
 def bench_main(args: Any, run: Callable[[Any, Path, contextlib.ExitStack], None], prefix: str) -> int:

@@ -30,7 +30,8 @@ from pathlib import Path
 import requests
 
 from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    basic_auth, bench_main, clean_env, free_port, gunicorn_args, launch, load_wrk, pinned)
+                    basic_auth, bench_main, bench_parser, clean_env, free_port, gunicorn_args, launch, load_wrk,
+                    parse_bench_args, pinned)
 from corpus import install_project_name, write_corpus, write_install_corpus
 from run import Server, start_pypilite, upload_corpus
 
@@ -234,20 +235,13 @@ def report(results: dict[tuple[str, str], list[Load]], limits: dict[str, tuple[s
 # --- main ------------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projects", type=int, default=200, help="projects in the page corpus (default 200)")
-    parser.add_argument("--versions", type=int, default=5, help="versions per project (default 5)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
+    parser = bench_parser(__doc__, duration=10)
     parser.add_argument("--installs", type=int, default=3, help="alternating installs per tool (default 3)")
     parser.add_argument("--skip-install", action="store_true", help="skip the pip and uv installs")
     parser.add_argument("--scale-projects", type=int, default=0,
                         help="also upload this many projects to a second repository and measure its pages")
     parser.add_argument("--scale-versions", type=int, default=8, help="versions per project there (default 8)")
-    args = parser.parse_args(argv)
-    for name in ("projects", "versions", "duration", "rounds", "installs", "scale_versions"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args = parse_bench_args(parser, argv, also_positive=("installs", "scale_versions"))
     if args.scale_projects < 0:
         parser.error("--scale-projects must not be negative")
     return args

@@ -20,7 +20,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from common import WRK, BenchError, Load, basic_auth, bench_main, load_wrk
+from common import WRK, BenchError, Load, basic_auth, bench_main, bench_parser, load_wrk, parse_bench_args
 from corpus import Dist, write_corpus
 from limits import ACCEL_LOCATION, NGINX, REPOSITORIES, start_nginx
 from run import start_pypilite, upload_corpus
@@ -86,18 +86,10 @@ def mixed_script(script: Path, pages: list[str], wheels: list[str], uploads: lis
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projects", type=int, default=200, help="projects in the corpus (default 200)")
-    parser.add_argument("--versions", type=int, default=5, help="versions per project (default 5)")
-    parser.add_argument("--duration", type=int, default=20, help="seconds per measurement (default 20)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser = bench_parser(__doc__, duration=20)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
-    args = parser.parse_args(argv)
-    for name in ("projects", "versions", "duration", "rounds", "workers", "connections"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
+    return parse_bench_args(parser, argv, also_positive=("workers", "connections"))
 
 
 def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> None:

@@ -36,9 +36,9 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import requests
 
-from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    basic_auth, clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, stop,
-                    tail, versions)
+from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
+                    Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv, launch,
+                    load_python, load_wrk, stop, parse_bench_args, tail, versions)
 from corpus import Dist, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.
@@ -485,17 +485,9 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
 # --- main ------------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projects", type=int, default=200, help="projects in the corpus (default 200)")
-    parser.add_argument("--versions", type=int, default=5, help="versions per project (default 5)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
+    parser = bench_parser(__doc__, duration=10)
     parser.add_argument("--no-peers", action="store_true", help="do not install and run proxpi and devpi-server")
-    args = parser.parse_args(argv)
-    for name in ("projects", "versions", "duration", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
+    return parse_bench_args(parser, argv)
 
 
 def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> None:

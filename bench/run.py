@@ -31,10 +31,9 @@ from typing import BinaryIO
 
 import requests
 
-from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    basic_auth,
-                    children, clean_env, free_port, gunicorn_args, install_venv, launch, load_python, load_wrk, tail,
-                    versions)
+from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
+                    Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
+                    launch, load_python, load_wrk, parse_bench_args, tail, versions)
 from corpus import Dist, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
@@ -515,20 +514,13 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
 # --- main ------------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--projects", type=int, default=200, help="projects in the corpus (default 200)")
-    parser.add_argument("--versions", type=int, default=5, help="versions per project (default 5)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per page measurement (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure (default 3)")
+    parser = bench_parser(__doc__, duration=10)
     parser.add_argument("--large-mb", type=int, default=500, help="size of the large wheel in MB (default 500)")
     parser.add_argument("--twine-files", type=int, default=200,
                         help="wheels in the timed `twine upload` to each server (default 200; 0 skips it)")
     parser.add_argument("--skip-large", action="store_true", help="skip the large upload")
     parser.add_argument("--no-peer", action="store_true", help="do not install and run pypiserver")
-    args = parser.parse_args(argv)
-    for name in ("projects", "versions", "duration", "rounds", "large_mb"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args = parse_bench_args(parser, argv, also_positive=("large_mb",))
     if args.twine_files < 0:
         parser.error("--twine-files must not be negative")
     return args
