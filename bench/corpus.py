@@ -1,15 +1,20 @@
-"""Benchmark corpus: valid wheels made in code, so a benchmark needs no network and no build backend.
+"""Benchmark corpus: valid wheels and sdists made in code, so a benchmark needs no network and no build backend.
 
-Each wheel carries what an index checks on upload (a `<name>-<version>.dist-info` with METADATA, WHEEL and
-RECORD) plus one module, and nothing more: the benchmark measures the index, not the archives. Contents are
+Each release is a wheel and an sdist, as most projects publish them (the corpus of issue 7, 200 projects x 5
+versions = 2,000 files, is that). A wheel carries what an index checks on upload (a `<name>-<version>.dist-info`
+with METADATA, WHEEL and RECORD) plus one module; an sdist a single `<name>-<version>/` root with PKG-INFO,
+pyproject.toml and the module; nothing more: the benchmark measures the index, not the archives. Contents are
 deterministic, so two runs upload byte-identical files.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import io
 import os
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,7 @@ WHEEL_TAG = "py3-none-any"
 LARGE_PROJECT = "bench-large"
 # Fixed member timestamps keep the archives byte-identical from run to run.
 _DATE_TIME = (2024, 1, 1, 0, 0, 0)
+_TAR_MTIME = 1_704_067_200  # the same moment, for tar members
 _CHUNK = 1024 * 1024
 
 
@@ -35,6 +41,11 @@ class Dist:
     def filename(self) -> str:
         return self.path.name
 
+    @property
+    def pyversion(self) -> str:
+        """The upload form's `pyversion`, as twine sends it."""
+        return "source" if self.filetype == "sdist" else "py3"
+
 
 def project_name(index: int, prefix: str = "bench-proj") -> str:
     """The corpus's project names: `bench-proj-0001`, `bench-proj-0002`, ..."""
@@ -42,13 +53,20 @@ def project_name(index: int, prefix: str = "bench-proj") -> str:
 
 
 def write_corpus(directory: Path, projects: int = 200, versions: int = 5, prefix: str = "bench-proj") -> list[Dist]:
-    """Write `projects` x `versions` small wheels into `directory` and describe them, in upload order."""
+    """Write `projects` x `versions` releases, a small wheel and an sdist each, into `directory` and describe
+    them in upload order (each release's wheel first)."""
     directory.mkdir(parents=True, exist_ok=True)
     return [
-        _write_small_wheel(directory, project_name(p, prefix), f"1.{v}.0")
+        write(directory, project_name(p, prefix), f"1.{v}.0")
         for p in range(1, projects + 1)
         for v in range(versions)
+        for write in (_write_small_wheel, _write_sdist)
     ]
+
+
+def wheels(dists: list[Dist]) -> list[Dist]:
+    """The wheels among `dists`: what the download figures fetch (installers pick them over sdists)."""
+    return [dist for dist in dists if dist.filetype == "bdist_wheel"]
 
 
 def install_project_name(index: int) -> str:
@@ -88,6 +106,29 @@ def _write_small_wheel(directory: Path, project: str, version: str, requires: tu
         record = [_add_member(archive, f"{_module(project)}/__init__.py", _module_source(version))]
         _add_dist_info(archive, project, version, record, requires)
     return Dist(path=path, project=project, version=version, sha256=_file_sha256(path))
+
+
+def _write_sdist(directory: Path, project: str, version: str) -> Dist:
+    root = f"{_module(project)}-{version}"
+    path = directory / f"{root}.tar.gz"
+    members = {
+        "PKG-INFO": _metadata(project, version),
+        "pyproject.toml": _pyproject(project, version),
+        f"src/{_module(project)}/__init__.py": _module_source(version),
+    }
+    # gzip's own header carries a timestamp too: zero it, as tarfile would not.
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"{root}/{name}")
+            info.size, info.mtime, info.mode = len(data), _TAR_MTIME, 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return Dist(path=path, project=project, version=version, sha256=_file_sha256(path), filetype="sdist")
+
+
+def _pyproject(project: str, version: str) -> bytes:
+    return (f'[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+            f'[project]\nname = "{project}"\nversion = "{version}"\nrequires-python = ">=3.8"\n').encode()
 
 
 def _module(project: str) -> str:

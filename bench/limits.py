@@ -32,7 +32,7 @@ import requests
 from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
                     basic_auth, bench_main, bench_parser, clean_env, free_port, gunicorn_args, launch, load_wrk,
                     parse_bench_args, pinned)
-from corpus import install_project_name, write_corpus, write_install_corpus
+from corpus import install_project_name, wheels, write_corpus, write_install_corpus
 from run import Server, start_pypilite, upload_corpus
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -240,7 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-install", action="store_true", help="skip the pip and uv installs")
     parser.add_argument("--scale-projects", type=int, default=0,
                         help="also upload this many projects to a second repository and measure its pages")
-    parser.add_argument("--scale-versions", type=int, default=8, help="versions per project there (default 8)")
+    parser.add_argument("--scale-versions", type=int, default=4,
+                        help="versions per project there, a wheel and an sdist each (default 4)")
     args = parse_bench_args(parser, argv, also_positive=("installs", "scale_versions"))
     if args.scale_projects < 0:
         parser.error("--scale-projects must not be negative")
@@ -257,12 +258,12 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     config = workdir / "pypilite.toml"
     config.write_text(REPOSITORIES)
     pypilite = start_pypilite(stack, workdir, settings={"PYPILITE_CONFIG": str(config)})
-    print(f"pypilite: uploading {len(dists) + len(installable)} wheels ...", flush=True)
+    print(f"pypilite: uploading {len(dists) + len(installable)} files ...", flush=True)
     seconds = upload_corpus(pypilite, dists + installable).seconds
     print(f"pypilite: {len(dists) + len(installable)} uploads in {seconds:.1f} s", flush=True)
     scale = write_corpus(workdir / "scale-corpus", args.scale_projects, args.scale_versions, prefix="bench-scale")
     if scale:
-        print(f"pypilite: uploading {len(scale)} more wheels to `scale` ...", flush=True)
+        print(f"pypilite: uploading {len(scale)} more files to `scale` ...", flush=True)
         seconds = upload_corpus(dataclasses.replace(pypilite, upload_path="/scale/"), scale).seconds
         print(f"pypilite: {len(scale)} uploads in {seconds:.1f} s", flush=True)
     accel = start_pypilite(stack, workdir, "pypilite-accel",
@@ -277,7 +278,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     page_size = sizes[len(sizes) // 2]
     floor = start_floor(stack, workdir, page_size, "flask floor", "app")
     bare = start_floor(stack, workdir, page_size, "gunicorn floor", "wsgi")
-    wheel_size = sorted(d.path.stat().st_size for d in dists)[len(dists) // 2]
+    wheel_size = sorted(d.path.stat().st_size for d in wheels(dists))[len(wheels(dists)) // 2]
     bare_wheel = start_floor(stack, workdir, wheel_size, "gunicorn floor, wheel", "wsgi")
     scale_pages = sorted({f"/scale/simple/{d.project}/" for d in scale})
     html = {"Accept": "text/html"}
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         etags = [session.get(pypilite.base_url + p, headers=html, timeout=30).headers["ETag"] for p in pages]
         for page in scale_pages:
             session.get(pypilite.base_url + page, headers=html, timeout=30).raise_for_status()
-        wheels = [f"/files/local/{d.sha256}/{d.filename}" for d in dists]
+        wheel_urls = [f"/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
     group_pages = [p.replace("/local/", "/all/") for p in pages]
     auth = basic_auth(pypilite.auth)
     json_ = {"Accept": JSON}
@@ -304,10 +305,10 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         Target("page JSON, authenticated", "pypilite group", pypilite.base_url, group_pages, json_ | auth),
         Target("page HTML, 304 revalidation", "pypilite hosted", pypilite.base_url, pages, {},
                conditional_script(workdir, pages, etags)),
-        Target("wheel download", "nginx static", static, wheels, {}),
-        Target("wheel download", "gunicorn floor", bare_wheel, wheels, {}),
-        Target("wheel download", "pypilite", pypilite.base_url, wheels, {}),
-        Target("wheel download", "nginx + pypilite accel", front, wheels, {}),
+        Target("wheel download", "nginx static", static, wheel_urls, {}),
+        Target("wheel download", "gunicorn floor", bare_wheel, wheel_urls, {}),
+        Target("wheel download", "pypilite", pypilite.base_url, wheel_urls, {}),
+        Target("wheel download", "nginx + pypilite accel", front, wheel_urls, {}),
     ]
     results = measure(targets, args, workdir)
     report(results, {"page HTML": ("flask floor", "gunicorn floor"), "page JSON": ("flask floor", "gunicorn floor"),
@@ -338,7 +339,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
                 median = statistics.median(values)
                 print(f"  {tool:<3} {label:<15} {median:6.2f} s  x{median / base:.2f} of nginx static")
     pinning = f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}" if PINNED else "not pinned"
-    print(f"\ncorpus {args.projects} x {args.versions} = {len(dists)} wheels; wrk -t1 -c{CONNECTIONS}, "
+    print(f"\ncorpus {args.projects} x {args.versions} = {len(dists)} files (a wheel and an sdist each); "
+          f"wrk -t1 -c{CONNECTIONS}, "
           f"{args.rounds} rounds x {args.duration} s, medians; {pinning}")
 
 

@@ -6,7 +6,7 @@
 pypilite runs under gunicorn with `--workers` sync workers, pinned to CPU 0, and is measured twice in
 alternating rounds: on its own, and behind nginx (deploy/nginx.conf as shipped, one nginx worker, also on
 CPU 0) with `server.x_accel_redirect` set, where nginx sends the files. wrk (`-t1`, pinned to CPU 1)
-cycles through every project page and every wheel, and every hundredth request uploads a wheel not seen
+cycles through every project page and every wheel, and every hundredth request uploads a file not seen
 before, as twine would. It reports requests per second and latency percentiles, and counts every answer
 but 200 as an error.
 """
@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from common import WRK, BenchError, Load, basic_auth, bench_main, bench_parser, load_wrk, parse_bench_args
-from corpus import Dist, write_corpus
+from corpus import Dist, wheels, write_corpus
 from limits import ACCEL_LOCATION, NGINX, REPOSITORIES, start_nginx
 from run import start_pypilite, upload_corpus
 
@@ -40,7 +40,7 @@ def _lua_bytes(data: bytes) -> str:
 
 def _multipart(dist: Dist, boundary: str) -> bytes:
     fields = {":action": "file_upload", "protocol_version": "1", "name": dist.project, "version": dist.version,
-              "filetype": dist.filetype, "pyversion": "py3", "sha256_digest": dist.sha256}
+              "filetype": dist.filetype, "pyversion": dist.pyversion, "sha256_digest": dist.sha256}
     head = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
                     for name, value in fields.items())
     head += (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{dist.filename}"\r\n'
@@ -103,16 +103,17 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     config.write_text(REPOSITORIES)
     settings = {"PYPILITE_CONFIG": str(config)}
     direct = start_pypilite(stack, workdir, "pypilite", settings, workers=args.workers)
-    print(f"pypilite: {args.workers} workers; uploading {len(dists)} wheels ...", flush=True)
+    print(f"pypilite: {args.workers} workers; uploading {len(dists)} files ...", flush=True)
     upload_corpus(direct, dists)
     accel = start_pypilite(stack, workdir, "pypilite-accel",
                            settings | {"PYPILITE_SERVER_X_ACCEL_REDIRECT": ACCEL_LOCATION}, workers=args.workers)
     _, front = start_nginx(stack, workdir, accel)
     pages = sorted({f"/local/simple/{d.project}/" for d in dists})
-    wheels = [f"/files/local/{d.sha256}/{d.filename}" for d in dists]
+    wheel_urls = [f"/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
     half = len(uploads) // 2  # each setup uploads files of its own: a second upload of one would change nothing
-    scripts = {"pypilite": mixed_script(workdir / "direct.lua", pages, wheels, uploads[:half], basic_auth(direct.auth)),
-               "nginx + pypilite": mixed_script(workdir / "front.lua", pages, wheels, uploads[half:],
+    scripts = {"pypilite": mixed_script(workdir / "direct.lua", pages, wheel_urls, uploads[:half],
+                                        basic_auth(direct.auth)),
+               "nginx + pypilite": mixed_script(workdir / "front.lua", pages, wheel_urls, uploads[half:],
                                                 basic_auth(direct.auth))}
     targets = {"pypilite": direct.base_url, "nginx + pypilite": front}
     results: dict[str, list[Load]] = {name: [] for name in targets}

@@ -39,7 +39,7 @@ import requests
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
                     Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv, launch,
                     load_python, load_wrk, stop, parse_bench_args, tail, versions)
-from corpus import Dist, write_corpus
+from corpus import Dist, wheels, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.
 CACHE_TTL = 600
@@ -132,7 +132,7 @@ def start_upstream(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist]
     process = launch(stack, UPSTREAM, argv, clean_env(), workdir, log, port, health="/simple/")
     description = f"{UPSTREAM}: python {sys.version.split()[0]} -m http.server (threaded, HTTP/1.0)"
     server = Server(UPSTREAM, process, port, log, "/simple/", description)
-    server.file_paths = [f"/files/{d.filename}" for d in dists]
+    server.file_paths = [f"/files/{d.filename}" for d in wheels(dists)]
     return server
 
 
@@ -338,7 +338,7 @@ def _timed(action: Callable[[], object]) -> float:
 def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) -> None:
     """Fetch every project page once and download every file once through the server, so that all of it is
     cached; each page must list exactly the corpus's files with their sha256, and each file must hash to it.
-    Records the file paths to cycle through, how long the whole cold pass took, and what each first request
+    Records the wheel paths to cycle through, how long the whole cold pass took, and what each first request
     cost beyond the upstream's own answer to the same request, asked just before."""
     started = time.perf_counter()
     paths = []
@@ -360,7 +360,8 @@ def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) 
                     raise BenchError(f"{server.name}: {filename} links to another server: {url}")
                 direct = _timed(lambda: session.get(f"{upstream.base_url}/files/{filename}", timeout=30).content)
                 file_extra.append(_timed(lambda: _download_cached(server, session, url, sha256)) - direct)
-                paths.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+                if filename.endswith(".whl"):  # the file figures are of wheels, as installers fetch them
+                    paths.append(parts.path + (f"?{parts.query}" if parts.query else ""))
     server.file_paths = paths
     server.warm_seconds = time.perf_counter() - started
     server.cold_page_ms = statistics.median(page_extra)
@@ -462,7 +463,8 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
     pinning = (f"servers and upstream on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if PINNED
                else "not pinned")
     print()
-    print(f"corpus: {args.projects} projects x {args.versions} versions = {files} wheels; load: {generator}, "
+    print(f"corpus: {args.projects} projects x {args.versions} versions = {files} files (a wheel and an sdist "
+          f"each); load: {generator}, "
           f"{args.rounds} rounds x {args.duration} s per figure; {pinning}; cache TTL {CACHE_TTL} s everywhere")
     for server in [*servers, upstream]:
         print(f"  {server.description}")
@@ -501,7 +503,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
               "req/s are client-bound: compare the ratios only")
     upstream = start_upstream(stack, workdir, dists)
     upstream_url = f"{upstream.base_url}/simple/"
-    print(f"upstream: {len(dists)} wheels of {len(expected)} projects on {upstream_url}", flush=True)
+    print(f"upstream: {len(dists)} files of {len(expected)} projects on {upstream_url}", flush=True)
     servers = [start_pypilite(stack, workdir, upstream_url)]
     if not args.no_peers:
         servers += [peer for peer in (start_proxpi(stack, workdir, upstream_url),

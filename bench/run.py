@@ -34,7 +34,7 @@ import requests
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
                     Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
                     launch, load_python, load_wrk, parse_bench_args, tail, versions)
-from corpus import Dist, write_corpus, write_large_wheel
+from corpus import Dist, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
 SAMPLE_INTERVAL = 0.01
@@ -209,7 +209,7 @@ class MultipartFile:
 def upload(session: requests.Session, server: Server, dist: Dist) -> None:
     """One legacy-API upload, as twine sends it; any answer but 200 stops the benchmark."""
     fields = {":action": "file_upload", "protocol_version": "1", "name": dist.project, "version": dist.version,
-              "filetype": dist.filetype, "sha256_digest": dist.sha256}
+              "filetype": dist.filetype, "pyversion": dist.pyversion, "sha256_digest": dist.sha256}
     body = MultipartFile(fields, "content", dist.path)
     try:
         response = session.post(server.base_url + server.upload_path, data=body, auth=server.auth,
@@ -296,7 +296,7 @@ def measure_downloads(servers: list[Server], dists: list[Dist], args: argparse.N
                     raise BenchError(f"{server.name}: {dist.filename} came back with other bytes")
     for round_no in range(1, args.rounds + 1):
         for server in servers:
-            load = _load(server, [server.file_url(dist) for dist in dists], {}, args, scratch)
+            load = _load(server, [server.file_url(dist) for dist in wheels(dists)], {}, args, scratch)
             results.downloads.setdefault(server.name, []).append(load)
             _print_round(round_no, args.rounds, "wheel download", server, load)
 
@@ -340,7 +340,7 @@ def twine_uploads(servers: list[Server], dists: list[Dist], workdir: Path, resul
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise BenchError(f"{server.name}: twine upload failed: {last[0]}")
         results.twine[server.name] = UploadRun(len(dists), seconds)
-        print(f"twine upload of {len(dists)} wheels  {server.name:<10}  {seconds:6.2f} s", flush=True)
+        print(f"twine upload of {len(dists)} files  {server.name:<10}  {seconds:6.2f} s", flush=True)
 
 
 # --- memory ----------------------------------------------------------------------------------------------
@@ -479,7 +479,7 @@ def _large_rows(ours: LargeUpload, theirs: LargeUpload | None) -> list[Row]:
 def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     up = results.corpus_upload
-    rows.append((f"corpus upload, {up.count} wheels: seconds", up.seconds, None, "pypilite only"))
+    rows.append((f"corpus upload, {up.count} files: seconds", up.seconds, None, "pypilite only"))
     rows.append(("corpus upload: uploads/s", up.count / up.seconds, None, "pypilite only"))
     for label in FORMATS:
         rows.append(_page_row(results, label, args.rounds))
@@ -488,7 +488,7 @@ def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     if results.twine:
         count = next(iter(results.twine.values())).count
         ours, theirs = results.twine.get("pypilite"), results.twine.get("pypiserver")
-        rows.append((f"twine upload of {count} wheels: seconds", ours.seconds if ours else None,
+        rows.append((f"twine upload of {count} files: seconds", ours.seconds if ours else None,
                      theirs.seconds if theirs else None, "one `twine upload` run each, from start to exit"))
     if "pypilite" in results.large:
         rows.extend(_large_rows(results.large["pypilite"], results.large.get("pypiserver")))
@@ -499,7 +499,8 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
     generator = f"wrk -t1 -c{CONNECTIONS}" if WRK else f"python threads x{CONNECTIONS} (wrk missing)"
     pinning = f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if PINNED else "not pinned"
     print()
-    print(f"corpus: {args.projects} projects x {args.versions} versions = {dists} wheels; load: {generator}, "
+    print(f"corpus: {args.projects} projects x {args.versions} versions = {dists} files (a wheel and an sdist "
+          f"each); load: {generator}, "
           f"{args.rounds} rounds x {args.duration} s per figure; 1 sync worker each; {pinning}")
     print("servers: " + "; ".join(server.description for server in servers))
     rows = _table_rows(results, args)
@@ -517,7 +518,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = bench_parser(__doc__, duration=10)
     parser.add_argument("--large-mb", type=int, default=500, help="size of the large wheel in MB (default 500)")
     parser.add_argument("--twine-files", type=int, default=200,
-                        help="wheels in the timed `twine upload` to each server (default 200; 0 skips it)")
+                        help="files in the timed `twine upload` to each server (default 200; 0 skips it)")
     parser.add_argument("--skip-large", action="store_true", help="skip the large upload")
     parser.add_argument("--no-peer", action="store_true", help="do not install and run pypiserver")
     args = parse_bench_args(parser, argv, also_positive=("large_mb",))
@@ -536,7 +537,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         print("wrk not found (Debian: apt-get install wrk); falling back to a Python load generator, whose "
               "req/s are client-bound: compare the ratios only")
     pypilite = start_pypilite(stack, workdir)
-    print(f"pypilite: up on {pypilite.base_url}, uploading {len(dists)} wheels ...", flush=True)
+    print(f"pypilite: up on {pypilite.base_url}, uploading {len(dists)} files ...", flush=True)
     results = Results(upload_corpus(pypilite, dists))
     peer = None if args.no_peer else start_pypiserver(stack, workdir, dists)
     servers = [pypilite] + ([peer] if peer else [])
@@ -545,8 +546,9 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     measure_pages(servers, list(expected), args, workdir, results)
     measure_downloads(servers, dists, args, workdir, results)
     if args.twine_files:
-        twine_uploads(servers, write_corpus(workdir / "twine", args.twine_files, 1, prefix="twine-proj"), workdir,
-                      results)
+        releases = -(-args.twine_files // 2)  # a wheel and an sdist each
+        twine = write_corpus(workdir / "twine", releases, 1, prefix="twine-proj")[: args.twine_files]
+        twine_uploads(servers, twine, workdir, results)
     if not args.skip_large:
         large = write_large_wheel(workdir / "large", args.large_mb * 1_000_000)
         for server in servers:
