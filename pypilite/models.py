@@ -314,13 +314,15 @@ class ChangeMarker:
         return epoch, version, connection.total_changes
 
 
-def release_connection() -> None:
+def release_connection(read_only: bool = False) -> None:
     """At the end of a request. A gunicorn sync worker answers every request on its main thread: its
-    connection stays open for the next one, never inside a transaction a failure left behind. Threads of the
-    development server come and go, and hand theirs back to the pool."""
+    connection stays open for the next one, never inside a transaction a failure left behind (`read_only`: the
+    request ran nothing that opens one, so there is nothing to look for). Threads of the development server
+    come and go, and hand theirs back to the pool."""
     if threading.current_thread() is not threading.main_thread():
         database.close()
-    elif not database.is_closed() and getattr(connection := database.connection(), "in_transaction", False):
+    elif not read_only and not database.is_closed() and getattr(
+            connection := database.connection(), "in_transaction", False):
         connection.rollback()
 
 

@@ -226,6 +226,22 @@ def test_a_blob_gone_missing_is_reported_even_when_the_answer_was_remembered(tmp
     assert status == 500 and b"restore it from a backup" in body
 
 
+def test_a_small_blob_that_changed_size_is_not_sent_as_remembered(index: Index) -> None:
+    """A blob never changes, unless the disk or an operator does it: then the Content-Length the memo kept would
+    not frame the bytes on disk, so the Flask road answers with what is there."""
+    data = wheel_bytes("demo", "1.0")
+    assert index.upload("demo-1.0-py3-none-any.whl", data).status_code == 200
+    url = file_url(index, "local")
+    spy = Spy(index)
+    twice(index, spy, url)
+    (blob,) = (b for b in index.stored_blobs() if b.read_bytes() == data)
+    blob.write_bytes(data[:100])
+    calls = spy.calls
+    status, sent, body = answer(index, url)
+    assert spy.calls == calls + 1
+    assert status == 200 and body == data[:100] and dict(sent)["Content-Length"] == "100"
+
+
 def test_the_memo_keeps_within_its_bounds(index: Index) -> None:
     spy = Spy(index)
     spy.memo.max_entries = 2
