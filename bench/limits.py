@@ -278,7 +278,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     page_size = sizes[len(sizes) // 2]
     floor = start_floor(stack, workdir, page_size, "flask floor", "app")
     bare = start_floor(stack, workdir, page_size, "gunicorn floor", "wsgi")
-    wheel_size = sorted(d.path.stat().st_size for d in wheels(dists))[len(wheels(dists)) // 2]
+    wheel_sizes = sorted(d.path.stat().st_size for d in wheels(dists))
+    wheel_size = wheel_sizes[len(wheel_sizes) // 2]
     bare_wheel = start_floor(stack, workdir, wheel_size, "gunicorn floor, wheel", "wsgi")
     scale_pages = sorted({f"/scale/simple/{d.project}/" for d in scale})
     html = {"Accept": "text/html"}
@@ -340,8 +341,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
                 print(f"  {tool:<3} {label:<15} {median:6.2f} s  x{median / base:.2f} of nginx static")
     pinning = f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}" if PINNED else "not pinned"
     print(f"\ncorpus {args.projects} x {args.versions} = {len(dists)} files (a wheel and an sdist each); "
-          f"wrk -t1 -c{CONNECTIONS}, "
-          f"{args.rounds} rounds x {args.duration} s, medians; {pinning}")
+          f"wrk -t1 -c{CONNECTIONS}, {args.rounds} rounds x {args.duration} s, medians; {pinning}")
 
 
 def main(argv: list[str] | None = None) -> int:
