@@ -335,11 +335,11 @@ def _timed(action: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) -> None:
+def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]], measured: set[str]) -> None:
     """Fetch every project page once and download every file once through the server, so that all of it is
     cached; each page must list exactly the corpus's files with their sha256, and each file must hash to it.
-    Records the wheel paths to cycle through, how long the whole cold pass took, and what each first request
-    cost beyond the upstream's own answer to the same request, asked just before."""
+    Records the paths of the `measured` files (the wheels) to cycle through, how long the whole cold pass took,
+    and what each first request cost beyond the upstream's own answer to the same request, asked just before."""
     started = time.perf_counter()
     paths = []
     page_extra, file_extra = [], []
@@ -360,7 +360,7 @@ def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) 
                     raise BenchError(f"{server.name}: {filename} links to another server: {url}")
                 direct = _timed(lambda: session.get(f"{upstream.base_url}/files/{filename}", timeout=30).content)
                 file_extra.append(_timed(lambda: _download_cached(server, session, url, sha256)) - direct)
-                if filename.endswith(".whl"):  # the file figures are of wheels, as installers fetch them
+                if filename in measured:
                     paths.append(parts.path + (f"?{parts.query}" if parts.query else ""))
     server.file_paths = paths
     server.warm_seconds = time.perf_counter() - started
@@ -512,7 +512,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         print(f"{server.name}: up on {server.base_url}; warming: {len(expected)} pages, {len(dists)} files ...",
               flush=True)
         try:
-            warm(server, upstream, expected)
+            warm(server, upstream, expected, {dist.filename for dist in wheels(dists)})
         except (BenchError, requests.RequestException) as exc:
             if server.name == PYPILITE:
                 raise BenchError(f"{exc}; server log: {tail(server.log)}") from None
