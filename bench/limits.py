@@ -116,13 +116,13 @@ def start_nginx(stack: contextlib.ExitStack, workdir: Path, accel: Server, tree:
     """One nginx worker: deploy/nginx.conf in front of `accel`, and the static tree (if any) on another port.
     Returns the static server's URL (empty without a tree) and the front's."""
     static_port, front_port = free_port(), free_port()
-    blobs = workdir / "pypilite-data" / "blobs"
+    data = workdir / "pypilite-data"
     site = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
     prefix = workdir / "nginx"
     prefix.mkdir()
     for shipped, here in (("listen 80;", f"listen {LOOPBACK}:{front_port};"),
                           ("127.0.0.1:8080", f"{LOOPBACK}:{accel.port}"),
-                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/"),
+                          ("/var/lib/pypilite/data/", f"{data}/"),
                           ("/var/cache/nginx/pypilite", f"{prefix}/decisions")):
         if shipped not in site:
             raise BenchError(f"deploy/nginx.conf no longer says {shipped!r}")

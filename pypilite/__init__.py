@@ -16,6 +16,7 @@ from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
 from pypilite.metrics import Metrics  # noqa: E402
+from pypilite.publictree import PublicTree  # noqa: E402
 from pypilite.repositories import Repositories  # noqa: E402
 from pypilite.repositories.manage import ensure_configured  # noqa: E402
 from pypilite.storage import BlobStore  # noqa: E402
@@ -37,7 +38,8 @@ def create_app(config: Config | None = None) -> Flask:
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         blobs = BlobStore(data_dir)
-        models.bind(models.make_database(config.database.url, data_dir))
+        public_tree = PublicTree(data_dir)
+        models.bind(models.make_database(config.database.url, data_dir), public_tree)
         with _startup_lock(data_dir), models.database.connection_context():
             blobs.sweep_temp()  # what uploads and downloads killed with their process left behind
             locks.sweep(data_dir / "locks")
@@ -62,7 +64,7 @@ def create_app(config: Config | None = None) -> Flask:
     repositories = Repositories(blobs, instance, locks=data_dir / "locks", metrics=metrics)
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator(on_failure=metrics.failed_login),
-                                          pages=PageCache(), metrics=metrics)
+                                          pages=PageCache(), metrics=metrics, public_tree=public_tree)
     register(app)
     return app
 

@@ -22,6 +22,7 @@ from playhouse.pool import PooledSqliteDatabase
 from playhouse import migrate as schema
 
 from pypilite.errors import InsufficientStorage
+from pypilite.publictree import PublicTree
 
 database = pw.DatabaseProxy()
 
@@ -276,8 +277,15 @@ def make_database(url: str, data_dir: Path) -> pw.Database:
     return connect_url(url)
 
 
-def bind(db: pw.Database) -> None:
+# The tree of links nginx sends public files from: every write that may narrow what anonymous readers get
+# retires it before committing (see publictree). Wired with the database, by whoever binds it.
+_public_tree: PublicTree | None = None
+
+
+def bind(db: pw.Database, public_tree: PublicTree | None = None) -> None:
+    global _public_tree
     database.initialize(db)
+    _public_tree = public_tree
 
 
 def close_pool() -> None:
@@ -326,19 +334,43 @@ def release_connection(read_only: bool = False) -> None:
         connection.rollback()
 
 
+class Write:
+    """What a write transaction's body says about itself."""
+
+    def __init__(self) -> None:
+        self.narrows = True
+
+    def adds_only(self) -> None:
+        """Nothing anyone could download without credentials stops being downloadable (or changes bytes)
+        when this commits: the public tree of links may stay. Say it only when sure: a wrong word here
+        keeps serving what was taken back."""
+        self.narrows = False
+
+
 @contextmanager
-def write_transaction() -> Iterator[None]:
+def write_transaction() -> Iterator[Write]:
     """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
-    lock (SQLITE_BUSY without waiting); on other databases a plain transaction."""
+    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. Unless its body says it
+    only adds, the public tree is retired just before the commit, and its lock held until after it."""
     db = database.obj
+    write = Write()
+    held = None
     try:
         with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():  # pooled too
-            yield
+            yield write
+            # Nested, it commits nothing: the outermost transaction decides for its whole body.
+            if write.narrows and _public_tree is not None and db.transaction_depth() == 1:
+                held = _public_tree.retire()
     except pw.OperationalError as exc:
         if not _disk_full(exc):
             raise
         raise InsufficientStorage("Insufficient storage: the database cannot grow (disk full); nothing was "
                                   "stored") from None
+    finally:
+        if held is not None:
+            held.release()
+    if held is not None:
+        _public_tree.sweep()
 
 
 def _disk_full(exc: pw.OperationalError) -> bool:

@@ -36,12 +36,17 @@ class HostedRepository(StoredRepository):
         metadata_sha256 = None
         if dist.metadata.core_metadata is not None:
             metadata_sha256 = self.blobs.put_bytes(dist.metadata.core_metadata)
-        with write_transaction():
+        with write_transaction() as write:
             # Checked again under the write lock: another worker may have stored the same name meanwhile.
             existing = self._query_file_row(dist.filename)
             if existing is not None and self._is_duplicate(existing, dist):
+                write.adds_only()
                 return UploadOutcome.IDENTICAL
-            project = self._project_for_upload(dist)
+            project, created = self._project_for_upload(dist)
+            if existing is None and not created:
+                # A new file of a known project takes nothing away. A new project may hide a proxy's
+                # namesake in a group, and an overwrite takes the old bytes' URL away.
+                write.adds_only()
             values = dict(
                 project=project.id,
                 filename=dist.filename,
@@ -82,15 +87,16 @@ class HostedRepository(StoredRepository):
             )
         return False
 
-    def _project_for_upload(self, dist: VerifiedUpload) -> Project:
+    def _project_for_upload(self, dist: VerifiedUpload) -> tuple[Project, bool]:
+        """The project the file goes into, and whether it is new."""
         name = str(dist.info.project)
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         if project is not None:
-            return project
+            return project, False
         try:
             project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
         except pw.IntegrityError:  # SQLite's write lock rules this out; PostgreSQL's isolation does not
-            return Project.get((Project.repository == self.row.id) & (Project.name == name))
+            return Project.get((Project.repository == self.row.id) & (Project.name == name)), False
         models.Repository.update(serial=models.Repository.serial + 1).where(
             models.Repository.id == self.row.id).execute()
-        return project
+        return project, True

@@ -141,13 +141,15 @@ class ProxyRepository(StoredRepository):
         fetched = self.upstream.fetch_page(name, **validators)
         if fetched is NOT_MODIFIED and not validators:
             raise UpstreamError(f"upstream answered 304 Not Modified to an unconditional request for {name!r}")
-        with write_transaction():
+        with write_transaction() as write:
             if fetched is NOT_MODIFIED:
                 UpstreamPage.update(fetched=utcnow()).where(UpstreamPage.id == state.id).execute()
+                write.adds_only()
             elif fetched is NOT_FOUND:
                 self._save_state(name, not_found=True)
             else:
-                self._store(name, fetched)
+                if not self._store(name, fetched):
+                    write.adds_only()
                 self._save_state(name, etag=fetched.etag, last_modified=fetched.last_modified)
         return self._state(name)
 
@@ -159,8 +161,9 @@ class ProxyRepository(StoredRepository):
                               UpstreamPage.last_modified: last_modified, UpstreamPage.not_found: not_found})
          .execute())
 
-    def _store(self, name: str, fetched: FetchedPage) -> None:
-        """Make the project's file rows say what the upstream page says; bump its serial only on a change."""
+    def _store(self, name: str, fetched: FetchedPage) -> bool:
+        """Make the project's file rows say what the upstream page says; bump its serial only on a change.
+        True when a file went away or its bytes changed (see models.Write.adds_only)."""
         wanted = {}
         for upstream_file in fetched.files:
             values = _file_values(upstream_file, name)
@@ -172,7 +175,7 @@ class ProxyRepository(StoredRepository):
             models.Repository.update(serial=models.Repository.serial + 1).where(
                 models.Repository.id == self.row.id).execute()
         existing = {row.filename: row for row in File.select().where(File.project == project.id)}
-        changed = False
+        changed = narrowed = False
         for filename, values in wanted.items():
             row = existing.get(filename)
             if row is None:
@@ -181,12 +184,14 @@ class ProxyRepository(StoredRepository):
             elif _differs(row, values):
                 File.update(**values).where(File.id == row.id).execute()
                 changed = True
+                narrowed |= (row.sha256, row.metadata_sha256) != (values["sha256"], values["metadata_sha256"])
         gone = [row.id for filename, row in existing.items() if filename not in wanted]
         if gone:
             File.delete().where(File.id.in_(gone)).execute()
-            changed = True
+            changed = narrowed = True
         if changed:
             Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
+        return narrowed
 
     def open_file(self, filename: str) -> BlobRef | None:
         row = self._file_row(filename)
@@ -306,7 +311,8 @@ class _StoringStream:
             raise UpstreamError(f"{row.filename} from upstream does not match its declared sha256")
         self.proxy.blobs.commit(blob)
         if row.size is None:  # now known: the pages that list the file change, so their serials move
-            with database.connection_context(), write_transaction():
+            with database.connection_context(), write_transaction() as write:
+                write.adds_only()
                 learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())
                 Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
                 File.update(size=blob.size).where((File.sha256 == row.sha256) & File.size.is_null()).execute()

@@ -10,6 +10,7 @@ from pypilite import access
 from pypilite.auth import Authenticator, Principal
 from pypilite.config import Config
 from pypilite.metrics import Metrics
+from pypilite.publictree import PublicTree
 from pypilite.repositories import Repositories
 from pypilite.repositories.base import Repository
 from pypilite.storage import BlobStore
@@ -24,6 +25,7 @@ class Services:
     authenticator: Authenticator
     pages: PageCache
     metrics: Metrics
+    public_tree: PublicTree
 
 
 def services() -> Services:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from flask import Blueprint, Response, request
 from werkzeug.http import quote_etag
 from werkzeug.wsgi import wrap_file
 
+from pypilite import access
+from pypilite.auth import ANONYMOUS
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
 from pypilite.web import memo
@@ -33,23 +36,28 @@ DECISION_HEADER = "X-Pypilite-Decision"
 @bp.get("/files/<repo>/<sha256>/<filename>")
 def download(repo: str, sha256: str, filename: str) -> Response:
     repository = readable_repository(repo)
-
-    want_metadata = filename.endswith(METADATA_SUFFIX)
-    dist_name = filename.removesuffix(METADATA_SUFFIX)
-    dist = repository.dist_file(dist_name)
-    if dist is None or dist.sha256 != sha256:
-        raise NotFound(f"file {filename!r} not found in repository {repository.name!r}")
-    blob = dist.metadata_sha256 if want_metadata else dist.sha256
-    if blob is None:
-        raise NotFound(f"{dist_name!r} has no core metadata file")
+    blob = _blob(repository, sha256, filename)
     accel = services().config.server.x_accel_redirect
-    response = _accelerated(blob, filename, accel) if accel else None
+    response = _accelerated(repo, sha256, filename, blob, accel) if accel else None
     if response is None:
-        response = _sent(repository, dist_name, filename, want_metadata)
+        response = _sent(repository, filename.removesuffix(METADATA_SUFFIX), filename,
+                         filename.endswith(METADATA_SUFFIX))
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
     shared = repository.public and not principal().authenticated
     response.headers["Cache-Control"] = f"{'public' if shared else 'private'}, max-age={ONE_YEAR}, immutable"
     return response
+
+
+def _blob(repository: Repository, sha256: str, filename: str) -> str:
+    """The sha256 of the bytes the URL `<repository>/<sha256>/<filename>` stands for."""
+    dist_name = filename.removesuffix(METADATA_SUFFIX)
+    dist = repository.dist_file(dist_name)
+    if dist is None or dist.sha256 != sha256:
+        raise NotFound(f"file {filename!r} not found in repository {repository.name!r}")
+    blob = dist.metadata_sha256 if filename.endswith(METADATA_SUFFIX) else dist.sha256
+    if blob is None:
+        raise NotFound(f"{dist_name!r} has no core metadata file")
+    return blob
 
 
 def _sent(repository: Repository, dist_name: str, filename: str, want_metadata: bool) -> Response:
@@ -81,21 +89,38 @@ def _send_blob(ref: BlobRef) -> Response:
     return response
 
 
-def _accelerated(sha256: str, filename: str, location: str) -> Response | None:
+def _accelerated(repo: str, sha256: str, filename: str, blob: str, location: str) -> Response | None:
     """No body: nginx sends the stored blob from its internal location, with Range and conditional GETs of
     its own, and keeps the headers set here that it passes on. None when pypilite must send it itself (a
     proxied file not fetched yet, or a blob gone missing); but when nginx only asks whether it may send
     the file (deploy/nginx.conf's decision subrequest), pypilite starts nothing and says "not from you"
     with an answer that names no blob."""
     blobs = services().blobs
-    path = blobs.path(sha256)
+    path = blobs.path(blob)
     if not path.is_file():
         return Response(status=200) if request.headers.get(DECISION_HEADER) else None
     response = Response(mimetype="application/octet-stream")
     response.headers["X-Accel-Redirect"] = location + path.relative_to(blobs.root).as_posix()
     response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    if not principal().authenticated:
+        _publish(repo, sha256, filename, path)
     memo.offer(requires=path)
     return response
+
+
+def _publish(repo: str, sha256: str, filename: str, blob: Path) -> None:
+    """Link the blob this anonymous download was allowed into the public tree, for nginx to send the next
+    ones by itself (see publictree): if, asked again under the tree's lock, anyone may still read it."""
+
+    def still_public() -> bool:
+        try:
+            repository = services().repositories.get(repo, ANONYMOUS)
+            access.require(ANONYMOUS, repository, access.READ)
+            return _blob(repository, sha256, filename) == blob.name
+        except UserError:
+            return False
+
+    services().public_tree.publish(f"files/{repo}/{sha256}/{filename}", blob, still_public)
 
 
 def _streamed(ref: BlobRef) -> Response:

@@ -28,12 +28,12 @@ SITE = ROOT / "deploy" / "nginx.conf"
 PROXIED = wheel("from-upstream", "1.0")
 
 
-def nginx_config(directory: Path, port: int, upstream: str, blobs: Path) -> Path:
+def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> Path:
     """The shipped site with this test's ports and paths, inside the smallest main config that runs
     unprivileged-style from a temp prefix."""
     site = SITE.read_text()
     for shipped, here in (("listen 80;", f"listen 127.0.0.1:{port};"), ("127.0.0.1:8080", upstream),
-                          ("/var/lib/pypilite/data/blobs/", f"{blobs}/"),
+                          ("/var/lib/pypilite/data/", f"{data_dir}/"),
                           ("/var/cache/nginx/pypilite", f"{directory}/decisions")):
         assert shipped in site, f"deploy/nginx.conf no longer says {shipped!r}"
         site = site.replace(shipped, here)
@@ -58,7 +58,7 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
                     {"name": "up", "repository_type": "proxy", "remote_url": upstream.url}]
     server = start_server("gunicorn", tmp, repositories, settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
     port = free_port()
-    config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir / "blobs")
+    config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir)
     output = tmp / "nginx.out"
     with output.open("wb") as out:
         nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(config), "-g", "daemon off;"],
