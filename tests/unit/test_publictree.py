@@ -1,0 +1,249 @@
+"""The tree of links nginx sends public files from: made on an anonymous yes, retired by every write that
+may take a yes back, never left standing after such a write commits (see pypilite/publictree.py). The live
+test with a real nginx is in tests/integration/test_nginx.py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from pypilite import models
+from pypilite.models import write_transaction
+from pypilite.publictree import CURRENT, PublicTree
+from tests.conftest import Index
+from tests.distfactory import wheel_bytes
+from tests.upstream import Upstream, wheel
+
+JSON = "application/vnd.pypi.simple.v1+json"
+LOCATION = "/_pypilite_blobs/"
+URL_PATH = f"files/local/{'a' * 64}/demo-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> PublicTree:
+    return PublicTree(tmp_path / "data")
+
+
+@pytest.fixture
+def blob(tmp_path: Path) -> Path:
+    path = tmp_path / "data" / "blobs" / "blob"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"the bytes")
+    return path
+
+
+def retired(tree: PublicTree) -> None:
+    """What a committing write does around its commit."""
+    tree.retire().release()
+    tree.sweep()
+
+
+# --- the tree on its own -----------------------------------------------------------------------------------
+
+def test_a_yes_becomes_a_hard_link_under_the_url(tree: PublicTree, blob: Path) -> None:
+    assert tree.publish(URL_PATH, blob, lambda: True)
+    link = tree.current / URL_PATH
+    assert link.read_bytes() == b"the bytes" and os.path.samefile(link, blob)
+    asked = []
+    assert tree.publish(URL_PATH, blob, lambda: asked.append(1) or True)  # already there: nothing asked
+    assert asked == []
+
+
+def test_a_no_asked_again_under_the_lock_makes_no_link(tree: PublicTree, blob: Path) -> None:
+    assert not tree.publish(URL_PATH, blob, lambda: False)
+    assert not (tree.current / URL_PATH).exists()
+
+
+def test_retiring_empties_the_tree_and_removes_the_old_generation(tree: PublicTree, blob: Path) -> None:
+    tree.publish(URL_PATH, blob, lambda: True)
+    first = os.readlink(tree.current)
+    retired(tree)
+    assert os.readlink(tree.current) != first and not (tree.current / URL_PATH).exists()
+    assert sorted(p.name for p in tree.root.iterdir()) == sorted([CURRENT, os.readlink(tree.current)])
+    assert blob.read_bytes() == b"the bytes"  # a link goes, the blob stays
+    assert tree.publish(URL_PATH, blob, lambda: True) and (tree.current / URL_PATH).is_file()
+
+
+def test_retiring_without_a_tree_makes_none(tree: PublicTree) -> None:
+    retired(tree)
+    assert not tree.root.exists()
+
+
+def test_no_link_is_made_while_a_write_holds_the_tree(tree: PublicTree, blob: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer holds the lock from its swap to after its commit; a download then goes without a link
+    rather than link what the commit may have taken back."""
+    monkeypatch.setattr("pypilite.publictree.PUBLISH_WAIT", 0.1)
+    tree.publish(URL_PATH, blob, lambda: True)
+    lock = tree.retire()
+    try:
+        outcome = []
+        worker = threading.Thread(target=lambda: outcome.append(tree.publish(URL_PATH, blob, lambda: True)))
+        worker.start()
+        worker.join()
+        assert outcome == [False] and not (tree.current / URL_PATH).exists()
+    finally:
+        lock.release()
+
+
+def test_a_current_that_is_not_a_generation_is_removed_rather_than_kept(tree: PublicTree, blob: Path) -> None:
+    (tree.current / "files").mkdir(parents=True)  # someone made `current` a plain directory
+    (tree.current / "files" / "stale").write_bytes(b"old")
+    retired(tree)
+    assert not (tree.current / "files" / "stale").exists()
+
+
+@pytest.mark.parametrize("url_path", ["../blobs/x", "/etc/passwd", "files//x", "files/./x", "files/x/..", "a\0b"])
+def test_paths_that_leave_the_tree_are_refused(tree: PublicTree, blob: Path, url_path: str) -> None:
+    with pytest.raises(ValueError):
+        tree.publish(url_path, blob, lambda: True)
+
+
+def test_a_link_that_cannot_be_made_costs_only_the_shortcut(tree: PublicTree, tmp_path: Path) -> None:
+    assert not tree.publish(URL_PATH, tmp_path / "no-such-blob", lambda: True)
+
+
+# --- writes retire it --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def accel(tmp_path: Path) -> Index:
+    return Index(tmp_path / "data", {"server": {"x_accel_redirect": LOCATION}, "repository": [
+        {"name": "local", "repository_type": "hosted"},
+        {"name": "team", "repository_type": "hosted", "public": False}]})
+
+
+def uploaded(index: Index, project: str, version: str, repo: str = "local") -> str:
+    """The file's URL path, after an upload that must succeed."""
+    data = wheel_bytes(project, version)
+    filename = f"{project}-{version}-py3-none-any.whl"
+    assert index.upload(filename, data, repo=repo).status_code == 200
+    return f"files/{repo}/{hashlib.sha256(data).hexdigest()}/{filename}"
+
+
+def linked(index: Index, url_path: str) -> bool:
+    return (index.data_dir / "public" / CURRENT / url_path).is_file()
+
+
+def test_an_anonymous_yes_links_the_file_and_its_metadata(accel: Index) -> None:
+    url_path = uploaded(accel, "demo", "1.0")
+    response = accel.get(f"/{url_path}")
+    assert response.status_code == 200 and "X-Accel-Redirect" in response.headers
+    link = accel.data_dir / "public" / CURRENT / url_path
+    assert os.path.samefile(link, accel.data_dir / "blobs" / response.headers["X-Accel-Redirect"].removeprefix(LOCATION))
+    metadata = accel.get(f"/{url_path}.metadata")
+    assert (link.parent / f"{link.name}.metadata").read_bytes().startswith(b"Metadata-Version")
+    assert metadata.status_code == 200
+
+
+def test_what_needs_credentials_is_never_linked(accel: Index) -> None:
+    private = uploaded(accel, "secret", "1.0", repo="team")
+    assert accel.get(f"/{private}", headers=accel.auth).status_code == 200
+    assert accel.get(f"/{private}").status_code == 401
+    public = uploaded(accel, "demo", "1.0")
+    assert accel.get(f"/{public}", headers=accel.auth).status_code == 200  # asked with credentials: no link
+    assert not linked(accel, private) and not linked(accel, public)
+
+
+def test_without_x_accel_redirect_there_is_no_tree(index: Index) -> None:
+    url_path = uploaded(index, "demo", "1.0")
+    assert index.get(f"/{url_path}").status_code == 200
+    assert not (index.data_dir / "public").exists()
+
+
+def test_a_new_file_of_a_known_project_keeps_the_tree(accel: Index) -> None:
+    first = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{first}")
+    second = uploaded(accel, "demo", "2.0")
+    assert linked(accel, first)
+    accel.get(f"/{second}")
+    assert linked(accel, second)
+
+
+def test_a_new_project_retires_the_tree(accel: Index) -> None:
+    """It may hide a proxy's namesake in a group: a file that group served is no longer its to serve."""
+    first = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{first}")
+    uploaded(accel, "other", "1.0")
+    assert not linked(accel, first)
+
+
+def test_a_refused_upload_keeps_the_tree(accel: Index) -> None:
+    first = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{first}")
+    clash = accel.upload("demo-1.0-py3-none-any.whl", b"PK other bytes entirely")
+    assert clash.status_code in (400, 409)
+    assert linked(accel, first)
+
+
+@pytest.mark.parametrize("revoke", [
+    lambda index: index.client.delete("/api/v1/repos/local/files/demo-1.0-py3-none-any.whl", headers=index.auth),
+    lambda index: index.client.delete("/api/v1/repos/local/projects/demo/1.0", headers=index.auth),
+    lambda index: index.client.patch("/api/v1/repos/local", json={"public": False}, headers=index.auth),
+    lambda index: index.client.delete("/api/v1/repos/local", headers=index.auth),
+], ids=["file deleted", "release deleted", "repository made private", "repository deleted"])
+def test_taking_a_file_back_retires_the_tree_before_the_next_download(accel: Index, revoke) -> None:
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    assert linked(accel, url_path)
+    assert revoke(accel).status_code in (200, 204)
+    assert not linked(accel, url_path)
+    assert accel.get(f"/{url_path}").status_code in (401, 404)
+    assert not linked(accel, url_path)
+    assert [p.name for p in (accel.data_dir / "public").iterdir() if p.name != CURRENT] == [
+        os.readlink(accel.data_dir / "public" / CURRENT)]  # the retired generation is gone from the disk
+
+
+def test_a_group_member_leaving_retires_the_tree(tmp_path: Path) -> None:
+    index = Index(tmp_path / "data", {"server": {"x_accel_redirect": LOCATION}, "repository": [
+        {"name": "local", "repository_type": "hosted"},
+        {"name": "all", "repository_type": "group", "members": ["local"]}]})
+    url_path = uploaded(index, "demo", "1.0").replace("files/local/", "files/all/")
+    assert index.get(f"/{url_path}").status_code == 200 and linked(index, url_path)
+    changed = index.client.patch("/api/v1/repos/all", json={"members": []}, headers=index.auth)
+    assert changed.status_code == 200
+    assert not linked(index, url_path) and index.get(f"/{url_path}").status_code == 404
+
+
+def test_a_write_that_fails_keeps_the_tree(accel: Index) -> None:
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    models.bind(accel.database, accel.public_tree)
+    with pytest.raises(RuntimeError), models.database.connection_context(), write_transaction():
+        raise RuntimeError("nothing commits")
+    assert linked(accel, url_path)
+
+
+def test_a_nested_write_leaves_retiring_to_the_outermost(accel: Index) -> None:
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    models.bind(accel.database, accel.public_tree)
+    with models.database.connection_context(), write_transaction():
+        with write_transaction() as inner:
+            inner.adds_only()
+        assert linked(accel, url_path)  # nothing retired (nor locked) inside
+    assert not linked(accel, url_path)
+
+
+# --- proxies ---------------------------------------------------------------------------------------------
+
+def test_a_proxy_page_that_only_grew_keeps_the_tree_and_one_that_lost_a_file_retires_it(tmp_path: Path) -> None:
+    upstream = Upstream(tmp_path / "up", [wheel("tool", "1.0"), wheel("tool", "2.0")], json_api=True).start()
+    try:
+        index = Index(tmp_path / "data", {"server": {"x_accel_redirect": LOCATION}, "repository": [
+            {"name": "up", "repository_type": "proxy", "remote_url": upstream.url, "cache_ttl": 0}]})
+        files = index.get("/up/simple/tool/", accept=JSON).json["files"]
+        url_path = f"files/up/{files[0]['hashes']['sha256']}/{files[0]['filename']}"
+        index.get(f"/{url_path}")  # the first download fetches and streams it: nothing to link yet
+        assert index.get(f"/{url_path}").headers["X-Accel-Redirect"] and linked(index, url_path)
+        upstream.dists.append(wheel("tool", "3.0"))
+        assert len(index.get("/up/simple/tool/", accept=JSON).json["files"]) == 3
+        assert linked(index, url_path)
+        upstream.dists[:] = [d for d in upstream.dists if d.filename != files[0]["filename"]]
+        assert len(index.get("/up/simple/tool/", accept=JSON).json["files"]) == 2
+        assert not linked(index, url_path)
+    finally:
+        upstream.stop()
