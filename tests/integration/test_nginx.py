@@ -1,5 +1,6 @@
 """Behind nginx, with the site shipped in deploy/nginx.conf: real twine and pip through it, blobs sent by
-nginx after pypilite said yes (X-Accel-Redirect), and large uploads passed through as they stream."""
+nginx after pypilite said yes (X-Accel-Redirect) or, without credentials, from pypilite's tree of public
+links, and large uploads passed through as they stream."""
 
 from __future__ import annotations
 
@@ -152,3 +153,30 @@ def test_what_nginx_cannot_send_pypilite_answers(behind_nginx) -> None:
     assert first.status_code == 200 and first.content == PROXIED.data
     again = requests.get(file_url, timeout=30)  # stored now: nginx sends it
     assert again.content == PROXIED.data and PROXIED.sha256 not in again.headers["ETag"]
+
+
+def test_anonymous_downloads_come_from_the_tree_and_follow_a_deletion_within_a_second(behind_nginx) -> None:
+    url, server = behind_nginx
+    data = wheel_bytes("tree-one", "1.0")
+    assert _upload(url, server, "local", data, "tree-one", "1.0").status_code == 200
+    sha256 = hashlib.sha256(data).hexdigest()
+    file_url = f"{url}/files/local/{sha256}/tree_one-1.0-py3-none-any.whl"
+    assert requests.get(file_url, timeout=10).content == data  # asked pypilite, which linked it
+    link = server.data_dir / "public" / "current" / "files" / "local" / sha256 / "tree_one-1.0-py3-none-any.whl"
+    assert link.is_file()
+    from_tree = requests.get(file_url, timeout=10)
+    assert from_tree.content == data and from_tree.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert from_tree.headers["Content-Disposition"] == 'inline; filename="tree_one-1.0-py3-none-any.whl"'
+    part = requests.get(file_url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert part.status_code == 206 and part.content == data[10:20]
+    revalidated = requests.get(file_url, headers={"If-None-Match": from_tree.headers["ETag"]}, timeout=10)
+    assert revalidated.status_code == 304
+    with_credentials = requests.get(file_url, auth=("admin", server.admin_password), timeout=10)
+    assert with_credentials.content == data and "private" in with_credentials.headers["Cache-Control"]
+
+    deleted = requests.delete(f"{url}/api/v1/repos/local/files/tree_one-1.0-py3-none-any.whl",
+                              auth=("admin", server.admin_password), timeout=10)
+    assert deleted.status_code == 204 and not link.exists()
+    time.sleep(1.5)  # nginx's open_file_cache_valid: how long it may keep a file open without looking again
+    gone = requests.get(file_url, timeout=10)
+    assert gone.status_code == 404 and gone.content != data
