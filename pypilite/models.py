@@ -340,7 +340,7 @@ class Write:
     def __init__(self) -> None:
         self.narrows = True
 
-    def adds_only(self) -> None:
+    def keeps_public_files(self) -> None:
         """Nothing anyone could download without credentials stops being downloadable (or changes bytes)
         when this commits: the public tree of links may stay. Say it only when sure: a wrong word here
         keeps serving what was taken back."""
@@ -389,10 +389,12 @@ def schema_version() -> int:
 
 def migrate() -> int:
     """Bring the schema up to date; returns the version reached. Safe to call from several processes."""
-    with write_transaction():
+    with write_transaction() as write:
         if not database.table_exists(Meta._meta.table_name):
             database.create_tables([Meta])
         current = schema_version()
+        if current == SCHEMA_VERSION:
+            write.keeps_public_files()  # every start asks: only a step that runs may change what is served
         if current > SCHEMA_VERSION:
             raise SchemaError(
                 f"the database has schema version {current}, newer than this pypilite understands "

@@ -33,7 +33,8 @@ def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only:
         raise BadRequest(f"expires_days must be between 1 and {MAX_EXPIRY_DAYS}")
     repos = sorted(set(repos))
     secret = new_token_secret()
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
         user = get_user(owner)
         rows = []
         for name in repos:
@@ -66,7 +67,8 @@ def get_token(token_id: int) -> Token:
 
 
 def revoke_token(token_id: int, actor: Actor) -> None:
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
         token = get_token(token_id)
         if token.revoked is None:
             Token.update(revoked=utcnow()).where(Token.id == token.id).execute()

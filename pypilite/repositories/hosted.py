@@ -40,13 +40,13 @@ class HostedRepository(StoredRepository):
             # Checked again under the write lock: another worker may have stored the same name meanwhile.
             existing = self._query_file_row(dist.filename)
             if existing is not None and self._is_duplicate(existing, dist):
-                write.adds_only()
+                write.keeps_public_files()
                 return UploadOutcome.IDENTICAL
             project, created = self._project_for_upload(dist)
             if existing is None and not created:
                 # A new file of a known project takes nothing away. A new project may hide a proxy's
                 # namesake in a group, and an overwrite takes the old bytes' URL away.
-                write.adds_only()
+                write.keeps_public_files()
             values = dict(
                 project=project.id,
                 filename=dist.filename,

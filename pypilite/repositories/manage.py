@@ -186,7 +186,8 @@ def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
     """Create the configured repositories that do not exist yet, members before the groups that list them."""
     created = []
     pending = list(specs)
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # new repositories take nothing from the files of those already there
         existing = {row.name for row in Repository.select(Repository.name)}
         pending = [spec for spec in pending if spec.name not in existing]
         while pending:

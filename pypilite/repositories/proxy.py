@@ -144,12 +144,12 @@ class ProxyRepository(StoredRepository):
         with write_transaction() as write:
             if fetched is NOT_MODIFIED:
                 UpstreamPage.update(fetched=utcnow()).where(UpstreamPage.id == state.id).execute()
-                write.adds_only()
+                write.keeps_public_files()
             elif fetched is NOT_FOUND:
                 self._save_state(name, not_found=True)
             else:
                 if not self._store(name, fetched):
-                    write.adds_only()
+                    write.keeps_public_files()
                 self._save_state(name, etag=fetched.etag, last_modified=fetched.last_modified)
         return self._state(name)
 
@@ -163,7 +163,7 @@ class ProxyRepository(StoredRepository):
 
     def _store(self, name: str, fetched: FetchedPage) -> bool:
         """Make the project's file rows say what the upstream page says; bump its serial only on a change.
-        True when a file went away or its bytes changed (see models.Write.adds_only)."""
+        True when a file went away or its bytes changed (see models.Write.keeps_public_files)."""
         wanted = {}
         for upstream_file in fetched.files:
             values = _file_values(upstream_file, name)
@@ -312,7 +312,7 @@ class _StoringStream:
         self.proxy.blobs.commit(blob)
         if row.size is None:  # now known: the pages that list the file change, so their serials move
             with database.connection_context(), write_transaction() as write:
-                write.adds_only()
+                write.keeps_public_files()
                 learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())
                 Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
                 File.update(size=blob.size).where((File.sha256 == row.sha256) & File.size.is_null()).execute()

@@ -14,7 +14,7 @@ import pytest
 from pypilite import models
 from pypilite.models import write_transaction
 from pypilite.publictree import CURRENT, PublicTree
-from tests.conftest import Index
+from tests.conftest import Index, call
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
 
@@ -133,7 +133,8 @@ def test_an_anonymous_yes_links_the_file_and_its_metadata(accel: Index) -> None:
     response = accel.get(f"/{url_path}")
     assert response.status_code == 200 and "X-Accel-Redirect" in response.headers
     link = accel.data_dir / "public" / CURRENT / url_path
-    assert os.path.samefile(link, accel.data_dir / "blobs" / response.headers["X-Accel-Redirect"].removeprefix(LOCATION))
+    blob = accel.data_dir / "blobs" / response.headers["X-Accel-Redirect"].removeprefix(LOCATION)
+    assert os.path.samefile(link, blob)
     metadata = accel.get(f"/{url_path}.metadata")
     assert (link.parent / f"{link.name}.metadata").read_bytes().startswith(b"Metadata-Version")
     assert metadata.status_code == 200
@@ -208,6 +209,19 @@ def test_a_group_member_leaving_retires_the_tree(tmp_path: Path) -> None:
     assert not linked(index, url_path) and index.get(f"/{url_path}").status_code == 404
 
 
+def test_a_command_line_write_on_the_same_data_dir_retires_it_too(accel: Index, tmp_path: Path, capsys) -> None:
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    config = tmp_path / "cli.toml"
+    config.write_text(f'[storage]\ndata_dir = "{accel.data_dir}"\n[[repository]]\nname = "local"\n'
+                      'repository_type = "hosted"\n[[repository]]\nname = "team"\nrepository_type = "hosted"\n'
+                      "public = false\n")
+    assert call(capsys, "token", "create", "--user", "admin", "--config", str(config))[0] == 0
+    assert linked(accel, url_path)  # a start-up and a token: nothing anyone reads without credentials changed
+    assert call(capsys, "repo", "remove", "local", "--config", str(config))[0] == 0
+    assert not linked(accel, url_path)
+
+
 def test_a_write_that_fails_keeps_the_tree(accel: Index) -> None:
     url_path = uploaded(accel, "demo", "1.0")
     accel.get(f"/{url_path}")
@@ -223,7 +237,7 @@ def test_a_nested_write_leaves_retiring_to_the_outermost(accel: Index) -> None:
     models.bind(accel.database, accel.public_tree)
     with models.database.connection_context(), write_transaction():
         with write_transaction() as inner:
-            inner.adds_only()
+            inner.keeps_public_files()
         assert linked(accel, url_path)  # nothing retired (nor locked) inside
     assert not linked(accel, url_path)
 
