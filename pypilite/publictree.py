@@ -9,10 +9,10 @@ is asked about as before.
 
 A link is a standing yes, so the tree must never outlive a change that could take one back. Rather than find
 which links a change touches, every database write that may narrow what anonymous readers get (a deletion,
-an overwrite, a repository made private, a group's members changed, a project that now hides another in a
-group, a proxy page that lost a file) retires the whole tree: `current` is pointed at a new, empty
-generation before the write commits (models.write_transaction), and the tree fills again as files are asked
-for. Writes that only add (a new file in an existing project) keep it.
+an overwrite, a repository made private, a group's members changed, a proxy page that lost a file) retires
+the whole tree: `current` is pointed at a new, empty generation before the write commits
+(models.write_transaction), and the tree fills again as files are asked for. Writes that say they take
+nothing from anonymous readers (a new file; users, tokens and grants) keep it.
 
 What makes that hold under races and crashes, with every worker and every CLI process on the data dir:
 - a writer retires the tree while it holds the database's write lock and this tree's lock, fsyncs the swap

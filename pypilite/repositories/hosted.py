@@ -42,10 +42,11 @@ class HostedRepository(StoredRepository):
             if existing is not None and self._is_duplicate(existing, dist):
                 write.keeps_public_files()
                 return UploadOutcome.IDENTICAL
-            project, created = self._project_for_upload(dist)
-            if existing is None and not created:
-                # A new file of a known project takes nothing away. A new project may hide a proxy's
-                # namesake in a group, and an overwrite takes the old bytes' URL away.
+            project = self._project_for_upload(dist)
+            if existing is None:
+                # A new file takes nothing away, even in a new project: a group's guard hides a proxy's
+                # namesake from its pages, but the proxy's file URLs name the proxy. An overwrite takes the
+                # old bytes' URL away.
                 write.keeps_public_files()
             values = dict(
                 project=project.id,
@@ -87,16 +88,15 @@ class HostedRepository(StoredRepository):
             )
         return False
 
-    def _project_for_upload(self, dist: VerifiedUpload) -> tuple[Project, bool]:
-        """The project the file goes into, and whether it is new."""
+    def _project_for_upload(self, dist: VerifiedUpload) -> Project:
         name = str(dist.info.project)
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         if project is not None:
-            return project, False
+            return project
         try:
             project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
         except pw.IntegrityError:  # SQLite's write lock rules this out; PostgreSQL's isolation does not
-            return Project.get((Project.repository == self.row.id) & (Project.name == name)), False
+            return Project.get((Project.repository == self.row.id) & (Project.name == name))
         models.Repository.update(serial=models.Repository.serial + 1).where(
             models.Repository.id == self.row.id).execute()
-        return project, True
+        return project

@@ -3,7 +3,8 @@
 The URL carries the file's sha256, so a URL always means the same bytes: clients and proxies may cache it
 for a year, and Range and conditional requests come from werkzeug (gunicorn hands the open file to
 sendfile(2)). Behind nginx with `server.x_accel_redirect` set, pypilite decides who may read and nginx sends
-the bytes.
+the bytes; a yes to a download without credentials is also written down as a link in the public tree, from
+which nginx sends the next ones without asking (see pypilite/publictree.py).
 """
 
 from __future__ import annotations

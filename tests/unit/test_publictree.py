@@ -155,21 +155,25 @@ def test_without_x_accel_redirect_there_is_no_tree(index: Index) -> None:
     assert not (index.data_dir / "public").exists()
 
 
-def test_a_new_file_of_a_known_project_keeps_the_tree(accel: Index) -> None:
+def test_new_files_keep_the_tree_in_known_projects_and_new_ones(accel: Index) -> None:
+    """Even a new project that hides a proxy's namesake in a group: the proxy's file URLs name the proxy."""
     first = uploaded(accel, "demo", "1.0")
     accel.get(f"/{first}")
     second = uploaded(accel, "demo", "2.0")
+    uploaded(accel, "other", "1.0")
     assert linked(accel, first)
     accel.get(f"/{second}")
     assert linked(accel, second)
 
 
-def test_a_new_project_retires_the_tree(accel: Index) -> None:
-    """It may hide a proxy's namesake in a group: a file that group served is no longer its to serve."""
-    first = uploaded(accel, "demo", "1.0")
-    accel.get(f"/{first}")
-    uploaded(accel, "other", "1.0")
-    assert not linked(accel, first)
+def test_an_overwrite_retires_the_tree(tmp_path: Path) -> None:
+    index = Index(tmp_path / "data", {"server": {"x_accel_redirect": LOCATION}, "repository": [
+        {"name": "local", "repository_type": "hosted", "allow_overwrite": True}]})
+    first = uploaded(index, "demo", "1.0")
+    index.get(f"/{first}")
+    again = wheel_bytes("demo", "1.0", payload=b"other bytes")
+    assert index.upload("demo-1.0-py3-none-any.whl", again).status_code == 200
+    assert not linked(index, first) and index.get(f"/{first}").status_code == 404
 
 
 def test_a_refused_upload_keeps_the_tree(accel: Index) -> None:
