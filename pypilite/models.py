@@ -350,8 +350,8 @@ class Write:
 @contextmanager
 def write_transaction() -> Iterator[Write]:
     """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
-    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. Unless its body says it
-    only adds, the public tree is retired just before the commit, and its lock held until after it."""
+    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. Unless its body says it keeps
+    public files, the public tree is retired just before the commit, and its lock held until after it."""
     db = database.obj
     write = Write()
     held = None

@@ -90,7 +90,8 @@ def set_yanked(repository: Repository, project: str, version: str, yanked: bool,
                actor: Actor) -> None:
     """Yank (or unyank) every file of a release: pip and uv then skip it unless pinned with ==."""
     hosted = _hosted(repository)
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # a yanked file is still there for whoever pins it
         row, files = _release_files(hosted, project, version)
         File.update(yanked=yanked, yanked_reason=reason if yanked else "").where(
             File.id.in_([f.id for f in files])).execute()

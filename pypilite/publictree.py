@@ -32,6 +32,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pypilite.errors import UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.storage import fsync_dir, out_of_space_is_507
 
@@ -82,7 +83,11 @@ class PublicTree:
     def retire(self) -> FileLock:
         """Point `current` at a new, empty generation (if there is a tree at all). Returns the held lock:
         the caller releases it after its commit, then calls `sweep`."""
-        lock = FileLock(self._locks, LOCK_NAME).acquire(RETIRE_WAIT)
+        try:
+            lock = FileLock(self._locks, LOCK_NAME).acquire(RETIRE_WAIT)
+        except LockTimeout:
+            raise UserError(503, f"the public file tree in {self.root} stayed locked for {RETIRE_WAIT:g} s "
+                                 "(a stuck process?); nothing was changed, try again") from None
         try:
             if self.root.is_dir():
                 with out_of_space_is_507():

@@ -13,7 +13,8 @@ import pytest
 
 from pypilite import models
 from pypilite.models import write_transaction
-from pypilite.publictree import CURRENT, PublicTree
+from pypilite.locks import FileLock
+from pypilite.publictree import CURRENT, LOCK_NAME, PublicTree
 from tests.conftest import Index, call
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
@@ -90,6 +91,17 @@ def test_no_link_is_made_while_a_write_holds_the_tree(tree: PublicTree, blob: Pa
         lock.release()
 
 
+def test_a_write_that_cannot_retire_the_tree_fails_whole(accel: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process stuck holding the tree's lock: the deletion is refused, and the file stays listed and linked."""
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    monkeypatch.setattr("pypilite.publictree.RETIRE_WAIT", 0.1)
+    with FileLock(accel.data_dir / "locks", LOCK_NAME).acquire(1):  # held, as by a stuck process
+        refused = accel.client.delete("/api/v1/repos/local/files/demo-1.0-py3-none-any.whl", headers=accel.auth)
+    assert refused.status_code == 503 and "public file tree" in refused.json["error"]
+    assert linked(accel, url_path) and accel.get(f"/{url_path}").status_code == 200
+
+
 def test_a_current_that_is_not_a_generation_is_removed_rather_than_kept(tree: PublicTree, blob: Path) -> None:
     (tree.current / "files").mkdir(parents=True)  # someone made `current` a plain directory
     (tree.current / "files" / "stale").write_bytes(b"old")
@@ -164,6 +176,15 @@ def test_new_files_keep_the_tree_in_known_projects_and_new_ones(accel: Index) ->
     assert linked(accel, first)
     accel.get(f"/{second}")
     assert linked(accel, second)
+
+
+def test_a_yank_keeps_the_tree(accel: Index) -> None:
+    """pip and uv skip a yanked release unless it is pinned, and then they download it."""
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    yanked = accel.client.post("/api/v1/repos/local/projects/demo/1.0/yank", json={"reason": "broken"},
+                               headers=accel.auth)
+    assert yanked.status_code in (200, 204) and linked(accel, url_path)
 
 
 def test_an_overwrite_retires_the_tree(tmp_path: Path) -> None:
