@@ -54,7 +54,8 @@ def list_repositories() -> list[RepositoryConfig]:
 
 
 def create_repository(spec: RepositoryConfig, actor: Actor) -> RepositoryConfig:
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # a new repository takes nothing from the files of those already there
         if Repository.get_or_none(Repository.name == spec.name) is not None:
             raise Conflict(f"repository {spec.name!r} already exists")
         _insert(spec, actor)
@@ -187,7 +188,7 @@ def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
     created = []
     pending = list(specs)
     with write_transaction() as write:
-        write.keeps_public_files()  # new repositories take nothing from the files of those already there
+        write.keeps_public_files()  # a new repository takes nothing from the files of those already there
         existing = {row.name for row in Repository.select(Repository.name)}
         pending = [spec for spec in pending if spec.name not in existing]
         while pending:
@@ -229,7 +230,8 @@ def refresh_cached_project(repositories: Repositories, name: str, project: str, 
     """Refetch one project's page from the proxy's upstream now; the number of files it lists."""
     project = _project_name(project)
     page = _proxy(repositories, name).refresh(project)
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # the record of it; what changed was decided above
         audit.record(actor, "cache.refresh", "repository", name, project=project)
     return len(page.files) if page is not None else 0
 
@@ -238,5 +240,6 @@ def forget_cached_project(repositories: Repositories, name: str, project: str, a
     """Drop one project from a proxy's cache: its next request fetches it afresh."""
     project = _project_name(project)
     _proxy(repositories, name).forget(project)
-    with write_transaction():
+    with write_transaction() as write:
+        write.keeps_public_files()  # the record of it; what changed was decided above
         audit.record(actor, "cache.forget", "repository", name, project=project)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pypilite import models
-from pypilite.models import write_transaction
 from pypilite.locks import FileLock
+from pypilite.models import write_transaction
 from pypilite.publictree import CURRENT, LOCK_NAME, PublicTree
 from tests.conftest import Index, call
 from tests.distfactory import wheel_bytes
