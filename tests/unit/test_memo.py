@@ -3,6 +3,7 @@ nothing that answer depends on has changed."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -229,9 +230,9 @@ def test_a_blob_gone_missing_is_reported_even_when_the_answer_was_remembered(tmp
 def test_a_small_blob_that_changed_size_is_not_sent_as_remembered(index: Index) -> None:
     """A blob never changes, unless the disk or an operator does it: then the Content-Length the memo kept would
     not frame the bytes on disk, so the Flask road answers with what is there."""
-    data = wheel_bytes("demo", "1.0")
-    assert index.upload("demo-1.0-py3-none-any.whl", data).status_code == 200
-    url = file_url(index, "local")
+    data = wheel_bytes("demo", "3.0")  # a release of its own: the fixture's wheels were zipped at another time
+    assert index.upload("demo-3.0-py3-none-any.whl", data).status_code == 200
+    url = f"/files/local/{hashlib.sha256(data).hexdigest()}/demo-3.0-py3-none-any.whl"
     spy = Spy(index)
     twice(index, spy, url)
     (blob,) = (b for b in index.stored_blobs() if b.read_bytes() == data)
