@@ -47,9 +47,12 @@ def create_app(config: Config | None = None) -> Flask:
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)
             instance = models.instance_id()
+            public_tree.forget()
         models.close_pool()
     except (ConfigError, models.SchemaError) as exc:
         raise StartupError(str(exc)) from None
+    except locks.LockTimeout as exc:
+        raise StartupError(f"public file tree in {data_dir / 'public'}: {exc}") from None
     except UserError as exc:
         raise StartupError(f"configured repositories: {exc.message}") from None
     except OSError as exc:

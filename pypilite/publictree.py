@@ -20,7 +20,9 @@ What makes that hold under races and crashes, with every worker and every CLI pr
   go of the lock only after the commit;
 - a link is made under the same lock, after the decision is taken again from the database: a yes read before
   a revoking commit can only be written into a generation that commit already retired.
-Retired generations are removed after the commit; anything written there meanwhile is never served.
+Retired generations are removed after the commit; anything written there meanwhile is never served. Every
+start (a worker, a command) retires the tree as well, since nothing tells what happened to the database
+while no pypilite ran.
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ class PublicTree:
             lock.release()
             raise
         return lock
+
+    def forget(self) -> None:
+        """At start: nothing tells what happened to the database while no pypilite ran (a backup copied back
+        into place, an older pypilite, a hand edit), so no link made before is trusted."""
+        with FileLock(self._locks, LOCK_NAME).acquire(RETIRE_WAIT):
+            if self.root.is_dir():
+                self._swap_or_remove()
+        self.sweep()
 
     def sweep(self) -> None:
         """Remove every generation but the current one. Safe at any time: links are only made in `current`,

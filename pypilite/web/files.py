@@ -103,13 +103,14 @@ def _accelerated(repo: str, sha256: str, filename: str, blob: str, location: str
     response = Response(mimetype="application/octet-stream")
     response.headers["X-Accel-Redirect"] = location + path.relative_to(blobs.root).as_posix()
     response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
-    if not principal().authenticated:
-        _publish(repo, sha256, filename, path)
-    memo.offer(requires=path)
+    # nginx asks again about a linked file only once the tree is retired, and then it must be linked anew:
+    # that answer is not for the memo to repeat.
+    if principal().authenticated or not _publish(repo, sha256, filename, path):
+        memo.offer(requires=path)
     return response
 
 
-def _publish(repo: str, sha256: str, filename: str, blob: Path) -> None:
+def _publish(repo: str, sha256: str, filename: str, blob: Path) -> bool:
     """Link the blob this anonymous download was allowed into the public tree, for nginx to send the next
     ones by itself (see publictree): if, asked again under the tree's lock, anyone may still read it."""
 
@@ -121,7 +122,7 @@ def _publish(repo: str, sha256: str, filename: str, blob: Path) -> None:
         except UserError:
             return False
 
-    services().public_tree.publish(f"files/{repo}/{sha256}/{filename}", blob, still_public)
+    return services().public_tree.publish(f"files/{repo}/{sha256}/{filename}", blob, still_public)
 
 
 def _streamed(ref: BlobRef) -> Response:

@@ -234,17 +234,28 @@ def test_a_group_member_leaving_retires_the_tree(tmp_path: Path) -> None:
     assert not linked(index, url_path) and index.get(f"/{url_path}").status_code == 404
 
 
-def test_a_command_line_write_on_the_same_data_dir_retires_it_too(accel: Index, tmp_path: Path, capsys) -> None:
+def test_a_start_trusts_no_link_made_before(accel: Index, tmp_path: Path, capsys) -> None:
+    """A backup copied back into place, an older pypilite, a hand edit: nothing tells at start, so even a
+    command that only reads begins by retiring the tree (every command and worker starts the same way)."""
     url_path = uploaded(accel, "demo", "1.0")
     accel.get(f"/{url_path}")
     config = tmp_path / "cli.toml"
     config.write_text(f'[storage]\ndata_dir = "{accel.data_dir}"\n[[repository]]\nname = "local"\n'
-                      'repository_type = "hosted"\n[[repository]]\nname = "team"\nrepository_type = "hosted"\n'
-                      "public = false\n")
-    assert call(capsys, "token", "create", "--user", "admin", "--config", str(config))[0] == 0
-    assert linked(accel, url_path)  # a start-up and a token: nothing anyone reads without credentials changed
-    assert call(capsys, "repo", "remove", "local", "--config", str(config))[0] == 0
+                      'repository_type = "hosted"\n')
+    assert call(capsys, "user", "list", "--config", str(config))[0] == 0
     assert not linked(accel, url_path)
+    assert accel.get(f"/{url_path}").status_code == 200 and linked(accel, url_path)
+
+
+def test_users_tokens_and_grants_keep_the_tree(accel: Index) -> None:
+    url_path = uploaded(accel, "demo", "1.0")
+    accel.get(f"/{url_path}")
+    assert accel.client.post("/api/v1/users", json={"name": "alice", "password": "a long password 1"},
+                             headers=accel.auth).status_code == 201
+    assert accel.client.put("/api/v1/repos/team/permissions/alice", json={"level": "read"},
+                            headers=accel.auth).status_code in (200, 201, 204)
+    assert accel.client.post("/api/v1/tokens", json={"user": "alice"}, headers=accel.auth).status_code == 201
+    assert linked(accel, url_path)
 
 
 def test_a_write_that_fails_keeps_the_tree(accel: Index) -> None:
