@@ -37,10 +37,11 @@ def principal() -> Principal:
     return request.principal
 
 
-def repository_for(name: str | None, action: str) -> Repository:
-    """The named (or default) repository, if this request's principal may do `action` to it; 401/403/404
-    otherwise. For reading, a group shows only the members the principal may read."""
-    who = principal()
+def repository_for(name: str | None, action: str, who: Principal | None = None) -> Repository:
+    """The named (or default) repository, if this request's principal (or `who`) may do `action` to it;
+    401/403/404 otherwise. For reading, a group shows only the members the principal may read."""
+    if who is None:
+        who = principal()
     repository = services().repositories.get(repository_name(name), who if action == access.READ else None)
     access.require(who, repository, action)
     return repository

@@ -22,7 +22,7 @@ from pypilite.auth import ANONYMOUS
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
 from pypilite.web import memo
-from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.context import principal, readable_repository, repository_for, services
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,7 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     accel = services().config.server.x_accel_redirect
     response = _accelerated(repo, sha256, filename, blob, accel) if accel else None
     if response is None:
-        response = _sent(repository, filename.removesuffix(METADATA_SUFFIX), filename,
-                         filename.endswith(METADATA_SUFFIX))
+        response = _sent(repository, filename)
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
     shared = repository.public and not principal().authenticated
     response.headers["Cache-Control"] = f"{'public' if shared else 'private'}, max-age={ONE_YEAR}, immutable"
@@ -61,7 +60,9 @@ def _blob(repository: Repository, sha256: str, filename: str) -> str:
     return blob
 
 
-def _sent(repository: Repository, dist_name: str, filename: str, want_metadata: bool) -> Response:
+def _sent(repository: Repository, filename: str) -> Response:
+    dist_name = filename.removesuffix(METADATA_SUFFIX)
+    want_metadata = filename.endswith(METADATA_SUFFIX)
     ref = repository.open_metadata(dist_name) if want_metadata else repository.open_file(dist_name)
     if ref is None:
         raise NotFound(f"{dist_name!r} has no core metadata file")
@@ -116,9 +117,7 @@ def _publish(repo: str, sha256: str, filename: str, blob: Path) -> bool:
 
     def still_public() -> bool:
         try:
-            repository = services().repositories.get(repo, ANONYMOUS)
-            access.require(ANONYMOUS, repository, access.READ)
-            return _blob(repository, sha256, filename) == blob.name
+            return _blob(repository_for(repo, access.READ, ANONYMOUS), sha256, filename) == blob.name
         except UserError:
             return False
 
