@@ -6,8 +6,9 @@ scrape (whichever worker answers it) adds them up. Without it (`python app.py`, 
 live in memory. Labels are bounded: a request counts under its Flask endpoint, never its path, so a scanner
 walking random URLs cannot grow the series without limit.
 
-A request pays one counter increment and one histogram observation, through children looked up once per
-label set: the label validation prometheus_client does in `labels()` costs more than the increment.
+A request pays one counter increment and one histogram observation (a proxy lookup one increment more),
+through children looked up once per label set: the label validation prometheus_client does in `labels()`
+costs more than the increment.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Metrics:
         self._multiprocess_dir = multiprocess_dir()
         self._request_children: dict[tuple[str, str, int], Callable[[], None]] = {}
         self._latency_children: dict[str, Callable[[float], None]] = {}
+        self._proxy_children: dict[tuple[str, str], Callable[[], None]] = {}
 
     def request(self, endpoint: str | None, method: str, status: int, seconds: float) -> None:
         endpoint = endpoint or UNMATCHED
@@ -90,7 +92,10 @@ class Metrics:
         self._upload_bytes.labels(outcome).inc(size)
 
     def proxy(self, kind: str, result: str) -> None:
-        self._proxy.labels(kind, result).inc()
+        inc = self._proxy_children.get((kind, result))
+        if inc is None:
+            inc = self._proxy_children[kind, result] = self._proxy.labels(kind, result).inc
+        inc()
         recorded = _recorded.get()
         if recorded is not None:
             recorded.append((kind, result))
