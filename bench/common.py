@@ -11,6 +11,7 @@ import argparse
 import base64
 import contextlib
 import http.client
+import importlib.metadata
 import os
 import re
 import shutil
@@ -131,6 +132,17 @@ def launch(stack: contextlib.ExitStack, name: str, argv: list[str], env: dict[st
             pass
         time.sleep(0.2)
     raise BenchError(f"{name} did not answer {health} within {START_TIMEOUT:.0f} s: {tail(log)}")
+
+
+def start_floor(stack: contextlib.ExitStack, workdir: Path, body_bytes: int, name: str, app: str) -> str:
+    """bench/floor.py's `app` (the Flask floor) or `wsgi` (the gunicorn floor), answering with `body_bytes`."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", *gunicorn_args(importlib.metadata.version("gunicorn")),
+            "--bind", f"{LOOPBACK}:{port}", f"floor:{app}"]
+    env = clean_env() | {"FLOOR_PAGE_BYTES": str(body_bytes)}
+    log = workdir / f"{name.replace(' ', '-')}.log"
+    launch(stack, name, argv, env, Path(__file__).parent, log, port, health="/health")
+    return f"http://{LOOPBACK}:{port}"
 
 
 def install_venv(python: str, venv: Path, packages: list[str]) -> Path:

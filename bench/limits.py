@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.metadata
 import os
 import shutil
 import statistics
@@ -32,8 +31,8 @@ from pathlib import Path
 import requests
 
 from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    basic_auth, bench_main, bench_parser, clean_env, free_port, gunicorn_args, launch, load_wrk,
-                    parse_bench_args, pinned)
+                    basic_auth, bench_main, bench_parser, clean_env, free_port, launch, load_wrk,
+                    parse_bench_args, pinned, start_floor)
 from corpus import install_project_name, wheels, write_corpus, write_install_corpus
 from run import Server, start_pypilite, upload_corpus
 
@@ -79,17 +78,6 @@ class Target:
 
 
 # --- servers ---------------------------------------------------------------------------------------------
-
-def start_floor(stack: contextlib.ExitStack, workdir: Path, body_bytes: int, name: str, app: str) -> str:
-    """bench/floor.py's `app` (the Flask floor) or `wsgi` (the gunicorn floor), answering with `body_bytes`."""
-    port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", *gunicorn_args(importlib.metadata.version("gunicorn")),
-            "--bind", f"{LOOPBACK}:{port}", f"floor:{app}"]
-    env = clean_env() | {"FLOOR_PAGE_BYTES": str(body_bytes)}
-    log = workdir / f"{name.replace(' ', '-')}.log"
-    launch(stack, name, argv, env, Path(__file__).parent, log, port, health="/health")
-    return f"http://{LOOPBACK}:{port}"
-
 
 def build_static_tree(pypilite: Server, blobs: Path, tree: Path, projects: list[str]) -> None:
     """pypilite's own pages and blobs, laid out under pypilite's URLs, for nginx to serve as files."""

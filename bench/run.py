@@ -6,8 +6,10 @@
 Both servers run under gunicorn with one sync worker pinned to CPU 0; the load generator (wrk, else a
 Python fallback) is pinned to CPU 1. Absolute numbers move with the machine and its neighbours, so the
 servers are measured in alternation within one run and every figure is also given as a ratio
-pypilite/pypiserver. Everything runs on 127.0.0.1 in a temp dir, every loop is bounded, and every process
-started here is stopped on the way out, Ctrl-C and errors included.
+pypilite/pypiserver. Downloads are measured in the same rounds against the gunicorn floor too (bench/floor.py's
+bare WSGI callable answering as many bytes), which no server on one gunicorn sync worker can pass. Everything
+runs on 127.0.0.1 in a temp dir, every loop is bounded, and every process started here is stopped on the way
+out, Ctrl-C and errors included.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
                     Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
-                    launch, load_python, load_wrk, parse_bench_args, tail, versions)
+                    launch, load_python, load_wrk, parse_bench_args, start_floor, tail, versions)
 from corpus import Dist, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
+FLOOR = "gunicorn floor"
 SAMPLE_INTERVAL = 0.01
 HTML = "text/html"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -280,36 +284,40 @@ def measure_pages(servers: list[Server], projects: list[str], args: argparse.Nam
     """Rounds of pypilite, pypiserver, pypilite, ...: a slow spell on a shared machine hits both alike."""
     for round_no in range(1, args.rounds + 1):
         for label, server, headers in _page_runs(servers):
-            load = _load(server, [server.project_path(p) for p in projects], headers, args, scratch)
+            load = _load(server.base_url, [server.project_path(p) for p in projects], headers, args, scratch)
             results.pages.setdefault((server.name, label), []).append(load)
-            _print_round(round_no, args.rounds, label, server, load)
+            _print_round(round_no, args.rounds, label, server.name, load)
 
 
-def measure_downloads(servers: list[Server], dists: list[Dist], args: argparse.Namespace, scratch: Path,
-                      results: Results) -> None:
-    """Every wheel in turn, from each server in alternation; each is checked against its sha256 first."""
+def measure_downloads(servers: list[Server], floor_url: str, dists: list[Dist], args: argparse.Namespace,
+                      scratch: Path, results: Results) -> None:
+    """Every wheel in turn, from each server in alternation; each is checked against its sha256 first. The
+    gunicorn floor, asked for the same paths, is measured in the same rounds: nothing on one gunicorn sync
+    worker answers faster, so it bounds what any ratio between the servers can be on this machine."""
     with requests.Session() as session:
         for server in servers:
             for dist in dists[:: max(1, len(dists) // 20)]:
                 data = session.get(server.base_url + server.file_url(dist), timeout=30).content
                 if hashlib.sha256(data).hexdigest() != dist.sha256:
                     raise BenchError(f"{server.name}: {dist.filename} came back with other bytes")
+    targets = [(server.name, server.base_url, [server.file_url(dist) for dist in wheels(dists)]) for server in servers]
+    targets.append((FLOOR, floor_url, targets[0][2]))
     for round_no in range(1, args.rounds + 1):
-        for server in servers:
-            load = _load(server, [server.file_url(dist) for dist in wheels(dists)], {}, args, scratch)
-            results.downloads.setdefault(server.name, []).append(load)
-            _print_round(round_no, args.rounds, "wheel download", server, load)
+        for name, base_url, paths in targets:
+            load = _load(base_url, paths, {}, args, scratch)
+            results.downloads.setdefault(name, []).append(load)
+            _print_round(round_no, args.rounds, "wheel download", name, load)
 
 
-def _load(server: Server, paths: list[str], headers: dict[str, str], args: argparse.Namespace,
+def _load(base_url: str, paths: list[str], headers: dict[str, str], args: argparse.Namespace,
           scratch: Path) -> Load:
     if WRK:
-        return load_wrk(WRK, server.base_url, paths, headers, args.duration, scratch)
-    return load_python(server.port, paths, headers, args.duration)
+        return load_wrk(WRK, base_url, paths, headers, args.duration, scratch)
+    return load_python(urlsplit(base_url).port or 80, paths, headers, args.duration)
 
 
-def _print_round(round_no: int, rounds: int, label: str, server: Server, load: Load) -> None:
-    print(f"round {round_no}/{rounds}  {label:<18}  {server.name:<10}  {load.rps:9.1f} req/s"
+def _print_round(round_no: int, rounds: int, label: str, name: str, load: Load) -> None:
+    print(f"round {round_no}/{rounds}  {label:<18}  {name:<14}  {load.rps:9.1f} req/s"
           f"  ({load.requests} requests, {load.errors} errors)", flush=True)
 
 
@@ -444,6 +452,18 @@ def _rate_row(metric: str, loads_by_server: dict[str, list[Load]], rounds: int) 
             "; ".join(spread) or "not served")
 
 
+def _with_floor(row: Row, floor: list[Load] | None) -> Row:
+    """The row, its notes saying what the gunicorn floor answered in the same rounds and what share of it each
+    server reached: a ratio between the servers can be no larger than the floor's ratio to the slower one."""
+    if not floor:
+        return row
+    metric, ours, theirs, notes = row
+    rate = statistics.median(load.rps for load in floor)
+    shares = ", ".join(f"{name} {value / rate:.2f}" for name, value in (("pypilite", ours), ("pypiserver", theirs))
+                       if value is not None)
+    return metric, ours, theirs, f"{notes}; {FLOOR} (a bare WSGI callable, the same bytes) {rate:.0f}: {shares} of it"
+
+
 def _authenticated_row(results: Results, label: str, rounds: int) -> list[Row]:
     """pypilite's authenticated page rate, given as a share of its anonymous rate measured in the same rounds."""
     loads = results.pages.get(("pypilite", f"{label} {AUTHENTICATED}"))
@@ -484,7 +504,8 @@ def _table_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     for label in FORMATS:
         rows.append(_page_row(results, label, args.rounds))
         rows.extend(_authenticated_row(results, label, args.rounds))
-    rows.append(_rate_row("wheel download: req/s", results.downloads, args.rounds))
+    rows.append(_with_floor(_rate_row("wheel download: req/s", results.downloads, args.rounds),
+                            results.downloads.get(FLOOR)))
     if results.twine:
         count = next(iter(results.twine.values())).count
         ours, theirs = results.twine.get("pypilite"), results.twine.get("pypiserver")
@@ -544,7 +565,9 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     for server in servers:
         server.formats = served_formats(server, expected)
     measure_pages(servers, list(expected), args, workdir, results)
-    measure_downloads(servers, dists, args, workdir, results)
+    sizes = sorted(dist.path.stat().st_size for dist in wheels(dists))
+    floor_url = start_floor(stack, workdir, sizes[len(sizes) // 2], FLOOR, "wsgi")
+    measure_downloads(servers, floor_url, dists, args, workdir, results)
     if args.twine_files:
         releases = -(-args.twine_files // 2)  # a wheel and an sdist each
         twine = write_corpus(workdir / "twine", releases, 1, prefix="twine-proj")[: args.twine_files]
