@@ -124,3 +124,11 @@ def test_every_listed_file_downloads_with_its_hash(live: LiveServer) -> None:
             body = requests.get(requests.compat.urljoin(url, file["url"]), timeout=10).content
             assert hashlib.sha256(body).hexdigest() == file["hashes"]["sha256"]
             assert len(body) == file["size"]
+
+
+def test_no_header_moves_the_index_under_another_path(live: LiveServer) -> None:
+    """pypilite believes X-Forwarded-* itself, from a proxy on this machine only (web/clientsetup.py); gunicorn is
+    told to believe no header at all (gunicorn.conf.py), so one named like a WSGI variable changes nothing."""
+    response = requests.get(f"{live.url}/ui/local/", headers={"SCRIPT_NAME": "/spoofed"}, timeout=10)
+    assert response.status_code == 200
+    assert f"{live.url}/local/simple/" in response.text and "/spoofed" not in response.text

@@ -64,3 +64,16 @@ def test_embedded_defaults_serve_without_a_config(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "initial-admin-password").is_file()
     finally:
         stop_server(process)
+
+
+def test_gunicorn_believes_no_forwarded_header(tmp_path: Path) -> None:
+    """gunicorn.conf.py lets gunicorn skip its check of the peer's address ("*"): that is safe only while it has
+    no header to believe, from anyone (pypilite reads X-Forwarded-* itself, from a proxy on this machine)."""
+    env = isolated_env(tmp_path / "home", PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"),
+                       PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    result = run([*COMMANDS["gunicorn"], "--print-config"], env=env, cwd=ROOT, timeout=60)
+    settings = {key.strip(): value.strip() for key, _, value in
+                (line.partition(" = ") for line in result.stdout.splitlines())}
+    assert settings["forwarded_allow_ips"] == "['*']"
+    assert settings["secure_scheme_headers"] == "{}" and settings["forwarder_headers"] == "[]"
+
