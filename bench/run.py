@@ -281,7 +281,13 @@ def _page_runs(servers: list[Server]) -> list[tuple[str, Server, dict[str, str]]
 
 def measure_pages(servers: list[Server], projects: list[str], args: argparse.Namespace, scratch: Path,
                   results: Results) -> None:
-    """Rounds of pypilite, pypiserver, pypilite, ...: a slow spell on a shared machine hits both alike."""
+    """Rounds of pypilite, pypiserver, pypilite, ...: a slow spell on a shared machine hits both alike. Every
+    page is asked once first, in each format and with each credentials, so that the rounds measure what a
+    server answers to a page it has served before (as every page of a busy index is), not its first answers."""
+    with requests.Session() as session:
+        for _label, server, headers in _page_runs(servers):
+            for project in projects:
+                session.get(server.base_url + server.project_path(project), headers=headers, timeout=30)
     for round_no in range(1, args.rounds + 1):
         for label, server, headers in _page_runs(servers):
             load = _load(server.base_url, [server.project_path(p) for p in projects], headers, args, scratch)
@@ -291,12 +297,13 @@ def measure_pages(servers: list[Server], projects: list[str], args: argparse.Nam
 
 def measure_downloads(servers: list[Server], floor_url: str, dists: list[Dist], args: argparse.Namespace,
                       scratch: Path, results: Results) -> None:
-    """Every wheel in turn, from each server in alternation; each is checked against its sha256 first. The
-    gunicorn floor, asked for the same paths, is measured in the same rounds: nothing on one gunicorn sync
-    worker answers faster, so it bounds what any ratio between the servers can be on this machine."""
+    """Every wheel in turn, from each server in alternation; each is downloaded and checked against its sha256
+    first (and so has been served before when it is measured, as for pages). The gunicorn floor, asked for
+    the same paths, is measured in the same rounds: nothing on one gunicorn sync worker answers faster, so it
+    bounds what any ratio between the servers can be on this machine."""
     with requests.Session() as session:
         for server in servers:
-            for dist in dists[:: max(1, len(dists) // 20)]:
+            for dist in wheels(dists):
                 data = session.get(server.base_url + server.file_url(dist), timeout=30).content
                 if hashlib.sha256(data).hexdigest() != dist.sha256:
                     raise BenchError(f"{server.name}: {dist.filename} came back with other bytes")
