@@ -245,6 +245,21 @@ def test_a_small_blob_that_changed_size_is_not_sent_as_remembered(index: Index) 
     assert status == 200 and body == data[:100] and dict(sent)["Content-Length"] == "100"
 
 
+def test_a_small_blob_is_sent_as_read_when_its_answer_was_remembered(index: Index) -> None:
+    """A small blob's bytes are kept with the answer: the replay sends the bytes the blob's sha256 names, even
+    if the file was since overwritten with as many other bytes (which `check` reports)."""
+    data = wheel_bytes("demo", "3.0")
+    assert index.upload("demo-3.0-py3-none-any.whl", data).status_code == 200
+    url = f"/files/local/{hashlib.sha256(data).hexdigest()}/demo-3.0-py3-none-any.whl"
+    spy = Spy(index)
+    twice(index, spy, url)
+    (blob,) = (b for b in index.stored_blobs() if b.read_bytes() == data)
+    blob.write_bytes(bytes(len(data)))
+    calls = spy.calls
+    status, _, body = answer(index, url)
+    assert spy.calls == calls and status == 200 and body == data
+
+
 def test_the_memo_keeps_within_its_bounds(index: Index) -> None:
     spy = Spy(index)
     spy.memo.max_entries = 2
