@@ -8,6 +8,7 @@ headers, nginx's decision header and the credentials (as a keyed hash, never in 
 without entering Flask,
 - while the database is as it was (models.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
 - until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
+A small file is kept with its answer; a larger one is sent from the blob store again, with sendfile.
 
 The views stay the only place where an answer is decided: the memo repeats only what a view offered, and
 every other request takes the Flask road unchanged. Without a change counter (PostgreSQL) it stays empty.
