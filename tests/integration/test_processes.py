@@ -76,4 +76,3 @@ def test_gunicorn_believes_no_forwarded_header(tmp_path: Path) -> None:
                 (line.partition(" = ") for line in result.stdout.splitlines())}
     assert settings["forwarded_allow_ips"] == "['*']"
     assert settings["secure_scheme_headers"] == "{}" and settings["forwarder_headers"] == "[]"
-
