@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import os
+import statistics
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -67,6 +68,11 @@ def write_corpus(directory: Path, projects: int = 200, versions: int = 5, prefix
 def wheels(dists: list[Dist]) -> list[Dist]:
     """The wheels among `dists`: what the download figures fetch (installers pick them over sdists)."""
     return [dist for dist in dists if dist.filetype == "bdist_wheel"]
+
+
+def median_wheel_size(dists: list[Dist]) -> int:
+    """The size the gunicorn floor answers with when it stands in for the wheel downloads."""
+    return statistics.median_high(dist.path.stat().st_size for dist in wheels(dists))
 
 
 def install_project_name(index: int) -> str:

@@ -33,7 +33,7 @@ import requests
 from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
                     basic_auth, bench_main, bench_parser, clean_env, free_port, launch, load_wrk,
                     parse_bench_args, pinned, start_floor)
-from corpus import install_project_name, wheels, write_corpus, write_install_corpus
+from corpus import install_project_name, median_wheel_size, wheels, write_corpus, write_install_corpus
 from run import Server, start_pypilite, upload_corpus
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -264,13 +264,10 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     build_static_tree(pypilite, workdir / "pypilite-data" / "blobs", tree, everything)
     static, front = start_nginx(stack, workdir, accel, tree)
     pages = [f"/local/simple/{p}/" for p in projects]
-    sizes = sorted((tree / p.strip("/") / "index.html").stat().st_size for p in pages)
-    page_size = sizes[len(sizes) // 2]
+    page_size = statistics.median_high((tree / p.strip("/") / "index.html").stat().st_size for p in pages)
     floor = start_floor(stack, workdir, page_size, "flask floor", "app")
     bare = start_floor(stack, workdir, page_size, "gunicorn floor", "wsgi")
-    wheel_sizes = sorted(d.path.stat().st_size for d in wheels(dists))
-    wheel_size = wheel_sizes[len(wheel_sizes) // 2]
-    bare_wheel = start_floor(stack, workdir, wheel_size, "gunicorn floor, wheel", "wsgi")
+    bare_wheel = start_floor(stack, workdir, median_wheel_size(dists), "gunicorn floor, wheel", "wsgi")
     scale_pages = sorted({f"/scale/simple/{d.project}/" for d in scale})
     html = {"Accept": "text/html"}
     with requests.Session() as session:  # every page asked once, as it is measured below

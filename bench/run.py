@@ -37,7 +37,7 @@ import requests
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
                     Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
                     launch, load_python, load_wrk, parse_bench_args, start_floor, tail, versions)
-from corpus import Dist, wheels, write_corpus, write_large_wheel
+from corpus import Dist, median_wheel_size, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
 FLOOR = "gunicorn floor"
@@ -301,13 +301,14 @@ def measure_downloads(servers: list[Server], floor_url: str, dists: list[Dist], 
     first (and so has been served before when it is measured, as for pages). The gunicorn floor, asked for
     the same paths, is measured in the same rounds: nothing on one gunicorn sync worker answers faster, so it
     bounds what any ratio between the servers can be on this machine."""
+    measured = wheels(dists)
     with requests.Session() as session:
         for server in servers:
-            for dist in wheels(dists):
+            for dist in measured:
                 data = session.get(server.base_url + server.file_url(dist), timeout=30).content
                 if hashlib.sha256(data).hexdigest() != dist.sha256:
                     raise BenchError(f"{server.name}: {dist.filename} came back with other bytes")
-    targets = [(server.name, server.base_url, [server.file_url(dist) for dist in wheels(dists)]) for server in servers]
+    targets = [(server.name, server.base_url, [server.file_url(dist) for dist in measured]) for server in servers]
     targets.append((FLOOR, floor_url, targets[0][2]))
     for round_no in range(1, args.rounds + 1):
         for name, base_url, paths in targets:
@@ -572,8 +573,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     for server in servers:
         server.formats = served_formats(server, expected)
     measure_pages(servers, list(expected), args, workdir, results)
-    sizes = sorted(dist.path.stat().st_size for dist in wheels(dists))
-    floor_url = start_floor(stack, workdir, sizes[len(sizes) // 2], FLOOR, "wsgi")
+    floor_url = start_floor(stack, workdir, median_wheel_size(dists), FLOOR, "wsgi")
     measure_downloads(servers, floor_url, dists, args, workdir, results)
     if args.twine_files:
         releases = -(-args.twine_files // 2)  # a wheel and an sdist each
