@@ -84,6 +84,9 @@ def _send_blob(ref: BlobRef) -> Response:
             ("Content-Type", "application/octet-stream"), ("Content-Length", str(size)),
             ("Content-Disposition", f'inline; filename="{ref.download_name}"'), ("ETag", quote_etag(ref.sha256))])
         response = response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
+        # werkzeug dates a conditional answer, but the server dates every answer as it sends it: werkzeug's
+        # development server would send both dates, and the memo would repeat the first one for good.
+        del response.headers["Date"]
     except BaseException:
         file.close()
         raise

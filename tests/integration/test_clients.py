@@ -126,6 +126,15 @@ def test_every_listed_file_downloads_with_its_hash(live: LiveServer) -> None:
             assert len(body) == file["size"]
 
 
+def test_a_download_is_dated_once(live: LiveServer) -> None:
+    """By the server as it sends it, whether the view answers or the memo repeats the answer."""
+    file = page(live, "team-utils")["files"][0]
+    url = requests.compat.urljoin(f"{live.simple('local')}team-utils/", file["url"])
+    for _ in range(2):
+        response = requests.get(url, timeout=10)
+        assert response.status_code == 200 and len(response.raw.headers.getlist("Date")) == 1
+
+
 def test_no_header_moves_the_index_under_another_path(live: LiveServer) -> None:
     """pypilite believes X-Forwarded-* itself, from a proxy on this machine only (web/clientsetup.py); gunicorn is
     told to believe no header at all (gunicorn.conf.py), so one named like a WSGI variable changes nothing."""
