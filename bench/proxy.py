@@ -248,8 +248,9 @@ def start_devpi(stack: contextlib.ExitStack, workdir: Path, upstream_url: str) -
     serverdir = workdir / "devpi-server"
     password = secrets.token_urlsafe(16)
     try:
+        # Joined with "=": a password beginning with "-" (one in 64 from token_urlsafe) would read as an option.
         subprocess.run([str(bin_dir / "devpi-init"), "--serverdir", str(serverdir), "--no-root-pypi",
-                        "--root-passwd", password], check=True, capture_output=True, text=True,
+                        f"--root-passwd={password}"], check=True, capture_output=True, text=True,
                        timeout=DEVPI_INIT_TIMEOUT, env=clean_env())
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", None) or str(exc)
