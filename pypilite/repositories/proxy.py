@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from peewee import chunked
+
 from pypilite import models
 from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 UPSTREAM_PAGE = UpstreamPage._meta.table_name
 # An upstream "no such project" is remembered this long at most (or cache_ttl, if shorter).
 NOT_FOUND_TTL = timedelta(seconds=60)
+# New file rows go in this many to a statement: within the 999 variables SQLite allowed before 3.32. A project
+# on a public index can list thousands of files: one statement a row made the first fetch of one listing 3,000
+# take 0.94 s instead of 0.56 s.
+INSERT_ROWS = 999 // len(File._meta.sorted_fields)
 
 
 class ProxyRepository(StoredRepository):
@@ -175,13 +181,13 @@ class ProxyRepository(StoredRepository):
             models.Repository.update(serial=models.Repository.serial + 1).where(
                 models.Repository.id == self.row.id).execute()
         existing = {row.filename: row for row in File.select().where(File.project == project.id)}
-        changed = narrowed = False
+        new = [dict(values, project=project.id) for filename, values in wanted.items() if filename not in existing]
+        for rows in chunked(new, INSERT_ROWS):
+            File.insert_many(rows).execute()
+        changed, narrowed = bool(new), False
         for filename, values in wanted.items():
             row = existing.get(filename)
-            if row is None:
-                File.insert(project=project.id, **values).execute()
-                changed = True
-            elif _differs(row, values):
+            if row is not None and _differs(row, values):
                 File.update(**values).where(File.id == row.id).execute()
                 changed = True
                 narrowed |= (row.sha256, row.metadata_sha256) != (values["sha256"], values["metadata_sha256"])

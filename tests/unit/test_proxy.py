@@ -66,6 +66,26 @@ def test_a_changed_upstream_page_shows_after_the_ttl_and_an_unchanged_one_keeps_
     assert changed.status_code == 200 and changed.json["versions"] == ["1.0", "2.0", "3.0"]
 
 
+def test_a_project_with_more_files_than_one_insert_takes_is_kept_whole(tmp_path, upstream) -> None:
+    """New file rows are written INSERT_ROWS to a statement: a page longer than that keeps every file with its own
+    hash and metadata, and a later page adds only what is new."""
+    from pypilite.repositories.proxy import INSERT_ROWS
+    upstream.dists.extend(wheel("many", f"1.{n}") for n in range(2 * INSERT_ROWS + 1))
+    index = proxy_index(tmp_path, upstream, cache_ttl=0)
+
+    def listed() -> dict[str, tuple[str, str]]:
+        return {f["filename"]: (f["hashes"]["sha256"], f["core-metadata"]["sha256"])
+                for f in index.get("/pypi/simple/many/", accept=JSON).json["files"]}
+
+    def offered() -> dict[str, tuple[str, str]]:
+        return {d.filename: (d.sha256, hashlib.sha256(d.metadata).hexdigest())
+                for d in upstream.dists if d.project == "many"}
+
+    assert listed() == offered() and len(offered()) == 2 * INSERT_ROWS + 1
+    upstream.dists.append(wheel("many", "2.0"))
+    assert listed() == offered() and len(offered()) == 2 * INSERT_ROWS + 2
+
+
 def test_a_file_gone_upstream_leaves_the_page(tmp_path, upstream) -> None:
     index = proxy_index(tmp_path, upstream, cache_ttl=0)
     assert len(index.get("/pypi/simple/demo/", accept=JSON).json["files"]) == 2
