@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,11 @@ class Load:
     errors: int
     rps: float
     latency_ms: dict[str, float] = field(default_factory=dict)  # "p50", "p90", "p99" when asked for
+
+
+def median_rps(loads: list[Load]) -> float:
+    """The figure a benchmark quotes for a target measured in several rounds."""
+    return statistics.median(load.rps for load in loads)
 
 
 # --- processes -------------------------------------------------------------------------------------------

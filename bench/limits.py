@@ -32,7 +32,7 @@ import requests
 
 from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
                     basic_auth, bench_main, bench_parser, clean_env, free_port, launch, load_wrk,
-                    parse_bench_args, pinned, start_floor)
+                    median_rps, parse_bench_args, pinned, start_floor)
 from corpus import install_project_name, median_wheel_size, wheels, write_corpus, write_install_corpus
 from run import Server, start_pypilite, upload_corpus
 
@@ -202,21 +202,17 @@ def time_install(tool: str, index_url: str, workdir: Path) -> float:
 
 # --- report ----------------------------------------------------------------------------------------------
 
-def _median(loads: list[Load]) -> float:
-    return statistics.median(load.rps for load in loads)
-
-
 def report(results: dict[tuple[str, str], list[Load]], limits: dict[str, tuple[str, ...]]) -> None:
     """Every figure with its ratios to the limits named for its measure."""
     print(f"\n{'measure':<28} {'server':<22} {'req/s':>9}  ratios")
     for (measure_name, server), loads in results.items():
-        rate = _median(loads)
+        rate = median_rps(loads)
         family = measure_name.split(",")[0]
         ratios = []
         for limit in limits.get(family, ()):
             base = results.get((family, limit))
             if base and server != limit:
-                ratios.append(f"{rate / _median(base):.2f} {limit}")
+                ratios.append(f"{rate / median_rps(base):.2f} {limit}")
         errors = sum(load.errors for load in loads)
         note = f"  ({errors} errors)" if errors else ""
         print(f"{measure_name:<28} {server:<22} {rate:9.0f}  {', '.join(ratios)}{note}")

@@ -38,7 +38,7 @@ import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
                     Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv, launch,
-                    load_python, load_wrk, stop, parse_bench_args, tail, versions)
+                    load_python, load_wrk, median_rps, stop, parse_bench_args, tail, versions)
 from corpus import Dist, wheels, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.
@@ -492,10 +492,10 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
                          row[-1]]).rstrip())
     print("ratios = pypilite / peer; req/s: higher is better. Every file was checked against its page's sha256 "
           "while warming.")
-    peers = {peer: statistics.median(load.rps for load in results.loads[(peer, PAGES)])
+    peers = {peer: median_rps(results.loads[(peer, PAGES)])
              for peer in PEERS if (peer, PAGES) in results.loads}
     for variant in variants:
-        rate = statistics.median(load.rps for load in results.loads[(variant.name, PAGES)])
+        rate = median_rps(results.loads[(variant.name, PAGES)])
         against = ", ".join(f"{rate / peers[peer]:.2f}x {peer}'s HTML page" for peer in peers)
         print(f"  {variant.name + ':':<34} {rate:9.1f} req/s" + (f"  ({against})" if against else ""))
 

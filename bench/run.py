@@ -36,7 +36,7 @@ import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
                     Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
-                    launch, load_python, load_wrk, parse_bench_args, start_floor, tail, versions)
+                    launch, load_python, load_wrk, median_rps, parse_bench_args, start_floor, tail, versions)
 from corpus import Dist, median_wheel_size, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
@@ -466,7 +466,7 @@ def _with_floor(row: Row, floor: list[Load] | None) -> Row:
     if not floor:
         return row
     metric, ours, theirs, notes = row
-    rate = statistics.median(load.rps for load in floor)
+    rate = median_rps(floor)
     shares = ", ".join(f"{name} {value / rate:.2f}" for name, value in (("pypilite", ours), ("pypiserver", theirs))
                        if value is not None)
     return metric, ours, theirs, f"{notes}; {FLOOR} (a bare WSGI callable, the same bytes) {rate:.0f}: {shares} of it"
@@ -478,8 +478,8 @@ def _authenticated_row(results: Results, label: str, rounds: int) -> list[Row]:
     anonymous = results.pages.get(("pypilite", label))
     if not loads or not anonymous:
         return []
-    rate = statistics.median(load.rps for load in loads)
-    share = rate / statistics.median(load.rps for load in anonymous)
+    rate = median_rps(loads)
+    share = rate / median_rps(anonymous)
     errors = sum(load.errors for load in loads)
     note = f"{share:.0%} of pypilite's anonymous {label}" + (f", {errors} errors" if errors else "")
     return [(f"project page {label}, {AUTHENTICATED}: req/s (median of {rounds})", rate, None, note)]
