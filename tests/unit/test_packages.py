@@ -92,10 +92,17 @@ def test_a_member_cannot_be_deleted_from_under_its_group(api: Index) -> None:
 def test_deleting_a_repository_keeps_shared_blobs(api: Index) -> None:
     assert call(api, "post", "/api/v1/repos", json={"name": "copy", "repository_type": "hosted"}).status_code == 201
     api.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"), repo="copy")
+    assert _sha256(api, "copy", "demo-1.0-py3-none-any.whl") == _sha256(api, "local", "demo-1.0-py3-none-any.whl")
     assert call(api, "delete", "/api/v1/repos/copy").status_code == 204
     from pypilite.maintenance import check
     report = api.run(check, api.app.extensions["pypilite"].blobs)
     assert report.clean and report.unreferenced == []
+
+
+def _sha256(api: Index, repo: str, filename: str) -> str:
+    shown = call(api, "get", f"/api/v1/repos/{repo}/projects/demo").json
+    [digest] = [f["sha256"] for v in shown["versions"] for f in v["files"] if f["filename"] == filename]
+    return digest
 
 
 def test_projects_list_and_show(api: Index) -> None:
