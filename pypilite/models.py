@@ -295,33 +295,6 @@ def close_pool() -> None:
         close_all()
 
 
-class ChangeMarker:
-    """Something that changes whenever the database may have: a commit by any connection in any process
-    (SQLite's data_version, one pragma, no table read) or a row written through this process's own
-    connection (which data_version does not count). Answers remembered under one marker are still right
-    while the marker is the same. None on databases without such a counter.
-
-    data_version counts per connection, so the marker starts a new epoch whenever another connection than the
-    last one is asked; the last one is held, so no later connection can take its identity."""
-
-    def __init__(self) -> None:
-        self._connection: sqlite3.Connection | None = None
-        self._epoch = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> tuple[int, int, int] | None:
-        connection = database.connection()
-        if not isinstance(connection, sqlite3.Connection):
-            return None
-        with self._lock:
-            if connection is not self._connection:
-                self._connection = connection
-                self._epoch += 1
-            epoch = self._epoch
-        (version,) = connection.execute("PRAGMA data_version").fetchone()
-        return epoch, version, connection.total_changes
-
-
 def release_connection(read_only: bool = False) -> None:
     """At the end of a request. A gunicorn sync worker answers every request on its main thread: its
     connection stays open for the next one, never inside a transaction a failure left behind (`read_only`: the

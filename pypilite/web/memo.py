@@ -6,7 +6,7 @@ So a worker remembers the answers its views offer (Simple API pages and distribu
 keyed by everything in the request that can change them: the path and query, Accept, the conditional
 headers, nginx's decision header and the credentials (as a keyed hash, never in clear). It gives one again,
 without entering Flask,
-- while the database is as it was (models.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
+- while the database is as it was (changes.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
 - until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
 A small file is kept with its answer; a larger one is sent from the blob store again, with sendfile.
 
@@ -32,6 +32,7 @@ from flask import request
 from werkzeug.wsgi import wrap_file
 
 from pypilite import models
+from pypilite.changes import ChangeMarker, Marker
 from pypilite.metrics import Metrics
 from pypilite.models import earliest
 
@@ -79,7 +80,7 @@ def _timestamp(moment: datetime | None) -> float | None:
 
 @dataclass(frozen=True)
 class _Entry:
-    marker: tuple[int, int, int]
+    marker: Marker
     until: float | None
     status: str
     headers: list[tuple[str, str]]
@@ -100,7 +101,7 @@ class Memo:
         self.metrics = metrics
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._marker = models.ChangeMarker()
+        self._marker = ChangeMarker()
         self._key = secrets.token_bytes(32)  # per process: the hashed credentials mean nothing elsewhere
         self._entries: OrderedDict[tuple[str | bytes | None, ...], _Entry] = OrderedDict()
         self._size = 0
@@ -128,7 +129,7 @@ class Memo:
         return self._answer(environ, start_response, key, marker)
 
     def _answer(self, environ: dict[str, Any], start_response: StartResponse, key: tuple[str | bytes | None, ...],
-                marker: tuple[int, int, int]) -> Iterable[bytes]:
+                marker: Marker) -> Iterable[bytes]:
         """The Flask road, remembering its answer when the view offered it."""
         sent: list[Any] = []
 
@@ -156,7 +157,7 @@ class Memo:
                   if credentials is not None else None)
         return (*map(environ.get, _SHAPING), hashed)
 
-    def _get(self, key: tuple[str | bytes | None, ...], marker: tuple[int, int, int]) -> _Entry | None:
+    def _get(self, key: tuple[str | bytes | None, ...], marker: Marker) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pypilite import grants, models, tokens, users
+from pypilite import grants, tokens, users
 from pypilite.audit import Actor
 from pypilite.models import utcnow
 from pypilite.web import memo as memo_module
@@ -232,7 +232,7 @@ def test_a_blob_gone_missing_is_reported_even_when_the_answer_was_remembered(tmp
 def test_a_small_blob_that_changed_size_is_not_sent_as_remembered(index: Index) -> None:
     """A blob never changes, unless the disk or an operator does it: then the Content-Length the memo kept would
     not frame the bytes on disk, so the Flask road answers with what is there."""
-    data = wheel_bytes("demo", "3.0")  # a release of its own: the fixture's wheels were zipped at another time
+    data = wheel_bytes("demo", "3.0")  # a release of its own: no other file shares its blob
     assert index.upload("demo-3.0-py3-none-any.whl", data).status_code == 200
     url = f"/files/local/{hashlib.sha256(data).hexdigest()}/demo-3.0-py3-none-any.whl"
     spy = Spy(index)
@@ -274,32 +274,3 @@ def test_the_memo_keeps_within_its_bounds(index: Index) -> None:
     spy.memo._size = 0
     answer(index, "/local/simple/demo/")
     assert not spy.memo._entries  # a page over an eighth of the budget is not kept
-
-
-class TestChangeMarker:
-    def test_it_moves_with_a_commit_anywhere_and_a_write_here(self, index: Index) -> None:
-        marker = models.ChangeMarker()
-
-        def read() -> tuple[int, int, int] | None:
-            return index.run(marker)
-
-        first = read()
-        assert first is not None and read() == first
-        other = sqlite3.connect(index.data_dir / "pypilite.db")
-        with other:
-            other.execute("UPDATE repository SET serial = serial + 1")
-        other.close()
-        second = read()
-        assert second != first
-        index.run(lambda: models.Repository.update(public=True).where(models.Repository.name == "local").execute())
-        assert read() != second
-
-    def test_another_connection_starts_another_epoch(self, index: Index) -> None:
-        marker = models.ChangeMarker()
-        first = index.run(marker)
-        models.close_pool()
-        assert index.run(marker)[0] == first[0] + 1
-
-    def test_it_is_none_without_sqlite(self, index: Index, monkeypatch) -> None:
-        monkeypatch.setattr(models.database.obj, "connection", lambda: object())
-        assert models.ChangeMarker()() is None
