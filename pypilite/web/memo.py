@@ -8,7 +8,8 @@ headers, nginx's decision header and the credentials (as a keyed hash, never in 
 without entering Flask,
 - while the database is as it was (changes.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
 - until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
-A small file is kept with its answer; a larger one is sent from the blob store again, with sendfile.
+A small file is kept with its answer (its blob looked for at most once a second); a larger one is sent
+from the blob store again, with sendfile.
 
 The views stay the only place where an answer is decided: the memo repeats only what a view offered, and
 every other request takes the Flask road unchanged. Without a change counter (PostgreSQL) it stays empty.
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from time import perf_counter, time
+from time import monotonic, perf_counter, time
 from typing import Any
 
 from flask import request
@@ -41,9 +42,13 @@ MAX_ENTRIES = 16_384
 MAX_BYTES = 64 * 1024 * 1024
 # Blobs up to this size are kept with the answer, read once, and written in one go: cheaper than setting
 # sendfile up for them (measured under gunicorn: a 2 KB file a quarter faster, even at 32 KB; from 64 KB on
-# sendfile wins), and a stat instead of an open, a read and a close. Core metadata files, which pip asks for
-# by the dozen, and most small wheels are this small.
+# sendfile wins), and a stat at most once a second instead of an open, a read and a close. Core metadata files,
+# which pip asks for by the dozen, and most small wheels are this small.
 SMALL_BLOB = 32 * 1024
+# How long a kept small blob is taken to be still on disk, after a stat found it there: the longest a worker
+# sends the bytes it kept of a blob that has since gone missing (by the disk's doing or an operator's: pypilite
+# removes a blob only after its row, and that commit ends every answer) before the Flask road reports it.
+BLOB_CHECK_SECONDS = 1.0
 # The parts of a request besides its credentials that can change the answer to it. Cookies cannot: no view
 # that offers its answer reads them.
 _SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_IF_NONE_MATCH",
@@ -78,7 +83,7 @@ def _timestamp(moment: datetime | None) -> float | None:
     return moment.replace(tzinfo=timezone.utc).timestamp() if moment is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Entry:
     marker: Marker
     until: float | None
@@ -90,6 +95,7 @@ class _Entry:
     requires: str | None
     endpoint: str
     lookups: tuple[tuple[str, str], ...]  # the proxy lookups the first answer counted, counted again each time
+    blob_seen_until: float = 0.0  # monotonic; until then a small blob is taken to be still on disk
 
 
 class Memo:
@@ -195,7 +201,12 @@ class Memo:
             # A blob gone missing or no longer its size is the Flask road's to report; one still there is
             # the bytes read when the answer was remembered (a blob is named by its sha256, and never
             # rewritten).
-            return [entry.body] if os.stat(entry.path).st_size == entry.size else None
+            now = monotonic()
+            if now >= entry.blob_seen_until:
+                if os.stat(entry.path).st_size != entry.size:
+                    return None
+                entry.blob_seen_until = now + BLOB_CHECK_SECONDS
+            return [entry.body]
         except OSError:
             return None
 
