@@ -3,6 +3,7 @@ health check names each failing part."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import namedtuple
 
@@ -204,3 +205,35 @@ def test_a_scrape_that_meets_a_half_created_worker_file_reads_again(tmp_path, mo
     monkeypatch.setattr(metrics_module.time, "sleep", worker_finishes)
     text = metrics_module.Metrics().exposition([metrics_module.GaugeMetricFamily("pypilite_test", "t", value=1)])
     assert b"pypilite_test 1.0" in text and len(waits) == 1
+
+
+FORKED_COUNTS = """
+import os, sys
+from pypilite import metrics
+counted = metrics.Metrics()
+counted.request("files.download", "GET", 200, 0.001)
+child = os.fork()
+if child == 0:
+    counted.request("files.download", "GET", 200, 0.001)
+    os._exit(0)
+os.waitpid(child, 0)
+print(os.getpid(), child)
+sys.stdout.flush()
+sys.stdout.buffer.write(counted.exposition())
+"""
+
+
+def test_worker_counts_keep_to_their_own_files_across_a_fork(tmp_path) -> None:
+    """The process id prometheus_client names a worker's files by is pypilite's, cached: a forked child must
+    get its own, or two workers would write the same file."""
+    import subprocess
+    import sys
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", FORKED_COUNTS], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)
+    parent, child = run.stdout.splitlines()[0].split()
+    assert sorted(p.name for p in tmp_path.glob("counter_*.db")) == sorted([f"counter_{parent}.db",
+                                                                          f"counter_{child}.db"])
+    families = {f.name: f for f in text_string_to_metric_families(run.stdout.split("\n", 1)[1])}
+    [sample] = [s for s in families["pypilite_http_requests"].samples if s.name.endswith("_total")]
+    assert sample.value == 2.0
