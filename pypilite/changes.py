@@ -24,7 +24,6 @@ import sqlite3
 import struct
 import threading
 from time import monotonic
-from typing import BinaryIO
 
 from pypilite.models import database
 
@@ -39,23 +38,31 @@ CHECK_SECONDS = 1.0
 
 Marker = tuple[int, bytes | int, int]
 
+_INDEXES: dict[str, WalIndex] = {}  # by database path
+_INDEXES_LOCK = threading.Lock()
+
 
 class WalIndex:
-    """The -shm header of one database file, mapped read-only for the life of the process."""
+    """The -shm header of one database file, mapped read-only. One per file for the life of the process (see
+    `of`): its descriptor is never closed while the file may be SQLite's, so it must not be made twice."""
 
     def __init__(self, shm_path: str) -> None:
         self.shm_path = shm_path
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None  # a bare descriptor: no file object that the garbage collector could close
         self._mapping: mmap.mmap | None = None
         self._identity: tuple[int, int] | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, connection: sqlite3.Connection) -> WalIndex | None:
-        """The index of the connection's main database, or None when it has none (not a file, or not in WAL
-        mode)."""
+        """This process's index of the connection's main database, or None when it has none (not a file, or
+        not in WAL mode)."""
         (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
         path = next((file for _, name, file in connection.execute("PRAGMA database_list") if name == "main"), "")
-        return cls(path + "-shm") if mode.lower() == "wal" and path else None
+        if mode.lower() != "wal" or not path:
+            return None
+        with _INDEXES_LOCK:
+            return _INDEXES.setdefault(path, cls(path + "-shm"))
 
     def attach(self) -> bool:
         """Map the -shm that bears the name now, unless it is the one already mapped. Call it while holding a
@@ -65,10 +72,11 @@ class WalIndex:
             stat = os.stat(self.shm_path)
         except OSError:
             return False
-        if (stat.st_dev, stat.st_ino) != self._identity:
-            if stat.st_size < 2 * HEADER_BYTES:
-                return False
-            self._replace(open(self.shm_path, "rb"))
+        with self._lock:
+            if (stat.st_dev, stat.st_ino) != self._identity:
+                if stat.st_size < 2 * HEADER_BYTES:
+                    return False
+                self._replace()
         header = self.header()
         return header is not None and struct.unpack_from("=I", header)[0] == _VERSION
 
@@ -78,20 +86,32 @@ class WalIndex:
         mapping = self._mapping
         if mapping is None:
             return None
-        first = mapping[:HEADER_BYTES]
-        if first != mapping[HEADER_BYTES:2 * HEADER_BYTES] or not first[_IS_INIT]:
+        try:
+            first = mapping[:HEADER_BYTES]
+            second = mapping[HEADER_BYTES:2 * HEADER_BYTES]
+        except ValueError:  # closed by attach() for a file made since, the caller's connection being another's
+            return None
+        if first != second or not first[_IS_INIT]:
             return None
         return first
 
-    def _replace(self, file: BinaryIO) -> None:
-        stat = os.fstat(file.fileno())
-        mapping = mmap.mmap(file.fileno(), 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
-        old_file, old_mapping = self._file, self._mapping
-        self._file, self._mapping, self._identity = file, mapping, (stat.st_dev, stat.st_ino)
-        if old_mapping is not None:
-            old_mapping.close()
-        if old_file is not None:
-            old_file.close()  # a file that no longer bears the name: SQLite holds no lock on it
+    def _replace(self) -> None:
+        """Open and map the file bearing the name; let the one mapped before go, being another file. The new
+        descriptor is kept even when the file cannot be mapped (header() then stays None): it may be SQLite's."""
+        fd = os.open(self.shm_path, os.O_RDONLY)
+        stat = os.fstat(fd)
+        try:
+            mapping: mmap.mmap | None = mmap.mmap(fd, 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # shorter than when it was looked at
+            mapping = None
+        old = self._fd, self._mapping, self._identity
+        self._fd, self._mapping, self._identity = fd, mapping, (stat.st_dev, stat.st_ino)
+        if old[2] == self._identity:
+            return  # the same file after all: every descriptor of it stays open
+        if old[1] is not None:
+            old[1].close()  # the mapping's own copy of the descriptor
+        if old[0] is not None:
+            os.close(old[0])
 
 
 class ChangeMarker:

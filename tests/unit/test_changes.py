@@ -76,7 +76,7 @@ def test_a_new_shm_file_is_mapped_and_the_old_one_let_go(index: Index) -> None:
     assert new.st_ino != old and isinstance(first[1], bytes)
     held = [Path(os.readlink(f"/proc/self/fd/{fd}")) for fd in os.listdir("/proc/self/fd")
             if os.path.islink(f"/proc/self/fd/{fd}")]
-    assert not any(path.name.endswith("-shm (deleted)") for path in held)
+    assert not any(path.name == "pypilite.db-shm (deleted)" and path.parent == index.data_dir for path in held)
     _commit_elsewhere(index)
     assert _read(index, marker)[1] != first[1]
 
@@ -139,6 +139,13 @@ def test_a_database_without_a_wal_has_no_index(tmp_path: Path, mode: str) -> Non
         connection.close()
 
 
+def test_one_index_per_database_file(tmp_path: Path) -> None:
+    """Two indexes of one file could not both keep their descriptors open for good."""
+    first, second = (sqlite3.connect(tmp_path / "wal.db") for _ in range(2))
+    first.execute("PRAGMA journal_mode=wal")
+    assert WalIndex.of(first) is WalIndex.of(second) is not None
+
+
 def test_an_index_is_attached_once_per_file(tmp_path: Path) -> None:
     """Closing a descriptor of the -shm would drop every lock SQLite holds on it: one opened for it is kept."""
     connection = sqlite3.connect(tmp_path / "wal.db", isolation_level=None)
@@ -146,8 +153,23 @@ def test_an_index_is_attached_once_per_file(tmp_path: Path) -> None:
     connection.execute("CREATE TABLE t (x)")
     index = WalIndex.of(connection)
     assert index is not None and index.attach()
-    held = index._file
-    assert index.attach() and index._file is held and not held.closed
+    held = index._fd
+    assert held is not None and index.attach() and index._fd == held
+    os.fstat(held)  # still open
+
+
+def test_a_file_that_cannot_be_mapped_keeps_its_descriptor(tmp_path: Path, monkeypatch) -> None:
+    """It shrank between the look and the map: its descriptor may still be SQLite's file, so it stays open."""
+    (tmp_path / "x.db-shm").write_bytes(_header() * 2)
+    index = WalIndex(str(tmp_path / "x.db-shm"))
+
+    def shrunk(*args, **kwargs):
+        raise ValueError("mmap length is greater than file size")
+
+    monkeypatch.setattr(changes.mmap, "mmap", shrunk)
+    assert not index.attach() and index.header() is None
+    assert index._fd is not None
+    os.fstat(index._fd)
 
 
 def _header(version: int = 3007000, built: int = 1, frames: int = 7) -> bytes:
