@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 HEADER_BYTES = 48  # one copy of the header; the second follows it
 _VERSION = 3007000  # iVersion, the first field, in the host's byte order: the only layout there has been
 _IS_INIT = 12  # offset of the isInit byte, 1 once a connection has built the header
-# How often the header is checked against PRAGMA data_version: the longest a header that stopped telling the
-# truth (a SQLite built to keep it elsewhere, a -shm deleted by hand) could hide a commit.
+# How often the header is checked against PRAGMA data_version: the longest a header that does not tell the
+# truth (a SQLite built to keep it elsewhere, a layout this module misreads) could hide a commit.
 CHECK_SECONDS = 1.0
 
 Marker = tuple[int, bytes | int, int]
