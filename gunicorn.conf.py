@@ -35,10 +35,6 @@ workers = min(2 * multiprocessing.cpu_count() + 1, 8)
 forwarded_allow_ips = "*"
 secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""
-# gunicorn parses requests with gunicorn_h1c (requirements.txt) when it is installed and no setting here asks for
-# what it cannot do (permit_obsolete_folding, strip_header_spaces): about a twelfth of a repeated download's CPU
-# time, with the same answers to malformed requests. It falls back to its Python parser without a word, so
-# tests/integration/test_processes.py checks it.
 # Large uploads stream for minutes on slow links; a sync worker must not be killed halfway through one.
 timeout = 600
 graceful_timeout = 30

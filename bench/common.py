@@ -171,30 +171,6 @@ def install_venv(python: str, venv: Path, packages: list[str]) -> Path:
     return venv_python
 
 
-def gunicorn_packages(fast_parser: bool) -> list[str]:
-    """gunicorn for a peer's venv: as the peer's docs install it, or (`fast_parser`) with gunicorn_h1c as
-    pypilite's requirements install it, which shows how much of a ratio is the HTTP parser's."""
-    return ["gunicorn", "gunicorn_h1c"] if fast_parser else ["gunicorn"]
-
-
-_GUNICORN_SCRIPT = """\
-from importlib.metadata import PackageNotFoundError, version
-try:
-    fast = "with gunicorn_h1c " + version("gunicorn_h1c")
-except PackageNotFoundError:
-    fast = "with its Python parser"
-print("gunicorn", version("gunicorn"), fast)
-"""
-
-
-def gunicorn_description(python: str | Path = sys.executable) -> str:
-    """Which gunicorn serves in a venv (this one unless told), and with which HTTP parser: gunicorn uses
-    gunicorn_h1c whenever it is installed."""
-    done = subprocess.run([str(python), "-c", _GUNICORN_SCRIPT], capture_output=True, text=True, timeout=60,
-                          check=True)
-    return done.stdout.strip()
-
-
 def versions(python: Path, *distributions: str) -> dict[str, str]:
     """The installed versions of some distributions in another venv."""
     script = ("import sys; from importlib.metadata import version as v; "

@@ -1,8 +1,7 @@
 """Benchmark pypilite's proxy repository side by side with proxpi and devpi-server, all three caching the same
 static upstream on this machine.
 
-`python bench/proxy.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--no-peers]
-[--peer-fast-parser]`
+`python bench/proxy.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--no-peers]`
 
 A generated corpus is served as a plain PEP 503 tree by `python -m http.server`; each server under test is
 configured with it as its upstream, warmed (every project page fetched, every file downloaded and checked
@@ -38,9 +37,8 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
-                    Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, gunicorn_description,
-                    gunicorn_packages, install_venv, launch, load_python, load_wrk, median_rps, stop,
-                    parse_bench_args, tail, versions)
+                    Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv, launch,
+                    load_python, load_wrk, median_rps, stop, parse_bench_args, tail, versions)
 from corpus import Dist, wheels, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.
@@ -184,7 +182,8 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path, upstream_url: str
             *gunicorn_args(importlib.metadata.version("gunicorn")), "wsgi:app"]
     log = workdir / "pypilite.log"
     process = launch(stack, PYPILITE, argv, env, REPO_ROOT, log, port)
-    description = f"pypilite (this checkout) on {gunicorn_description()}, 1 sync worker, proxy repository `up`"
+    description = (f"pypilite (this checkout) on gunicorn {importlib.metadata.version('gunicorn')}, 1 sync worker, "
+                   "proxy repository `up`")
     return Server(PYPILITE, process, port, log, "/up/simple/", description)
 
 
@@ -197,10 +196,9 @@ def _install(name: str, venv: Path, packages: list[str]) -> Path | None:
         return None
 
 
-def start_proxpi(stack: contextlib.ExitStack, workdir: Path, upstream_url: str,
-                 fast_parser: bool = False) -> Server | None:
+def start_proxpi(stack: contextlib.ExitStack, workdir: Path, upstream_url: str) -> Server | None:
     """proxpi's Flask app under gunicorn with one sync worker, configured through its environment variables."""
-    python = _install(PROXPI, workdir / "proxpi-venv", ["proxpi", *gunicorn_packages(fast_parser)])
+    python = _install(PROXPI, workdir / "proxpi-venv", ["proxpi", "gunicorn"])
     if python is None:
         return None
     found = versions(python, "proxpi", "gunicorn")
@@ -221,7 +219,7 @@ def start_proxpi(stack: contextlib.ExitStack, workdir: Path, upstream_url: str,
     except BenchError as exc:
         print(f"peer: proxpi does not start ({exc}); continuing without it")
         return None
-    description = f"proxpi {found['proxpi']} on {gunicorn_description(python)}, 1 sync worker"
+    description = f"proxpi {found['proxpi']} on gunicorn {found['gunicorn']}, 1 sync worker"
     return Server(PROXPI, process, port, log, "/index/", description)
 
 
@@ -507,8 +505,6 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = bench_parser(__doc__, duration=10)
     parser.add_argument("--no-peers", action="store_true", help="do not install and run proxpi and devpi-server")
-    parser.add_argument("--peer-fast-parser", action="store_true",
-                        help="give proxpi's gunicorn the C parser pypilite's has (gunicorn_h1c)")
     return parse_bench_args(parser, argv)
 
 
@@ -526,7 +522,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     print(f"upstream: {len(dists)} files of {len(expected)} projects on {upstream_url}", flush=True)
     servers = [start_pypilite(stack, workdir, upstream_url)]
     if not args.no_peers:
-        servers += [peer for peer in (start_proxpi(stack, workdir, upstream_url, args.peer_fast_parser),
+        servers += [peer for peer in (start_proxpi(stack, workdir, upstream_url),
                                       start_devpi(stack, workdir, upstream_url)) if peer is not None]
     for server in list(servers):
         print(f"{server.name}: up on {server.base_url}; warming: {len(expected)} pages, {len(dists)} files ...",

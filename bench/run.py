@@ -1,7 +1,7 @@
 """Benchmark pypilite on this machine, side by side with pypiserver when it can be installed.
 
 `python bench/run.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--large-mb 500]
-[--skip-large] [--no-peer] [--peer-fast-parser]`
+[--skip-large] [--no-peer]`
 
 Both servers run under gunicorn with one sync worker pinned to CPU 0; the load generator (wrk, else a
 Python fallback) is pinned to CPU 1. Absolute numbers move with the machine and its neighbours, so the
@@ -35,9 +35,8 @@ from urllib.parse import urlsplit
 import requests
 
 from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
-                    Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args,
-                    gunicorn_description, gunicorn_packages, install_venv, launch, load_python, load_wrk,
-                    median_rps, parse_bench_args, start_floor, tail, versions)
+                    Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
+                    launch, load_python, load_wrk, median_rps, parse_bench_args, start_floor, tail, versions)
 from corpus import Dist, median_wheel_size, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
@@ -124,26 +123,24 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path, name: str = "pypi
     log = workdir / f"{name}.log"
     process = launch(stack, name, argv, env, REPO_ROOT, log, port)
     password = (data_dir / "initial-admin-password").read_text().strip()
-    description = f"pypilite (this checkout) on {gunicorn_description()}"
+    description = f"pypilite (this checkout) on gunicorn {importlib.metadata.version('gunicorn')}"
     return Server(name, process, port, log, "/local/simple/", "/local/", description,
                   "/files/local/{sha256}/{filename}", auth=("admin", password))
 
 
-def _install_pypiserver(venv: Path, fast_parser: bool) -> Path:
+def _install_pypiserver(venv: Path) -> Path:
     """A throwaway venv with pypiserver and gunicorn from the registry; its python, or BenchError."""
     # pypiserver at its best: its docs prescribe the watchdog cache beyond a few packages (else every request
     # rescans the packages dir), and watchdog 2.3+ reports the file opens of pypiserver's own hashing, which
     # empties that cache on every request (pypiserver issue #502).
-    return install_venv(sys.executable, venv, ["pypiserver", "watchdog<2.3", *gunicorn_packages(fast_parser)])
+    return install_venv(sys.executable, venv, ["pypiserver", "watchdog<2.3", "gunicorn"])
 
 
-def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist],
-                     fast_parser: bool = False) -> Server | None:
+def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist]) -> Server | None:
     """pypiserver with the same corpus copied into its packages dir, or None (and why) if it cannot run."""
-    packages = ", ".join(["pypiserver", "watchdog<2.3", *gunicorn_packages(fast_parser)])
-    print(f"peer: installing {packages} into a throwaway venv ...", flush=True)
+    print("peer: installing pypiserver, watchdog<2.3 and gunicorn into a throwaway venv ...", flush=True)
     try:
-        python = _install_pypiserver(workdir / "pypiserver-venv", fast_parser)
+        python = _install_pypiserver(workdir / "pypiserver-venv")
     except BenchError as exc:
         print(f"peer: pypiserver cannot be installed ({exc}); continuing without it")
         return None
@@ -166,8 +163,10 @@ def start_pypiserver(stack: contextlib.ExitStack, workdir: Path, dists: list[Dis
 
 
 def _peer_description(python: Path) -> str:
-    found = versions(python, "pypiserver", "watchdog")
-    return f"pypiserver {found['pypiserver']} with watchdog {found['watchdog']} on {gunicorn_description(python)}"
+    script = ("from importlib.metadata import version as v; "
+              "print(f\"pypiserver {v('pypiserver')} with watchdog {v('watchdog')} on gunicorn {v('gunicorn')}\")")
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
 
 
 # --- uploads ---------------------------------------------------------------------------------------------
@@ -551,8 +550,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="files in the timed `twine upload` to each server (default 200; 0 skips it)")
     parser.add_argument("--skip-large", action="store_true", help="skip the large upload")
     parser.add_argument("--no-peer", action="store_true", help="do not install and run pypiserver")
-    parser.add_argument("--peer-fast-parser", action="store_true",
-                        help="give pypiserver's gunicorn the C parser pypilite's has (gunicorn_h1c)")
     args = parse_bench_args(parser, argv, also_positive=("large_mb",))
     if args.twine_files < 0:
         parser.error("--twine-files must not be negative")
@@ -571,7 +568,7 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     pypilite = start_pypilite(stack, workdir)
     print(f"pypilite: up on {pypilite.base_url}, uploading {len(dists)} files ...", flush=True)
     results = Results(upload_corpus(pypilite, dists))
-    peer = None if args.no_peer else start_pypiserver(stack, workdir, dists, args.peer_fast_parser)
+    peer = None if args.no_peer else start_pypiserver(stack, workdir, dists)
     servers = [pypilite] + ([peer] if peer else [])
     for server in servers:
         server.formats = served_formats(server, expected)

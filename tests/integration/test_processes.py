@@ -7,11 +7,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
-from gunicorn.http import message
 
 from tests.integration.conftest import ROOT, free_port, isolated_env, run, stop_server
 
@@ -78,16 +76,3 @@ def test_gunicorn_believes_no_forwarded_header(tmp_path: Path) -> None:
                 (line.partition(" = ") for line in result.stdout.splitlines())}
     assert settings["forwarded_allow_ips"] == "['*']"
     assert settings["secure_scheme_headers"] == "{}" and settings["forwarder_headers"] == "[]"
-
-
-def test_gunicorn_parses_requests_with_its_c_parser(tmp_path: Path) -> None:
-    """gunicorn_h1c (requirements.txt) is used only when installed, recent enough and no setting asks for what
-    it cannot do; otherwise gunicorn falls back to its Python parser without a word, at a tenth of a request's
-    time. gunicorn's own check decides, on the settings gunicorn.conf.py leaves it with."""
-    env = isolated_env(tmp_path / "home", PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"),
-                       PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
-    result = run([*COMMANDS["gunicorn"], "--print-config"], env=env, cwd=ROOT, timeout=60)
-    settings = {key.strip(): value.strip() for key, _, value in
-                (line.partition(" = ") for line in result.stdout.splitlines())}
-    flags = {flag: settings[flag] == "True" for flag in message._FAST_PARSER_INCOMPATIBLE_FLAGS}
-    assert message._check_fast_parser(SimpleNamespace(http_parser=settings["http_parser"], **flags))
