@@ -63,6 +63,15 @@ def median_rps(loads: list[Load]) -> float:
     return statistics.median(load.rps for load in loads)
 
 
+def by_round(ours: list[Load], theirs: list[Load]) -> str:
+    """The ratio of two targets round by round: each pair measured back to back, so a slow spell of the machine
+    that spans rounds cancels out of it, as it does not out of the ratio of the medians."""
+    ratios = [a.rps / b.rps for a, b in zip(ours, theirs) if b.rps]
+    if not ratios:
+        return ""
+    return f"by round {statistics.median(ratios):.2f} median ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 # --- processes -------------------------------------------------------------------------------------------
 
 def gunicorn_args(version: str) -> list[str]:

@@ -36,9 +36,9 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import requests
 
-from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
-                    Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv, launch,
-                    load_python, load_wrk, median_rps, stop, parse_bench_args, tail, versions)
+from common import (CLIENT_CPU, bench_main, by_round, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK,
+                    BenchError, Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv,
+                    launch, load_python, load_wrk, median_rps, stop, parse_bench_args, tail, versions)
 from corpus import Dist, wheels, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.
@@ -459,6 +459,9 @@ def _rows(results: Results, servers: list[Server], rounds: int) -> list[list[str
             hits = results.upstream_hits.get((name, metric), 0)
             notes.append(f"{name} {min(rates):.0f}-{max(rates):.0f}" + (f", {errors} errors" if errors else "")
                          + (f", upstream asked {hits}x" if hits else ""))
+        for peer in PEERS:
+            paired = by_round(results.loads.get((PYPILITE, metric), []), results.loads.get((peer, metric), []))
+            notes += [f"pypilite/{peer} {paired}"] if paired else []
         rows.append([f"{metric}: req/s (median of {rounds})", *(_cell(medians.get(n)) for n in names),
                      *(_ratio(medians.get(PYPILITE), medians.get(peer)) for peer in PEERS), "; ".join(notes)])
     warmed = {server.name: server.warm_seconds for server in servers}

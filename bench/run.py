@@ -34,9 +34,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from common import (CLIENT_CPU, bench_main, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError,
-                    Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args, install_venv,
-                    launch, load_python, load_wrk, median_rps, parse_bench_args, start_floor, tail, versions)
+from common import (CLIENT_CPU, bench_main, by_round, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK,
+                    BenchError, Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args,
+                    install_venv, launch, load_python, load_wrk, median_rps, parse_bench_args, start_floor, tail,
+                    versions)
 from corpus import Dist, median_wheel_size, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900
@@ -456,6 +457,8 @@ def _rate_row(metric: str, loads_by_server: dict[str, list[Load]], rounds: int) 
         medians[name] = statistics.median(rates)
         errors = sum(load.errors for load in loads)
         spread.append(f"{name} {min(rates):.0f}-{max(rates):.0f}" + (f", {errors} errors" if errors else ""))
+    paired = by_round(loads_by_server.get("pypilite", []), loads_by_server.get("pypiserver", []))
+    spread += [f"pypilite/pypiserver {paired}"] if paired else []
     return (f"{metric} (median of {rounds})", medians.get("pypilite"), medians.get("pypiserver"),
             "; ".join(spread) or "not served")
 
