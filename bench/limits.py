@@ -315,16 +315,18 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         print(f"\ninstall of a {len(installable)}-project dependency chain, fresh venv, no cache: "
               f"median seconds of {args.installs}")
         for tool in ("pip", "uv"):
-            times: dict[str, list[float]] = {"nginx static": [], "pypilite": [], "pypilite group": []}
+            times: dict[str, list[float]] = {"nginx static": [], "pypilite": [], "pypilite group": [],
+                                             "nginx + pypilite accel": []}
             for _ in range(args.installs):
                 for label, url in (("nginx static", f"{static}/local/simple/"),
                                    ("pypilite", f"{pypilite.base_url}/local/simple/"),
-                                   ("pypilite group", f"{pypilite.base_url}/all/simple/")):
+                                   ("pypilite group", f"{pypilite.base_url}/all/simple/"),
+                                   ("nginx + pypilite accel", f"{front}/local/simple/")):
                     times[label].append(time_install(tool, url, workdir))
             base = statistics.median(times["nginx static"])
             for label, values in times.items():
                 median = statistics.median(values)
-                print(f"  {tool:<3} {label:<15} {median:6.2f} s  x{median / base:.2f} of nginx static")
+                print(f"  {tool:<3} {label:<22} {median:6.2f} s  x{median / base:.2f} of nginx static")
     pinning = f"servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}" if PINNED else "not pinned"
     print(f"\ncorpus {args.projects} x {args.versions} = {len(dists)} files (a wheel and an sdist each); "
           f"wrk -t1 -c{CONNECTIONS}, {args.rounds} rounds x {args.duration} s, medians; {pinning}")
