@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from peewee import chunked
-
 from pypilite import models
 from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
@@ -35,10 +33,8 @@ log = logging.getLogger(__name__)
 UPSTREAM_PAGE = UpstreamPage._meta.table_name
 # An upstream "no such project" is remembered this long at most (or cache_ttl, if shorter).
 NOT_FOUND_TTL = timedelta(seconds=60)
-# New file rows go in this many to a statement: within the 999 variables SQLite allowed before 3.32. A project
-# on a public index can list thousands of files: one statement a row made the first fetch of one listing 3,000
-# take 0.94 s instead of 0.56 s.
-INSERT_ROWS = 999 // len(File._meta.sorted_fields)
+# The columns of a new file row, in the order _insert_files gives them: every field but the id.
+_FILE_FIELDS = [field for field in File._meta.sorted_fields if field is not File.id]
 
 
 class ProxyRepository(StoredRepository):
@@ -176,14 +172,15 @@ class ProxyRepository(StoredRepository):
             if values is not None:
                 wanted[upstream_file.filename] = values
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
+        existing: dict[str, File] = {}
         if project is None:
             project = Project.create(repository=self.row.id, name=name, display_name=name)
             models.Repository.update(serial=models.Repository.serial + 1).where(
                 models.Repository.id == self.row.id).execute()
-        existing = {row.filename: row for row in File.select().where(File.project == project.id)}
+        else:
+            existing = {row.filename: row for row in File.select().where(File.project == project.id)}
         new = [dict(values, project=project.id) for filename, values in wanted.items() if filename not in existing]
-        for rows in chunked(new, INSERT_ROWS):
-            File.insert_many(rows).execute()
+        _insert_files(new)
         changed, narrowed = bool(new), False
         for filename, values in wanted.items():
             row = existing.get(filename)
@@ -339,6 +336,16 @@ def _differs(row: File, values: dict[str, object]) -> bool:
     """Whether the upstream changed anything about a file; a size learned on download is not a change."""
     return any(getattr(row, key) != value for key, value in values.items()
                if not (key == "size" and value is None))
+
+
+def _insert_files(rows: list[dict[str, object]]) -> None:
+    """New file rows, in one statement run once per row (executemany): peewee builds it from one row, and each
+    row then costs only the conversion of its values. A project on a public index can list thousands of files,
+    and peewee building a multi-row INSERT value by value was most of the first fetch of such a listing."""
+    if not rows:
+        return
+    sql, _ = File.insert_many([tuple(rows[0][field.name] for field in _FILE_FIELDS)], fields=_FILE_FIELDS).sql()
+    database.cursor().executemany(sql, [[field.db_value(row[field.name]) for field in _FILE_FIELDS] for row in rows])
 
 
 def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object] | None:

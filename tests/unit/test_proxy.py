@@ -66,24 +66,25 @@ def test_a_changed_upstream_page_shows_after_the_ttl_and_an_unchanged_one_keeps_
     assert changed.status_code == 200 and changed.json["versions"] == ["1.0", "2.0", "3.0"]
 
 
-def test_a_project_with_more_files_than_one_insert_takes_is_kept_whole(tmp_path, upstream) -> None:
-    """New file rows are written INSERT_ROWS to a statement: a page longer than that keeps every file with its own
-    hash and metadata, and a later page adds only what is new."""
-    from pypilite.repositories.proxy import INSERT_ROWS
-    upstream.dists.extend(wheel("many", f"1.{n}") for n in range(2 * INSERT_ROWS + 1))
+def test_a_long_page_keeps_every_file_whole(tmp_path, upstream) -> None:
+    """New file rows go in with one statement run once per row: a page of many files keeps each one with its own
+    hashes, size, upload time and requires-python, in the right columns, and a later page adds only what is new."""
+    upstream.dists.extend(wheel("many", f"1.{n}", requires_python=f">=3.{n % 10}") for n in range(150))
     index = proxy_index(tmp_path, upstream, cache_ttl=0)
 
-    def listed() -> dict[str, tuple[str, str]]:
-        return {f["filename"]: (f["hashes"]["sha256"], f["core-metadata"]["sha256"])
-                for f in index.get("/pypi/simple/many/", accept=JSON).json["files"]}
+    def listed() -> dict[str, tuple[object, ...]]:
+        page = index.get("/pypi/simple/many/", accept=JSON).json
+        return {f["filename"]: (f["hashes"]["sha256"], f["core-metadata"]["sha256"], f["size"], f["upload-time"],
+                                f["requires-python"], f["yanked"]) for f in page["files"]}
 
-    def offered() -> dict[str, tuple[str, str]]:
-        return {d.filename: (d.sha256, hashlib.sha256(d.metadata).hexdigest())
+    def offered() -> dict[str, tuple[object, ...]]:
+        return {d.filename: (d.sha256, hashlib.sha256(d.metadata).hexdigest(), len(d.data),
+                             "2024-05-06T07:08:09.123456Z", d.requires_python or None, False)
                 for d in upstream.dists if d.project == "many"}
 
-    assert listed() == offered() and len(offered()) == 2 * INSERT_ROWS + 1
+    assert listed() == offered() and len(offered()) == 150
     upstream.dists.append(wheel("many", "2.0"))
-    assert listed() == offered() and len(offered()) == 2 * INSERT_ROWS + 2
+    assert listed() == offered() and len(offered()) == 151
 
 
 def test_a_file_gone_upstream_leaves_the_page(tmp_path, upstream) -> None:
