@@ -339,13 +339,15 @@ def _differs(row: File, values: dict[str, object]) -> bool:
 
 
 def _insert_files(rows: list[dict[str, object]]) -> None:
-    """New file rows, in one statement run once per row (executemany): peewee builds it from one row, and each
-    row then costs only the conversion of its values. A project on a public index can list thousands of files,
-    and peewee building a multi-row INSERT value by value was most of the first fetch of such a listing."""
+    """New file rows, one statement run once per row: peewee builds it from the first row, and each row then
+    costs only the conversion of its values (and SQLite finds the statement compiled in its cache). A project on
+    a public index can list thousands of files, and peewee building a multi-row INSERT value by value was most of
+    the first fetch of such a listing. Through execute_sql, so that a driver's error (a full disk) is peewee's."""
     if not rows:
         return
     sql, _ = File.insert_many([tuple(rows[0][field.name] for field in _FILE_FIELDS)], fields=_FILE_FIELDS).sql()
-    database.cursor().executemany(sql, [[field.db_value(row[field.name]) for field in _FILE_FIELDS] for row in rows])
+    for row in rows:
+        database.execute_sql(sql, [field.db_value(row[field.name]) for field in _FILE_FIELDS])
 
 
 def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object] | None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
+import peewee as pw
 import pytest
 
+from pypilite import models
+from pypilite.models import Project
+from pypilite.repositories.proxy import _insert_files
 from tests.conftest import Index
 from tests.upstream import Dist, Upstream, wheel
 
@@ -85,6 +89,23 @@ def test_a_long_page_keeps_every_file_whole(tmp_path, upstream) -> None:
     assert listed() == offered() and len(offered()) == 150
     upstream.dists.append(wheel("many", "2.0"))
     assert listed() == offered() and len(offered()) == 151
+
+
+def test_a_failed_row_insert_raises_peewee_errors(tmp_path, upstream) -> None:
+    """The rows go in through peewee's execute_sql, so a driver's error reaches write_transaction as peewee's own
+    (which is how SQLite's "database or disk is full" becomes a 507), not as a bare sqlite3 error."""
+    index = proxy_index(tmp_path, upstream)
+    row = {"filename": "demo-1.0-py3-none-any.whl", "version": "1.0", "packagetype": "bdist_wheel",
+           "sha256": "0" * 64, "size": 1, "upload_time": None, "requires_python": "", "yanked": None,
+           "yanked_reason": "", "metadata_sha256": None, "origin_url": "", "uploader": ""}
+
+    def insert() -> None:
+        project = Project.create(repository=models.Repository.get(models.Repository.name == "pypi").id,
+                                 name="demo", display_name="demo")
+        _insert_files([row | {"project": project.id}])  # "yanked" must not be NULL
+
+    with pytest.raises(pw.IntegrityError):
+        index.run(insert)
 
 
 def test_a_file_gone_upstream_leaves_the_page(tmp_path, upstream) -> None:
