@@ -1,15 +1,16 @@
 """Benchmark pypilite's proxy repository side by side with proxpi and devpi-server, all three caching the same
 static upstream on this machine.
 
-`python bench/proxy.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--no-peers]`
+`python bench/proxy.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--no-peers]
+[--long-pages 3]`
 
 A generated corpus is served as a plain PEP 503 tree by `python -m http.server`; each server under test is
 configured with it as its upstream, warmed (every project page fetched, every file downloaded and checked
 against the sha256 its page declares) and then measured with wrk for cached project pages and cached file
 downloads, in alternating rounds; pypilite's cached pages also through its group, with credentials and as
-JSON, in the same rounds. The servers and the upstream are pinned to CPU 0, the load generator to
-CPU 1. Everything runs on 127.0.0.1 in a temp dir, every loop is bounded, and every process started here is
-stopped on the way out, Ctrl-C and errors included.
+JSON, in the same rounds. Each server's first fetch of a few pages of 2,000 files is timed too. The servers
+and the upstream are pinned to CPU 0, the load generator to CPU 1. Everything runs on 127.0.0.1 in a temp dir,
+every loop is bounded, and every process started here is stopped on the way out, Ctrl-C and errors included.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ REQUEST_TIMEOUT = 30
 CACHED_TRIES = 25
 CACHED_PAUSE = 0.2
 DEVPI_INIT_TIMEOUT = 120
+# The long pages whose first fetch is timed: a project with many releases on a public index lists thousands of
+# files, and a cache stores every one of them on its first fetch.
+LONG_PAGE_VERSIONS = 1000
 UPSTREAM_LOG_SETTLE = 0.5
 HTML = "text/html"
 PAGES = "cached project page HTML"
@@ -79,6 +83,7 @@ class Server:
     # Median milliseconds a first (uncached) page or file request took beyond the upstream's own answer.
     cold_page_ms: float | None = None
     cold_file_ms: float | None = None
+    long_page_ms: float | None = None  # the same for a page of 2 x LONG_PAGE_VERSIONS files
 
     @property
     def base_url(self) -> str:
@@ -121,11 +126,12 @@ def write_upstream(root: Path, dists: list[Dist]) -> None:
     (simple / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>\n{anchors}\n</body></html>\n")
 
 
-def start_upstream(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist]) -> Server:
-    """`python -m http.server` (a ThreadingHTTPServer) on the tree, pinned to the servers' CPU: idle while the
-    caches are measured, and measured itself on the same CPU as they are."""
+def start_upstream(stack: contextlib.ExitStack, workdir: Path, dists: list[Dist], unmeasured: list[Dist]) -> Server:
+    """`python -m http.server` (a ThreadingHTTPServer) on the tree of `dists` and `unmeasured` (whose files the
+    rounds do not download), pinned to the servers' CPU: idle while the caches are measured, and measured itself
+    on the same CPU as they are."""
     root = workdir / "upstream"
-    write_upstream(root, dists)
+    write_upstream(root, dists + unmeasured)
     port = free_port()
     argv = [sys.executable, "-u", "-m", "http.server", "--bind", LOOPBACK, "--directory", str(root), str(port)]
     log = workdir / "upstream.log"
@@ -298,18 +304,23 @@ class _Anchors(HTMLParser):
             self._href = None
 
 
-def _page_links(server: Server, session: requests.Session, project: str) -> dict[str, tuple[str, str]]:
-    """filename -> (absolute URL, declared sha256) from the server's HTML page of `project`."""
-    url = server.base_url + server.page_path(project)
-    response = session.get(url, headers={"Accept": HTML}, timeout=REQUEST_TIMEOUT)
+def _get_page(server: Server, session: requests.Session, project: str) -> requests.Response:
+    """The server's HTML page of `project`, or BenchError."""
+    response = session.get(server.base_url + server.page_path(project), headers={"Accept": HTML},
+                           timeout=REQUEST_TIMEOUT)
     if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(HTML):
         raise BenchError(f"{server.name}: page of {project} answered {response.status_code} "
                          f"{response.headers.get('Content-Type', '')}: {response.text.strip()[:200]}")
+    return response
+
+
+def _page_links(page: requests.Response) -> dict[str, tuple[str, str]]:
+    """filename -> (absolute URL, declared sha256) from an HTML project page."""
     parser = _Anchors()
-    parser.feed(response.text)
+    parser.feed(page.text)
     links = {}
     for href, text in parser.links:
-        target, fragment = urldefrag(urljoin(url, href))
+        target, fragment = urldefrag(urljoin(page.url, href))
         filename = text or unquote(urlsplit(target).path.rsplit("/", 1)[-1])
         links[filename] = (target, fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else "")
     return links
@@ -347,8 +358,9 @@ def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]], 
     with requests.Session() as session:
         for project, files in expected.items():
             direct = _timed(lambda: session.get(upstream.base_url + upstream.page_path(project), timeout=30))
-            links: dict[str, tuple[str, str]] = {}
-            page_extra.append(_timed(lambda: links.update(_page_links(server, session, project))) - direct)
+            pages: list[requests.Response] = []
+            page_extra.append(_timed(lambda: pages.append(_get_page(server, session, project))) - direct)
+            links = _page_links(pages[0])
             if set(links) != set(files):
                 raise BenchError(f"{server.name}: page of {project} lists {sorted(links)}, not {sorted(files)}")
             for filename, sha256 in files.items():
@@ -367,6 +379,23 @@ def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]], 
     server.warm_seconds = time.perf_counter() - started
     server.cold_page_ms = statistics.median(page_extra)
     server.cold_file_ms = statistics.median(file_extra)
+
+
+def first_long_fetch(server: Server, upstream: Server, expected: dict[str, dict[str, str]]) -> None:
+    """Fetch each long page once, the server's first fetch of it; each must list exactly the upstream's files with
+    their sha256. Records the median time beyond the upstream's own answer to the same request, asked just
+    before."""
+    extra = []
+    with requests.Session() as session:
+        for project, files in expected.items():
+            direct = _timed(lambda: session.get(upstream.base_url + upstream.page_path(project), timeout=30))
+            pages: list[requests.Response] = []
+            extra.append(_timed(lambda: pages.append(_get_page(server, session, project))) - direct)
+            links = _page_links(pages[0])
+            if {filename: sha256 for filename, (_, sha256) in links.items()} != files:
+                raise BenchError(f"{server.name}: the long page of {project} does not list the upstream's "
+                                 f"{len(files)} files with their sha256 ({len(links)} listed)")
+    server.long_page_ms = statistics.median(extra)
 
 
 # --- measuring -------------------------------------------------------------------------------------------
@@ -468,8 +497,11 @@ def _rows(results: Results, servers: list[Server], rounds: int) -> list[list[str
     rows.append(["cold pass, every page + file once: seconds", *(_cell(warmed.get(n)) for n in names),
                  *(_ratio(warmed.get(PYPILITE), warmed.get(peer)) for peer in PEERS),
                  "one client, one request at a time, fills the cache (lower is better)"])
-    for what, attribute in (("page", "cold_page_ms"), ("file", "cold_file_ms")):
+    long_files = f"{2 * LONG_PAGE_VERSIONS:,}-file page"
+    for what, attribute in (("page", "cold_page_ms"), ("file", "cold_file_ms"), (long_files, "long_page_ms")):
         extra = {server.name: getattr(server, attribute) for server in servers}
+        if all(value is None for value in extra.values()):
+            continue
         rows.append([f"first {what} request: ms beyond the upstream's own (median)",
                      *(_cell(extra.get(n)) for n in names), *("-" for _ in PEERS),
                      "what a cache adds to an uncached request (lower is better)"])
@@ -508,7 +540,13 @@ def print_table(results: Results, args: argparse.Namespace, servers: list[Server
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = bench_parser(__doc__, duration=10)
     parser.add_argument("--no-peers", action="store_true", help="do not install and run proxpi and devpi-server")
-    return parse_bench_args(parser, argv)
+    parser.add_argument("--long-pages", type=int, default=3,
+                        help=f"projects of {2 * LONG_PAGE_VERSIONS:,} files whose first fetch is timed (default 3; "
+                             "0 skips it)")
+    args = parse_bench_args(parser, argv)
+    if args.long_pages < 0:
+        parser.error("--long-pages must not be negative")
+    return args
 
 
 def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) -> None:
@@ -517,12 +555,17 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     expected: dict[str, dict[str, str]] = {}
     for dist in dists:
         expected.setdefault(dist.project, {})[dist.filename] = dist.sha256
+    long = write_corpus(workdir / "long-corpus", args.long_pages, LONG_PAGE_VERSIONS, prefix="bench-long")
+    long_expected: dict[str, dict[str, str]] = {}
+    for dist in long:
+        long_expected.setdefault(dist.project, {})[dist.filename] = dist.sha256
     if not WRK:
         print("wrk not found (Debian: apt-get install wrk); falling back to a Python load generator, whose "
               "req/s are client-bound: compare the ratios only")
-    upstream = start_upstream(stack, workdir, dists)
+    upstream = start_upstream(stack, workdir, dists, long)
     upstream_url = f"{upstream.base_url}/simple/"
-    print(f"upstream: {len(dists)} files of {len(expected)} projects on {upstream_url}", flush=True)
+    print(f"upstream: {len(dists)} files of {len(expected)} projects, and {len(long)} of {len(long_expected)} long "
+          f"pages, on {upstream_url}", flush=True)
     servers = [start_pypilite(stack, workdir, upstream_url)]
     if not args.no_peers:
         servers += [peer for peer in (start_proxpi(stack, workdir, upstream_url),
@@ -545,6 +588,17 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
               "be revalidated with the upstream while they are measured (the notes count upstream requests)")
     ask_again(servers, variants, list(expected))
     results = measure(servers, variants, upstream, list(expected), args, workdir)
+    # Last: what a server does after storing a long page (devpi works on in the background) slows whatever is
+    # measured next on the same CPU.
+    for server in servers if long_expected else []:
+        print(f"{server.name}: first fetch of {len(long_expected)} pages of {2 * LONG_PAGE_VERSIONS:,} files ...",
+              flush=True)
+        try:
+            first_long_fetch(server, upstream, long_expected)
+        except (BenchError, requests.RequestException) as exc:
+            if server.name == PYPILITE:
+                raise BenchError(f"{exc}; server log: {tail(server.log)}") from None
+            print(f"peer: {server.name} failed the long pages ({exc}); its figure is left out")
     print_table(results, args, servers, variants, upstream, len(dists))
 
 
