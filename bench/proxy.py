@@ -347,6 +347,16 @@ def _timed(action: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _first_page(server: Server, upstream: Server, session: requests.Session,
+                project: str) -> tuple[float, dict[str, tuple[str, str]]]:
+    """The server's page of `project`, asked once: the milliseconds it took beyond the upstream's own answer to
+    the same request (asked just before), and its links."""
+    direct = _timed(lambda: session.get(upstream.base_url + upstream.page_path(project), timeout=30))
+    pages: list[requests.Response] = []
+    extra = _timed(lambda: pages.append(_get_page(server, session, project))) - direct
+    return extra, _page_links(pages[0])
+
+
 def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]], measured: set[str]) -> None:
     """Fetch every project page once and download every file once through the server, so that all of it is
     cached; each page must list exactly the corpus's files with their sha256, and each file must hash to it.
@@ -357,10 +367,8 @@ def warm(server: Server, upstream: Server, expected: dict[str, dict[str, str]], 
     page_extra, file_extra = [], []
     with requests.Session() as session:
         for project, files in expected.items():
-            direct = _timed(lambda: session.get(upstream.base_url + upstream.page_path(project), timeout=30))
-            pages: list[requests.Response] = []
-            page_extra.append(_timed(lambda: pages.append(_get_page(server, session, project))) - direct)
-            links = _page_links(pages[0])
+            extra, links = _first_page(server, upstream, session, project)
+            page_extra.append(extra)
             if set(links) != set(files):
                 raise BenchError(f"{server.name}: page of {project} lists {sorted(links)}, not {sorted(files)}")
             for filename, sha256 in files.items():
@@ -388,10 +396,8 @@ def first_long_fetch(server: Server, upstream: Server, expected: dict[str, dict[
     extra = []
     with requests.Session() as session:
         for project, files in expected.items():
-            direct = _timed(lambda: session.get(upstream.base_url + upstream.page_path(project), timeout=30))
-            pages: list[requests.Response] = []
-            extra.append(_timed(lambda: pages.append(_get_page(server, session, project))) - direct)
-            links = _page_links(pages[0])
+            ms, links = _first_page(server, upstream, session, project)
+            extra.append(ms)
             if {filename: sha256 for filename, (_, sha256) in links.items()} != files:
                 raise BenchError(f"{server.name}: the long page of {project} does not list the upstream's "
                                  f"{len(files)} files with their sha256 ({len(links)} listed)")
