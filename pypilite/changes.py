@@ -104,14 +104,14 @@ class WalIndex:
             mapping: mmap.mmap | None = mmap.mmap(fd, 2 * HEADER_BYTES, access=mmap.ACCESS_READ)
         except (OSError, ValueError):  # shorter than when it was looked at
             mapping = None
-        old = self._fd, self._mapping, self._identity
+        old_fd, old_mapping, old_identity = self._fd, self._mapping, self._identity
         self._fd, self._mapping, self._identity = fd, mapping, (stat.st_dev, stat.st_ino)
-        if old[2] == self._identity:
+        if old_identity == self._identity:
             return  # the same file after all: every descriptor of it stays open
-        if old[1] is not None:
-            old[1].close()  # the mapping's own copy of the descriptor
-        if old[0] is not None:
-            os.close(old[0])
+        if old_mapping is not None:
+            old_mapping.close()  # the mapping's own copy of the descriptor
+        if old_fd is not None:
+            os.close(old_fd)
 
 
 class ChangeMarker:

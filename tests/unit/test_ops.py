@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections import namedtuple
 
 import pytest
@@ -226,8 +228,6 @@ sys.stdout.buffer.write(counted.exposition())
 def test_worker_counts_keep_to_their_own_files_across_a_fork(tmp_path) -> None:
     """The process id prometheus_client names a worker's files by is pypilite's, cached: a forked child must
     get its own, or two workers would write the same file."""
-    import subprocess
-    import sys
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", FORKED_COUNTS], env=env, capture_output=True, text=True,
                          timeout=60, check=True)
