@@ -43,7 +43,7 @@ def create_app(config: Config | None = None) -> Flask:
         with _startup_lock(data_dir), models.database.connection_context():
             blobs.sweep_temp()  # what uploads and downloads killed with their process left behind
             locks.sweep(data_dir / "locks")
-            models.migrate()
+            models.migrate(blobs)
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)
             instance = models.instance_id()

@@ -122,16 +122,14 @@ def _referenced(database: Path) -> tuple[set[str], set[str]]:
     """The blobs the copied database lists: of hosted files, and of proxied ones (fetched or not)."""
     connection = sqlite3.connect(database)
     try:
-        rows = connection.execute("SELECT sha256, metadata_sha256, origin_url != '' FROM file").fetchall()
+        rows = connection.execute("SELECT sha256, metadata_sha256, info_sha256, origin_url != '' FROM file").fetchall()
     finally:
         connection.close()
     hosted: set[str] = set()
     proxied: set[str] = set()
-    for sha256, metadata_sha256, is_proxied in rows:
+    for sha256, metadata_sha256, info_sha256, is_proxied in rows:
         bucket = proxied if is_proxied else hosted
-        bucket.add(sha256)
-        if metadata_sha256:
-            bucket.add(metadata_sha256)
+        bucket.update(blob for blob in (sha256, metadata_sha256, info_sha256) if blob)
     return hosted, proxied
 
 

@@ -58,6 +58,8 @@ class DistMetadata:
     requires_python: str
     # The wheel's .dist-info/METADATA bytes, served as the PEP 658 .metadata file; None for sdists.
     core_metadata: bytes | None
+    # The metadata file as the archive carries it (METADATA or PKG-INFO): what the web UI shows.
+    raw: bytes
 
 
 def parse_filename(filename: str) -> FilenameInfo:
@@ -231,4 +233,5 @@ def _parse_metadata(raw: bytes, info: FilenameInfo) -> DistMetadata:
         version=dist.version,
         requires_python=requires_python,
         core_metadata=raw if info.packagetype == WHEEL else None,
+        raw=raw,
     )

@@ -50,9 +50,10 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
         found = [row[0] for row in database.execute_sql("PRAGMA quick_check").fetchall()]
         report.database_errors = [] if found == ["ok"] else found
     referenced: set[str] = set()
-    for row in File.select(File.filename, File.sha256, File.metadata_sha256, File.origin_url):
-        for sha256, what in ((row.sha256, row.filename), (row.metadata_sha256, f"{row.filename}.metadata")):
-            if sha256 is None:
+    for row in File.select(File.filename, File.sha256, File.metadata_sha256, File.info_sha256, File.origin_url):
+        for sha256, what in ((row.sha256, row.filename), (row.metadata_sha256, f"{row.filename}.metadata"),
+                             (row.info_sha256, f"{row.filename} (metadata shown in the UI)")):
+            if sha256 is None or sha256 in referenced:
                 continue
             referenced.add(sha256)
             path = blobs.path(sha256)

@@ -7,6 +7,7 @@ refuses a data dir written by a newer one instead of corrupting it.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import uuid
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee as pw
 from playhouse.db_url import connect as connect_url
@@ -23,6 +24,9 @@ from playhouse import migrate as schema
 
 from pypilite.errors import InsufficientStorage
 from pypilite.publictree import PublicTree
+
+if TYPE_CHECKING:
+    from pypilite.storage import BlobStore
 
 database = pw.DatabaseProxy()
 
@@ -73,6 +77,18 @@ def earliest(*moments: datetime | None) -> datetime | None:
     return min((m for m in moments if m is not None), default=None)
 
 
+class NeverReusedId(pw.AutoField):
+    """A primary key no row ever gets twice, even after a delete: such ids go into ETags, page caches and API
+    handles. SQLite reuses the highest rowid unless the column says AUTOINCREMENT; a PostgreSQL sequence
+    never goes back."""
+
+    def ddl(self, ctx: pw.Context) -> pw.NodeList:
+        node = super().ddl(ctx)
+        if isinstance(database.obj, pw.SqliteDatabase):
+            return pw.NodeList((node, pw.SQL("AUTOINCREMENT")))
+        return node
+
+
 class BaseModel(pw.Model):
     class Meta:
         database = database
@@ -87,6 +103,7 @@ class Meta(BaseModel):
 
 
 class Repository(BaseModel):
+    id = NeverReusedId()
     name = pw.CharField(unique=True)
     repository_type = pw.CharField()
     public = pw.BooleanField(default=True)
@@ -111,6 +128,7 @@ class GroupMember(BaseModel):
 
 
 class Project(BaseModel):
+    id = NeverReusedId()
     repository = pw.ForeignKeyField(Repository, backref="projects", on_delete="CASCADE")
     name = pw.CharField()  # PEP 503 normalized
     display_name = pw.CharField()
@@ -136,12 +154,16 @@ class File(BaseModel):
     yanked_reason = pw.TextField(default="")
     metadata_sha256 = pw.FixedCharField(max_length=64, null=True, index=True)
     origin_url = pw.TextField(default="")
+    # The metadata the web UI shows (a wheel's METADATA, an sdist's PKG-INFO), taken out of the archive once,
+    # when this repository stored or fetched it: no page view ever opens an archive.
+    info_sha256 = pw.FixedCharField(max_length=64, null=True, index=True)
 
     class Meta:
         indexes = ((("project", "filename"), True),)
 
 
 class User(BaseModel):
+    id = NeverReusedId()
     name = pw.CharField(unique=True)
     password_hash = pw.TextField(default="")
     admin = pw.BooleanField(default=False)
@@ -150,7 +172,10 @@ class User(BaseModel):
 
 
 class Token(BaseModel):
+    id = NeverReusedId()
     user = pw.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    # The token whose secret created this one, which it can never outlive: revoking it revokes this one too.
+    parent = pw.ForeignKeyField("self", null=True, backref="children", on_delete="CASCADE")
     digest = pw.FixedCharField(max_length=64, unique=True)  # sha256 of the secret; the secret is never kept
     description = pw.CharField(default="")
     read_only = pw.BooleanField(default=False)
@@ -228,16 +253,27 @@ class Tombstone(BaseModel):
         indexes = ((("repository", "filename"), True),)
 
 
-def _migration_1(db: pw.Database) -> None:
+class FetchedBlob(BaseModel):
+    """A blob a proxy fetched from its own upstream and found to hash as declared. A proxy serves only these:
+    an upstream page that names the sha256 of some other repository's file gets nothing from the store."""
+
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE")
+    sha256 = pw.FixedCharField(max_length=64)
+
+    class Meta:
+        indexes = ((("repository", "sha256"), True),)
+
+
+def _migration_1(db: pw.Database, _blobs: BlobStore | None) -> None:
     db.create_tables([Repository, GroupMember, Project, File, User])
     Meta.insert(key="instance_id", value=uuid.uuid4().hex[:12]).on_conflict_ignore().execute()
 
 
-def _migration_2(db: pw.Database) -> None:
+def _migration_2(db: pw.Database, _blobs: BlobStore | None) -> None:
     db.create_tables([Token, TokenScope, Grant, AuditEvent])
 
 
-def _migration_3(db: pw.Database) -> None:
+def _migration_3(db: pw.Database, _blobs: BlobStore | None) -> None:
     """Proxies and groups: freshness of upstream pages, files whose size or upload time the upstream did not
     give, proxy timeouts, and group pass-through lists."""
     db.create_tables([UpstreamPage])
@@ -250,14 +286,89 @@ def _migration_3(db: pw.Database) -> None:
         schema.migrate(migrator.add_column("repository", "pass_through", pw.TextField(default="")))
 
 
-def _migration_4(db: pw.Database) -> None:
+def _migration_4(db: pw.Database, _blobs: BlobStore | None) -> None:
     db.create_tables([Tombstone])
+
+
+def _migration_5(db: pw.Database, blobs: BlobStore | None) -> None:
+    """Ids that are never handed out twice, token lineage, the UI's metadata extracted once, and the blobs
+    each proxy fetched itself. A new instance id retires every ETag a client holds: ids reused before this
+    step could make an old validator match a different page."""
+    if isinstance(db, pw.SqliteDatabase):
+        for model in (Repository, Project, User, Token):
+            _never_reuse_ids(db, model)
+        # A token's id is its handle in the API and the audit trail: none the trail names is handed out again.
+        db.execute_sql("DELETE FROM sqlite_sequence WHERE name = 'token'")
+        db.execute_sql("INSERT INTO sqlite_sequence (name, seq) SELECT 'token', MAX(seq) FROM ("
+                       "SELECT COALESCE(MAX(id), 0) AS seq FROM token UNION ALL SELECT MAX(CAST(resource AS "
+                       "INTEGER)) FROM audit_event WHERE action = 'token.create')")
+    migrator = schema.SchemaMigrator.from_database(db)
+    if "parent_id" not in {column.name for column in db.get_columns("token")}:
+        schema.migrate(migrator.add_column("token", "parent_id", Token.parent))
+    if "info_sha256" not in {column.name for column in db.get_columns("file")}:
+        schema.migrate(migrator.add_column("file", "info_sha256", File.info_sha256))  # indexed, as declared
+    db.create_tables([FetchedBlob])
+    Meta.replace(key="instance_id", value=uuid.uuid4().hex[:12]).execute()
+    if blobs is not None:
+        _keep_fetched_blobs(blobs)
+        _extract_release_info(blobs)
+
+
+def _never_reuse_ids(db: pw.SqliteDatabase, model: type[pw.Model]) -> None:
+    """Rebuild a table with AUTOINCREMENT (SQLite cannot alter a column): SQLite's own twelve-step recipe,
+    with foreign key enforcement off (migrate() turns it off) so dropping the old table cascades nothing."""
+    table = model._meta.table_name
+    (sql,) = db.execute_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if "AUTOINCREMENT" in sql.upper():
+        return  # created from today's model
+    interim = f"{table}__rebuilt"
+    rebuilt, count = re.subn(
+        rf'\ACREATE TABLE (IF NOT EXISTS )?"{table}" \("id" INTEGER NOT NULL PRIMARY KEY,',
+        f'CREATE TABLE "{interim}" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,', sql)
+    if count != 1:
+        raise SchemaError(f"table {table!r} is not as pypilite created it; restore a backup")
+    indexes = [index for (index,) in db.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+    db.execute_sql(rebuilt)
+    db.execute_sql(f'INSERT INTO "{interim}" SELECT * FROM "{table}"')
+    db.execute_sql(f'DROP TABLE "{table}"')
+    db.execute_sql(f'ALTER TABLE "{interim}" RENAME TO "{table}"')
+    for index in indexes:
+        db.execute_sql(index)
+
+
+def _keep_fetched_blobs(blobs: BlobStore) -> None:
+    """Proxied files already in the store count as fetched by their proxy, unless a hosted file has the same
+    bytes: then nothing tells who put them there, and the proxy fetches them from its upstream once more."""
+    hosted = File.select(File.sha256).where(File.origin_url == "")
+    rows = (File.select(Project.repository, File.sha256).join(Project)
+            .where((File.origin_url != "") & File.sha256.not_in(hosted)).distinct().tuples())
+    kept = [(repository, sha256) for repository, sha256 in rows if blobs.path(sha256).is_file()]
+    for start in range(0, len(kept), 500):
+        FetchedBlob.insert_many(kept[start:start + 500], fields=[FetchedBlob.repository, FetchedBlob.sha256]
+                                ).on_conflict_ignore().execute()
+
+
+def _extract_release_info(blobs: BlobStore) -> None:
+    """What the UI shows of each hosted file, once: a wheel's METADATA is already a blob of its own; an sdist's
+    PKG-INFO is taken out of the archive now (one that fails the checks shows no description)."""
+    from pypilite.dists import InvalidDistribution, metadata_bytes, parse_filename
+
+    File.update(info_sha256=File.metadata_sha256).where(
+        (File.origin_url == "") & File.metadata_sha256.is_null(False)).execute()
+    for row in File.select(File.id, File.filename, File.sha256).where(
+            (File.origin_url == "") & File.info_sha256.is_null()):
+        try:
+            raw = metadata_bytes(blobs.path(row.sha256), parse_filename(row.filename), row.filename)
+        except (InvalidDistribution, OSError):
+            continue
+        File.update(info_sha256=blobs.put_bytes(raw)).where(File.id == row.id).execute()
 
 
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
-MIGRATIONS: tuple[Callable[[pw.Database], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4)
+MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -360,8 +471,20 @@ def schema_version() -> int:
     return int(row.value) if row else 0
 
 
-def migrate() -> int:
-    """Bring the schema up to date; returns the version reached. Safe to call from several processes."""
+def migrate(blobs: BlobStore | None = None) -> int:
+    """Bring the schema up to date; returns the version reached. Safe to call from several processes.
+    `blobs`: the data dir's store, for steps that move data between the database and the files."""
+    sqlite = isinstance(database.obj, pw.SqliteDatabase)
+    if sqlite:  # a table rebuild must not cascade; only outside a transaction does the pragma take
+        database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        return _migrate(blobs, sqlite)
+    finally:
+        if sqlite:
+            database.execute_sql("PRAGMA foreign_keys = ON")
+
+
+def _migrate(blobs: BlobStore | None, sqlite: bool) -> int:
     with write_transaction() as write:
         if not database.table_exists(Meta._meta.table_name):
             database.create_tables([Meta])
@@ -374,8 +497,11 @@ def migrate() -> int:
                 f"({SCHEMA_VERSION}); upgrade pypilite or restore a backup"
             )
         for step in range(current, SCHEMA_VERSION):
-            MIGRATIONS[step](database.obj)
+            MIGRATIONS[step](database.obj, blobs)
             Meta.replace(key="schema_version", value=str(step + 1)).execute()
+        if sqlite and current < SCHEMA_VERSION and database.execute_sql("PRAGMA foreign_key_check").fetchone():
+            raise SchemaError("the database breaks its own foreign keys after migrating; nothing was changed, "
+                              "restore a backup or run check")
     return SCHEMA_VERSION
 
 

@@ -36,6 +36,8 @@ class DistFile:
     yanked_reason: str
     metadata_sha256: str | None
     uploader: str
+    # The metadata the UI shows, extracted when this repository stored or fetched the file; None until then.
+    info_sha256: str | None = None
 
 
 @dataclass(frozen=True)

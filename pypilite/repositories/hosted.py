@@ -36,6 +36,7 @@ class HostedRepository(StoredRepository):
         metadata_sha256 = None
         if dist.metadata.core_metadata is not None:
             metadata_sha256 = self.blobs.put_bytes(dist.metadata.core_metadata)
+        info_sha256 = metadata_sha256 or self.blobs.put_bytes(dist.metadata.raw)
         with write_transaction() as write:
             # Checked again under the write lock: another worker may have stored the same name meanwhile.
             existing = self._query_file_row(dist.filename)
@@ -59,6 +60,7 @@ class HostedRepository(StoredRepository):
                 uploader=actor.name,
                 requires_python=dist.metadata.requires_python,
                 metadata_sha256=metadata_sha256,
+                info_sha256=info_sha256,
             )
             if existing is not None:
                 File.update(**values).where(File.id == existing.id).execute()

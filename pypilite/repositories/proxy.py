@@ -374,4 +374,5 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
         "metadata_sha256": upstream_file.metadata_sha256,
         "origin_url": upstream_file.url,
         "uploader": "",
+        "info_sha256": None,
     }

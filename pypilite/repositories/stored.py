@@ -106,4 +106,5 @@ class StoredRepository(Repository):
             yanked_reason=row.yanked_reason,
             metadata_sha256=row.metadata_sha256,
             uploader=row.uploader,
+            info_sha256=row.info_sha256,
         )

@@ -1,0 +1,120 @@
+"""Upgrading a data dir that an earlier pypilite wrote: the schema as that version created it, rows in every
+table, then the start-up migration, checked row by row."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+from pypilite import models
+from pypilite.models import File, FetchedBlob, Project, Repository, Token, User, database
+from pypilite.storage import BlobStore
+from tests.conftest import Index
+from tests.distfactory import metadata_text, sdist_bytes, wheel_bytes
+
+SCHEMA_V4 = Path(__file__).parent / "fixtures" / "schema_v4.sql"
+WHEEL = wheel_bytes("demo", "1.0")
+METADATA = metadata_text("demo", "1.0").encode()
+SDIST = sdist_bytes("demo", "1.0")
+PROXIED = wheel_bytes("fetched", "2.0")
+SHARED = wheel_bytes("shared", "3.0")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def version_4_data_dir(data_dir: Path) -> None:
+    """A data dir as pypilite 0.1.0 left it: two repositories and a group, a user with a grant and a token, a
+    hosted wheel and sdist, a proxied file it fetched, and a proxied file whose bytes a hosted file also has;
+    the highest project and repository deleted, so SQLite would hand their ids out again."""
+    data_dir.mkdir(parents=True)
+    blobs = BlobStore(data_dir)
+    for data in (WHEEL, METADATA, SDIST, PROXIED, SHARED):
+        blobs.put_bytes(data)
+    db = sqlite3.connect(data_dir / "pypilite.db")
+    db.executescript(SCHEMA_V4.read_text())
+    now = "2026-01-01 00:00:00"
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("instance_id", "oldinstance0"), ("schema_version", "4")])
+    db.executemany("INSERT INTO repository VALUES (?, ?, ?, 1, 0, ?, 600, 10, ?, '', 1, ?)", [
+        (1, "local", "hosted", "", "", now), (2, "pypi", "proxy", "http://127.0.0.1:9/simple/", "", now),
+        (3, "all", "group", "", "local", now), (4, "doomed", "hosted", "", "", now)])
+    db.executemany("INSERT INTO group_member VALUES (?, 3, ?, ?)", [(1, 1, 0), (2, 2, 1)])
+    db.executemany("INSERT INTO project VALUES (?, ?, ?, ?, 1, ?)", [
+        (1, 1, "demo", "demo", now), (2, 2, "fetched", "fetched", now), (3, 2, "shared", "shared", now),
+        (4, 1, "gone", "gone", now)])
+    file = "INSERT INTO file VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', '', 0, '', ?, ?)"
+    db.executemany(file, [
+        (1, 1, "demo-1.0-py3-none-any.whl", "1.0", "bdist_wheel", _sha(WHEEL), len(WHEEL), now, _sha(METADATA), ""),
+        (2, 1, "demo-1.0.tar.gz", "1.0", "sdist", _sha(SDIST), len(SDIST), now, None, ""),
+        (3, 2, "fetched-2.0-py3-none-any.whl", "2.0", "bdist_wheel", _sha(PROXIED), len(PROXIED), now, None,
+         "http://127.0.0.1:9/files/fetched-2.0-py3-none-any.whl"),
+        (4, 3, "shared-3.0-py3-none-any.whl", "3.0", "bdist_wheel", _sha(SHARED), len(SHARED), now, None,
+         "http://127.0.0.1:9/files/shared-3.0-py3-none-any.whl"),
+        (5, 1, "shared-3.0-py3-none-any.whl", "3.0", "bdist_wheel", _sha(SHARED), len(SHARED), now, None, "")])
+    db.execute("INSERT INTO user VALUES (1, 'admin', 'x', 1, 0, ?)", (now,))
+    db.execute("INSERT INTO user VALUES (2, 'carol', 'x', 0, 0, ?)", (now,))
+    db.execute("INSERT INTO \"grant\" VALUES (1, 2, 1, 'upload')")
+    db.execute("INSERT INTO token VALUES (1, 2, ?, '', 0, 1, ?, NULL, NULL, NULL)", ("d" * 64, now))
+    db.execute("INSERT INTO token_scope VALUES (1, 1, 1)")
+    db.execute("INSERT INTO audit_event VALUES (1, ?, 'admin', 'token.create', 'token', '7', '', '')", (now,))
+    db.execute("DELETE FROM project WHERE id = 4")
+    db.execute("DELETE FROM repository WHERE id = 4")
+    db.commit()
+    db.close()
+
+
+def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    version_4_data_dir(data_dir)
+    (data_dir / "initial-admin-password").write_text("unused\n")
+    index = Index(data_dir)
+
+    def inspect() -> None:
+        assert models.schema_version() == models.SCHEMA_VERSION
+        assert models.instance_id() != "oldinstance0"  # every validator a client holds is retired
+        assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert database.execute_sql("PRAGMA foreign_key_check").fetchall() == []
+        assert [(r.id, r.name) for r in Repository.select().order_by(Repository.id)] == [
+            (1, "local"), (2, "pypi"), (3, "all")]
+        assert {(p.id, p.repository_id, p.name) for p in Project.select()} == {
+            (1, 1, "demo"), (2, 2, "fetched"), (3, 2, "shared")}
+        assert Token.get_by_id(1).user.name == "carol" and Token.get_by_id(1).parent is None
+        assert [(s.token_id, s.repository_id) for s in models.TokenScope.select()] == [(1, 1)]
+        assert [(g.user.name, g.repository.name, g.level) for g in models.Grant.select()] == [
+            ("carol", "local", "upload")]
+        # From now on an id taken back by a delete is never handed out again. (One deleted before the upgrade
+        # may be, once: the new instance id keeps any ETag made with it from matching.)
+        for model, values in ((Repository, {"repository_type": "hosted"}), (Project, {"repository": 1})):
+            taken_back = model.create(name="taken-back", display_name="x", **values)
+            taken_back.delete_instance()
+            assert model.create(name="next", display_name="x", **values).id == taken_back.id + 1
+        # A token id the audit trail names stays that token's, even one deleted before the upgrade.
+        assert Token.create(user=1, digest="e" * 64).id == 8
+        info = {f.filename: f.info_sha256 for f in File.select().where(File.origin_url == "")}
+        assert info["demo-1.0-py3-none-any.whl"] == _sha(METADATA)
+        assert info["demo-1.0.tar.gz"] == _sha(metadata_text("demo", "1.0").encode())
+        # What the proxy fetched itself stays served offline; bytes a hosted file also has are fetched anew.
+        assert [(b.repository_id, b.sha256) for b in FetchedBlob.select()] == [(2, _sha(PROXIED))]
+        # Deleting still cascades.
+        Repository.get_by_id(2).delete_instance(recursive=True)
+        assert not File.select().where(File.origin_url != "").exists()
+
+    index.run(inspect)
+    for table in ("repository", "project", "user", "token"):
+        sql = index.run(lambda: database.execute_sql(
+            "SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0])
+        assert "AUTOINCREMENT" in sql, table
+
+
+def test_a_new_data_dir_never_reuses_ids_either(index: Index) -> None:
+    def create_delete_create() -> tuple[int, int]:
+        first = Repository.create(name="first", repository_type="hosted")
+        first.delete_instance()
+        user = User.create(name="temp", password_hash="x")
+        user.delete_instance()
+        return (Repository.create(name="second", repository_type="hosted").id - first.id,
+                User.create(name="temp2", password_hash="x").id - user.id)
+
+    assert index.run(create_delete_create) == (1, 1)
