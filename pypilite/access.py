@@ -82,6 +82,14 @@ def require_user(principal: Principal) -> None:
         raise challenge()
 
 
+def require_token_manager(principal: Principal) -> None:
+    """Listing, creating and revoking tokens: a user's password, or a token that is neither read-only nor
+    narrowed (a token that may do less must not be able to make or take away one that may do more)."""
+    require_user(principal)
+    if principal.token_id is not None and (principal.read_only or principal.scope is not None):
+        raise Forbidden("a read-only or narrowed token cannot list, create or revoke tokens")
+
+
 def require_global_admin(principal: Principal) -> None:
     require_user(principal)
     if not is_global_admin(principal):

@@ -199,25 +199,23 @@ def delete_user(name: str) -> Response:
 @bp.post("/tokens")
 def create_token() -> Response:
     who = principal()
-    access.require_user(who)
+    access.require_token_manager(who)
     body = _body({"user": str, "repos": list, "read_only": bool, "expires_days": int})
     owner = body.get("user", who.name)
     if owner != who.name:
         access.require_global_admin(who)
-    if who.token_id is not None and (who.read_only or who.scope is not None):
-        raise Forbidden("a read-only or narrowed token cannot create tokens")
     repos = body.get("repos", [])
     if not all(isinstance(r, str) for r in repos):
         raise BadRequest("field 'repos' must be a list of repository names")
     token, secret = tokens.create_token(owner, _actor(who), repos=repos, read_only=body.get("read_only", False),
-                                        expires_days=body.get("expires_days"))
+                                        expires_days=body.get("expires_days"), parent=who.token_id)
     return _created({**tokens.as_json(token), "token": secret})
 
 
 @bp.get("/tokens")
 def list_tokens() -> Response:
     who = principal()
-    access.require_user(who)
+    access.require_token_manager(who)
     owner = request.args.get("user") or None
     if access.is_global_admin(who):
         rows = tokens.list_tokens(owner)
@@ -231,7 +229,7 @@ def list_tokens() -> Response:
 @bp.delete("/tokens/<int:token_id>")
 def revoke_token(token_id: int) -> Response:
     who = principal()
-    access.require_user(who)
+    access.require_token_manager(who)
     if token_id > MAX_INTEGER:
         raise NotFound(f"token {token_id} not found")
     token = tokens.get_token(token_id)
