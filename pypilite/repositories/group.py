@@ -8,6 +8,9 @@ wins.
 A reader sees only the members they may read, but the guard counts every hosted member: a project in a
 private member is not replaced by an upstream project of the same name for readers who cannot see it
 (they get 404), since that is exactly how an internal name gets hijacked on a machine without credentials.
+Such a reader is answered as for a name nobody holds (the other members asked the same way, the same
+status, the same counters), and only then is the answer hidden: no timing, status or metric tells them
+that a private member holds the name.
 """
 
 from __future__ import annotations
@@ -82,8 +85,11 @@ class GroupRepository(Repository):
             tags = _tags(hosted + others, name)
         else:
             tags = _tags(hosted, name)
-            if tags is not None and _held(tags) == [] and not self._held_privately(name):
+            if tags is not None and not _held(tags):
+                # Asked as for a name nobody holds, then hidden if a member the reader cannot see holds it.
                 tags = _tags(others, name)
+                if tags is not None and self._held_privately(name):
+                    tags = [PageTag(None, tag.until) for tag in tags]
         if tags is None:
             return None
         until = earliest(*(tag.until for tag in tags))
@@ -105,8 +111,10 @@ class GroupRepository(Repository):
             pages = _pages(hosted + others, name, cached, tolerate_failures=True)
         else:
             pages = _pages(hosted, name, cached)
-            if not pages and not self._held_privately(name):
+            if not pages:
                 pages = _pages(others, name, cached)
+                if self._held_privately(name):
+                    pages = []
         if not pages:
             return None
         files: dict[str, DistFile] = {}
