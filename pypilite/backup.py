@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pypilite.models import keep_private
 from pypilite.storage import BlobStore, TempBlob, fsync_dir
 
 DATABASE_NAME = "pypilite.db"
@@ -105,6 +106,7 @@ def _copy_small(source: Path, dest: Path, tmp: Path) -> None:
 def _snapshot(source: Path, partial: Path) -> None:
     """One backup step copies every page under one read transaction: a consistent snapshot."""
     src = sqlite3.connect(source, timeout=30)
+    keep_private(partial)
     dst = sqlite3.connect(partial)
     try:
         src.backup(dst)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, UserError
@@ -59,7 +61,7 @@ def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path
     for path in paths:
         name = relative(path, directory)
         try:
-            outcome = _import_one(target, path, blobs, limit, actor)
+            outcome = _import_one(target, directory, path, blobs, limit, actor)
         except UserError as exc:
             report.rejected.append((name, exc.message))
         else:
@@ -67,11 +69,12 @@ def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path
         advance()
 
 
-def _import_one(target: HostedRepository, path: Path, blobs: BlobStore, limit: int, actor: Actor) -> UploadOutcome:
+def _import_one(target: HostedRepository, directory: Path, path: Path, blobs: BlobStore, limit: int,
+                actor: Actor) -> UploadOutcome:
     blob = blobs.temp(limit=limit)
     try:
         try:
-            with path.open("rb") as source:
+            with _open_inside(path, directory) as source:
                 shutil.copyfileobj(source, blob, CHUNK)
         except BlobTooLarge:
             raise BadRequest(f"File too large: the limit is {limit // 2**20} MB") from None
@@ -82,6 +85,23 @@ def _import_one(target: HostedRepository, path: Path, blobs: BlobStore, limit: i
         return publish(target, path.name, blob, actor)
     finally:
         blob.discard()
+
+
+def _open_inside(path: Path, directory: Path) -> BinaryIO:
+    """The file at `path`, if what opens is a regular file under `directory`: never a link out of it (even
+    one swapped in after the walk: what was opened is checked, not the name), nor a FIFO or a device, which
+    would block the import or never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadRequest("not a regular file; not imported")
+        if directory not in Path(os.readlink(f"/proc/self/fd/{fd}")).parents:
+            raise BadRequest(f"a link to a file outside {directory}; not imported")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def relative(path: Path, directory: Path) -> str:

@@ -7,6 +7,7 @@ refuses a data dir written by a newer one instead of corrupting it.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -380,12 +381,29 @@ POOL = {"max_connections": 32, "stale_timeout": 300, "timeout": 30}
 def make_database(url: str, data_dir: Path) -> pw.Database:
     """The database that `url` names (empty: SQLite inside the data dir), not yet connected."""
     if not url:
+        keep_private(data_dir / "pypilite.db")
         return PooledSqliteDatabase(str(data_dir / "pypilite.db"), pragmas=SQLITE_PRAGMAS,
                                     check_same_thread=False, **POOL)
     if url.startswith("sqlite:"):
-        url = url.replace("sqlite:", "sqlite+pool:", 1)
-        return connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL)
+        database = connect_url(url.replace("sqlite:", "sqlite+pool:", 1), pragmas=SQLITE_PRAGMAS,
+                               check_same_thread=False, **POOL)
+        if database.database != ":memory:":
+            keep_private(Path(database.database))
+        return database
     return connect_url(url)
+
+
+def keep_private(path: Path) -> None:
+    """A SQLite file readable by its owner alone: it holds password hashes and upstream credentials. SQLite
+    gives the -wal and -shm files it creates the database file's own mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for companion in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            mode = companion.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            companion.chmod(mode & 0o700)
 
 
 # The tree of links nginx sends public files from: every write that may narrow what anonymous readers get

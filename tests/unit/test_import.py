@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,16 +131,39 @@ def test_oversized_files_are_rejected_with_the_limit(capsys, tmp_path: Path) -> 
 def test_an_unreadable_file_is_rejected_not_fatal(capsys, tmp_path: Path, config: str, monkeypatch) -> None:
     write(tmp_path / "dl" / "demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"))
     write(tmp_path / "dl" / "locked-1.0-py3-none-any.whl", wheel_bytes("locked", "1.0"))
-    real_open = Path.open
+    real_open = os.open
 
-    def refusing(self, *args, **kwargs):
-        if self.name.startswith("locked"):
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)
-    monkeypatch.setattr(Path, "open", refusing)
+    def refusing(path, *args, **kwargs):
+        if Path(path).name.startswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", refusing)
     code, out, _ = call(capsys, "import", str(tmp_path / "dl"), "--repo", "local", "--config", config)
     assert code == 1 and "rejected locked-1.0-py3-none-any.whl: cannot read the file: Permission denied" in out
     assert out.splitlines()[-1].startswith("1 imported")
+
+
+def test_links_out_of_the_directory_and_special_files_are_not_imported(capsys, tmp_path: Path,
+                                                                       config: str) -> None:
+    """Run as root on a folder someone else can write to, import must not read what that someone cannot."""
+    outside = tmp_path / "elsewhere"
+    write(outside / "private-1.0-py3-none-any.whl", wheel_bytes("private", "1.0"))
+    write(outside / "deep" / "deeper-1.0-py3-none-any.whl", wheel_bytes("deeper", "1.0"))
+    folder = tmp_path / "dl"
+    write(folder / "real" / "inside-1.0-py3-none-any.whl", wheel_bytes("inside", "1.0"))
+    (folder / "copy").mkdir()
+    (folder / "copy" / "inside-1.0-py3-none-any.whl").symlink_to(folder / "real" / "inside-1.0-py3-none-any.whl")
+    (folder / "private-1.0-py3-none-any.whl").symlink_to(outside / "private-1.0-py3-none-any.whl")
+    (folder / "up").symlink_to(outside / "deep", target_is_directory=True)
+    os.mkfifo(folder / "fifo-1.0-py3-none-any.whl")
+    code, out, _ = call(capsys, "import", str(folder), "--repo", "local", "--config", config)
+    assert code == 1
+    assert f"rejected private-1.0-py3-none-any.whl: a link to a file outside {folder}; not imported" in out
+    # A link inside the folder is the same bytes as the file it names; the FIFO is never opened.
+    assert out.splitlines()[-1] == "1 imported, 1 skipped as identical, 1 rejected, 1 ignored (not distributions) " \
+                                   "into 'local'"
+    with models.database.connection_context():
+        assert [f.filename for f in File.select()] == ["inside-1.0-py3-none-any.whl"]
 
 
 @pytest.mark.parametrize("args, words", [
