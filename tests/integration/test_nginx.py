@@ -1,13 +1,16 @@
 """Behind nginx, with the site shipped in deploy/nginx.conf: real twine and pip through it, blobs sent by
 nginx after pypilite said yes (X-Accel-Redirect) or, without credentials, from pypilite's tree of public
-links, and large uploads passed through as they stream."""
+links, large uploads taken whole by nginx before pypilite reads them, and stalled clients that
+never reach a worker."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import time
 import zipfile
@@ -109,7 +112,7 @@ def _large_wheel(name: str, version: str, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_nginx_sends_the_bytes_with_range_and_a_large_upload_streams_through(behind_nginx) -> None:
+def test_nginx_sends_the_bytes_with_range_and_a_large_upload_goes_through(behind_nginx) -> None:
     url, server = behind_nginx
     data = _large_wheel("big-one", "1.0", 24 * 1024 * 1024)
     uploaded = _upload(url, server, "local", data, "big-one", "1.0")
@@ -180,3 +183,36 @@ def test_anonymous_downloads_come_from_the_tree_and_follow_a_deletion_within_a_s
     time.sleep(1.5)  # nginx's open_file_cache_valid: how long it may keep a file open without looking again
     gone = requests.get(file_url, timeout=10)
     assert gone.status_code == 404 and gone.content != data
+
+
+STALLED = 50
+
+
+def test_fifty_stalled_connections_leave_the_workers_free_for_an_install(behind_nginx, tmp_path: Path,
+                                                                          client_env: dict[str, str]) -> None:
+    """gunicorn's few sync workers must never wait on a slow client: nginx takes each request whole first.
+    Half the sockets never finish their headers, half never finish an upload's body (with credentials, as a
+    developer on a slow link would: pypilite refuses an anonymous upload before reading its body)."""
+    url, server = behind_nginx
+    credentials = base64.b64encode(f"admin:{server.admin_password}".encode())
+    dist = build(make_project(tmp_path, "while-stalled", "1.0"), tmp_path / "dist", client_env)
+    run([BIN / "twine", "upload", "--non-interactive", "--repository-url", f"{url}/local/", "-u", "admin",
+         "-p", server.admin_password, *dist], env=client_env)
+    python = new_venv(tmp_path / "venv", client_env)
+    port = int(url.rsplit(":", 1)[1])
+    stalled = []
+    try:
+        for i in range(STALLED):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if i % 2:
+                sock.sendall(b"GET /local/simple/ HTTP/1.1\r\nHost: stalled\r\nAccept: text/html\r\n")
+            else:
+                sock.sendall(b"POST /local/ HTTP/1.1\r\nHost: stalled\r\nContent-Length: 10000000\r\n"
+                             b"Authorization: Basic " + credentials + b"\r\n"
+                             b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
+            stalled.append(sock)
+        run([python, "-m", "pip", "install", "--timeout", "20", "--retries", "0", "--index-url",
+             f"{url}/local/simple/", "while-stalled"], env=client_env, timeout=120)
+    finally:
+        for sock in stalled:
+            sock.close()
