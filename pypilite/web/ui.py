@@ -38,8 +38,8 @@ def relative(path: str) -> str:
     at any sub-path (as the Simple API's links do)."""
     up = "../" * (request.path.count("/") - 1)
     tail = path.lstrip("/")
-    # A first segment with a colon in it would read as a scheme ("https:evil.example").
-    if not up and ":" in tail.split("/", 1)[0]:
+    # Bare, a query would stay on this page and a first segment with a colon read as a scheme ("https:x").
+    if not up and (tail.startswith(("?", "#")) or ":" in tail.split("/", 1)[0]):
         up = "./"
     return (up + tail) or "./"
 
