@@ -32,9 +32,9 @@ def register(app: Flask) -> None:
     @app.before_request
     def _guard() -> None:
         current = request._get_current_object()
+        crosssite.refuse_cross_site_write(current, public_url)
         if current.blueprint != upload.bp.name:  # uploads keep their own, larger limit
             current.limit_body(MAX_BODY)
-        crosssite.refuse_cross_site_write(current, public_url)
         crosssite.require_json_api_body(current)
 
     @app.after_request

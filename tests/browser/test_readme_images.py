@@ -45,7 +45,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, pixels: Pixels) -> Iterator[L
                           repositories=[{"name": "local", "repository_type": "hosted"}])
     host = f"127.0.0.1:{pixels.server_address[1]}"
     readme = (f'# Pixels\n\n<img src="https://{host}/pixel.png" alt="html https">\n\n'
-              f'![markdown https](https://{host}/markdown.png)\n\n<img src="http://{host}/plain.png" alt="html http">\n')
+              f'![markdown https](https://{host}/markdown.png)\n\n'
+              f'<img src="http://{host}/plain.png" alt="html http">\n')
     metadata = ("Metadata-Version: 2.1\nName: pixel-demo\nVersion: 1.0\nSummary: remote images\n"
                 f"Description-Content-Type: text/markdown\n\n{readme}")
     upload(server, "local", "pixel_demo-1.0-py3-none-any.whl", wheel_bytes("pixel-demo", "1.0", metadata=metadata))

@@ -70,7 +70,8 @@ def test_login_still_sends_the_browser_back_where_it_was(live: LiveServer, targe
 
 def test_the_browser_model_knows_the_tricks() -> None:
     base = "http://127.0.0.1:8080/login"
-    for location in ("\t//evil.example", "/\\evil.example", "https:evil.example", " //evil.example", "/\n/evil.example"):
+    for location in ("\t//evil.example", "/\\evil.example", "https:evil.example", " //evil.example",
+                     "/\n/evil.example"):
         assert browser_resolves(base, location)[1] == "evil.example", location
     assert browser_resolves(base, "./https:evil.example") == ("http", "127.0.0.1:8080")
 

@@ -123,6 +123,6 @@ def test_twine_still_uploads_several_mb(live: LiveServer, client_env, tmp_path: 
                   wheel_bytes("several-mb", "1.0", payload=os.urandom(6 * MiB)))
     run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar", "--repository-url",
          f"{live.url}/local/", "-u", "admin", f"--password={live.admin_password}", wheel], env=client_env)
-    page = requests.get(f"{live.url}/local/simple/several-mb/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
-                        timeout=10).json()
+    page = requests.get(f"{live.url}/local/simple/several-mb/",
+                        headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10).json()
     assert page["files"][0]["size"] == wheel.stat().st_size > 6 * MiB

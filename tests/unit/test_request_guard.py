@@ -167,6 +167,14 @@ def test_a_body_over_the_cap_is_refused_unread(index: Index) -> None:
     assert page.status_code == 413 and page.mimetype == "text/plain"
 
 
+def test_a_long_body_from_another_site_is_still_audited_as_such(index: Index) -> None:
+    body = Counting(b"x" * (MiB + 1))
+    response = index.client.post("/api/v1/tokens", headers={**index.auth, "Origin": "http://evil.example"},
+                                 input_stream=body, content_type="text/plain", content_length=MiB + 1)
+    assert response.status_code == 403 and body.taken == 0
+    assert [e.resource for e in refusals(index)] == ["/api/v1/tokens"]
+
+
 def test_a_chunked_body_is_read_no_further_than_the_cap(index: Index) -> None:
     body = Counting(b'{"read_only": "' + b"x" * (8 * MiB))
     response = index.client.post("/api/v1/tokens", headers={**index.auth, "Transfer-Encoding": "chunked"},
