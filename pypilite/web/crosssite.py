@@ -20,6 +20,7 @@ from pypilite.errors import UserError
 from pypilite.models import write_transaction
 from pypilite.web.errors import API_PREFIX
 from pypilite.web.forwarded import external
+from pypilite.web.wrappers import PypiliteRequest
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _origin(url: str, bare: bool) -> Origin | None:
     return scheme, parts.hostname, port or _DEFAULT_PORTS[scheme]
 
 
-def refuse_cross_site_write(request: Request, public_url: str) -> None:
+def refuse_cross_site_write(request: PypiliteRequest, public_url: str) -> None:
     """403, audited, for a write (any method but GET, HEAD and OPTIONS) that another site's page sent."""
     if request.method in SAFE_METHODS:
         return
@@ -90,10 +91,10 @@ def require_json_api_body(request: Request) -> None:
         raise UserError(415, "Unsupported body: the API takes JSON, sent with Content-Type: application/json")
 
 
-def _record(request: Request, header: str) -> None:
+def _record(request: PypiliteRequest, header: str) -> None:
     """The refusal in the audit trail, by the user whose credentials came with it, if they are right."""
     try:
-        who = request.principal.name or "-"  # type: ignore[attr-defined]
+        who = request.principal.name or "-"
     except Exception:  # wrong credentials, throttled, the database away: the refusal stays a 403
         who = "-"
     detail = {"method": request.method, "header": header}
