@@ -1,5 +1,6 @@
-"""The web layer: one blueprint per URL family, wired with the per-request database connection and the
-request metrics, behind the memo of answers given before."""
+"""The web layer: one blueprint per URL family, wired with the per-request database connection, the request
+metrics and the rules every request meets (body size, cross-site writes, JSON to the API), behind the memo of
+answers given before."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from time import perf_counter
 from flask import Flask, Response, request
 
 from pypilite.models import database, release_connection
-from pypilite.web import api, errors, files, ops, simple, ui, upload
+from pypilite.web import api, crosssite, errors, files, ops, simple, ui, upload
 from pypilite.web.memo import Memo
-from pypilite.web.wrappers import PypiliteRequest
+from pypilite.web.wrappers import MAX_BODY, PypiliteRequest
 
 
 def register(app: Flask) -> None:
@@ -19,12 +20,22 @@ def register(app: Flask) -> None:
         app.register_blueprint(blueprint)
     errors.register(app)
     metrics = app.extensions["pypilite"].metrics
+    public_url = app.extensions["pypilite"].config.server.public_url
 
     # Each pass through a context-local proxy costs about what the whole metrics update does: one pass each.
     @app.before_request
     def _connect() -> None:
         request._get_current_object().started = perf_counter()
         database.connect(reuse_if_open=True)
+
+    # Before any view reads a byte of the body, whatever the route: one written later is covered too.
+    @app.before_request
+    def _guard() -> None:
+        current = request._get_current_object()
+        crosssite.refuse_cross_site_write(current, public_url)
+        if current.blueprint != upload.bp.name:  # uploads keep their own, larger limit
+            current.limit_body(MAX_BODY)
+        crosssite.require_json_api_body(current)
 
     @app.after_request
     def _count(response: Response) -> Response:

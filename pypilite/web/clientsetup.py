@@ -1,27 +1,20 @@
 """Copy-paste client configuration for one repository: pip, uv, poetry, pdm, pipenv and twine, with this
 server's real address.
 
-The address is `public_url` when it is set. Otherwise it is the one the request came to, and a reverse proxy's
-X-Forwarded-Proto, -Host and -Prefix are believed only when the proxy is on this machine (a loopback peer):
-anyone else could make the page show someone else's host. Behind a proxy on another machine, set public_url.
+The address is `public_url` when it is set, otherwise the one the client used (web/forwarded.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Request
 
+from pypilite.web.forwarded import external
+
 TOKEN = "YOUR_TOKEN"
 INDEX_NAME = "pypilite"
-_FORWARDED = {
-    "X-Forwarded-Proto": re.compile(r"https?\Z"),
-    "X-Forwarded-Host": re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?\Z"),
-    "X-Forwarded-Prefix": re.compile(r"(/[A-Za-z0-9._~-]+)*/?\Z"),
-}
 
 
 @dataclass(frozen=True)
@@ -35,25 +28,8 @@ def base_url(request: Request, public_url: str) -> str:
     """This server's root URL as a client outside should use it, without a trailing slash."""
     if public_url:
         return public_url.rstrip("/")
-    scheme, host, prefix = request.scheme, request.host, request.script_root
-    if _is_loopback(request.remote_addr):
-        scheme = _forwarded(request, "X-Forwarded-Proto") or scheme
-        host = _forwarded(request, "X-Forwarded-Host") or host
-        prefix = _forwarded(request, "X-Forwarded-Prefix") or prefix
-    return f"{scheme}://{host}{prefix.rstrip('/')}"
-
-
-def _is_loopback(address: str | None) -> bool:
-    try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def _forwarded(request: Request, name: str) -> str | None:
-    """The first (client-side) value of a forwarding header, if it is well formed."""
-    value = request.headers.get(name, "").split(",")[0].strip()
-    return value if value and _FORWARDED[name].match(value) else None
+    address = external(request)
+    return f"{address.scheme}://{address.host}{address.prefix.rstrip('/')}"
 
 
 @dataclass(frozen=True)

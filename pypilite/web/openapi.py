@@ -39,8 +39,8 @@ def _errors(*statuses: str) -> dict[str, Any]:
 
 
 _ERROR_TEXT = {"400": "Malformed request", "401": "Credentials missing or wrong", "403": "Not allowed",
-               "404": "Not found", "409": "Conflicts with what exists", "502": "Upstream failed",
-               "504": "Upstream timed out"}
+               "404": "Not found", "409": "Conflicts with what exists", "413": "Body larger than 1 MiB",
+               "415": "Body not sent as application/json", "502": "Upstream failed", "504": "Upstream timed out"}
 _NO_CONTENT = {"204": {"description": "Done"}}
 
 
@@ -218,6 +218,20 @@ PATHS: dict[str, Any] = {
                            _query_param("cursor", {"type": "integer"}, "the `next` of the previous page")]),
     },
 }
+
+
+def _refusable_writes(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every write may be refused before its view runs (web/__init__.py): 403 when another site's page sent
+    it, 413 for a body too large, 415 for one that is not JSON."""
+    refusals = _errors("403", "413", "415")
+    refusals["403"] = {**refusals["403"], "description": "Not allowed, or sent by another site's page "
+                                                         "(its Sec-Fetch-Site or Origin says so)"}
+    return {path: {method: {**operation, "responses": {**operation["responses"], **refusals}}
+                   if method != "get" else operation for method, operation in operations.items()}
+            for path, operations in paths.items()}
+
+
+PATHS = _refusable_writes(PATHS)
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

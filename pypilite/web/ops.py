@@ -1,5 +1,6 @@
 """Operational endpoints: /health answers whether this node can serve and store right now; /metrics is the
-Prometheus scrape target."""
+Prometheus scrape target. With server.public_metrics false, numbers about the machine (free disk, every
+metric) are for global administrators only; whether each part is ok stays public, for load balancers."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import shutil
 import tempfile
 
 from flask import Blueprint, Response, jsonify
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from pypilite import __version__, maintenance
-from pypilite.auth import challenge
+from pypilite.auth import ANONYMOUS, Principal, challenge
 from pypilite.metrics import CONTENT_TYPE, storage_gauges
 from pypilite.models import database
 from pypilite.web.context import principal, services
@@ -48,8 +49,9 @@ def health() -> Response:
     checks = {"database": _database_ok(), "storage": _storage_ok(), "disk": free is not None and free >= floor}
     failing = [name for name, ok in checks.items() if not ok]
     body = {"status": "ok" if not failing else "error", "version": __version__,
-            **{name: "ok" if ok else "failing" for name, ok in checks.items()},
-            "free_bytes": free, "min_free_bytes": floor}
+            **{name: "ok" if ok else "failing" for name, ok in checks.items()}}
+    if services().config.server.public_metrics or _is_global_admin(_caller()):
+        body.update(free_bytes=free, min_free_bytes=floor)
     if failing:
         body["failing"] = failing
     response = jsonify(body)
@@ -65,10 +67,23 @@ def metrics() -> Response:
         who = principal()
         if not who.authenticated:
             raise challenge()
-        if not (who.admin and who.scope is None):
+        if not _is_global_admin(who):
             raise Forbidden("metrics are for global administrators (server.public_metrics is false)")
     files, stored_bytes = maintenance.hosted_usage()
     body = ctx.metrics.exposition(storage_gauges(files, stored_bytes, ctx.config.data_dir))
     response = Response(body, content_type=CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _is_global_admin(who: Principal) -> bool:
+    return who.admin and who.scope is None
+
+
+def _caller() -> Principal:
+    """Who asks for /health: credentials that fail make it anonymous, never a 401 a load balancer would take
+    for the node being down."""
+    try:
+        return principal()
+    except HTTPException:
+        return ANONYMOUS

@@ -3,11 +3,12 @@
 Thin views over catalog (listings), descriptions (metadata and README) and clientsetup (snippets). Reading
 goes through the same permission decision as the Simple API, so what a caller may not read never appears;
 a private repository answers 401 with the Basic challenge, so the browser asks for credentials, and /login
-does the same on purpose, then sends the browser home.
+does the same on purpose, then sends the browser home (or back where it was).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
@@ -18,22 +19,29 @@ from pypilite import catalog, descriptions
 from pypilite.auth import challenge
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
-from pypilite.web import clientsetup
+from pypilite.web import clientsetup, crosssite
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import answer_errors
 
 bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/ui")
 
-# README images may come from anywhere over https; scripts, styles and everything else only from here.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+# Everything only from here: a README's remote image would tell its host who reads a private package, and when.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# Where /login may send the browser back to: a path on this server in URL-safe characters only, so nothing a
+# browser strips or rewrites before it follows a Location (tab, newline, backslash) can make it another host.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*\Z")
 
 
 def relative(path: str) -> str:
     """A server path as a URL relative to the current page, so the UI works unchanged behind a reverse proxy
     at any sub-path (as the Simple API's links do)."""
     up = "../" * (request.path.count("/") - 1)
-    return (up + path.lstrip("/")) or "./"
+    tail = path.lstrip("/")
+    # Bare, a query would stay on this page and a first segment with a colon read as a scheme ("https:x").
+    if not up and (tail.startswith(("?", "#")) or ":" in tail.split("/", 1)[0]):
+        up = "./"
+    return (up + tail) or "./"
 
 
 def url(endpoint: str, **values: Any) -> str:
@@ -83,14 +91,14 @@ def home() -> str:
 @bp.get("/login")
 def login() -> Response:
     """Basic credentials are sent to the paths under the one that asked: asking at the root means the
-    browser sends them everywhere on this server from now on."""
+    browser sends them everywhere on this server from now on. Another site's link here only leads home: it
+    must not have the browser asked for credentials, nor send them on where that site chose."""
+    if crosssite.cross_site_header(request, services().config.server.public_url) is not None:
+        return redirect(url("ui.home"))
     if not principal().authenticated:
         raise challenge("Log in with your user name and password, or __token__ and an API token")
     target = request.args.get("next", "")
-    # Only a path on this server: never an open redirect to another host.
-    if not (target.startswith("/") and not target.startswith(("//", "/\\"))):
-        target = "/"
-    return redirect(relative(target))
+    return redirect(relative(target if _LOCAL_PATH.match(target) else "/"))
 
 
 @bp.get("/ui/", strict_slashes=False)

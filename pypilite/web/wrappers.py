@@ -1,4 +1,5 @@
-"""The request class: multipart file parts stream straight into the blob store's temp area.
+"""The request class: multipart file parts stream straight into the blob store's temp area, and a body that
+is not an upload is refused past a small size.
 
 An upload is hashed while it arrives and never sits in memory or in a second temp file; whatever a request
 leaves behind uncommitted is removed when it ends.
@@ -12,11 +13,14 @@ from typing import IO
 from flask import Request
 
 from pypilite.auth import ANONYMOUS, Principal
+from pypilite.errors import UserError
 from pypilite.storage import TempBlob
 from pypilite.web.context import services
 
 # Form fields besides the file (a long description, classifiers) are held in memory up to this much.
 MAX_FORM_MEMORY = 16 * 1024 * 1024
+# Any body but an upload's (API JSON, mostly a few hundred bytes) is refused past this.
+MAX_BODY = 1024 * 1024
 
 
 class PypiliteRequest(Request):
@@ -30,6 +34,13 @@ class PypiliteRequest(Request):
         blob = ctx.blobs.temp(limit=ctx.config.max_upload_bytes)
         self.temp_blobs.append(blob)
         return blob  # type: ignore[return-value]
+
+    def limit_body(self, limit: int) -> None:
+        """Read at most `limit` bytes of this request's body: a Content-Length above it is refused now, before
+        a byte of the body is read, and a chunked body is cut off there (werkzeug's LimitedStream, 413)."""
+        self.max_content_length = limit
+        if self.content_length is not None and self.content_length > limit:
+            raise UserError(413, f"Request body too large: at most {limit // 2**20} MiB outside uploads")
 
     @functools.cached_property
     def principal(self) -> Principal:

@@ -136,7 +136,7 @@ def test_a_download_is_dated_once(live: LiveServer) -> None:
 
 
 def test_no_header_moves_the_index_under_another_path(live: LiveServer) -> None:
-    """pypilite believes X-Forwarded-* itself, from a proxy on this machine only (web/clientsetup.py); gunicorn is
+    """pypilite believes X-Forwarded-* itself, from a proxy on this machine only (web/forwarded.py); gunicorn is
     told to believe no header at all (gunicorn.conf.py), so one named like a WSGI variable changes nothing."""
     response = requests.get(f"{live.url}/ui/local/", headers={"SCRIPT_NAME": "/spoofed"}, timeout=10)
     assert response.status_code == 200

@@ -66,7 +66,7 @@ def test_create_user_refusals(api: Index, body, status: int, words: str) -> None
 
 def test_create_user_with_a_body_that_is_not_json(api: Index) -> None:
     response = call(api, "post", "/api/v1/users", data="name=x", content_type="application/x-www-form-urlencoded")
-    assert_error(response, 400, "JSON object")
+    assert_error(response, 415, "application/json")
 
 
 def test_robot_creation(api: Index) -> None:

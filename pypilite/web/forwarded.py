@@ -1,0 +1,50 @@
+"""The address a client used to reach this server: the request's own scheme, host and sub-path, or what a
+reverse proxy on this machine says they were.
+
+X-Forwarded-Proto, -Host and -Prefix are believed only from a loopback peer: anyone else could make pypilite
+take someone else's host for its own. Behind a proxy on another machine, set server.public_url.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from flask import Request
+
+_FORWARDED = {
+    "X-Forwarded-Proto": re.compile(r"https?\Z"),
+    "X-Forwarded-Host": re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?\Z"),
+    "X-Forwarded-Prefix": re.compile(r"(/[A-Za-z0-9._~-]+)*/?\Z"),
+}
+
+
+@dataclass(frozen=True)
+class Address:
+    scheme: str
+    host: str  # host[:port], as a Host header carries it
+    prefix: str  # the sub-path this server is mounted at, "" at the root
+
+
+def external(request: Request) -> Address:
+    """Where the client sent this request: the proxy's word for it when the peer is a proxy on this machine."""
+    scheme, host, prefix = request.scheme, request.host, request.script_root
+    if is_loopback(request.remote_addr):
+        scheme = _forwarded(request, "X-Forwarded-Proto") or scheme
+        host = _forwarded(request, "X-Forwarded-Host") or host
+        prefix = _forwarded(request, "X-Forwarded-Prefix") or prefix
+    return Address(scheme, host, prefix)
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _forwarded(request: Request, name: str) -> str | None:
+    """The first (client-side) value of a forwarding header, if it is well formed."""
+    value = request.headers.get(name, "").split(",")[0].strip()
+    return value if value and _FORWARDED[name].match(value) else None
