@@ -1,8 +1,10 @@
-"""The address a client used to reach this server: the request's own scheme, host and sub-path, or what a
-reverse proxy on this machine says they were.
+"""Who a client is and which address it used to reach this server: the request's own peer, scheme, host and
+sub-path, or what a reverse proxy on this machine says they were.
 
-X-Forwarded-Proto, -Host and -Prefix are believed only from a loopback peer: anyone else could make pypilite
-take someone else's host for its own. Behind a proxy on another machine, set server.public_url.
+X-Forwarded-* headers are believed only from a loopback peer: anyone else could make pypilite take someone
+else's host for its own, or an address of their choosing for theirs. Of X-Forwarded-For only the last hop
+counts, the one the proxy appended itself: every hop before it is the client's own word. Behind a proxy on
+another machine, set server.public_url (client addresses are then the proxy's).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+
+from typing import Any
 
 from flask import Request
 
@@ -30,11 +34,25 @@ class Address:
 def external(request: Request) -> Address:
     """Where the client sent this request: the proxy's word for it when the peer is a proxy on this machine."""
     scheme, host, prefix = request.scheme, request.host, request.script_root
-    if is_loopback(request.remote_addr):
+    if is_loopback(request.environ.get("REMOTE_ADDR")):
         scheme = _forwarded(request, "X-Forwarded-Proto") or scheme
         host = _forwarded(request, "X-Forwarded-Host") or host
         prefix = _forwarded(request, "X-Forwarded-Prefix") or prefix
     return Address(scheme, host, prefix)
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The address of the client: the peer's, or the last X-Forwarded-For hop when the peer is a proxy on this
+    machine (what audit entries show and login throttling counts)."""
+    peer = environ.get("REMOTE_ADDR") or ""
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    if forwarded and is_loopback(peer):
+        hop = forwarded.rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer
+    return peer
 
 
 def is_loopback(address: str | None) -> bool:

@@ -16,6 +16,7 @@ from pypilite.auth import ANONYMOUS, Principal
 from pypilite.errors import UserError
 from pypilite.storage import TempBlob
 from pypilite.web.context import services
+from pypilite.web.forwarded import client_address
 
 # Form fields besides the file (a long description, classifiers) are held in memory up to this much.
 MAX_FORM_MEMORY = 16 * 1024 * 1024
@@ -26,6 +27,7 @@ MAX_BODY = 1024 * 1024
 class PypiliteRequest(Request):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.remote_addr = client_address(self.environ)  # the peer stays in environ["REMOTE_ADDR"]
         self.temp_blobs: list[TempBlob] = []
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import io
 import os
 import shutil
@@ -216,3 +217,29 @@ def test_fifty_stalled_connections_leave_the_workers_free_for_an_install(behind_
     finally:
         for sock in stalled:
             sock.close()
+
+
+def _request_from(address: str, port: int, path: str, auth: tuple[str, str], headers: dict[str, str]) -> int:
+    """The status of a GET sent from one of this machine's other loopback addresses."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(address, 0))
+    try:
+        credentials = base64.b64encode(":".join(auth).encode()).decode()
+        connection.request("GET", path, headers={**headers, "Authorization": f"Basic {credentials}"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_behind_nginx_each_client_is_throttled_and_audited_by_its_own_address(behind_nginx) -> None:
+    """Every client is 127.0.0.1 to pypilite here: the address is the X-Forwarded-For hop nginx appended, never
+    one a client wrote itself, so one client guessing passwords locks out only itself."""
+    url, server = behind_nginx
+    port = int(url.rsplit(":", 1)[1])
+    guesses = [_request_from("127.0.0.2", port, "/team/simple/", ("admin", f"guess-{i}"),
+                             {"X-Forwarded-For": "127.0.0.3"}) for i in range(12)]
+    assert guesses[0] == 401 and guesses[-1] == 429
+    assert _request_from("127.0.0.3", port, "/team/simple/", ("admin", server.admin_password), {}) == 200
+    failed = requests.get(f"{url}/api/v1/admin/audit", params={"q": "login.failed", "limit": 100},
+                          auth=("admin", server.admin_password), timeout=10).json()["items"]
+    addresses = [event["address"] for event in failed]
+    assert addresses.count("127.0.0.2") >= 10 and "127.0.0.3" not in addresses

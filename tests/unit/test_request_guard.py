@@ -14,6 +14,7 @@ from pypilite import audit, tokens, users
 from pypilite.audit import Actor
 from pypilite.models import AuditEvent
 from pypilite.web.crosssite import ACTION
+from pypilite.web.forwarded import client_address
 from tests.conftest import Index, basic
 from tests.distfactory import wheel_bytes
 
@@ -210,3 +211,16 @@ def test_private_health_tells_the_free_disk_to_full_power_admins_only(tmp_path) 
         body = index.get("/health", headers=auth).json
         assert body["status"] == "ok" and body["disk"] == "ok"
         assert ("free_bytes" in body and "min_free_bytes" in body) is sees, auth
+
+
+@pytest.mark.parametrize("peer, forwarded, address", [
+    ("127.0.0.1", "198.51.100.7", "198.51.100.7"),  # nginx on this machine appended the client's address
+    ("127.0.0.1", "10.0.0.1, 198.51.100.7", "198.51.100.7"),  # the hops before are the client's own word
+    ("::1", "2001:db8::5", "2001:db8::5"),
+    ("127.0.0.1", "198.51.100.7, not-an-address", "127.0.0.1"),
+    ("127.0.0.1", None, "127.0.0.1"),
+    ("203.0.113.9", "198.51.100.7", "203.0.113.9"),  # a peer elsewhere is not believed
+])
+def test_the_client_address_is_the_hop_a_proxy_on_this_machine_appended(peer, forwarded, address) -> None:
+    environ = {"REMOTE_ADDR": peer, **({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {})}
+    assert client_address(environ) == address
