@@ -189,7 +189,8 @@ def test_anything_before_the_zip_is_refused_without_reading_it_as_a_tar(
 
 # Members that would land outside the directory they are unpacked into
 
-ESCAPING_NAMES = ["/etc/evil", "demo-1.0/../../evil", "..", "demo-1.0\\..\\evil", "C:/evil", "c:evil"]
+ESCAPING_NAMES = ["/etc/evil", "demo-1.0/../../evil", "..", "demo-1.0\\..\\evil", "demo-1.0/..\\..\\evil", "C:/evil",
+                  "c:evil"]
 
 
 @pytest.mark.parametrize("name", ESCAPING_NAMES)
