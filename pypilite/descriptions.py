@@ -28,6 +28,9 @@ from pypilite.storage import BlobStore
 
 # Rendering is bounded: past this many characters the description is shown as plain text, cut here.
 MAX_RENDERED_CHARS = 500_000
+# Rendered HTML over this is shown as plain text instead (at most six characters per character of text), so
+# that every description fits the cache below and is rendered once per process.
+MAX_RENDERED_HTML = 2 * 1024 * 1024
 # Parsed and rendered metadata kept per process; one README rendered can be megabytes.
 CACHE_BYTES = 32 * 1024 * 1024
 _SAFE_URL = re.compile(r"https?://[^\s\"'<>]+\Z", re.IGNORECASE)
@@ -73,7 +76,9 @@ def render(text: str, content_type: str) -> str:
         variant = header.get_param("variant")
         rendered = readme_renderer.markdown.render(text, variant=variant if variant in ("GFM", "CommonMark")
                                                    else "GFM")
-    return rendered if rendered is not None else readme_renderer.txt.render(text)
+    if rendered is None or len(rendered) > MAX_RENDERED_HTML:
+        return readme_renderer.txt.render(text)
+    return rendered
 
 
 def release_info(blobs: BlobStore, files: list[DistFile]) -> ReleaseInfo | None:

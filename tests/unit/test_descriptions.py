@@ -81,6 +81,14 @@ def test_an_entry_over_an_eighth_of_the_cache_is_not_kept() -> None:
     assert cache.get("huge") is None and cache.get("small") is not None
 
 
+def test_html_too_large_to_keep_is_shown_as_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Else a README that renders past the cache's limit for one entry would be rendered on every view."""
+    assert "<em>" in descriptions.render("*x* " * 100, "text/markdown")
+    monkeypatch.setattr(descriptions, "MAX_RENDERED_HTML", 1000)
+    html = descriptions.render("*x* " * 300, "text/markdown")
+    assert "<em>" not in html and "*x*" in html
+
+
 def test_the_ui_never_opens_a_proxied_archive(index: Index, no_archives) -> None:
     """A proxy has stored the file (a bomb) but extracted nothing: the page shows no description."""
     blobs = index.app.extensions["pypilite"].blobs
