@@ -138,6 +138,18 @@ def test_a_tar_gz_must_start_as_gzip(tmp_path: Path) -> None:
 
 # Zip: the central directory before zipfile reads it, the member read
 
+def test_a_large_real_wheel_passes(tmp_path: Path) -> None:
+    """Tens of thousands of members: past 65,535 zipfile writes the zip64 end record; a comment too."""
+    data = zip_with(wheel_bytes("demo", "1.0"), *(f"demo/sub{i // 1000}/module_{i}.py" for i in range(70_000)))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert len(zf.infolist()) > 0xFFFF
+    buf = io.BytesIO(data)
+    with zipfile.ZipFile(buf, "a") as zf:
+        zf.comment = b"a comment"
+    assert zipfile.stringEndArchive64 in buf.getvalue()[-200:]
+    assert b"Name: demo" in check(tmp_path, WHEEL, buf.getvalue())
+
+
 def test_a_declared_huge_central_directory_is_refused(tmp_path: Path) -> None:
     refused(tmp_path, WHEEL, zip_declaring(wheel_bytes("demo", "1.0"), entries=3, size=2**40), "central directory")
     refused(tmp_path, WHEEL, zip_declaring(wheel_bytes("demo", "1.0"), entries=10**9, size=300), "members")
