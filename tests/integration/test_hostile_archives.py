@@ -21,6 +21,7 @@ from tests.distfactory import (
     MB,
     long_name_sdist,
     many_members_sdist,
+    metadata_text,
     pax_sdist,
     sdist_bytes,
     sdist_with,
@@ -64,7 +65,8 @@ def server(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     def warm(_: int) -> None:
         assert upload(live, "warm-1.0-py3-none-any.whl", wheel_bytes("warm", "1.0")).status_code == 200
-        assert upload(live, "warm-2.0.tar.gz", sdist_bytes("warm", "1.0")).status_code == 400
+        other = sdist_bytes("warm", "2.0", metadata=metadata_text("warm", "3.0"))  # read, then refused
+        assert upload(live, "warm-2.0.tar.gz", other, version="2.0").status_code == 400
         assert requests.get(f"{live.url}/ui/local/warm/", timeout=TIMEOUT).status_code == 200
     # Both workers (requests in parallel reach both) load what an upload and a page view need before any
     # peak is measured.
