@@ -2,31 +2,37 @@
 Warehouse renders it (readme-renderer by Description-Content-Type, sanitized; plain text when that fails).
 
 A package's HTML never reaches a page as it is: readme-renderer cleans what reStructuredText and Markdown
-produce, and the templates escape every other field. Parsing and rendering cost milliseconds to seconds, so
-results are kept per process, keyed by the sha256 of the bytes they came from (which never change).
+produce, and the templates escape every other field. Only the metadata extracted when a file was stored is
+read here, never an archive; parsing and rendering cost milliseconds to seconds, so results are kept per
+process, keyed by the sha256 of the bytes they came from (which never change), up to a number of bytes.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from email.message import Message
-from pathlib import Path
 
 import pkginfo
 import readme_renderer.markdown
 import readme_renderer.rst
 import readme_renderer.txt
 
-from pypilite.dists import MAX_METADATA_BYTES, WHEEL, InvalidDistribution, metadata_bytes, parse_filename
+from pypilite.dists import MAX_METADATA_BYTES, WHEEL
 from pypilite.repositories.base import DistFile
 from pypilite.storage import BlobStore
 
 # Rendering is bounded: past this many characters the description is shown as plain text, cut here.
 MAX_RENDERED_CHARS = 500_000
-CACHE_ENTRIES = 256
+# Rendered HTML over this is shown as plain text instead (at most six characters per character of text), so
+# that every description fits the cache below and is rendered once per process.
+MAX_RENDERED_HTML = 2 * 1024 * 1024
+# Parsed and rendered metadata kept per process; one README rendered can be megabytes.
+CACHE_BYTES = 32 * 1024 * 1024
 _SAFE_URL = re.compile(r"https?://[^\s\"'<>]+\Z", re.IGNORECASE)
 
 
@@ -70,33 +76,66 @@ def render(text: str, content_type: str) -> str:
         variant = header.get_param("variant")
         rendered = readme_renderer.markdown.render(text, variant=variant if variant in ("GFM", "CommonMark")
                                                    else "GFM")
-    return rendered if rendered is not None else readme_renderer.txt.render(text)
+    if rendered is None or len(rendered) > MAX_RENDERED_HTML:
+        return readme_renderer.txt.render(text)
+    return rendered
 
 
 def release_info(blobs: BlobStore, files: list[DistFile]) -> ReleaseInfo | None:
-    """The metadata of a release from any of its files this server holds (wheels first: their metadata is a
-    small blob of its own); None when none is stored here yet (a proxy that has not downloaded one)."""
+    """The metadata of a release from the first of its files whose metadata was extracted when it was stored
+    (wheels first); None when there is none yet (a proxy that has not downloaded a file)."""
     for dist in sorted(files, key=lambda f: f.packagetype != WHEEL):
-        if dist.metadata_sha256 and blobs.path(dist.metadata_sha256).is_file():
-            return _parse(dist.metadata_sha256, str(blobs.path(dist.metadata_sha256)), "", dist.filename)
-        if blobs.path(dist.sha256).is_file():
-            info = _parse(dist.sha256, str(blobs.path(dist.sha256)), dist.filename, dist.filename)
-            if info is not None:
-                return info
+        if dist.info_sha256:
+            info = _CACHE.get(dist.info_sha256)
+            if info is None:
+                info = _parse(blobs, dist.info_sha256)
+                if info is None:
+                    continue
+                _CACHE.put(dist.info_sha256, info)
+            return dataclasses.replace(info, source=dist.filename)
     return None
 
 
-@functools.lru_cache(maxsize=CACHE_ENTRIES)
-def _parse(sha256: str, path: str, archive_name: str, source: str) -> ReleaseInfo | None:
-    """`path` is a metadata file, or (archive_name set) a distribution to read it from. Keyed by sha256 for
-    the cache; the other arguments follow from it."""
+class InfoCache:
+    """ReleaseInfo by the sha256 of its metadata, least recently used out first, bounded by the characters it
+    holds (about its bytes); an entry over an eighth of the bound is not kept, so one cannot flush the rest."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[ReleaseInfo, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str) -> ReleaseInfo | None:
+        with self._lock:
+            entry = self._entries.get(sha256)
+            if entry is None:
+                return None
+            self._entries.move_to_end(sha256)
+            return entry[0]
+
+    def put(self, sha256: str, info: ReleaseInfo) -> None:
+        size = sum(len(str(value)) for value in vars(info).values())
+        if size > self.max_bytes // 8:
+            return
+        with self._lock:
+            if sha256 in self._entries:
+                return
+            self._entries[sha256] = (info, size)
+            self._size += size
+            while self._size > self.max_bytes:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._size -= evicted
+
+
+_CACHE = InfoCache()
+
+
+def _parse(blobs: BlobStore, sha256: str) -> ReleaseInfo | None:
     try:
-        if archive_name:
-            raw = metadata_bytes(Path(path), parse_filename(archive_name), archive_name)
-        else:
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_METADATA_BYTES)
-    except (InvalidDistribution, OSError):
+        with blobs.path(sha256).open("rb") as fh:
+            raw = fh.read(MAX_METADATA_BYTES)
+    except OSError:
         return None
     dist = pkginfo.Distribution()
     try:
@@ -117,7 +156,7 @@ def _parse(sha256: str, path: str, archive_name: str, source: str) -> ReleaseInf
         requires_dist=tuple(dist.requires_dist or ()),
         classifiers=tuple(dist.classifiers or ()),
         description_html=render(dist.description or "", dist.description_content_type or ""),
-        source=source,
+        source="",
     )
 
 

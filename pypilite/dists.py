@@ -1,17 +1,25 @@
 """Distribution files: what a filename says, whether the archive is sane, and what its own metadata says.
 
 Pure functions over a path and a filename, each answering with a value or an InvalidDistribution whose
-message is fit for a client's status line. Parsing is packaging's and pkginfo's; only the safety checks that
-Warehouse adds on top (one root in an sdist, no zip/tar polyglots, no zip bombs) are written here.
+message is fit for a client's status line. Parsing is packaging's, pkginfo's, tarfile's and zipfile's; only
+the safety checks Warehouse adds on top (one root in an sdist, no polyglots, no bombs, no member that lands
+outside the directory it is unpacked into) are written here. Every read of an archive is bounded in memory
+and time: the caps below are what a large real package needs, and a hostile file meets them first.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
+import re
 import tarfile
+import tempfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pkginfo
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -31,6 +39,24 @@ MAX_COMPRESSION_RATIO = 50
 # Small archives of text legitimately compress well: the ratio only counts above this many bytes.
 RATIO_FLOOR = 64 * 1024 * 1024
 MAX_METADATA_BYTES = 4 * 1024 * 1024
+# Members of one archive (a large real wheel holds tens of thousands).
+MAX_MEMBERS = 100_000
+# What tar reads before one member's data, into memory whole: its header, GNU long names, PAX records.
+MAX_TAR_HEADER_BYTES = 64 * 1024
+# A zip's central directory, which zipfile reads whole before anything else.
+MAX_ZIP_DIRECTORY_BYTES = 32 * 1024 * 1024
+
+# The characters the wheel and sdist filename specifications allow (legacy sdist names included).
+_FILENAME = re.compile(r"[A-Za-z0-9._+!-]+\Z")
+# One component of a wheel's python, abi or platform tag, as packaging lowercases it.
+_TAG_PART = re.compile(r"[a-z0-9_]+\Z")
+_DRIVE = re.compile(r"[A-Za-z]:")
+_ZIP_START = b"PK\x03\x04"  # a zip's first local file header
+_GZIP_START = b"\x1f\x8b"
+_ZIP64_END_BYTES = zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+_NOT_TAR_GZ = "Invalid sdist: not a gzip-compressed tar archive, or a truncated one"
+_ONE_ROOT = "Invalid sdist: the archive must hold exactly one top-level directory"
+_RATIO_MESSAGE = "Invalid distribution: suspicious compression ratio (possible decompression bomb)"
 
 # pkginfo warns about every Metadata-Version newer than itself; new versions are legitimate, and the fields
 # pypilite needs (Name, Version, Requires-Python) have not changed since 1.2.
@@ -63,14 +89,18 @@ class DistMetadata:
 
 
 def parse_filename(filename: str) -> FilenameInfo:
-    """Project, version and kind from a wheel or sdist filename, refusing anything that could be a path."""
+    """Project, version and kind from a wheel or sdist filename: only the characters the specifications allow
+    (so no path, quote or control character reaches a path or a header) and, for a wheel, valid tags."""
     if not filename or len(filename) > MAX_FILENAME_LENGTH:
         raise InvalidDistribution("Invalid distribution filename: empty or too long")
-    if any(c in filename for c in "/\\\0") or filename.startswith(".") or not filename.isprintable():
-        raise InvalidDistribution(f"Invalid distribution filename: {filename!r} is not a plain file name")
+    if not _FILENAME.match(filename) or filename.startswith("."):
+        raise InvalidDistribution(f"Invalid distribution filename: {ascii(filename)} is not a plain file name "
+                                  "(letters, digits and . _ - + ! only)")
     try:
         if filename.endswith(".whl"):
-            name, version, _build, _tags = parse_wheel_filename(filename)
+            name, version, _build, tags = parse_wheel_filename(filename)
+            if not all(_TAG_PART.match(part) for tag in tags for part in (tag.interpreter, tag.abi, tag.platform)):
+                raise InvalidDistribution(f"Invalid distribution filename: {filename!r} has an invalid tag")
             return FilenameInfo(name, version, WHEEL)
         if filename.endswith((".tar.gz", ".zip")):
             name, version = parse_sdist_filename(filename)
@@ -96,33 +126,94 @@ def metadata_bytes(path: Path, info: FilenameInfo, filename: str) -> bytes:
     return _tar_sdist_metadata(path)
 
 
+def _shown(text: str) -> str:
+    """A name from inside an archive, fit for a one-line message: quoted, cut, anything but ASCII escaped."""
+    return ascii(text if len(text) <= 100 else text[:100] + "...")
+
+
 def _check_ratio(uncompressed: int, compressed: int) -> None:
     if uncompressed > RATIO_FLOOR and uncompressed > MAX_COMPRESSION_RATIO * max(compressed, 1):
-        raise InvalidDistribution("Invalid distribution: suspicious compression ratio (possible zip bomb)")
+        raise InvalidDistribution(_RATIO_MESSAGE)
+
+
+def _check_member_name(name: str, kind: str) -> None:
+    """A member must land inside the directory it is unpacked into, on every system and with every tool."""
+    if (name.startswith("/") or "\\" in name or "\0" in name or _DRIVE.match(name)
+            or ".." in name.split("/")):
+        raise InvalidDistribution(f"Invalid {kind}: member {_shown(name)} is not a relative path inside the archive")
 
 
 def _open_zip(path: Path, kind: str) -> zipfile.ZipFile:
-    if tarfile.is_tarfile(path):
-        raise InvalidDistribution(f"Invalid {kind}: the file is also a tar archive")
+    """A zip with nothing before it (a tar or a gzip in front makes a polyglot) and a central directory of a
+    bounded size and entry count, both checked before zipfile reads it whole and keeps a ZipInfo per entry."""
+    with path.open("rb") as fh:
+        first = fh.read(tarfile.BLOCKSIZE)
+        if not first.startswith(_ZIP_START):
+            raise InvalidDistribution(f"Invalid {kind}: not a zip archive (it must begin with a zip member)")
+        if _is_tar_header(first):
+            raise InvalidDistribution(f"Invalid {kind}: the file is also a tar archive")
+        _check_zip_directory(fh, kind)
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise InvalidDistribution(f"Invalid {kind}: not a zip archive, or a truncated one") from None
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """Whether one block parses as a tar header (checksum included): a zip can begin as an uncompressed tar."""
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _check_zip_directory(fh: BinaryIO, kind: str) -> None:
+    """Where the central directory is and how large, as zipfile's own reader of the end record (zip64
+    included) says, so that this check and zipfile cannot disagree about which bytes they read."""
+    try:
+        end = zipfile._EndRecData(fh)
+    except (zipfile.BadZipFile, OSError):
+        end = None
+    if not end:
+        raise InvalidDistribution(f"Invalid {kind}: not a zip archive, or a truncated one")
+    size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
+    if size > MAX_ZIP_DIRECTORY_BYTES:
+        raise InvalidDistribution(
+            f"Invalid {kind}: its central directory is over {MAX_ZIP_DIRECTORY_BYTES // 2**20} MiB")
+    if end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
+        raise InvalidDistribution(f"Invalid {kind}: more than {MAX_MEMBERS} members")
+    zip64 = _ZIP64_END_BYTES if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64 else 0
+    if offset + size + zip64 != end[zipfile._ECD_LOCATION]:
+        raise InvalidDistribution(f"Invalid {kind}: bytes before or inside the zip archive")
+    fh.seek(offset)
+    # Every entry zipfile parses begins with this signature: the count bounds them whatever the end record says.
+    if fh.read(size).count(zipfile.stringCentralDir) > MAX_MEMBERS:
+        raise InvalidDistribution(f"Invalid {kind}: more than {MAX_MEMBERS} members")
+
+
+def _zip_members(archive: zipfile.ZipFile, path: Path, kind: str) -> list[zipfile.ZipInfo]:
+    members = archive.infolist()
+    _check_ratio(sum(m.file_size for m in members), path.stat().st_size)
+    for member in members:
+        _check_member_name(member.orig_filename, kind)
+    return members
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, kind: str) -> bytes:
     if member.file_size > MAX_METADATA_BYTES:
         raise InvalidDistribution(f"Invalid {kind}: metadata file too large")
     try:
-        return archive.read(member)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        # zipfile stops at the declared size, and checks the CRC there.
+        with archive.open(member) as fh:
+            return fh.read(MAX_METADATA_BYTES)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error):
         raise InvalidDistribution(f"Invalid {kind}: metadata cannot be read (corrupt or truncated archive)") from None
 
 
 def _wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
     with _open_zip(path, "wheel") as archive:
-        members = archive.infolist()
-        _check_ratio(sum(m.file_size for m in members), path.stat().st_size)
+        members = _zip_members(archive, path, "wheel")
         tops = {m.filename.split("/", 1)[0] for m in members}
         dist_infos = {top for top in tops if top.endswith(".dist-info")}
         matching = [d for d in dist_infos if _names_release(d.removesuffix(".dist-info"), info)]
@@ -131,13 +222,12 @@ def _wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
                 f"Invalid wheel: expected one {info.project}-{info.version}.dist-info directory, found {len(matching)}"
             )
         dist_info = matching[0]
-        by_name = {m.filename: m for m in members}
-        if f"{dist_info}/WHEEL" not in by_name:
-            raise InvalidDistribution(f"Invalid wheel: {dist_info}/WHEEL is missing")
-        metadata = by_name.get(f"{dist_info}/METADATA")
-        if metadata is None:
-            raise InvalidDistribution(f"Invalid wheel: {dist_info}/METADATA is missing")
-        return _read_member(archive, metadata, "wheel")
+        names = archive.namelist()
+        if f"{dist_info}/WHEEL" not in names:
+            raise InvalidDistribution(f"Invalid wheel: WHEEL is missing from {_shown(dist_info)}")
+        if f"{dist_info}/METADATA" not in names:
+            raise InvalidDistribution(f"Invalid wheel: METADATA is missing from {_shown(dist_info)}")
+        return _read_member(archive, archive.getinfo(f"{dist_info}/METADATA"), "wheel")
 
 
 def _names_release(stem: str, info: FilenameInfo) -> bool:
@@ -150,55 +240,119 @@ def _names_release(stem: str, info: FilenameInfo) -> bool:
         return False
 
 
-def _single_root(names: list[str], kind: str) -> str:
-    roots = {name.split("/", 1)[0] for name in names}
-    if len(roots) != 1:
-        raise InvalidDistribution(f"Invalid {kind}: the archive must hold exactly one top-level directory")
-    root = roots.pop()
+def _check_root(root: str, kind: str) -> str:
     if root in ("", ".", ".."):
-        raise InvalidDistribution(f"Invalid {kind}: bad top-level directory {root!r}")
+        raise InvalidDistribution(f"Invalid {kind}: bad top-level directory {_shown(root)}")
     return root
 
 
 def _zip_sdist_metadata(path: Path) -> bytes:
     with _open_zip(path, "sdist") as archive:
-        members = archive.infolist()
-        _check_ratio(sum(m.file_size for m in members), path.stat().st_size)
-        root = _single_root([m.filename for m in members], "sdist")
+        members = _zip_members(archive, path, "sdist")
+        roots = {m.filename.split("/", 1)[0] for m in members}
+        if len(roots) != 1:
+            raise InvalidDistribution(_ONE_ROOT)
+        root = _check_root(roots.pop(), "sdist")
         pkg_info = next((m for m in members if m.filename == f"{root}/PKG-INFO"), None)
         if pkg_info is None:
-            raise InvalidDistribution(f"Invalid sdist: {root}/PKG-INFO is missing")
+            raise InvalidDistribution(f"Invalid sdist: PKG-INFO is missing from {_shown(root)}")
         return _read_member(archive, pkg_info, "sdist")
 
 
+class _BoundedStream:
+    """The decompressed tar as tarfile reads it. tarfile reads a member's GNU long names and PAX records into
+    memory whole, following a chain of them by recursion, before it returns the member: the reads allowed
+    before the next member (`allowance`) bound both. How far the stream may go bounds the decompression."""
+
+    def __init__(self, fileobj: BinaryIO, limit: int) -> None:
+        self._fileobj = fileobj
+        self._limit = limit
+        self.allowance = MAX_TAR_HEADER_BYTES
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.allowance:
+            raise InvalidDistribution(f"Invalid sdist: a member's header (long names, PAX records) is over "
+                                      f"{MAX_TAR_HEADER_BYTES // 1024} KiB")
+        self.allowance -= size
+        self._reach(self.tell() + size)
+        return self._fileobj.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise ValueError("only absolute seeks")
+        self._reach(offset)
+        return self._fileobj.seek(offset)
+
+    def tell(self) -> int:
+        return self._fileobj.tell()
+
+    def _reach(self, position: int) -> None:
+        if position > self._limit:
+            raise InvalidDistribution(_RATIO_MESSAGE)
+
+
 def _tar_sdist_metadata(path: Path) -> bytes:
-    if zipfile.is_zipfile(path):
+    if zipfile.is_zipfile(path):  # reads the end record only
         raise InvalidDistribution("Invalid sdist: the file is also a zip archive")
-    compressed = path.stat().st_size
-    names: list[str] = []
-    pkg_info: dict[str, bytes] = {}
-    uncompressed = 0
-    try:
-        # Read every member: a truncated or corrupt tail must be caught now, not by the user's pip.
-        with tarfile.open(path, mode="r:gz") as archive:
-            for member in archive:
-                names.append(member.name)
-                uncompressed += member.size
-                _check_ratio(uncompressed, compressed)
-                parts = member.name.split("/")
-                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
-                    if member.size > MAX_METADATA_BYTES:
-                        raise InvalidDistribution("Invalid sdist: PKG-INFO too large")
-                    extracted = archive.extractfile(member)
-                    pkg_info[parts[0]] = extracted.read() if extracted else b""
-    except (tarfile.TarError, EOFError, OSError, ValueError):
-        raise InvalidDistribution("Invalid sdist: not a gzip-compressed tar archive, or a truncated one") from None
-    if not names:
+    with path.open("rb") as fh:
+        if fh.read(len(_GZIP_START)) != _GZIP_START:
+            raise InvalidDistribution(_NOT_TAR_GZ)
+    limit = max(RATIO_FLOOR, MAX_COMPRESSION_RATIO * path.stat().st_size)
+    with tempfile.TemporaryDirectory() as destination:
+        try:
+            with gzip.open(path) as decompressed:
+                stream = _BoundedStream(decompressed, limit)
+                return _walk_tar(tarfile.TarFile(fileobj=stream), stream, destination)
+        except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error):
+            raise InvalidDistribution(_NOT_TAR_GZ) from None
+
+
+def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str) -> bytes:
+    """Every member, header by header (a truncated or corrupt tail is caught now, not by the user's pip); only
+    PKG-INFO is read. A file or a directory can only escape by its name; links and special files are judged
+    by tarfile's own extraction filter."""
+    root = None
+    pkg_info = None
+    count = 0
+    while True:
+        stream.allowance = MAX_TAR_HEADER_BYTES
+        member = archive.next()
+        if member is None:
+            break
+        archive.members.clear()  # tarfile keeps every member it has read; one at a time is enough here
+        count += 1
+        if count > MAX_MEMBERS:
+            raise InvalidDistribution(f"Invalid sdist: more than {MAX_MEMBERS} members")
+        _check_member_name(member.name, "sdist")
+        if not (member.isreg() or member.isdir()):
+            _check_tar_member(member, destination)
+        top, _, rest = member.name.partition("/")
+        if root is None:
+            root = _check_root(top, "sdist")
+        elif top != root:
+            raise InvalidDistribution(_ONE_ROOT)
+        if rest == "PKG-INFO" and member.isfile():
+            if member.size > MAX_METADATA_BYTES:
+                raise InvalidDistribution("Invalid sdist: PKG-INFO too large")
+            stream.allowance = member.size
+            pkg_info = archive.extractfile(member).read()
+    if root is None:
         raise InvalidDistribution("Invalid sdist: the archive is empty")
-    root = _single_root(names, "sdist")
-    if root not in pkg_info:
-        raise InvalidDistribution(f"Invalid sdist: {root}/PKG-INFO is missing")
-    return pkg_info[root]
+    if pkg_info is None:
+        raise InvalidDistribution(f"Invalid sdist: PKG-INFO is missing from {_shown(root)}")
+    return pkg_info
+
+
+def _check_tar_member(member: tarfile.TarInfo, destination: str) -> None:
+    """Links that leave the archive, devices, FIFOs: what tarfile's data filter (PEP 706) would refuse to
+    extract, judged against an empty directory instead of extracting."""
+    try:
+        tarfile.data_filter(member, destination)
+    except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+        raise InvalidDistribution(f"Invalid sdist: member {_shown(member.name)} links outside the archive") from None
+    except tarfile.FilterError:
+        raise InvalidDistribution(
+            f"Invalid sdist: member {_shown(member.name)} is not a file, a directory or a link") from None
 
 
 def _parse_metadata(raw: bytes, info: FilenameInfo) -> DistMetadata:

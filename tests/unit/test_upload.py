@@ -143,7 +143,7 @@ def test_filename_must_match_the_form(index: Index, filename, form, words) -> No
     (wheel_bytes("demo", "1.0", metadata=metadata_text("demo", "1.1")), "does not match"),
     (wheel_bytes("demo", "1.0", metadata="garbage without fields"), "no name or version"),
     (wheel_bytes("demo", "1.0", requires_python="not a spec"), "requires-python"),
-    (sdist_bytes("demo", "1.0"), "also a tar archive"),
+    (sdist_bytes("demo", "1.0"), "not a zip archive"),
 ])
 def test_broken_wheels_are_refused(index: Index, data, words) -> None:
     assert_refused(index.upload(WHEEL, data), 400, words, index)
