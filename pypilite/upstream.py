@@ -345,7 +345,9 @@ class Upstream:
             except requests.Timeout:
                 raise self._failed(f"did not answer within {timeout:g} s", url, timeout=True) from None
             except requests.RequestException as exc:
-                raise self._failed(f"is unreachable ({type(exc).__name__})", url) from None
+                garbled = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+                how = "hung up or sent a malformed answer" if garbled else "is unreachable"
+                raise self._failed(f"{how} ({type(exc).__name__})", url) from None
             location = self.session.get_redirect_target(response)
             if location is None:
                 return response
