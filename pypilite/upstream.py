@@ -200,9 +200,17 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = _guarded_pools(self.allowed)
 
 
+class _Session(requests.Session):
+    """Redirects are Upstream's to follow, hop by hop: requests would read a redirect's whole body first, even
+    one it does not follow, and that body is as long as the upstream likes."""
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(())
+
+
 def make_session(allowed: Origin | None = None) -> requests.Session:
     """A pooled session that connects to global addresses, and to `allowed` wherever it is."""
-    session = requests.Session()
+    session = _Session()
     # Connection failures and 502/503/504 are retried; a read timeout is not: a slow upstream asked again
     # only makes the client wait twice as long for the stale page it will get anyway.
     retry = Retry(total=2, connect=2, read=False, status=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
