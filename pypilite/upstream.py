@@ -412,7 +412,7 @@ def _from_json(entry: dict[str, Any], base_url: str) -> UpstreamFile:
         yanked=bool(yanked),
         yanked_reason=yanked if isinstance(yanked, str) else "",
         metadata_sha256=_metadata_hash(metadata),
-        size=size if isinstance(size, int) and size >= 0 else None,
+        size=size if type(size) is int and 0 <= size < 2**63 else None,  # what a database column holds
         upload_time=_parse_time(upload_time) if isinstance(upload_time, str) else None,
     )
 

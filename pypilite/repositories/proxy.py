@@ -44,6 +44,7 @@ READ_AHEAD = 1024 * 1024
 # What an offered filename may hold: PEP 427 and 625 names, with the + of local versions and the ! of epochs.
 # Anything else (a quote, a space, a semicolon) would travel into URLs, paths and Content-Disposition.
 _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 # The columns of a new file row, in the order _insert_files gives them: every field but the id.
 _FILE_FIELDS = [field for field in File._meta.sorted_fields if field is not File.id]
 
@@ -450,8 +451,8 @@ def _insert_files(rows: list[dict[str, object]]) -> None:
 
 def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object] | None:
     """The File columns for one upstream file, or None for a file pypilite will not offer."""
-    if not upstream_file.sha256 or len(upstream_file.sha256) != 64:
-        log.info("upstream file %s has no sha256; not offered", upstream_file.filename)
+    if not _SHA256.match(upstream_file.sha256 or ""):
+        log.info("upstream file %r has no sha256; not offered", upstream_file.filename[:300])
         return None
     if not _PLAIN_FILENAME.match(upstream_file.filename):
         log.info("upstream file %r has a name no distribution has; not offered", upstream_file.filename[:300])
@@ -462,6 +463,7 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
         return None  # eggs, installers and names packaging cannot read
     if info.project != project:
         return None
+    metadata_sha256 = upstream_file.metadata_sha256 if _SHA256.match(upstream_file.metadata_sha256 or "") else None
     return {
         "filename": upstream_file.filename,
         "version": str(info.version),
@@ -472,7 +474,7 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
         "requires_python": upstream_file.requires_python,
         "yanked": upstream_file.yanked,
         "yanked_reason": upstream_file.yanked_reason,
-        "metadata_sha256": upstream_file.metadata_sha256,
+        "metadata_sha256": metadata_sha256,
         "origin_url": upstream_file.url,
         "uploader": "",
         "info_sha256": None,

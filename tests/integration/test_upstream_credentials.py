@@ -69,7 +69,8 @@ def test_no_answer_or_log_line_holds_a_credential(server: LiveServer, upstream: 
     # Healthy first: pages cached, so that failures are served as stale pages with a note.
     for repo in ("live-token", "live-password"):
         assert requests.get(f"{server.simple(repo)}demo/", headers={"Accept": JSON}, timeout=30).status_code == 200
-    [file] = requests.get(f"{server.simple('live-password')}demo/", headers={"Accept": JSON}, timeout=30).json()["files"]
+    cached = requests.get(f"{server.simple('live-password')}demo/", headers={"Accept": JSON}, timeout=30)
+    [file] = cached.json()["files"]
     file_url = requests.compat.urljoin(f"{server.simple('live-password')}demo/", file["url"])
 
     upstream.fail_status = 500

@@ -5,6 +5,7 @@ Each is a one-line 502 or 504 (or the cached page, marked stale), soon; nothing 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -30,7 +31,8 @@ def hostile_names() -> list[Dist]:
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     dists = [wheel(project, "1.0") for project in ("bomb", "grows", "trickle", "slow-file", "long-claim",
-                                                   "many-headers")]
+                                                   "many-headers", "odd-values")]
+    dists.append(wheel("odd-values", "2.0"))
     served = Upstream(tmp_path_factory.mktemp("upstream"), dists + hostile_names(), json_api=True).start()
     yield served
     served.stop()
@@ -110,3 +112,29 @@ def test_more_headers_than_http_allows_is_a_502(server: LiveServer, upstream: Up
 def test_filenames_no_distribution_has_are_not_offered(server: LiveServer) -> None:
     offered = [entry["filename"] for entry in page(server, "names").json()["files"]]
     assert offered == ["names-1.0-py3-none-any.whl"]
+
+
+def test_values_no_index_would_send_are_dropped_not_a_500(server: LiveServer, upstream: Upstream) -> None:
+    """A size past any database column, a sha256 or metadata hash that is not hex: the file, or the value, goes."""
+    original = upstream.json_page
+
+    def odd(project: str) -> bytes | None:
+        body = original(project)
+        if project != "odd-values" or body is None:
+            return body
+        listed = json.loads(body)
+        listed["files"][0].update({"size": 2**70, "core-metadata": {"sha256": "Q" * 64}})
+        listed["files"][1]["hashes"] = {"sha256": "z" * 64}
+        return json.dumps(listed).encode()
+
+    upstream.json_page = odd  # type: ignore[method-assign]
+    try:
+        response = page(server, "odd-values")
+        assert response.status_code == 200, response.text
+        [entry] = response.json()["files"]
+        assert entry["filename"] == "odd_values-1.0-py3-none-any.whl" and not entry.get("core-metadata")
+        url = requests.compat.urljoin(response.url, entry["url"])
+        assert requests.get(url, timeout=30).status_code == 200
+        assert requests.get(url + ".metadata", timeout=30).status_code == 404
+    finally:
+        upstream.json_page = original  # type: ignore[method-assign]

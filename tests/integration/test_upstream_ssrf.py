@@ -74,7 +74,8 @@ def upstream(tmp_path_factory, internal, cases) -> Iterator[Upstream]:
               mismatched("large-bad", 3 * 1024 * 1024)]
     served = Upstream(tmp_path_factory.mktemp("upstream"), dists, json_api=True).start()
     hops = {"/go/private": f"http://127.0.0.2:{internal['other-address'].port}/files/x.whl",
-            "/go/file": "file:///etc/passwd", "/go/loop": "/go/loop", "/go/home": "/files/hop_home-1.0-py3-none-any.whl"}
+            "/go/file": "file:///etc/passwd", "/go/loop": "/go/loop",
+            "/go/home": "/files/hop_home-1.0-py3-none-any.whl"}
     served.redirects = {**hops, **{f"{path}.metadata": f"{target}.metadata" for path, target in hops.items()}}
     yield served
     served.stop()
