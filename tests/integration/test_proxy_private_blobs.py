@@ -8,7 +8,6 @@ import hashlib
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
