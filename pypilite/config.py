@@ -258,7 +258,7 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
             values[key] = _typed(f"{where}: {key}", value, {"str": str, "int": int, "bool": bool}[types[key]])
     spec = RepositoryConfig(name=name, repository_type=kind, **values)
     if spec.remote_url and not re.match(r"https?://[^/\s]+\S*\Z", spec.remote_url):
-        raise ConfigError(f"{where}: remote_url must be an http(s) URL of a simple index, not {spec.remote_url!r}")
+        raise ConfigError(f"{where}: remote_url must be an http(s) URL of a simple index")  # it may hold a token
     if spec.remote_timeout < 1:
         raise ConfigError(f"{where}: remote_timeout must be at least 1 second")
     return spec
