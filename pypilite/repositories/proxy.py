@@ -374,9 +374,13 @@ class _StoringStream:
             self.lock.release()
 
     def _store_and_pass_on(self) -> Iterator[bytes]:
-        held = b"".join(self._ahead)
-        self._ahead = []
-        if not self._complete:
+        ahead, self._ahead = self._ahead, []
+        if self._complete:
+            yield b"".join(ahead)
+        else:
+            held = ahead.pop() if ahead else b""
+            if ahead:  # the answer starts now, not once the upstream sends more
+                yield b"".join(ahead)
             try:
                 for chunk in self.chunks:
                     self._write(chunk)
@@ -388,7 +392,7 @@ class _StoringStream:
             except UpstreamError:
                 self.proxy.metrics.upstream_error("file")
                 raise  # the response breaks off: the client's download fails, and nothing is kept
-        yield held
+            yield held
         self.lock.release()
         # The client has every byte now: what the UI shows of the file is taken out of it after.
         with database.connection_context():

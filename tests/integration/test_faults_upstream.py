@@ -14,7 +14,7 @@ import requests
 
 from pypilite.repositories.proxy import READ_AHEAD
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import LiveServer, start_server, stop_server
+from tests.integration.conftest import LiveServer, described, start_server, stop_server
 from tests.upstream import Dist, Upstream
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -83,4 +83,5 @@ def test_upstream_failing_mid_file_fails_the_download_and_the_next_request_refet
     assert requests.get(url, timeout=60).content == again.content  # kept now: served without the upstream
     assert upstream.log.count(dist.filename) == 2
     # The file, and the metadata the UI shows, taken out of it once the client had it all.
+    assert described(server, dist.sha256)
     assert "checked 2 blobs: 0 missing, 0 corrupt" in server.assert_check_clean()
