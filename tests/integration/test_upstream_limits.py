@@ -31,7 +31,7 @@ def hostile_names() -> list[Dist]:
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     dists = [wheel(project, "1.0") for project in ("bomb", "grows", "trickle", "slow-file", "long-claim",
-                                                   "many-headers", "odd-values")]
+                                                   "many-headers", "odd-values", "labelled-gzip")]
     dists.append(wheel("odd-values", "2.0"))
     served = Upstream(tmp_path_factory.mktemp("upstream"), dists + hostile_names(), json_api=True).start()
     yield served
@@ -138,3 +138,17 @@ def test_values_no_index_would_send_are_dropped_not_a_500(server: LiveServer, up
         assert requests.get(url + ".metadata", timeout=30).status_code == 404
     finally:
         upstream.json_page = original  # type: ignore[method-assign]
+
+
+def test_a_file_is_kept_as_sent_whatever_its_content_encoding_says(server: LiveServer, upstream: Upstream) -> None:
+    """As pip does: a .tar.gz some servers label gzip-encoded is not unpacked, and nothing a file's encoding
+    claims is inflated, so a small answer never becomes a huge one."""
+    [dist] = [d for d in upstream.dists if d.project == "labelled-gzip"]
+    response = page(server, "labelled-gzip")
+    url = requests.compat.urljoin(response.url, response.json()["files"][0]["url"])
+    upstream.headers = {"Content-Encoding": "gzip"}
+    try:
+        downloaded = requests.get(url, timeout=30, headers={"Accept-Encoding": "identity"})
+    finally:
+        upstream.headers = {}
+    assert downloaded.status_code == 200 and downloaded.content == dist.data
