@@ -64,7 +64,8 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
     metrics = Metrics()
-    repositories = Repositories(blobs, instance, locks=data_dir / "locks", metrics=metrics)
+    repositories = Repositories(blobs, instance, locks=data_dir / "locks", metrics=metrics,
+                                max_upstream_page_bytes=config.max_upstream_page_bytes)
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator(on_failure=metrics.failed_login),
                                           pages=PageCache(), metrics=metrics, public_tree=public_tree)

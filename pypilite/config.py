@@ -42,6 +42,8 @@ class ServerConfig:
     # /metrics for anyone who can reach the port (what Prometheus expects on a private network); false: only
     # global administrators (a read-only admin token is enough for a scraper).
     public_metrics: bool = True
+    # An upstream page larger than this once decoded (requests unpacks gzip) is refused: 502, or the cached page.
+    max_upstream_page_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,10 @@ class Config:
     @property
     def max_upload_bytes(self) -> int:
         return self.server.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_upstream_page_bytes(self) -> int:
+        return self.server.max_upstream_page_mb * 1024 * 1024
 
     @property
     def min_free_bytes(self) -> int:
@@ -252,7 +258,7 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
             values[key] = _typed(f"{where}: {key}", value, {"str": str, "int": int, "bool": bool}[types[key]])
     spec = RepositoryConfig(name=name, repository_type=kind, **values)
     if spec.remote_url and not re.match(r"https?://[^/\s]+\S*\Z", spec.remote_url):
-        raise ConfigError(f"{where}: remote_url must be an http(s) URL of a simple index, not {spec.remote_url!r}")
+        raise ConfigError(f"{where}: remote_url must be an http(s) URL of a simple index")  # it may hold a token
     if spec.remote_timeout < 1:
         raise ConfigError(f"{where}: remote_timeout must be at least 1 second")
     return spec
@@ -270,6 +276,8 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"server.port must be between 1 and 65535, not {config.server.port}")
     if config.server.max_upload_mb < 1:
         raise ConfigError("server.max_upload_mb must be at least 1")
+    if config.server.max_upstream_page_mb < 1:
+        raise ConfigError("server.max_upstream_page_mb must be at least 1")
     if config.server.public_url and not re.match(r"https?://[^/]+", config.server.public_url):
         raise ConfigError(f"server.public_url must be an http(s) URL, not {config.server.public_url!r}")
     accel = config.server.x_accel_redirect

@@ -1,26 +1,38 @@
 """The HTTP client for upstream indexes: conditional GETs of Simple API pages, parsed from PEP 691 JSON or
 PEP 503 HTML into plain records, and streamed file downloads.
 
-One pooled requests session per process, idempotent calls retried with back-off, and every failure turned
-into an UpstreamError that says in one line what went wrong (unreachable, timed out, or a bad answer).
+Neither an upstream nor the URLs its pages name are trusted. Redirects are followed here, one checked hop at
+a time (http and https only); connections go only to global addresses unless the host is remote_url's own
+(_Guard); a page is bounded in decoded bytes and in time, a download in rate. Every failure is an
+UpstreamError that says in one line which repository's upstream failed and how, naming no URL: the URL
+(redacted) goes to the server log alone.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
+import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.util.connection import allowed_gai_family
 from urllib3.util.retry import Retry
 
 from pypilite import __version__
@@ -30,6 +42,16 @@ log = logging.getLogger(__name__)
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_V1}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 CHUNK = 256 * 1024
+MAX_REDIRECTS = 10
+# A page, its redirects and every byte of it, must come within this many remote_timeouts: as long as other
+# workers wait for it (ProxyRepository.lock_wait).
+PAGE_TIMEOUTS = 3
+# A download may start slowly for that long too; after it, one slower than this on average (counting only the
+# time spent waiting for the upstream) is broken off: a trickle would hold a worker and the file's lock for good.
+MIN_DOWNLOAD_RATE = 32 * 1024
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# (host, port): who a connection goes to.
+Origin = tuple[str, int]
 
 
 class UpstreamError(Exception):
@@ -38,6 +60,10 @@ class UpstreamError(Exception):
     def __init__(self, message: str, timeout: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+
+
+class PrivateAddress(Exception):
+    """A connection refused before it was made: its host has an address that is not global."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +88,30 @@ class FetchedPage:
 
 NOT_MODIFIED = "not modified"
 NOT_FOUND = "not found"
+_USERINFO = re.compile(r"\A([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 def redact(url: str) -> str:
-    """The URL without the password of any credentials in it, for logs, listings and the audit trail."""
+    """The URL with whatever credentials it carries (a user, a token, a password) shown as ***, for logs,
+    listings and the audit trail. A pattern rather than a parse, so that no malformed URL ever escapes it."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def origin(url: str) -> Origin:
+    """Host and port of an http(s) URL; ValueError for any other URL."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    return parts.hostname.rstrip("."), parts.port or DEFAULT_PORTS[parts.scheme]
+
+
+def _without_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its userinfo, and the credentials that were in it, as requests would read them."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 @functools.cache
@@ -94,26 +135,122 @@ def pip_index_url() -> str:
     return PyPI.simple_url
 
 
-def make_session() -> requests.Session:
-    session = requests.Session()
+def _is_global(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global
+
+
+def _addresses(host: str, port: int, allowed: Origin | None) -> list[str]:
+    """The addresses `host` resolves to, unless one is not global and (host, port) is not `allowed`."""
+    found = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    if (host.rstrip(".").lower(), port) != allowed and not all(_is_global(a) for a in addresses):
+        raise PrivateAddress()
+    return addresses
+
+
+class _Guard:
+    """Mixed into urllib3's connections: resolve the host once, refuse it unless every address is global or it
+    is the session's own upstream, and connect to an address that was checked, so a DNS answer that changes
+    in between (rebinding) is never used. urllib3 connects to `_dns_host` and verifies TLS against `host`,
+    which is `_dns_host` too, hence the swap for the connect alone."""
+
+    allowed: Origin | None = None
+    _dns_host: str
+
+    def _new_conn(self) -> socket.socket:
+        name = self._dns_host
+        try:
+            addresses = _addresses(name, self.port, self.allowed)  # type: ignore[attr-defined]
+        except socket.gaierror as exc:
+            raise NameResolutionError(name, self, exc) from exc  # type: ignore[arg-type]
+        error: Exception | None = None
+        try:
+            for address in addresses:
+                self._dns_host = address
+                try:
+                    return super()._new_conn()  # type: ignore[misc]
+                except (NewConnectionError, ConnectTimeoutError) as exc:
+                    error = exc
+        finally:
+            self._dns_host = name
+        raise error  # type: ignore[misc]
+
+
+def _guarded_pools(allowed: Origin | None) -> dict[str, type[HTTPConnectionPool]]:
+    def pool(base: type[HTTPConnectionPool], connection: type[HTTPConnection]) -> type[HTTPConnectionPool]:
+        guarded = type(f"Guarded{connection.__name__}", (_Guard, connection), {"allowed": allowed})
+        return type(f"Guarded{base.__name__}", (base,), {"ConnectionCls": guarded})
+
+    return {"http": pool(HTTPConnectionPool, HTTPConnection), "https": pool(HTTPSConnectionPool, HTTPSConnection)}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter with pools of guarded connections. Only direct connections go through them: a proxy
+    from the environment resolves names itself, so Upstream checks what it sends there (see _check_proxied)."""
+
+    def __init__(self, allowed: Origin | None, **kwargs: Any) -> None:
+        self.allowed = allowed
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _guarded_pools(self.allowed)
+
+
+class _Session(requests.Session):
+    """Redirects are Upstream's to follow, hop by hop: requests would read a redirect's whole body first, even
+    one it does not follow, and that body is as long as the upstream likes."""
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(())
+
+
+def make_session(allowed: Origin | None = None) -> requests.Session:
+    """A pooled session that connects to global addresses, and to `allowed` wherever it is."""
+    session = _Session()
     # Connection failures and 502/503/504 are retried; a read timeout is not: a slow upstream asked again
     # only makes the client wait twice as long for the stale page it will get anyway.
     retry = Retry(total=2, connect=2, read=False, status=2, backoff_factor=0.2, status_forcelist=(502, 503, 504),
                   allowed_methods=("GET", "HEAD"), raise_on_status=False)
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=retry)
+    adapter = _GuardedAdapter(allowed, pool_connections=8, pool_maxsize=16, max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"pypilite/{__version__} (+private package index proxy)"
     return session
 
 
-class Upstream:
-    """One upstream simple index, reached through the process's shared session."""
+class Sessions:
+    """The process's pooled sessions, one per upstream origin, each allowed to reach that origin alone among
+    the non-global addresses: a kept-alive connection to one proxy's private mirror is never lent to another
+    proxy whose pages name that mirror."""
 
-    def __init__(self, session: requests.Session, root: str, timeout: float) -> None:
-        self.session = session
-        self.root = root if root.endswith("/") else root + "/"
+    def __init__(self) -> None:
+        self._by_origin: dict[Origin, requests.Session] = {}
+
+    def get(self, allowed: Origin) -> requests.Session:
+        session = self._by_origin.get(allowed)
+        if session is None:
+            session = self._by_origin.setdefault(allowed, make_session(allowed))
+        return session
+
+
+class Upstream:
+    """One repository's upstream simple index."""
+
+    def __init__(self, sessions: Sessions, root: str, timeout: float, name: str, max_page_bytes: int) -> None:
+        self.name = name
         self.timeout = timeout
+        self.max_page_bytes = max_page_bytes
+        # Credentials go to the root's own origin only, never to a host a page or a redirect names.
+        self.root, self.auth = _without_credentials(root if root.endswith("/") else root + "/")
+        try:
+            self.origin = origin(self.root)
+        except ValueError:
+            raise self._failed("is not an http(s) URL (remote_url)", root) from None
+        self.session = sessions.get(self.origin)
 
     def fetch_page(self, project: str, etag: str = "", last_modified: str = "") -> FetchedPage | str:
         """The project's page, NOT_MODIFIED for a matching validator, or NOT_FOUND."""
@@ -123,42 +260,124 @@ class Upstream:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        response = self._get(url, headers)
+        deadline = time.monotonic() + PAGE_TIMEOUTS * self.timeout
+        response = self._get(url, headers, deadline)
         with response:
             if response.status_code == 304:
                 return NOT_MODIFIED
             if response.status_code in (404, 410):
                 return NOT_FOUND
             if response.status_code != 200:
-                raise UpstreamError(f"upstream answered {response.status_code} for {redact(url)}")
-            files = parse_page(response.content, response.headers.get("Content-Type", ""), response.url)
+                raise self._failed(f"answered {response.status_code}", response.url)
+            body = self._page_body(response, deadline)
+            try:
+                files = parse_page(body, response.headers.get("Content-Type", ""), response.url)
+            except UpstreamError as exc:
+                raise self._failed(str(exc), response.url) from None
             return FetchedPage(files, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
 
-    def download(self, url: str) -> tuple[Iterator[bytes], int | None]:
-        """A file's bytes in chunks, and its length when the upstream said."""
-        response = self._get(url, {}, stream=True)
-        if response.status_code != 200:
+    def download(self, url: str, size: int | None = None) -> tuple[Iterator[bytes], int | None]:
+        """A file's bytes in chunks, as they left the upstream (pip's way: a .tar.gz some servers mislabel
+        as gzip-encoded must not be unpacked), and its length when the upstream said. `size`: what its page
+        declared, which a Content-Length must not contradict."""
+        response = self._get(url, {"Accept-Encoding": "identity"})
+        header = response.headers.get("Content-Length", "")
+        length = int(header) if header.isdigit() else None
+        if response.status_code != 200 or None not in (size, length) and size != length:
             response.close()
-            raise UpstreamError(f"upstream answered {response.status_code} for {redact(url)}")
-        length = response.headers.get("Content-Length")
+            how = (f"answered {response.status_code} for a file" if response.status_code != 200
+                   else f"sent a file of {length} bytes where its page declared {size}")
+            raise self._failed(how, response.url)
 
         def chunks() -> Iterator[bytes]:
+            received, waited = 0, 0.0
             with response:
-                try:
-                    yield from response.iter_content(CHUNK)
-                except requests.RequestException as exc:
-                    raise UpstreamError(f"download of {redact(url)} broke off: {type(exc).__name__}") from None
+                while True:
+                    started = time.monotonic()
+                    chunk = self._read(response, decode=False)
+                    waited += time.monotonic() - started
+                    if not chunk:
+                        return
+                    received += len(chunk)
+                    grace = PAGE_TIMEOUTS * self.timeout
+                    if waited > grace and received < MIN_DOWNLOAD_RATE * (waited - grace):
+                        raise self._failed(f"sent a file slower than {MIN_DOWNLOAD_RATE // 1024} KiB/s; broken off",
+                                           response.url, timeout=True)
+                    yield chunk
 
-        return chunks(), int(length) if length and length.isdigit() else None
+        return chunks(), length
 
-    def _get(self, url: str, headers: dict[str, str], stream: bool = False) -> requests.Response:
+    def _page_body(self, response: requests.Response, deadline: float) -> bytes:
+        """The page's bytes as decoded (gzip and friends), counted while they arrive and stopped at the cap."""
+        body = bytearray()
+        while chunk := self._read(response, decode=True):
+            body += chunk
+            if len(body) > self.max_page_bytes:
+                raise self._failed(f"sent a page larger than server.max_upstream_page_mb "
+                                   f"({self.max_page_bytes // (1024 * 1024)} MB)", response.url)
+            if time.monotonic() > deadline:
+                raise self._failed(f"did not send its page within {PAGE_TIMEOUTS * self.timeout:g} s", response.url,
+                                   timeout=True)
+        return bytes(body)
+
+    def _read(self, response: requests.Response, decode: bool) -> bytes:
+        """What one read of the socket brought (b"" at the end), so a deadline is looked at between reads."""
         try:
-            return self.session.get(url, headers=headers, timeout=self.timeout, stream=stream)
-        except requests.Timeout:
-            raise UpstreamError(f"upstream did not answer within {self.timeout:g} s: {redact(url)}",
-                                timeout=True) from None
-        except requests.RequestException as exc:
-            raise UpstreamError(f"upstream unreachable: {redact(url)} ({type(exc).__name__})") from None
+            return response.raw.read1(CHUNK, decode_content=decode)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._failed(f"broke off ({type(exc).__name__})", response.url,
+                               timeout=isinstance(exc, (ReadTimeoutError, TimeoutError))) from None
+
+    def _get(self, url: str, headers: dict[str, str], deadline: float | None = None) -> requests.Response:
+        """The answer at `url` after its redirects, each hop checked; a redirect's body is never read."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                target_origin = origin(url)
+            except ValueError:
+                raise self._failed("named a URL that is not http(s), which is never fetched", url) from None
+            target, _ = _without_credentials(url)
+            timeout = self.timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    raise self._failed(f"did not send its page within {PAGE_TIMEOUTS * self.timeout:g} s", url,
+                                       timeout=True)
+            try:
+                self._check_proxied(target, target_origin)
+                response = self.session.get(target, headers=headers, timeout=timeout, stream=True,
+                                            allow_redirects=False,
+                                            auth=self.auth if target_origin == self.origin else None)
+            except PrivateAddress:
+                raise self._failed("named a private or local address, which is never fetched (only remote_url's "
+                                   "own host may be one)", url) from None
+            except requests.Timeout:
+                raise self._failed(f"did not answer within {timeout:g} s", url, timeout=True) from None
+            except requests.RequestException as exc:
+                garbled = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+                how = "hung up or sent a malformed answer" if garbled else "is unreachable"
+                raise self._failed(f"{how} ({type(exc).__name__})", url) from None
+            location = self.session.get_redirect_target(response)
+            if location is None:
+                return response
+            response.close()
+            url = urljoin(target, location)
+        raise self._failed(f"redirected more than {MAX_REDIRECTS} times", url)
+
+    def _check_proxied(self, url: str, target: Origin) -> None:
+        """Through a proxy from the environment, the proxy resolves the name and no connection here can be
+        checked: refuse what resolves here to a private address. A name only the proxy can resolve goes on."""
+        proxies = self.session.merge_environment_settings(url, {}, None, None, None)["proxies"]
+        if requests.utils.select_proxy(url, proxies) is None:
+            return
+        try:
+            _addresses(target[0], target[1], self.origin)
+        except (socket.gaierror, UnicodeError):
+            pass
+
+    def _failed(self, how: str, url: str, timeout: bool = False) -> UpstreamError:
+        """The one-line error for answers, which names no URL; the URL, redacted, goes to the log."""
+        log.warning("%s: upstream %s %s", self.name, redact(url), how)
+        return UpstreamError(f"upstream of repository {self.name!r} {how}", timeout)
 
 
 def parse_page(body: bytes, content_type: str, base_url: str) -> tuple[UpstreamFile, ...]:
@@ -170,7 +389,7 @@ def parse_page(body: bytes, content_type: str, base_url: str) -> tuple[UpstreamF
         parser.feed(body.decode("utf-8", "replace"))
         return tuple(_from_anchor(attrs, text, base_url) for attrs, text in parser.anchors)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UpstreamError(f"upstream sent a page that cannot be parsed ({type(exc).__name__})") from None
+        raise UpstreamError(f"sent a page that cannot be parsed ({type(exc).__name__})") from None
 
 
 def _metadata_hash(value: Any) -> str | None:
@@ -193,7 +412,7 @@ def _from_json(entry: dict[str, Any], base_url: str) -> UpstreamFile:
         yanked=bool(yanked),
         yanked_reason=yanked if isinstance(yanked, str) else "",
         metadata_sha256=_metadata_hash(metadata),
-        size=size if isinstance(size, int) and size >= 0 else None,
+        size=size if type(size) is int and 0 <= size < 2**63 else None,  # what a database column holds
         upload_time=_parse_time(upload_time) if isinstance(upload_time, str) else None,
     )
 

@@ -1,9 +1,12 @@
 """Upstream indexes for proxy tests, on loopback: a static PEP 503 tree served from a directory, and one that
 speaks PEP 691 JSON with ETags. Both count what they are asked, can serve corrupted bytes, can die in the
-middle of a file, and can be stopped and started again on the same port."""
+middle of a file, and can be stopped and started again on the same port. And the hostile ones: pages that
+name any URL and declare any hash, redirects, answers that trickle, lie about their length, carry huge
+headers or come gzip-compressed."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import html
 import json
@@ -26,10 +29,27 @@ class Dist:
     data: bytes
     metadata: bytes | None = None
     requires_python: str = ""
+    url: str = ""  # what pages link to; empty: the file in this upstream's files/
+    declared_sha256: str = ""  # what pages say the file hashes to; empty: what it does
+    declared_metadata_sha256: str = ""
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def link(self) -> str:
+        return self.url or f"../../files/{self.filename}"
+
+    @property
+    def page_sha256(self) -> str:
+        return self.declared_sha256 or self.sha256
+
+    @property
+    def page_metadata_sha256(self) -> str | None:
+        if self.declared_metadata_sha256:
+            return self.declared_metadata_sha256
+        return hashlib.sha256(self.metadata).hexdigest() if self.metadata is not None else None
 
 
 def wheel(project: str, version: str, requires: tuple[str, ...] = (), requires_python: str = "") -> Dist:
@@ -61,10 +81,11 @@ class Log:
 class Upstream:
     """A served index: `dists` by project, `corrupt` filenames answered with other bytes."""
 
-    def __init__(self, root: Path, dists: list[Dist], json_api: bool) -> None:
+    def __init__(self, root: Path, dists: list[Dist], json_api: bool, host: str = "127.0.0.1") -> None:
         self.root = root
         self.dists = dists
         self.json_api = json_api
+        self.host = host
         self.corrupt: set[str] = set()
         self.fail_status: int | None = None  # answer every request with this status
         self.delay = 0.0  # seconds to wait before answering
@@ -73,6 +94,12 @@ class Upstream:
         self.die_mid_body: set[str] = set()
         self.hold = 0.0
         self.half_sent = threading.Event()
+        self.redirects: dict[str, str] = {}  # request path -> Location of a 302
+        self.drip: set[str] = set()  # request paths whose answer comes one byte every `drip_seconds`
+        self.drip_seconds = 0.2
+        self.gzip_pages = False  # JSON pages sent with Content-Encoding: gzip
+        self.headers: dict[str, str] = {}  # added to every answer of the JSON API and of files/
+        self.claimed_length: dict[str, int] = {}  # filename -> the Content-Length its answer claims
         self.log = Log()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -80,7 +107,7 @@ class Upstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/simple/"
+        return f"http://{self.host}:{self.port}/simple/"
 
     def _write_tree(self) -> None:
         """The static tree: simple/<project>/index.html with #sha256 links, files/ and .metadata files."""
@@ -95,9 +122,10 @@ class Upstream:
                     attrs += f' data-requires-python="{html.escape(dist.requires_python)}"'
                 if dist.metadata is not None:
                     (files / f"{dist.filename}.metadata").write_bytes(dist.metadata)
-                    attrs += f' data-core-metadata="sha256={hashlib.sha256(dist.metadata).hexdigest()}"'
-                anchors.append(f'<a href="../../files/{dist.filename}#sha256={dist.sha256}"{attrs}>'
-                               f"{dist.filename}</a><br>")
+                if dist.page_metadata_sha256 is not None:
+                    attrs += f' data-core-metadata="sha256={dist.page_metadata_sha256}"'
+                anchors.append(f'<a href="{html.escape(dist.link)}#sha256={dist.page_sha256}"{attrs}>'
+                               f"{html.escape(dist.filename)}</a><br>")
             page = self.root / "simple" / project / "index.html"
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text("<!DOCTYPE html><html><body>\n" + "\n".join(anchors) + "\n</body></html>\n")
@@ -107,15 +135,15 @@ class Upstream:
         if not dists:
             return None
         return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "versions": [], "files": [{
-            "filename": d.filename, "url": f"../../files/{d.filename}", "hashes": {"sha256": d.sha256},
+            "filename": d.filename, "url": d.link, "hashes": {"sha256": d.page_sha256},
             "requires-python": d.requires_python or None, "size": len(d.data),
             "upload-time": "2024-05-06T07:08:09.123456Z", "yanked": False,
-            "core-metadata": {"sha256": hashlib.sha256(d.metadata).hexdigest()} if d.metadata else False,
+            "core-metadata": {"sha256": d.page_metadata_sha256} if d.page_metadata_sha256 else False,
         } for d in dists]}).encode()
 
     def start(self) -> Upstream:
         handler = partial(_Handler, self, directory=str(self.root))
-        self._server = _QuietServer(("127.0.0.1", self.port), handler)
+        self._server = _QuietServer((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -149,11 +177,19 @@ class _Handler(SimpleHTTPRequestHandler):
         time.sleep(self.upstream.delay)
         if self.upstream.fail_status is not None:
             return self._send(self.upstream.fail_status, b"upstream trouble", "text/plain")
+        if self.path in self.upstream.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.upstream.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         name = self.path.rsplit("/", 1)[-1]
         if self.path.startswith("/files/") and name in self.upstream.corrupt:
             return self._send(200, b"not the bytes that were declared" * 100, "application/octet-stream")
         if self.path.startswith("/files/") and name in self.upstream.die_mid_body:
             return self._die_mid_body((self.upstream.root / "files" / name).read_bytes())
+        if self.path.startswith("/files/") and (self.upstream.root / "files" / name).is_file():
+            return self._send(200, (self.upstream.root / "files" / name).read_bytes(), "application/octet-stream")
         parts = self.path.strip("/").split("/")
         if self.upstream.json_api and len(parts) == 2 and parts[0] == "simple":
             return self._json(parts[1])
@@ -170,16 +206,26 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return None
-        return self._send(200, body, "application/vnd.pypi.simple.v1+json", {"ETag": etag})
+        headers = {"ETag": etag}
+        if self.upstream.gzip_pages:
+            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+        return self._send(200, body, "application/vnd.pypi.simple.v1+json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
+        name = self.path.rsplit("/", 1)[-1]
+        self.send_header("Content-Length", str(self.upstream.claimed_length.get(name, len(body))))
+        for header, value in {**self.upstream.headers, **(headers or {})}.items():
+            self.send_header(header, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.path not in self.upstream.drip:
+            self.wfile.write(body)
+            return
+        for i in range(len(body)):
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+            time.sleep(self.upstream.drip_seconds)
 
     def _die_mid_body(self, data: bytes) -> None:
         self.send_response(200)

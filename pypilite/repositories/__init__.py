@@ -22,7 +22,7 @@ from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
-from pypilite.upstream import Upstream, UpstreamError, make_session, pip_index_url
+from pypilite.upstream import Sessions, Upstream, UpstreamError, pip_index_url
 
 
 REPOSITORY = models.Repository._meta.table_name
@@ -36,12 +36,14 @@ _ROW_CACHE_SIZE = 512
 
 
 class Repositories:
-    def __init__(self, blobs: BlobStore, instance: str, locks: Path, metrics: Metrics) -> None:
+    def __init__(self, blobs: BlobStore, instance: str, locks: Path, metrics: Metrics,
+                 max_upstream_page_bytes: int) -> None:
         self.blobs = blobs
         self.instance = instance
         self.locks = locks
         self.metrics = metrics
-        self.session = make_session()  # one connection pool per process for every proxy
+        self.max_upstream_page_bytes = max_upstream_page_bytes
+        self.sessions = Sessions()  # connection pools for the process's life, shared by the proxies of an upstream
         self._rows: dict[tuple[object, ...], models.Repository] = {}
 
     def get(self, name: str, principal: Principal | None) -> Repository:
@@ -70,10 +72,10 @@ class Repositories:
                                    frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":
             try:
-                root = row.remote_url or pip_index_url()
+                upstream = Upstream(self.sessions, row.remote_url or pip_index_url(), row.remote_timeout, row.name,
+                                    self.max_upstream_page_bytes)
             except UpstreamError as exc:
                 raise UserError(502, str(exc)) from None
-            upstream = Upstream(self.session, root, row.remote_timeout)
             return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks, self.metrics)
         return HostedRepository(row, self.blobs, self.instance)
 

@@ -143,6 +143,12 @@ class Repository(ABC):
     def open_metadata(self, filename: str) -> BlobRef | None:
         """The PEP 658 metadata of a distribution file, or None when there is none."""
 
+    @abstractmethod
+    def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
+        """The blob in the store this repository may hand out for a distribution file (or its PEP 658
+        metadata) without fetching anything: what nginx may send in its place. None when there is none: a
+        proxy hands out only bytes it fetched from its own upstream and verified, whatever else is stored."""
+
     def upload_target(self) -> HostedRepository:
         """The hosted repository an upload addressed to this one lands in."""
         raise BadRequest(f"repository {self.name!r} ({self.repository_type}) does not accept uploads")

@@ -5,6 +5,10 @@ count as fresh for `cache_ttl`; after that they are revalidated with a condition
 fails, the cached page is served and marked stale. Files are fetched on first request, streamed to the
 client while they are stored, and kept only if their sha256 is the one the upstream declared; a file the
 upstream gives no sha256 for is not offered at all, since nothing could vouch for its bytes.
+
+A proxy hands out only blobs it fetched from its own upstream and verified (models.FetchedBlob): an upstream
+page may name the sha256 of any file, a private one stored for another repository included, and the same
+bytes being in the store prove nothing about who may have them.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from pypilite import models
-from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, parse_filename
+from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, metadata_bytes, parse_filename
 from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
-from pypilite.models import File, Project, UpstreamPage, database, first, utcnow, write_transaction
+from pypilite.models import FetchedBlob, File, Project, UpstreamPage, database, first, utcnow, write_transaction
 from pypilite.repositories.base import BlobRef, PageTag, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.stored import PROJECT, StoredRepository
@@ -33,6 +38,13 @@ log = logging.getLogger(__name__)
 UPSTREAM_PAGE = UpstreamPage._meta.table_name
 # An upstream "no such project" is remembered this long at most (or cache_ttl, if shorter).
 NOT_FOUND_TTL = timedelta(seconds=60)
+# A file that ends within this many bytes is read and checked before the answer starts, so a mismatch is a 502;
+# a longer one can only break off once its status is sent.
+READ_AHEAD = 1024 * 1024
+# What an offered filename may hold: PEP 427 and 625 names, with the + of local versions and the ! of epochs.
+# Anything else (a quote, a space, a semicolon) would travel into URLs, paths and Content-Disposition.
+_PLAIN_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 # The columns of a new file row, in the order _insert_files gives them: every field but the id.
 _FILE_FIELDS = [field for field in File._meta.sorted_fields if field is not File.id]
 
@@ -185,9 +197,12 @@ class ProxyRepository(StoredRepository):
         for filename, values in wanted.items():
             row = existing.get(filename)
             if row is not None and _differs(row, values):
-                File.update(**values).where(File.id == row.id).execute()
+                other_bytes = (row.sha256, row.metadata_sha256) != (values["sha256"], values["metadata_sha256"])
+                # What the UI shows was read from the old bytes: it goes with them, and stays otherwise.
+                changes = values if other_bytes else {k: v for k, v in values.items() if k != "info_sha256"}
+                File.update(**changes).where(File.id == row.id).execute()
                 changed = True
-                narrowed |= (row.sha256, row.metadata_sha256) != (values["sha256"], values["metadata_sha256"])
+                narrowed |= other_bytes
         gone = [row.id for filename, row in existing.items() if filename not in wanted]
         if gone:
             File.delete().where(File.id.in_(gone)).execute()
@@ -196,16 +211,24 @@ class ProxyRepository(StoredRepository):
             Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
         return narrowed
 
+    def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
+        ref = super().stored_blob(filename, metadata)
+        return ref if ref is not None and self._fetched(ref.sha256) else None
+
+    def _fetched(self, sha256: str) -> bool:
+        return FetchedBlob.select().where((FetchedBlob.repository == self.id)
+                                          & (FetchedBlob.sha256 == sha256)).exists()
+
     def open_file(self, filename: str) -> BlobRef | None:
         row = self._file_row(filename)
         if row is None:
             return None
-        local = self._local(row.sha256, row.filename)
+        local = self.stored_blob(filename)
         if local is not None:
             self.metrics.proxy("file", "hit")
             return local
         lock = self._lock_blob(row.sha256)
-        local = self._local(row.sha256, row.filename)
+        local = self.stored_blob(filename)
         if local is not None:  # fetched by whoever held the lock before
             lock.release()
             self.metrics.proxy("file", "hit")
@@ -217,32 +240,36 @@ class ProxyRepository(StoredRepository):
             lock.release()
             raise
         try:
-            chunks, length = self.upstream.download(row.origin_url)
+            chunks, length = self.upstream.download(row.origin_url, row.size)
         except UpstreamError as exc:
             blob.discard()
             lock.release()
             self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
-        size = row.size if row.size is not None else length
-        return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename,
-                       stream=_StoringStream(self, chunks, row, lock, blob), size=size)
+        stream = _StoringStream(self, chunks, row, lock, blob)
+        try:
+            stream.read_ahead()
+        except UpstreamError as exc:
+            stream.close()
+            self.metrics.upstream_error("file")
+            raise UserError(504 if exc.timeout else 502, str(exc)) from None
+        except BaseException:
+            stream.close()
+            raise
+        return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename, stream=stream,
+                       size=row.size if row.size is not None else length)
 
     def open_metadata(self, filename: str) -> BlobRef | None:
         row = self._file_row(filename)
         if row is None or row.metadata_sha256 is None:
             return None
-        name = f"{row.filename}.metadata"
-        local = self._local(row.metadata_sha256, name)
+        local = self.stored_blob(filename, metadata=True)
         if local is not None:
             return local
         with self._lock_blob(row.metadata_sha256):
-            if self._local(row.metadata_sha256, name) is None:
+            if self.stored_blob(filename, metadata=True) is None:
                 self._fetch_metadata(row)
-        return self._local(row.metadata_sha256, name)
-
-    def _local(self, sha256: str, download_name: str) -> BlobRef | None:
-        path = self.blobs.path(sha256)
-        return BlobRef(path, sha256, download_name) if path.is_file() else None
+        return self.stored_blob(filename, metadata=True)
 
     def _lock_blob(self, sha256: str) -> FileLock:
         try:
@@ -250,8 +277,13 @@ class ProxyRepository(StoredRepository):
         except LockTimeout as exc:
             raise UserError(504, f"waited too long for another download of the same file: {exc}") from None
 
+    def _mismatch(self, row: File, how: str, detail: str = "") -> UpstreamError:
+        log.error("%s: %s from %s %s%s; not kept", self.name, row.filename, redact(row.origin_url), how, detail)
+        return UpstreamError(f"{row.filename} from the upstream of repository {self.name!r} {how}; not kept")
+
     def _fetch_metadata(self, row: File) -> None:
         url = f"{row.origin_url}.metadata"
+        name = f"{row.filename}.metadata"
         blob = self.blobs.temp(limit=MAX_METADATA_BYTES)
         try:
             chunks, _length = self.upstream.download(url)
@@ -259,22 +291,57 @@ class ProxyRepository(StoredRepository):
                 blob.write(chunk)
             if not hmac.compare_digest(blob.sha256, row.metadata_sha256):
                 log.error("%s: %s from %s has sha256 %s, not the declared %s; not kept",
-                          self.name, f"{row.filename}.metadata", redact(url), blob.sha256, row.metadata_sha256)
-                raise UserError(502, f"upstream metadata for {row.filename} does not match its declared sha256")
+                          self.name, name, redact(url), blob.sha256, row.metadata_sha256)
+                raise UserError(502, f"{name} from the upstream of repository {self.name!r} does not match its "
+                                     f"declared sha256; not kept")
             self.blobs.commit(blob)
+            with write_transaction() as write:
+                write.keeps_public_files()
+                self._record_fetched(blob.sha256)
+                # The metadata the UI shows, unless the archive's own was taken out already.
+                File.update(info_sha256=row.metadata_sha256).where(
+                    (File.id == row.id) & (File.metadata_sha256 == row.metadata_sha256)
+                    & File.info_sha256.is_null()).execute()
         except UpstreamError as exc:
             self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         except BlobTooLarge:
-            raise UserError(502, f"upstream metadata for {row.filename} is too large") from None
+            raise UserError(502, f"{name} from the upstream of repository {self.name!r} is larger than "
+                                 f"{MAX_METADATA_BYTES // (1024 * 1024)} MB") from None
         finally:
             blob.discard()
 
+    def _record_fetched(self, sha256: str) -> None:
+        FetchedBlob.insert(repository=self.id, sha256=sha256).on_conflict_ignore().execute()
+
+    def _describe(self, row: File) -> None:
+        """Record the metadata the UI shows of a file this proxy has just fetched: its .metadata file when the
+        proxy fetched that, else what the archive carries. Runs after the client has every byte; a file
+        whose metadata cannot be read shows none, which is logged."""
+        if row.info_sha256 is not None:
+            return
+        try:
+            if row.metadata_sha256 is not None and self._fetched(row.metadata_sha256):
+                info = row.metadata_sha256
+            else:
+                raw = metadata_bytes(self.blobs.path(row.sha256), parse_filename(row.filename), row.filename)
+                info = self.blobs.put_bytes(raw)
+            with write_transaction() as write:
+                write.keeps_public_files()
+                File.update(info_sha256=info).where((File.id == row.id) & (File.sha256 == row.sha256)
+                                                    & File.info_sha256.is_null()).execute()
+        except Exception as exc:  # the download is complete; what the UI shows must not turn it into an error
+            log.warning("%s: no metadata shown for %s: %s", self.name, row.filename,
+                        getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+
+
 class _StoringStream:
-    """The upstream's bytes passed on while they are stored, the last chunk held back until the whole file
-    hashes to the declared sha256: a mismatch ends the response short, so the client's download fails and
-    nothing is kept. close() (which the WSGI server always calls) releases the lock and the temp file whether
-    or not the body was ever iterated, as for a HEAD request or a client that hung up."""
+    """The upstream's bytes passed on while they are stored. The first READ_AHEAD bytes are read before the
+    answer starts (read_ahead), so a small file is checked while its status can still say 502; past that, the
+    last chunk is held back until the whole file hashes to the declared sha256, and a mismatch ends the
+    response short, so the client's download fails. Nothing unverified is kept. close() (which the WSGI
+    server always calls) releases the lock and the temp file whether or not the body was ever iterated, as
+    for a HEAD request or a client that hung up."""
 
     def __init__(self, proxy: ProxyRepository, chunks: Iterator[bytes], row: File, lock: FileLock,
                  blob: TempBlob) -> None:
@@ -283,10 +350,21 @@ class _StoringStream:
         self.row = row
         self.lock = lock
         self.blob = blob
+        self._ahead: list[bytes] = []
+        self._complete = False  # every byte arrived, matched and was stored
         self._body = self._pass_on()
 
     def __iter__(self) -> Iterator[bytes]:
         return self._body
+
+    def read_ahead(self) -> None:
+        """Read up to READ_AHEAD bytes; a file that ends within them is checked and stored (or refused) now."""
+        for chunk in self.chunks:
+            self._write(chunk)
+            self._ahead.append(chunk)
+            if self.blob.size >= READ_AHEAD:
+                return
+        self._finish()
 
     def _pass_on(self) -> Iterator[bytes]:
         try:
@@ -296,30 +374,54 @@ class _StoringStream:
             self.lock.release()
 
     def _store_and_pass_on(self) -> Iterator[bytes]:
-        held = b""
+        ahead, self._ahead = self._ahead, []
+        if self._complete:
+            yield b"".join(ahead)
+        else:
+            held = ahead.pop() if ahead else b""
+            if ahead:  # the answer starts now, not once the upstream sends more
+                yield b"".join(ahead)
+            try:
+                for chunk in self.chunks:
+                    self._write(chunk)
+                    if held:
+                        yield held
+                    held = chunk
+                with database.connection_context():  # the request's own connection is closed by now
+                    self._finish()
+            except UpstreamError:
+                self.proxy.metrics.upstream_error("file")
+                raise  # the response breaks off: the client's download fails, and nothing is kept
+            yield held
+        self.lock.release()
+        # The client has every byte now: what the UI shows of the file is taken out of it after.
+        with database.connection_context():
+            self.proxy._describe(self.row)
+
+    def _write(self, chunk: bytes) -> None:
         try:
-            for chunk in self.chunks:
-                self.blob.write(chunk)
-                if held:
-                    yield held
-                held = chunk
+            self.blob.write(chunk)
         except InsufficientStorage as exc:
             log.error("%s: %s not cached: %s", self.proxy.name, self.row.filename, exc.message)
-            raise  # the response breaks off: the client's download fails, and nothing is kept
+            raise  # the response breaks off (or is a 507, before it starts): nothing is kept
+        if self.row.size is not None and self.blob.size > self.row.size:
+            raise self.proxy._mismatch(self.row, f"is longer than the {self.row.size} bytes its page declared")
+
+    def _finish(self) -> None:
+        """Keep the file if it is what the upstream declared; raise UpstreamError if not."""
         row, blob = self.row, self.blob
         if not hmac.compare_digest(blob.sha256, row.sha256) or row.size not in (None, blob.size):
-            log.error("%s: %s from %s has sha256 %s (%d bytes), not the declared %s; not kept",
-                      self.proxy.name, row.filename, redact(row.origin_url), blob.sha256, blob.size, row.sha256)
-            self.proxy.metrics.upstream_error("file")
-            raise UpstreamError(f"{row.filename} from upstream does not match its declared sha256")
+            raise self.proxy._mismatch(row, "does not match its declared sha256",
+                                       f" (sha256 {blob.sha256}, {blob.size} bytes; declared {row.sha256})")
         self.proxy.blobs.commit(blob)
-        if row.size is None:  # now known: the pages that list the file change, so their serials move
-            with database.connection_context(), write_transaction() as write:
-                write.keeps_public_files()
+        with write_transaction() as write:
+            write.keeps_public_files()
+            self.proxy._record_fetched(row.sha256)
+            if row.size is None:  # now known: the pages that list the file change, so their serials move
                 learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())
                 Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
                 File.update(size=blob.size).where((File.sha256 == row.sha256) & File.size.is_null()).execute()
-        yield held
+        self._complete = True
 
     def close(self) -> None:
         try:
@@ -333,9 +435,10 @@ class _StoringStream:
 
 
 def _differs(row: File, values: dict[str, object]) -> bool:
-    """Whether the upstream changed anything about a file; a size learned on download is not a change."""
+    """Whether the upstream changed anything about a file; a size learned on download, or the metadata the UI
+    shows, is not a change."""
     return any(getattr(row, key) != value for key, value in values.items()
-               if not (key == "size" and value is None))
+               if key != "info_sha256" and not (key == "size" and value is None))
 
 
 def _insert_files(rows: list[dict[str, object]]) -> None:
@@ -352,8 +455,11 @@ def _insert_files(rows: list[dict[str, object]]) -> None:
 
 def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object] | None:
     """The File columns for one upstream file, or None for a file pypilite will not offer."""
-    if not upstream_file.sha256 or len(upstream_file.sha256) != 64:
-        log.info("upstream file %s has no sha256; not offered", upstream_file.filename)
+    if not _SHA256.match(upstream_file.sha256 or ""):
+        log.info("upstream file %r has no sha256; not offered", upstream_file.filename[:300])
+        return None
+    if not _PLAIN_FILENAME.match(upstream_file.filename):
+        log.info("upstream file %r has a name no distribution has; not offered", upstream_file.filename[:300])
         return None
     try:
         info = parse_filename(upstream_file.filename)
@@ -361,6 +467,7 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
         return None  # eggs, installers and names packaging cannot read
     if info.project != project:
         return None
+    metadata_sha256 = upstream_file.metadata_sha256 if _SHA256.match(upstream_file.metadata_sha256 or "") else None
     return {
         "filename": upstream_file.filename,
         "version": str(info.version),
@@ -371,7 +478,7 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
         "requires_python": upstream_file.requires_python,
         "yanked": upstream_file.yanked,
         "yanked_reason": upstream_file.yanked_reason,
-        "metadata_sha256": upstream_file.metadata_sha256,
+        "metadata_sha256": metadata_sha256,
         "origin_url": upstream_file.url,
         "uploader": "",
         "info_sha256": None,

@@ -81,14 +81,23 @@ class StoredRepository(Repository):
         return self._dist_file(row) if row is not None else None
 
     def open_file(self, filename: str) -> BlobRef | None:
+        return self._blob_ref(filename, metadata=False)
+
+    def open_metadata(self, filename: str) -> BlobRef | None:
+        return self._blob_ref(filename, metadata=True)
+
+    def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
+        ref = self._blob_ref(filename, metadata)
+        return ref if ref is not None and ref.path.is_file() else None
+
+    def _blob_ref(self, filename: str, metadata: bool) -> BlobRef | None:
+        """Where the row says the file's (or its metadata's) bytes are, whether or not they are there."""
         row = self._file_row(filename)
         if row is None:
             return None
-        return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename)
-
-    def open_metadata(self, filename: str) -> BlobRef | None:
-        row = self._file_row(filename)
-        if row is None or row.metadata_sha256 is None:
+        if not metadata:
+            return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename)
+        if row.metadata_sha256 is None:
             return None
         return BlobRef(self.blobs.path(row.metadata_sha256), row.metadata_sha256, f"{row.filename}.metadata")
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from flask import Blueprint, Response, request
-from werkzeug.http import quote_etag
+from werkzeug.http import quote_etag, quote_header_value
 from werkzeug.wsgi import wrap_file
 
 from pypilite import access
@@ -39,7 +39,7 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     repository = readable_repository(repo)
     blob = _blob(repository, sha256, filename)
     accel = services().config.server.x_accel_redirect
-    response = _accelerated(repo, sha256, filename, blob, accel) if accel else None
+    response = _accelerated(repository, sha256, filename, blob, accel) if accel else None
     if response is None:
         response = _sent(repository, filename)
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
@@ -82,7 +82,7 @@ def _send_blob(ref: BlobRef) -> Response:
         size = os.fstat(file.fileno()).st_size
         response = Response(wrap_file(request.environ, file), direct_passthrough=True, headers=[
             ("Content-Type", "application/octet-stream"), ("Content-Length", str(size)),
-            ("Content-Disposition", f'inline; filename="{ref.download_name}"'), ("ETag", quote_etag(ref.sha256))])
+            ("Content-Disposition", _disposition(ref.download_name)), ("ETag", quote_etag(ref.sha256))])
         response = response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
         # werkzeug dates a conditional answer, but the server dates every answer as it sends it: werkzeug's
         # development server would send both dates, and the memo would repeat the first one for good.
@@ -94,22 +94,27 @@ def _send_blob(ref: BlobRef) -> Response:
     return response
 
 
-def _accelerated(repo: str, sha256: str, filename: str, blob: str, location: str) -> Response | None:
+def _stored(repository: Repository, filename: str, blob: str) -> Path | None:
+    """The stored blob `repository` may hand out for the URL's file, if it is the one the URL stands for."""
+    ref = repository.stored_blob(filename.removesuffix(METADATA_SUFFIX), filename.endswith(METADATA_SUFFIX))
+    return ref.path if ref is not None and ref.sha256 == blob else None
+
+
+def _accelerated(repository: Repository, sha256: str, filename: str, blob: str, location: str) -> Response | None:
     """No body: nginx sends the stored blob from its internal location, with Range and conditional GETs of
     its own, and keeps the headers set here that it passes on. None when pypilite must send it itself (a
-    proxied file not fetched yet, or a blob gone missing); but when nginx only asks whether it may send
-    the file (deploy/nginx.conf's decision subrequest), pypilite starts nothing and says "not from you"
-    with an answer that names no blob."""
-    blobs = services().blobs
-    path = blobs.path(blob)
-    if not path.is_file():
+    proxied file it has not fetched itself yet, or a blob gone missing); but when nginx only asks whether it
+    may send the file (deploy/nginx.conf's decision subrequest), pypilite starts nothing and says "not from
+    you" with an answer that names no blob."""
+    path = _stored(repository, filename, blob)
+    if path is None:
         return Response(status=200) if request.headers.get(DECISION_HEADER) else None
     response = Response(mimetype="application/octet-stream")
-    response.headers["X-Accel-Redirect"] = location + path.relative_to(blobs.root).as_posix()
-    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    response.headers["X-Accel-Redirect"] = location + path.relative_to(services().blobs.root).as_posix()
+    response.headers["Content-Disposition"] = _disposition(filename)
     # nginx asks again about a linked file only once the tree is retired, and then it must be linked anew:
     # that answer is not for the memo to repeat.
-    if principal().authenticated or not _publish(repo, sha256, filename, path):
+    if principal().authenticated or not _publish(repository.name, sha256, filename, path):
         memo.offer(requires=path)
     return response
 
@@ -120,11 +125,17 @@ def _publish(repo: str, sha256: str, filename: str, blob: Path) -> bool:
 
     def still_public() -> bool:
         try:
-            return _blob(repository_for(repo, access.READ, ANONYMOUS), sha256, filename) == blob.name
+            anonymous = repository_for(repo, access.READ, ANONYMOUS)
+            return _stored(anonymous, filename, _blob(anonymous, sha256, filename)) == blob
         except UserError:
             return False
 
     return services().public_tree.publish(f"files/{repo}/{sha256}/{filename}", blob, still_public)
+
+
+def _disposition(filename: str) -> str:
+    """Quoted by werkzeug: a filename is not trusted to be free of quotes and backslashes."""
+    return f"inline; filename={quote_header_value(filename, allow_token=False)}"
 
 
 def _streamed(ref: BlobRef) -> Response:
@@ -133,5 +144,5 @@ def _streamed(ref: BlobRef) -> Response:
     if ref.size is not None:
         response.content_length = ref.size
     response.set_etag(ref.sha256)
-    response.headers["Content-Disposition"] = f'inline; filename="{ref.download_name}"'
+    response.headers["Content-Disposition"] = _disposition(ref.download_name)
     return response

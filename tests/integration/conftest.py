@@ -9,10 +9,12 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +153,19 @@ def twine_form(filename: str, data: bytes) -> tuple[bytes, str]:
               "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
               "content": (filename, data, "application/octet-stream")}
     return urllib3.encode_multipart_formdata(fields)
+
+
+def described(server: LiveServer, sha256: str, wait: float = 30) -> str | None:
+    """The UI metadata a proxy recorded for its file of this sha256, which it takes out of the file after
+    the client had the last byte: waited for, up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        with closing(sqlite3.connect(server.data_dir / "pypilite.db")) as db:
+            found = db.execute("SELECT info_sha256 FROM file WHERE sha256 = ? AND origin_url != '' "
+                               "AND info_sha256 IS NOT NULL", (sha256,)).fetchone()
+        if found is not None or time.monotonic() > deadline:
+            return found[0] if found else None
+        time.sleep(0.05)
 
 
 def listed(server: LiveServer, project: str, repo: str = "local") -> dict[str, dict]:

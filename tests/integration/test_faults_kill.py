@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import (TEST_REPOSITORIES, LiveServer, kill_server, listed, start_server, stop_server,
-                                       twine_form)
+from tests.integration.conftest import (TEST_REPOSITORIES, LiveServer, described, kill_server, listed, start_server,
+                                       stop_server, twine_form)
 from tests.upstream import Dist, Upstream
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -228,8 +228,10 @@ def test_sigkill_during_a_proxied_download_leaves_nothing_that_blocks_the_next_f
             again = requests.get(server.url + path, timeout=30)  # the restarted server has another port
             assert again.status_code == 200 and hashlib.sha256(again.content).hexdigest() == dist.sha256
             assert upstream.log.count(dist.filename) == 2
+            assert described(server, dist.sha256)
         finally:
             stop_server(server.process)
-        assert "checked 1 blobs: 0 missing, 0 corrupt" in server.assert_check_clean()
+        # The file, and its METADATA, taken out of it for the UI once the client had it all.
+        assert "checked 2 blobs: 0 missing, 0 corrupt" in server.assert_check_clean()
     finally:
         upstream.stop()

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from pypilite.repositories.proxy import READ_AHEAD
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import LiveServer, start_server, stop_server
+from tests.integration.conftest import LiveServer, described, start_server, stop_server
 from tests.upstream import Dist, Upstream
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -21,8 +22,9 @@ REMOTE_TIMEOUT = 2
 BROKEN_DOWNLOAD = (requests.exceptions.ChunkedEncodingError, requests.ConnectionError)
 
 
-def bulky(version: str, size: int = 2 * 1024 * 1024) -> Dist:
-    """A wheel of several upstream chunks, so the upstream can stop with some of it sent."""
+def bulky(version: str, size: int = 4 * READ_AHEAD) -> Dist:
+    """A wheel of several upstream chunks, so the upstream can stop with some of it sent: half of it is more
+    than pypilite reads before it answers, so the answer has started when the upstream fails."""
     filename = f"bulky-{version}-py3-none-any.whl"
     return Dist("bulky", filename, wheel_bytes("bulky", version, payload=os.urandom(size)))
 
@@ -80,4 +82,6 @@ def test_upstream_failing_mid_file_fails_the_download_and_the_next_request_refet
     assert upstream.log.count(dist.filename) == 2
     assert requests.get(url, timeout=60).content == again.content  # kept now: served without the upstream
     assert upstream.log.count(dist.filename) == 2
-    assert "checked 1 blobs: 0 missing, 0 corrupt" in server.assert_check_clean()
+    # The file, and the metadata the UI shows, taken out of it once the client had it all.
+    assert described(server, dist.sha256)
+    assert "checked 2 blobs: 0 missing, 0 corrupt" in server.assert_check_clean()

@@ -59,12 +59,20 @@ def test_file_then_environment(tmp_path: Path) -> None:
     ({"repository": [{"name": "x", "repository_type": "group", "members": "a"}]}, {}, "members"),
     ({"repository": [{"name": "x", "repository_type": "hosted", "format": "npm"}]}, {}, "format"),
     ({"repository": [{"name": "x", "repository_type": "hosted"}] * 2}, {}, "defined twice"),
+    ({"server": {"max_upstream_page_mb": 0}}, {}, "max_upstream_page_mb"),
 ])
 def test_mistakes_are_one_line_naming_the_key(raw, environ, words) -> None:
     with pytest.raises(ConfigError) as caught:
         build_config(raw, environ)
     message = str(caught.value)
     assert words in message and "\n" not in message
+
+
+def test_a_refused_remote_url_is_not_repeated_since_it_may_hold_a_token() -> None:
+    with pytest.raises(ConfigError, match="remote_url") as caught:
+        build_config({"repository": [{"name": "x", "repository_type": "proxy",
+                                      "remote_url": "ftp://tok3n@mirror.example/simple/"}]}, {})
+    assert "tok3n" not in str(caught.value)
 
 
 def test_format_pypi_is_accepted() -> None:

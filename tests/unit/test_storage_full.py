@@ -15,6 +15,8 @@ import pytest
 
 from pypilite import audit, maintenance, storage
 from pypilite.errors import InsufficientStorage
+from pypilite.repositories.proxy import READ_AHEAD
+from pypilite.upstream import CHUNK
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
@@ -161,19 +163,24 @@ def test_other_os_errors_are_not_disguised_as_a_full_disk(tmp_path) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_proxied_download_onto_a_full_disk_fails_and_keeps_nothing(tmp_path, disk: _Disk) -> None:
+@pytest.mark.parametrize("extra", [300 * 1024, 2 * READ_AHEAD])
+def test_a_proxied_download_onto_a_full_disk_fails_and_keeps_nothing(tmp_path, disk: _Disk, extra: int) -> None:
     dist = wheel("demo", "1.0")
-    dist.data += os.urandom(300 * 1024)  # several chunks; the declared hash is of these bytes
+    dist.data += os.urandom(extra)  # several chunks; the declared hash is of these bytes
     upstream = Upstream(tmp_path / "upstream", [dist], json_api=True).start()
     try:
         index = Index(tmp_path / "data", {"repository": [
             {"name": "pypi", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 2}]})
         [file] = index.get("/pypi/simple/demo/", accept=JSON).json["files"]
         url = "/" + file["url"].lstrip("./")
-        disk.room = 100 * 1024
+        # Past the read-ahead (which may end a socket read beyond READ_AHEAD) for the large file.
+        disk.room = 100 * 1024 if extra < READ_AHEAD else READ_AHEAD + CHUNK + 100 * 1024
 
-        with pytest.raises(InsufficientStorage):  # the body breaks off: the client's download fails
-            index.get(url)
+        if extra < READ_AHEAD:  # read before the answer starts: the answer says so
+            assert index.get(url).status_code == 507
+        else:
+            with pytest.raises(InsufficientStorage):  # the body breaks off: the client's download fails
+                index.get(url).get_data()
 
         blobs = index.app.extensions["pypilite"].blobs
         assert not blobs.path(dist.sha256).exists() and index.temp_files() == []

@@ -56,9 +56,16 @@ def test_unparseable_pages_are_upstream_errors(body: bytes, content_type: str) -
         parse_page(body, content_type, BASE)
 
 
-def test_redact_hides_passwords_only() -> None:
-    assert redact("https://user:s3cret@mirror.example:8443/simple/") == "https://user:***@mirror.example:8443/simple/"
-    assert redact("https://mirror.example/simple/") == "https://mirror.example/simple/"
+@pytest.mark.parametrize("url, shown", [
+    ("https://user:s3cret@mirror.example:8443/simple/", "https://***@mirror.example:8443/simple/"),
+    ("https://TOKEN@mirror.example/simple/", "https://***@mirror.example/simple/"),  # a token as the user
+    ("https://to:k@en@mirror.example/simple/?a=b@c", "https://***@mirror.example/simple/?a=b@c"),
+    ("http://[not-an-address@mirror.example/", "http://***@mirror.example/"),  # no parser error lets it out
+    ("https://mirror.example/simple/a@b", "https://mirror.example/simple/a@b"),
+    ("", ""),
+])
+def test_redact_hides_the_whole_userinfo(url: str, shown: str) -> None:
+    assert redact(url) == shown
 
 
 def test_default_index_is_what_pip_is_configured_with(monkeypatch, tmp_path) -> None:
