@@ -101,6 +101,8 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
         entry = {key: list(value) if isinstance(value, tuple) else value
                  for key, value in dataclasses.asdict(current).items() if key in allowed}
         entry.update(changes)
+        if current.remote_url and changes.get("remote_url") == redact(current.remote_url):
+            entry["remote_url"] = current.remote_url  # sent back as listed: the credentials stay as they were
         entry.update(name=name, repository_type=current.repository_type)
         try:
             spec = parse_repository(entry, f"repository {name!r}")

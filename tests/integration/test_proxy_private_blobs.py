@@ -112,8 +112,6 @@ def test_a_file_the_proxy_fetched_itself_is_handed_out_and_described(server: Liv
     assert info and (server.data_dir / "blobs" / info[:2] / info[2:4] / info).read_bytes() == dist.metadata
 
 
-@pytest.mark.xfail(strict=True, reason="the UI reads DistFile.info_sha256 once descriptions.release_info does "
-                                       "(another engineer's change); today it opens any stored blob")
 def test_the_proxy_s_ui_page_never_shows_the_private_readme(server: LiveServer) -> None:
     file_url(server, "pypi", "bait")  # cached page, nothing fetched
     page = requests.get(f"{server.url}/ui/pypi/bait/", timeout=30)

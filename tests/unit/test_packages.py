@@ -8,6 +8,7 @@ import pytest
 
 from pypilite import grants, users
 from pypilite.audit import Actor
+from pypilite.models import Repository
 from tests.conftest import Index, basic
 from tests.distfactory import sdist_bytes, wheel_bytes
 
@@ -47,6 +48,22 @@ def test_repository_crud(api: Index) -> None:
     assert call(api, "get", "/api/v1/repos/team").json["allow_overwrite"] is True
     assert call(api, "delete", "/api/v1/repos/team").status_code == 204
     error(call(api, "get", "/api/v1/repos/team"), 404)
+
+
+def test_a_proxy_sent_back_as_listed_keeps_its_credentials(api: Index) -> None:
+    """The API shows remote_url's credentials as ***; a client that PATCHes the object it read back (the
+    usual read-modify-write) must not replace the real token with the stars."""
+    secret = "http://s3cr3t-token@127.0.0.1:9/simple/"
+    assert call(api, "post", "/api/v1/repos", json={"name": "fury", "repository_type": "proxy",
+                                                     "remote_url": secret}).status_code == 201
+    listed = call(api, "get", "/api/v1/repos/fury").json
+    assert listed["remote_url"] == "http://***@127.0.0.1:9/simple/"
+    changed = call(api, "patch", "/api/v1/repos/fury", json={**listed, "cache_ttl": 60})
+    assert changed.status_code == 200 and changed.json["cache_ttl"] == 60
+    assert api.run(lambda: Repository.get(Repository.name == "fury").remote_url) == secret
+    replaced = call(api, "patch", "/api/v1/repos/fury", json={"remote_url": "http://other@127.0.0.1:9/simple/"})
+    assert replaced.status_code == 200
+    assert api.run(lambda: Repository.get(Repository.name == "fury").remote_url) == "http://other@127.0.0.1:9/simple/"
 
 
 @pytest.mark.parametrize("body, status, words", [
