@@ -41,9 +41,6 @@ NOT_FOUND_TTL = timedelta(seconds=60)
 # A file that ends within this many bytes is read and checked before the answer starts, so a mismatch is a 502;
 # a longer one can only break off once its status is sent.
 READ_AHEAD = 1024 * 1024
-# What an offered filename may hold: PEP 427 and 625 names, with the + of local versions and the ! of epochs.
-# Anything else (a quote, a space, a semicolon) would travel into URLs, paths and Content-Disposition.
-_PLAIN_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 # The columns of a new file row, in the order _insert_files gives them: every field but the id.
 _FILE_FIELDS = [field for field in File._meta.sorted_fields if field is not File.id]
@@ -458,13 +455,10 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
     if not _SHA256.match(upstream_file.sha256 or ""):
         log.info("upstream file %r has no sha256; not offered", upstream_file.filename[:300])
         return None
-    if not _PLAIN_FILENAME.match(upstream_file.filename):
-        log.info("upstream file %r has a name no distribution has; not offered", upstream_file.filename[:300])
-        return None
     try:
         info = parse_filename(upstream_file.filename)
     except InvalidDistribution:
-        return None  # eggs, installers and names packaging cannot read
+        return None  # eggs, installers, names packaging cannot read or with characters no distribution has
     if info.project != project:
         return None
     metadata_sha256 = upstream_file.metadata_sha256 if _SHA256.match(upstream_file.metadata_sha256 or "") else None
