@@ -45,6 +45,8 @@ MAX_MEMBERS = 100_000
 MAX_TAR_HEADER_BYTES = 64 * 1024
 # A zip's central directory, which zipfile reads whole before anything else.
 MAX_ZIP_DIRECTORY_BYTES = 32 * 1024 * 1024
+# Links followed in turn to resolve one link of an sdist, as the kernel's own limit on a path.
+MAX_LINK_HOPS = 40
 
 # The characters the wheel and sdist filename specifications allow (legacy sdist names included).
 _FILENAME = re.compile(r"[A-Za-z0-9._+!-]+\Z")
@@ -314,6 +316,8 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str
     root = None
     pkg_info = None
     count = 0
+    symlinks: dict[str, str] = {}
+    hardlinks: list[tuple[str, str]] = []
     while True:
         stream.allowance = MAX_TAR_HEADER_BYTES
         member = archive.next()
@@ -326,6 +330,10 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str
         _check_member_name(member.name, "sdist")
         if not (member.isreg() or member.isdir()):
             _check_tar_member(member, destination)
+            if member.issym():
+                symlinks["/".join(_parts(member.name))] = member.linkname
+            elif member.islnk():
+                hardlinks.append((member.name, member.linkname))
         top, _, rest = member.name.partition("/")
         if root is None:
             root = _check_root(top, "sdist")
@@ -340,7 +348,47 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str
         raise InvalidDistribution("Invalid sdist: the archive is empty")
     if pkg_info is None:
         raise InvalidDistribution(f"Invalid sdist: PKG-INFO is missing from {_shown(root)}")
+    _check_links(root, symlinks, hardlinks)
     return pkg_info
+
+
+def _check_links(root: str, symlinks: dict[str, str], hardlinks: list[tuple[str, str]]) -> None:
+    """Every link lands inside the root once unpacked, through the archive's other links as the file system
+    will follow them: tarfile's filter judges one member at a time, and a chain of links that each stay in
+    can still leave together."""
+    links = [(name, f"{name.rpartition('/')[0]}/{target}") for name, target in symlinks.items()] + hardlinks
+    for name, target in links:
+        resolved = _resolve(target, symlinks)
+        if resolved is None or resolved[:1] != [root]:
+            raise InvalidDistribution(f"Invalid sdist: member {_shown(name)} links outside the archive's root")
+
+
+def _resolve(path: str, symlinks: dict[str, str]) -> list[str] | None:
+    """`path`'s components with every link among `symlinks` (member name: target) followed; None when it
+    climbs above the archive, is absolute, or loops."""
+    if path.startswith("/"):
+        return None
+    pending, resolved, hops = _parts(path), [], 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(part)
+        target = symlinks.get("/".join(resolved))
+        if target is not None:
+            hops += 1
+            if hops > MAX_LINK_HOPS or target.startswith("/"):
+                return None
+            resolved.pop()  # the link's own directory is where its target starts from
+            pending = _parts(target) + pending
+    return resolved
+
+
+def _parts(path: str) -> list[str]:
+    return [part for part in path.split("/") if part not in ("", ".")]
 
 
 def _check_tar_member(member: tarfile.TarInfo, destination: str) -> None:

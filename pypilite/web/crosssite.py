@@ -92,15 +92,21 @@ def require_json_api_body(request: Request) -> None:
 
 
 def _record(request: PypiliteRequest, header: str) -> None:
-    """The refusal in the audit trail, by the user whose credentials came with it, if they are right."""
+    """The refusal in the audit trail when right credentials came with it: a user's browser made to write by
+    another site, what the trail is for. Without them it is only logged: anyone may send these, as often as
+    they like, and each audit entry is a write."""
     try:
-        who = request.principal.name or "-"
+        who = request.principal.name
     except Exception:  # wrong credentials, throttled, the database away: the refusal stays a 403
-        who = "-"
+        who = None
     detail = {"method": request.method, "header": header}
     for name in ("Sec-Fetch-Site", "Origin"):
         if name in request.headers:
             detail[name.lower().replace("-", "_")] = request.headers[name][:_AUDITED]
+    if who is None:
+        log.info("refused a cross-site %s %s from %s without credentials: %s", request.method,
+                 request.path[:_AUDITED], request.remote_addr, detail)
+        return
     try:
         with write_transaction() as write:
             write.keeps_public_files()

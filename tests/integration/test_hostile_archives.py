@@ -199,6 +199,20 @@ ESCAPES: dict[str, tuple[str, Callable[[], bytes], str]] = {
         "demo", "1.0", tar_member("demo-1.0/link", tarfile.SYMTYPE, "../../etc/passwd")), "links outside"),
     "tar hardlink out": ("demo-1.0.tar.gz", lambda: sdist_with(
         "demo", "1.0", tar_member("demo-1.0/hard", tarfile.LNKTYPE, "../etc/passwd")), "links outside"),
+    # Out of the root but still inside the archive: another project's files, or the unpack directory itself.
+    "tar symlink to the parent": ("demo-1.0.tar.gz", lambda: sdist_with(
+        "demo", "1.0", tar_member("demo-1.0/s1", tarfile.SYMTYPE, "..")), "links outside"),
+    "tar symlink beside the root": ("demo-1.0.tar.gz", lambda: sdist_with(
+        "demo", "1.0", tar_member("demo-1.0/s2", tarfile.SYMTYPE, "../other/x")), "links outside"),
+    "tar hardlink beside the root": ("demo-1.0.tar.gz", lambda: sdist_with(
+        "demo", "1.0", tar_member("demo-1.0/h", tarfile.LNKTYPE, "other-1.0/x")), "links outside"),
+    # Each link stays inside on its own; followed together they climb out.
+    "tar chain of links": ("demo-1.0.tar.gz", lambda: sdist_with(
+        "demo", "1.0", tar_member("demo-1.0/a/b/up", tarfile.SYMTYPE, "../.."),
+        tar_member("demo-1.0/a/b/out", tarfile.SYMTYPE, "up/../x")), "links outside"),
+    "tar link loop": ("demo-1.0.tar.gz", lambda: sdist_with(
+        "demo", "1.0", tar_member("demo-1.0/p", tarfile.SYMTYPE, "q"),
+        tar_member("demo-1.0/q", tarfile.SYMTYPE, "p")), "links outside"),
     "tar device": ("demo-1.0.tar.gz", lambda: sdist_with(
         "demo", "1.0", tar_member("demo-1.0/null", tarfile.CHRTYPE)), "not a file, a directory or a link"),
     "tar fifo": ("demo-1.0.tar.gz", lambda: sdist_with(

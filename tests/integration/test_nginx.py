@@ -191,9 +191,9 @@ STALLED = 50
 
 def test_fifty_stalled_connections_leave_the_workers_free_for_an_install(behind_nginx, tmp_path: Path,
                                                                           client_env: dict[str, str]) -> None:
-    """gunicorn's few sync workers must never wait on a slow client: nginx takes each request whole first.
-    Half the sockets never finish their headers, half never finish an upload's body (with credentials, as a
-    developer on a slow link would: pypilite refuses an anonymous upload before reading its body)."""
+    """gunicorn's few sync workers must never wait on a slow client. A third of the sockets never finish their
+    headers, a third never finish an API body (with credentials, so pypilite would read it), and a third never
+    finish an upload without credentials (which pypilite refuses before reading its body)."""
     url, server = behind_nginx
     credentials = base64.b64encode(f"admin:{server.admin_password}".encode())
     dist = build(make_project(tmp_path, "while-stalled", "1.0"), tmp_path / "dist", client_env)
@@ -201,22 +201,46 @@ def test_fifty_stalled_connections_leave_the_workers_free_for_an_install(behind_
          "-p", server.admin_password, *dist], env=client_env)
     python = new_venv(tmp_path / "venv", client_env)
     port = int(url.rsplit(":", 1)[1])
+    halves = [b"GET /local/simple/ HTTP/1.1\r\nHost: stalled\r\nAccept: text/html\r\n",
+              b"POST /api/v1/tokens HTTP/1.1\r\nHost: stalled\r\nContent-Type: application/json\r\n"
+              b"Authorization: Basic " + credentials + b"\r\nContent-Length: 100000\r\n\r\n{",
+              b"POST /local/ HTTP/1.1\r\nHost: stalled\r\nContent-Length: 10000000\r\n"
+              b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n"]
     stalled = []
     try:
         for i in range(STALLED):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            if i % 2:
-                sock.sendall(b"GET /local/simple/ HTTP/1.1\r\nHost: stalled\r\nAccept: text/html\r\n")
-            else:
-                sock.sendall(b"POST /local/ HTTP/1.1\r\nHost: stalled\r\nContent-Length: 10000000\r\n"
-                             b"Authorization: Basic " + credentials + b"\r\n"
-                             b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
+            sock.sendall(halves[i % len(halves)])
             stalled.append(sock)
         run([python, "-m", "pip", "install", "--timeout", "20", "--retries", "0", "--index-url",
              f"{url}/local/simple/", "while-stalled"], env=client_env, timeout=120)
     finally:
         for sock in stalled:
             sock.close()
+
+
+def _answer_to_headers(port: int, head: bytes, spool: Path) -> bytes:
+    """What comes back to a request whose headers promise a large body of which only a few bytes come; and,
+    while its connection is still open, that nginx spooled none of it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + b"\r\n" + b"x" * 100)
+        answer = sock.recv(4096)
+        assert [path for path in spool.rglob("*") if path.is_file()] == []
+        return answer
+
+
+def test_no_large_body_reaches_a_disk_or_a_worker_without_upload_rights(behind_nginx, tmp_path: Path) -> None:
+    """Only an upload may be large, and only one its client may make is read: anything else promising 150 MB
+    is answered at once, and nginx spools nothing meanwhile."""
+    url, server = behind_nginx
+    port, spool = int(url.rsplit(":", 1)[1]), server.data_dir.parent / "body"  # nginx_config's temp path
+    promise = b"Content-Length: 150000000\r\nHost: big\r\n"
+    api = _answer_to_headers(port, b"POST /api/v1/tokens HTTP/1.1\r\nContent-Type: application/json\r\n" + promise,
+                             spool)
+    assert api.startswith(b"HTTP/1.1 413")  # nginx's own refusal, before the body
+    upload = _answer_to_headers(port, b"POST /local/ HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                                + promise, spool)
+    assert upload.startswith(b"HTTP/1.1 401")  # pypilite's, before the body
 
 
 def _request_from(address: str, port: int, path: str, auth: tuple[str, str], headers: dict[str, str]) -> int:

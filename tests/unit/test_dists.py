@@ -224,6 +224,9 @@ def test_a_nul_in_a_zip_member_name_is_refused(tmp_path: Path) -> None:
     (tar_member("demo-1.0/sub/link", tarfile.SYMTYPE, "../../.."), "links outside"),
     (tar_member("demo-1.0/hard", tarfile.LNKTYPE, "/etc/passwd"), "links outside"),
     (tar_member("demo-1.0/hard", tarfile.LNKTYPE, "../etc/passwd"), "links outside"),
+    (tar_member("demo-1.0/parent", tarfile.SYMTYPE, ".."), "links outside the archive's root"),
+    (tar_member("demo-1.0/beside", tarfile.SYMTYPE, "../other-1.0/x"), "links outside the archive's root"),
+    (tar_member("demo-1.0/hard", tarfile.LNKTYPE, "other-1.0/x"), "links outside the archive's root"),
     (tar_member("demo-1.0/null", tarfile.CHRTYPE), "not a file, a directory or a link"),
     (tar_member("demo-1.0/disk", tarfile.BLKTYPE), "not a file, a directory or a link"),
     (tar_member("demo-1.0/fifo", tarfile.FIFOTYPE), "not a file, a directory or a link"),
@@ -235,8 +238,22 @@ def test_links_out_and_special_files_are_refused(tmp_path: Path, member: tarfile
 def test_links_inside_the_archive_are_accepted(tmp_path: Path) -> None:
     data = sdist_with("demo", "1.0", tar_member("demo-1.0/README", tarfile.SYMTYPE, "setup.py"),
                       tar_member("demo-1.0/docs/up", tarfile.SYMTYPE, "../setup.py"),
+                      tar_member("demo-1.0/docs/root", tarfile.SYMTYPE, ".."),
+                      tar_member("demo-1.0/docs/again", tarfile.SYMTYPE, "root/docs/up"),
                       tar_member("demo-1.0/copy.py", tarfile.LNKTYPE, "demo-1.0/setup.py"))
     assert b"Name: demo" in check(tmp_path, SDIST, data)
+
+
+@pytest.mark.parametrize("members", [
+    # Each stays inside on its own; followed together, they climb out.
+    (tar_member("demo-1.0/a/b/up", tarfile.SYMTYPE, "../.."), tar_member("demo-1.0/a/b/out", tarfile.SYMTYPE,
+                                                                          "up/../x")),
+    (tar_member("demo-1.0/deep", tarfile.SYMTYPE, "a/b"), tar_member("demo-1.0/a/b", tarfile.SYMTYPE, "../.."),
+     tar_member("demo-1.0/out", tarfile.SYMTYPE, "deep/x")),
+    (tar_member("demo-1.0/p", tarfile.SYMTYPE, "q"), tar_member("demo-1.0/q", tarfile.SYMTYPE, "p")),  # a loop
+])
+def test_chains_of_links_are_followed_as_the_file_system_would(tmp_path: Path, members) -> None:
+    refused(tmp_path, SDIST, sdist_with("demo", "1.0", *members), "links outside the archive's root")
 
 
 def test_member_names_in_messages_are_one_quoted_line(tmp_path: Path) -> None:
