@@ -30,8 +30,8 @@ workers = min(2 * multiprocessing.cpu_count() + 1, 8)
 # pypilite believes X-Forwarded-* headers itself, where it needs them and only from a proxy on this machine
 # (pypilite/web/forwarded.py), so gunicorn is told to believe none from anyone: no scheme header and no
 # header it would map over the environ. Believing nothing, it need not parse the peer's address on every
-# request either ("*"): about 4% of a repeated download's CPU time. Never give gunicorn headers to believe
-# here: with "*" it would believe them from every client.
+# request either ("*"). Never give gunicorn headers to believe here: with "*" it would believe them from
+# every client.
 forwarded_allow_ips = "*"
 secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""

@@ -77,6 +77,12 @@ def is_global_admin(principal: Principal) -> bool:
     return principal.admin and not principal.read_only and principal.scope is None
 
 
+def may_read_metrics(principal: Principal) -> bool:
+    """Private metrics (and /health's disk figures) are for global administrators; a read-only admin token,
+    what a scraper holds, is enough."""
+    return principal.admin and principal.scope is None
+
+
 def require_user(principal: Principal) -> None:
     if not principal.authenticated:
         raise challenge()

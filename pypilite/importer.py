@@ -95,13 +95,22 @@ def _open_inside(path: Path, directory: Path) -> BinaryIO:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise BadRequest("not a regular file; not imported")
-        if directory not in Path(os.readlink(f"/proc/self/fd/{fd}")).parents:
+        if directory not in _opened_path(fd, path).parents:
             raise BadRequest(f"a link to a file outside {directory}; not imported")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def _opened_path(fd: int, path: Path) -> Path:
+    """Where the file behind `fd` is, after every link: what the kernel says it opened, where it says so
+    (Linux), else the name resolved now."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return Path(os.path.realpath(path))
 
 
 def relative(path: Path, directory: Path) -> str:

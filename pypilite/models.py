@@ -310,9 +310,12 @@ def _migration_5(db: pw.Database, blobs: BlobStore | None) -> None:
         schema.migrate(migrator.add_column("file", "info_sha256", File.info_sha256))  # indexed, as declared
     db.create_tables([FetchedBlob])
     Meta.replace(key="instance_id", value=uuid.uuid4().hex[:12]).execute()
+    # A wheel's METADATA is a blob of its own already; an sdist's PKG-INFO is taken out after this step.
+    File.update(info_sha256=File.metadata_sha256).where(
+        (File.origin_url == "") & File.metadata_sha256.is_null(False)).execute()
+    Meta.replace(key=RELEASE_INFO_CURSOR, value="0").execute()
     if blobs is not None:
         _keep_fetched_blobs(blobs)
-        _extract_release_info(blobs)
 
 
 def _never_reuse_ids(db: pw.SqliteDatabase, model: type[pw.Model]) -> None:
@@ -342,28 +345,47 @@ def _keep_fetched_blobs(blobs: BlobStore) -> None:
     """Proxied files already in the store count as fetched by their proxy, unless a hosted file has the same
     bytes: then nothing tells who put them there, and the proxy fetches them from its upstream once more."""
     hosted = File.select(File.sha256).where(File.origin_url == "")
+    deleted = Tombstone.select(Tombstone.sha256)  # a hosted file's bytes still, if not its row
     rows = (File.select(Project.repository, File.sha256).join(Project)
-            .where((File.origin_url != "") & File.sha256.not_in(hosted)).distinct().tuples())
+            .where((File.origin_url != "") & File.sha256.not_in(hosted) & File.sha256.not_in(deleted))
+            .distinct().tuples())
     kept = [(repository, sha256) for repository, sha256 in rows if blobs.path(sha256).is_file()]
     for start in range(0, len(kept), 500):
         FetchedBlob.insert_many(kept[start:start + 500], fields=[FetchedBlob.repository, FetchedBlob.sha256]
                                 ).on_conflict_ignore().execute()
 
 
+# Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
+RELEASE_INFO_CURSOR = "release_info_cursor"
+RELEASE_INFO_BATCH = 100
+
+
 def _extract_release_info(blobs: BlobStore) -> None:
-    """What the UI shows of each hosted file, once: a wheel's METADATA is already a blob of its own; an sdist's
-    PKG-INFO is taken out of the archive now (one that fails the checks shows no description)."""
+    """What the UI shows of the hosted sdists stored before pypilite kept it: each PKG-INFO taken out of its
+    archive once (one that fails the checks shows no description). In batches, each committed with its place,
+    outside the start-up transaction: a start cut short (gunicorn times out a worker that boots for too long)
+    goes on from there at the next."""
     from pypilite.dists import InvalidDistribution, metadata_bytes, parse_filename
 
-    File.update(info_sha256=File.metadata_sha256).where(
-        (File.origin_url == "") & File.metadata_sha256.is_null(False)).execute()
-    for row in File.select(File.id, File.filename, File.sha256).where(
-            (File.origin_url == "") & File.info_sha256.is_null()):
-        try:
-            raw = metadata_bytes(blobs.path(row.sha256), parse_filename(row.filename), row.filename)
-        except (InvalidDistribution, OSError):
-            continue
-        File.update(info_sha256=blobs.put_bytes(raw)).where(File.id == row.id).execute()
+    while (cursor := Meta.get_or_none(Meta.key == RELEASE_INFO_CURSOR)) is not None:
+        rows = list(File.select(File.id, File.filename, File.sha256).where(
+            (File.origin_url == "") & File.info_sha256.is_null() & (File.id > int(cursor.value)))
+            .order_by(File.id).limit(RELEASE_INFO_BATCH))
+        found = {}
+        for row in rows:
+            try:
+                raw = metadata_bytes(blobs.path(row.sha256), parse_filename(row.filename), row.filename)
+            except (InvalidDistribution, OSError):
+                continue
+            found[row.id] = blobs.put_bytes(raw)
+        with write_transaction() as write:
+            write.keeps_public_files()  # what the UI shows; no file changes
+            for file_id, info in found.items():
+                File.update(info_sha256=info).where((File.id == file_id) & File.info_sha256.is_null()).execute()
+            if rows:
+                Meta.update(value=str(rows[-1].id)).where(Meta.key == RELEASE_INFO_CURSOR).execute()
+            else:
+                Meta.delete().where(Meta.key == RELEASE_INFO_CURSOR).execute()
 
 
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
@@ -496,10 +518,13 @@ def migrate(blobs: BlobStore | None = None) -> int:
     if sqlite:  # a table rebuild must not cascade; only outside a transaction does the pragma take
         database.execute_sql("PRAGMA foreign_keys = OFF")
     try:
-        return _migrate(blobs, sqlite)
+        version = _migrate(blobs, sqlite)
     finally:
         if sqlite:
             database.execute_sql("PRAGMA foreign_keys = ON")
+    if blobs is not None:
+        _extract_release_info(blobs)
+    return version
 
 
 def _migrate(blobs: BlobStore | None, sqlite: bool) -> int:

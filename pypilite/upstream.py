@@ -135,11 +135,20 @@ def pip_index_url() -> str:
     return PyPI.simple_url
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _is_global(address: str) -> bool:
+    """Global, and so is any IPv4 address inside it (mapped, 6to4, Teredo's client, NAT64's well-known prefix):
+    a gateway would hand the connection on to that one."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        teredo = ip.teredo[1] if ip.teredo else None
+        nat64 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None
+        return all(inner.is_global for inner in (ip.ipv4_mapped, ip.sixtofour, teredo, nat64) if inner is not None)
+    return True
 
 
 def _addresses(host: str, port: int, allowed: Origin | None) -> list[str]:

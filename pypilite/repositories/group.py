@@ -6,11 +6,9 @@ pass-through list are merged from every member instead. Same filename in two mem
 wins.
 
 A reader sees only the members they may read, but the guard counts every hosted member: a project in a
-private member is not replaced by an upstream project of the same name for readers who cannot see it
-(they get 404), since that is exactly how an internal name gets hijacked on a machine without credentials.
-Such a reader is answered as for a name nobody holds (the other members asked the same way, the same
-status, the same counters), and only then is the answer hidden: no timing, status or metric tells them
-that a private member holds the name.
+private member is never replaced by an upstream namesake for readers who cannot see it (404), since that is
+how an internal name gets hijacked on a machine without credentials. Such a reader's request runs as for a
+name nobody holds, the other members asked alike, before its answer is hidden.
 """
 
 from __future__ import annotations

@@ -56,10 +56,13 @@ def client_address(environ: dict[str, Any]) -> str:
 
 
 def is_loopback(address: str | None) -> bool:
+    """Whether the peer is on this machine; an IPv4 peer of a server bound to "::" counts too."""
     try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address or "")
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def _forwarded(request: Request, name: str) -> str | None:

@@ -10,7 +10,7 @@ import tempfile
 from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import Forbidden, HTTPException
 
-from pypilite import __version__, maintenance
+from pypilite import __version__, access, maintenance
 from pypilite.auth import ANONYMOUS, Principal, challenge
 from pypilite.metrics import CONTENT_TYPE, storage_gauges
 from pypilite.models import database
@@ -50,7 +50,7 @@ def health() -> Response:
     failing = [name for name, ok in checks.items() if not ok]
     body = {"status": "ok" if not failing else "error", "version": __version__,
             **{name: "ok" if ok else "failing" for name, ok in checks.items()}}
-    if services().config.server.public_metrics or _is_global_admin(_caller()):
+    if services().config.server.public_metrics or access.may_read_metrics(_caller()):
         body.update(free_bytes=free, min_free_bytes=floor)
     if failing:
         body["failing"] = failing
@@ -67,17 +67,13 @@ def metrics() -> Response:
         who = principal()
         if not who.authenticated:
             raise challenge()
-        if not _is_global_admin(who):
+        if not access.may_read_metrics(who):
             raise Forbidden("metrics are for global administrators (server.public_metrics is false)")
     files, stored_bytes = maintenance.hosted_usage()
     body = ctx.metrics.exposition(storage_gauges(files, stored_bytes, ctx.config.data_dir))
     response = Response(body, content_type=CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _is_global_admin(who: Principal) -> bool:
-    return who.admin and who.scope is None
 
 
 def _caller() -> Principal:

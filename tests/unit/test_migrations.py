@@ -7,6 +7,8 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from pypilite import models
 from pypilite.models import File, FetchedBlob, Project, Repository, Token, User, database
 from pypilite.storage import BlobStore
@@ -95,6 +97,7 @@ def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path
         info = {f.filename: f.info_sha256 for f in File.select().where(File.origin_url == "")}
         assert info["demo-1.0-py3-none-any.whl"] == _sha(METADATA)
         assert info["demo-1.0.tar.gz"] == _sha(metadata_text("demo", "1.0").encode())
+        assert models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR) is None  # done
         # What the proxy fetched itself stays served offline; bytes a hosted file also has are fetched anew.
         assert [(b.repository_id, b.sha256) for b in FetchedBlob.select()] == [(2, _sha(PROXIED))]
         # Deleting still cascades.
@@ -118,3 +121,32 @@ def test_a_new_data_dir_never_reuses_ids_either(index: Index) -> None:
                 User.create(name="temp2", password_hash="x").id - user.id)
 
     assert index.run(create_delete_create) == (1, 1)
+
+
+def test_a_start_cut_short_while_taking_metadata_out_goes_on_at_the_next(tmp_path: Path, monkeypatch) -> None:
+    """gunicorn kills a worker that boots for too long: what one start took out of the archives stays, and the
+    next start goes on from there instead of beginning again."""
+    import pypilite.dists
+
+    data_dir = tmp_path / "data"
+    version_4_data_dir(data_dir)
+    (data_dir / "initial-admin-password").write_text("unused\n")
+    monkeypatch.setattr(models, "RELEASE_INFO_BATCH", 1)
+    real = pypilite.dists.metadata_bytes
+    opened: list[str] = []
+
+    def killed_after_one(path, info, filename):
+        if opened:
+            raise KeyboardInterrupt  # what SIGTERM from gunicorn's arbiter amounts to, mid-extraction
+        opened.append(filename)
+        return real(path, info, filename)
+
+    monkeypatch.setattr(pypilite.dists, "metadata_bytes", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        Index(data_dir)
+    monkeypatch.setattr(pypilite.dists, "metadata_bytes", lambda *args: opened.append(args[2]) or real(*args))
+    index = Index(data_dir)
+    # The second start took out only what the first had not (a hosted wheel stored without METADATA of its own).
+    assert opened == ["demo-1.0.tar.gz", "shared-3.0-py3-none-any.whl"]
+    assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR)) is None
+    assert index.run(lambda: File.get(File.filename == "demo-1.0.tar.gz").info_sha256) is not None

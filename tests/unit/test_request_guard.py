@@ -216,6 +216,7 @@ def test_private_health_tells_the_free_disk_to_full_power_admins_only(tmp_path) 
     ("127.0.0.1", "198.51.100.7", "198.51.100.7"),  # nginx on this machine appended the client's address
     ("127.0.0.1", "10.0.0.1, 198.51.100.7", "198.51.100.7"),  # the hops before are the client's own word
     ("::1", "2001:db8::5", "2001:db8::5"),
+    ("::ffff:127.0.0.1", "198.51.100.7", "198.51.100.7"),  # gunicorn bound to "::" sees IPv4 peers so
     ("127.0.0.1", "198.51.100.7, not-an-address", "127.0.0.1"),
     ("127.0.0.1", None, "127.0.0.1"),
     ("203.0.113.9", "198.51.100.7", "203.0.113.9"),  # a peer elsewhere is not believed

@@ -29,7 +29,9 @@ NOT_HTTP = r"not http\(s\)"
 @pytest.mark.parametrize("url", ["http://127.0.0.2:9/", "http://localhost:9/", "http://[::1]:9/",
                                  "http://[::ffff:127.0.0.2]:9/", "http://0.0.0.0:9/", "http://10.1.2.3:9/",
                                  "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]:9/",
-                                 "http://100.64.0.1/", "http://127.0.0.1:10/"])
+                                 "http://100.64.0.1/", "http://127.0.0.1:10/",
+                                 # IPv6 that a gateway turns into a private IPv4: NAT64, 6to4
+                                 "http://[64:ff9b::7f00:1]:9/", "http://[2002:7f00:1::]:9/"])
 def test_a_connection_to_anything_but_a_global_address_or_the_allowed_origin_is_refused(url: str) -> None:
     with pytest.raises(PrivateAddress):  # refused before any packet leaves: nothing listens on these
         make_session(("127.0.0.1", 9)).get(url, timeout=2)
