@@ -5,7 +5,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import fcntl  # noqa: E402  (the version comes first: submodules import it)
-import tarfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,8 +33,6 @@ class StartupError(Exception):
 
 def create_app(config: Config | None = None) -> Flask:
     """Wire config, database, blob store, repositories and blueprints; prepare the data dir once."""
-    if not hasattr(tarfile, "data_filter"):
-        raise StartupError("pypilite needs Python 3.11.4 or newer (tarfile's extraction filters judge sdists)")
     try:
         config = config or load_config()
         data_dir = config.data_dir

@@ -13,10 +13,10 @@ import gzip
 import io
 import re
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,6 +47,13 @@ MAX_TAR_HEADER_BYTES = 64 * 1024
 MAX_ZIP_DIRECTORY_BYTES = 32 * 1024 * 1024
 # Links followed in turn to resolve one link of an sdist, as the kernel's own limit on a path.
 MAX_LINK_HOPS = 40
+# Links in one sdist (real ones hold a few, if any), each resolved through the others.
+MAX_LINKS = 1000
+# A member's name or a link's target: real ones are a few dozen characters, and judging one costs its length.
+MAX_PATH_LENGTH = 1024
+# How a member read here may be compressed: what wheels use. zipfile inflates deflate a bounded slice at a time
+# and keeps other methods' output whole (a 1 KiB bzip2 member can hold a gigabyte).
+_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 # The characters the wheel and sdist filename specifications allow (legacy sdist names included).
 _FILENAME = re.compile(r"[A-Za-z0-9._+!-]+\Z")
@@ -140,6 +147,8 @@ def _check_ratio(uncompressed: int, compressed: int) -> None:
 
 def _check_member_name(name: str, kind: str) -> None:
     """A member must land inside the directory it is unpacked into, on every system and with every tool."""
+    if len(name) > MAX_PATH_LENGTH:
+        raise InvalidDistribution(f"Invalid {kind}: member name {_shown(name)} is over {MAX_PATH_LENGTH} characters")
     if (name.startswith("/") or "\\" in name or "\0" in name or _DRIVE.match(name)
             or ".." in name.split("/")):
         raise InvalidDistribution(f"Invalid {kind}: member {_shown(name)} is not a relative path inside the archive")
@@ -203,8 +212,11 @@ def _zip_members(archive: zipfile.ZipFile, path: Path, kind: str) -> list[zipfil
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, kind: str) -> bytes:
-    if member.file_size > MAX_METADATA_BYTES:
+    if member.file_size > MAX_METADATA_BYTES or member.compress_size > MAX_METADATA_BYTES:
         raise InvalidDistribution(f"Invalid {kind}: metadata file too large")
+    if member.compress_type not in _ZIP_METHODS:
+        raise InvalidDistribution(f"Invalid {kind}: {_shown(member.filename)} is compressed with a method other "
+                                  "than deflate")
     try:
         # zipfile stops at the declared size, and checks the CRC there.
         with archive.open(member) as fh:
@@ -300,19 +312,18 @@ def _tar_sdist_metadata(path: Path) -> bytes:
         if fh.read(len(_GZIP_START)) != _GZIP_START:
             raise InvalidDistribution(_NOT_TAR_GZ)
     limit = max(RATIO_FLOOR, MAX_COMPRESSION_RATIO * path.stat().st_size)
-    with tempfile.TemporaryDirectory() as destination:
-        try:
-            with gzip.open(path) as decompressed:
-                stream = _BoundedStream(decompressed, limit)
-                return _walk_tar(tarfile.TarFile(fileobj=stream), stream, destination)
-        except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error):
-            raise InvalidDistribution(_NOT_TAR_GZ) from None
+    try:
+        with gzip.open(path) as decompressed:
+            stream = _BoundedStream(decompressed, limit)
+            return _walk_tar(tarfile.TarFile(fileobj=stream), stream)
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error):
+        raise InvalidDistribution(_NOT_TAR_GZ) from None
 
 
-def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str) -> bytes:
+def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> bytes:
     """Every member, header by header (a truncated or corrupt tail is caught now, not by the user's pip); only
-    PKG-INFO is read. A file or a directory can only escape by its name; links and special files are judged
-    by tarfile's own extraction filter."""
+    PKG-INFO is read. A file or a directory can only escape by its name; links are judged at the end, through
+    each other; devices and FIFOs are refused."""
     root = None
     pkg_info = None
     count = 0
@@ -328,12 +339,17 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str
         if count > MAX_MEMBERS:
             raise InvalidDistribution(f"Invalid sdist: more than {MAX_MEMBERS} members")
         _check_member_name(member.name, "sdist")
-        if not (member.isreg() or member.isdir()):
-            _check_tar_member(member, destination)
+        if member.issym() or member.islnk():
+            if len(member.linkname) > MAX_PATH_LENGTH or len(symlinks) + len(hardlinks) >= MAX_LINKS:
+                raise InvalidDistribution(f"Invalid sdist: more than {MAX_LINKS} links, or one over "
+                                          f"{MAX_PATH_LENGTH} characters")
             if member.issym():
                 symlinks["/".join(_parts(member.name))] = member.linkname
-            elif member.islnk():
+            else:
                 hardlinks.append((member.name, member.linkname))
+        elif not (member.isreg() or member.isdir()):
+            raise InvalidDistribution(
+                f"Invalid sdist: member {_shown(member.name)} is not a file, a directory or a link")
         top, _, rest = member.name.partition("/")
         if root is None:
             root = _check_root(top, "sdist")
@@ -354,9 +370,9 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream, destination: str
 
 def _check_links(root: str, symlinks: dict[str, str], hardlinks: list[tuple[str, str]]) -> None:
     """Every link lands inside the root once unpacked, through the archive's other links as the file system
-    will follow them: tarfile's filter judges one member at a time, and a chain of links that each stay in
-    can still leave together."""
-    links = [(name, f"{name.rpartition('/')[0]}/{target}") for name, target in symlinks.items()] + hardlinks
+    will follow them: a chain of links that each stay in can still leave together."""
+    links = [(name, target if target.startswith("/") else f"{name.rpartition('/')[0]}/{target}")
+             for name, target in symlinks.items()] + hardlinks
     for name, target in links:
         resolved = _resolve(target, symlinks)
         if resolved is None or resolved[:1] != [root]:
@@ -368,39 +384,32 @@ def _resolve(path: str, symlinks: dict[str, str]) -> list[str] | None:
     climbs above the archive, is absolute, or loops."""
     if path.startswith("/"):
         return None
-    pending, resolved, hops = _parts(path), [], 0
+    pending, hops = deque(_parts(path)), 0
+    resolved: list[str] = []
+    prefixes: list[str] = []  # "/".join(resolved[:i + 1]) for each i, kept as resolved grows and shrinks
     while pending:
-        part = pending.pop(0)
+        part = pending.popleft()
         if part == "..":
             if not resolved:
                 return None
             resolved.pop()
+            prefixes.pop()
             continue
-        resolved.append(part)
-        target = symlinks.get("/".join(resolved))
-        if target is not None:
-            hops += 1
-            if hops > MAX_LINK_HOPS or target.startswith("/"):
-                return None
-            resolved.pop()  # the link's own directory is where its target starts from
-            pending = _parts(target) + pending
+        prefix = f"{prefixes[-1]}/{part}" if prefixes else part
+        target = symlinks.get(prefix)
+        if target is None:
+            resolved.append(part)
+            prefixes.append(prefix)
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS or target.startswith("/"):
+            return None
+        pending.extendleft(reversed(_parts(target)))  # from the link's own directory
     return resolved
 
 
 def _parts(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in ("", ".")]
-
-
-def _check_tar_member(member: tarfile.TarInfo, destination: str) -> None:
-    """Links that leave the archive, devices, FIFOs: what tarfile's data filter (PEP 706) would refuse to
-    extract, judged against an empty directory instead of extracting."""
-    try:
-        tarfile.data_filter(member, destination)
-    except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
-        raise InvalidDistribution(f"Invalid sdist: member {_shown(member.name)} links outside the archive") from None
-    except tarfile.FilterError:
-        raise InvalidDistribution(
-            f"Invalid sdist: member {_shown(member.name)} is not a file, a directory or a link") from None
 
 
 def _parse_metadata(raw: bytes, info: FilenameInfo) -> DistMetadata:

@@ -209,3 +209,24 @@ def zip_declaring(data: bytes, *, entries: int, size: int) -> bytes:
     end = struct.pack(zipfile.structEndArchive, zipfile.stringEndArchive, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
                       0xFFFFFFFF, 0)
     return body + zip64 + locator + end
+
+
+def wheel_with_compressed_metadata(name: str, version: str, method: int, size: int = 0) -> bytes:
+    """A wheel whose METADATA member is compressed with `method`; with `size`, it holds that many zero bytes
+    (a few hundred once compressed) while its headers declare 100, as a decompression bomb would."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(_member(f"{stem}.dist-info/WHEEL"), "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(_member(f"{stem}.dist-info/RECORD"), "")
+        info = _member(f"{stem}.dist-info/METADATA")
+        info.compress_type = method
+        zf.writestr(info, b"\0" * size if size else metadata_text(name, version).encode())
+    data = bytearray(buf.getvalue())
+    if size:
+        # The uncompressed size: at offset 22 of the member's local header and 24 of its directory entry.
+        local = data.rindex(zipfile.stringFileHeader)
+        central = data.rindex(zipfile.stringCentralDir)
+        struct.pack_into("<I", data, local + 22, 100)
+        struct.pack_into("<I", data, central + 24, 100)
+    return bytes(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from tests.distfactory import (
     sdist_with,
     tar_member,
     wheel_bytes,
+    wheel_with_compressed_metadata,
     zip_declaring,
     zip_sdist_bytes,
     zip_with,
@@ -130,7 +132,7 @@ def assert_refused(server: LiveServer, response: requests.Response, words: str, 
 
 BOMBS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "tar-long-name": ("bomb-1.0.tar.gz", lambda: long_name_sdist(300 * MB), "header"),
-    "tar-long-names": ("bomb-1.0.tar.gz", lambda: long_name_sdist(300 * MB, count=5000), "compression ratio"),
+    "tar-long-names": ("bomb-1.0.tar.gz", lambda: long_name_sdist(50 * MB, count=60_000), "compression ratio"),
     "tar-pax": ("bomb-1.0.tar.gz", lambda: pax_sdist(300 * MB), "header"),
     "tar-members": ("bomb-1.0.tar.gz", lambda: many_members_sdist(1_000_000), "members"),
     "zip-declared-size": ("bomb-1.0-py3-none-any.whl",
@@ -140,6 +142,17 @@ BOMBS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "zip-directory": ("bomb-1.0-py3-none-any.whl", lambda: zip_with_directory(GOOD_WHEEL, 600_000), "members"),
     "polyglot": ("bomb-1.0-py3-none-any.whl", lambda: long_name_sdist(300 * MB) + GOOD_WHEEL,
                  "must begin with a zip member"),
+    # zipfile keeps a bzip2 or LZMA member's output whole, whatever its headers declare.
+    "zip-bzip2-member": ("bomb-1.0-py3-none-any.whl",
+                         lambda: wheel_with_compressed_metadata("bomb", "1.0", zipfile.ZIP_BZIP2, 512 * MB),
+                         "method other than deflate"),
+    "zip-lzma-member": ("bomb-1.0-py3-none-any.whl",
+                        lambda: wheel_with_compressed_metadata("bomb", "1.0", zipfile.ZIP_LZMA, 512 * MB),
+                        "method other than deflate"),
+    # Names just under the header cap: judging each link cost time in proportion to its length, squared.
+    "tar-long-link-names": ("bomb-1.0.tar.gz", lambda: sdist_with("bomb", "1.0", *(
+        tar_member(f"bomb-1.0/{i}/" + "a/" * 31_000, tarfile.SYMTYPE, "x") for i in range(40))),
+                            "over 1024 characters"),
 }
 
 

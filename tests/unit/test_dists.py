@@ -28,6 +28,7 @@ from tests.distfactory import (
     tar_header,
     tar_member,
     wheel_bytes,
+    wheel_with_compressed_metadata,
     zip_declaring,
     zip_sdist_bytes,
     zip_with,
@@ -103,7 +104,24 @@ def test_long_names_and_pax_records_under_the_cap_are_read(tmp_path: Path) -> No
     info = tarfile.TarInfo("demo-1.0/" + "d" * 200 + "/file")
     info.pax_headers = {"comment": "x" * 1000}
     assert b"Name: demo" in check(tmp_path, SDIST, sdist_with("demo", "1.0", info))
-    refused(tmp_path, SDIST, long_name_sdist(4000, count=2, root="demo-1.0"), "PKG-INFO is missing")
+    refused(tmp_path, SDIST, long_name_sdist(1800, count=2, root="demo-1.0"), "PKG-INFO is missing")
+
+
+def test_a_name_or_link_target_over_the_path_cap_is_refused(tmp_path: Path) -> None:
+    """Judging a path costs its length: no real member's name or link target comes near the cap."""
+    refused(tmp_path, SDIST, long_name_sdist(dists.MAX_PATH_LENGTH + 100, root="demo-1.0"), "over 1024 characters")
+    refused(tmp_path, WHEEL, zip_with(wheel_bytes("demo", "1.0"), "demo/" + "a" * dists.MAX_PATH_LENGTH),
+            "over 1024 characters")
+    target = "/".join(["a"] * 600)
+    refused(tmp_path, SDIST, sdist_with("demo", "1.0", tar_member("demo-1.0/l", tarfile.SYMTYPE, target)),
+            "over 1024 characters")
+
+
+def test_the_number_of_links_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dists, "MAX_LINKS", 3)
+    links = [tar_member(f"demo-1.0/l{i}", tarfile.SYMTYPE, "setup.py") for i in range(4)]
+    refused(tmp_path, SDIST, sdist_with("demo", "1.0", *links), "more than 3 links")
+    check(tmp_path, SDIST, sdist_with("demo", "1.0", *links[:3]))
 
 
 def test_member_count_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +137,7 @@ def test_member_count_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_decompressed_bytes_are_capped_by_the_ratio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Counted on the bytes the stream yields, not on the sizes headers declare, and headers included."""
     monkeypatch.setattr(dists, "RATIO_FLOOR", MB)
-    refused(tmp_path, SDIST, long_name_sdist(4 * MB, count=100, root="demo-1.0"), "compression ratio")
+    refused(tmp_path, SDIST, long_name_sdist(4 * MB, count=5000, root="demo-1.0"), "compression ratio")
     data = tar_gz([tar_header("demo-1.0/big", size=4 * MB), b"\0" * 4 * MB])
     refused(tmp_path, SDIST, data, "compression ratio")
 
@@ -260,3 +278,11 @@ def test_member_names_in_messages_are_one_quoted_line(tmp_path: Path) -> None:
     message = refused(tmp_path, SDIST, sdist_with("demo", "1.0", tar_member("/evil\r\nX: " + "y" * 500)),
                       "not a relative path")
     assert "\\r\\n" in message and "..." in message and message.isascii()
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_metadata_compressed_with_another_method_than_deflate_is_refused(tmp_path: Path, method: int) -> None:
+    """zipfile inflates deflate a bounded slice at a time, but keeps what bzip2 and LZMA give whole."""
+    refused(tmp_path, WHEEL, wheel_with_compressed_metadata("demo", "1.0", method), "method other than deflate")
+    refused(tmp_path, WHEEL, wheel_with_compressed_metadata("demo", "1.0", method, 64 * MB),
+            "method other than deflate")

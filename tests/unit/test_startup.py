@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -127,9 +126,3 @@ def test_a_request_that_dies_inside_a_transaction_does_not_hold_the_next_ones(in
     assert index.upload("after-1.0-py3-none-any.whl", wheel_bytes("after", "1.0")).status_code == 200
     assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == "abandoned")) is None
 
-
-def test_a_python_without_tarfiles_filters_is_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delattr(tarfile, "data_filter")
-    with pytest.raises(StartupError, match="Python 3.11.4 or newer") as caught:
-        app_for(tmp_path / "data")
-    assert "\n" not in str(caught.value)
