@@ -3,19 +3,25 @@ Warehouse renders it (readme-renderer by Description-Content-Type, sanitized; pl
 
 A package's HTML never reaches a page as it is: readme-renderer cleans what reStructuredText and Markdown
 produce, and the templates escape every other field. Only the metadata extracted when a file was stored is
-read here, never an archive; parsing and rendering cost milliseconds to seconds, so results are kept per
-process, keyed by the sha256 of the bytes they came from (which never change), up to a number of bytes.
+read here, never an archive. Rendering runs in a child process, bounded in time and memory (a description
+can be written to take a renderer minutes), and results are kept per process, keyed by the sha256 of the
+bytes they came from (which never change), up to a number of bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import resource
+import select
+import signal
 import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.message import Message
+from time import monotonic
 
 import pkginfo
 import readme_renderer.markdown
@@ -33,6 +39,9 @@ MAX_RENDERED_CHARS = 500_000
 MAX_RENDERED_HTML = 2 * 1024 * 1024
 # Parsed and rendered metadata kept per process; one README rendered can be megabytes.
 CACHE_BYTES = 32 * 1024 * 1024
+# What rendering one description may take, beyond what the process had already; past it, plain text.
+RENDER_SECONDS = 10.0
+RENDER_MEMORY = 512 * 1024 * 1024
 _SAFE_URL = re.compile(r"https?://[^\s\"'<>]+\Z", re.IGNORECASE)
 
 
@@ -64,6 +73,16 @@ def render(text: str, content_type: str) -> str:
     (GFM or CommonMark) or plain text when said, plain text for anything unknown or unrenderable."""
     if len(text) > MAX_RENDERED_CHARS:
         return readme_renderer.txt.render(text[:MAX_RENDERED_CHARS] + "\n\n[… description cut here …]")
+    try:
+        rendered = _render_markup(text, content_type)
+    except Exception:  # a renderer's own failure on hostile input (docutils' RecursionError, say)
+        rendered = None
+    if rendered is None or len(rendered) > MAX_RENDERED_HTML:
+        return readme_renderer.txt.render(text)
+    return rendered
+
+
+def _render_markup(text: str, content_type: str) -> str | None:
     header = Message()
     header["Content-Type"] = content_type
     media_type = header.get_content_type() if content_type.strip() else "text/x-rst"
@@ -76,9 +95,51 @@ def render(text: str, content_type: str) -> str:
         variant = header.get_param("variant")
         rendered = readme_renderer.markdown.render(text, variant=variant if variant in ("GFM", "CommonMark")
                                                    else "GFM")
-    if rendered is None or len(rendered) > MAX_RENDERED_HTML:
-        return readme_renderer.txt.render(text)
     return rendered
+
+
+def render_bounded(text: str, content_type: str) -> str:
+    """render() in a child process that is killed past RENDER_SECONDS or RENDER_MEMORY more than this one uses:
+    plain text then. A sync worker must go on answering whatever a package's description holds."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: render, hand the bytes over, and leave without running anything of the parent's
+        try:
+            os.close(reader)
+            _limit_memory(RENDER_MEMORY)
+            view = memoryview(render(text, content_type).encode())
+            while view:
+                view = view[os.write(writer, view):]
+        finally:
+            os._exit(0)
+    os.close(writer)
+    chunks, complete = [], False
+    deadline = monotonic() + RENDER_SECONDS
+    try:
+        while (left := deadline - monotonic()) > 0 and select.select([reader], [], [], left)[0]:
+            chunk = os.read(reader, 1024 * 1024)
+            if not chunk:
+                complete = True
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(reader)
+        if not complete:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if not complete or not chunks or os.waitstatus_to_exitcode(status) != 0:
+        return readme_renderer.txt.render(text[:MAX_RENDERED_CHARS])
+    return b"".join(chunks).decode()
+
+
+def _limit_memory(extra: int) -> None:
+    """Let this process's address space grow by `extra` bytes at most, where Linux says how large it is."""
+    try:
+        with open("/proc/self/statm") as fh:
+            size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
 
 
 def release_info(blobs: BlobStore, files: list[DistFile]) -> ReleaseInfo | None:
@@ -155,7 +216,7 @@ def _parse(blobs: BlobStore, sha256: str) -> ReleaseInfo | None:
         project_urls=urls,
         requires_dist=tuple(dist.requires_dist or ()),
         classifiers=tuple(dist.classifiers or ()),
-        description_html=render(dist.description or "", dist.description_content_type or ""),
+        description_html=render_bounded(dist.description or "", dist.description_content_type or ""),
         source="",
     )
 

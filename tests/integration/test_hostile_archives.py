@@ -181,6 +181,28 @@ def test_a_proxied_bomb_viewed_anonymously_is_never_opened(server: LiveServer) -
             assert "not stored here yet" in view.text
 
 
+DESCRIPTIONS = {
+    # Minutes of a sanitizer's time at full length; docutils' recursion limit at a few hundred levels.
+    "deep-quotes": ("text/markdown", "> " * 200_000 + "deep"),
+    "deep-indents": ("", "".join(" " * depth + "x\n\n" for depth in range(0, 800, 2))),
+}
+
+
+@pytest.mark.parametrize("kind", DESCRIPTIONS)
+def test_a_description_written_to_stall_its_renderer_still_gets_a_page(server: LiveServer, kind: str) -> None:
+    """Each worker renders it once, within a bound, and the page answers (as plain text past the bound)."""
+    content_type, description = DESCRIPTIONS[kind]
+    name = f"stall-{kind}"
+    metadata = (f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\nDescription-Content-Type: {content_type}\n\n"
+                f"{description}\n")
+    wheel = wheel_bytes(name, "1.0", metadata=metadata)
+    assert upload(server, f"{name.replace('-', '_')}-1.0-py3-none-any.whl", wheel, name=name).status_code == 200
+    with ThreadPoolExecutor(4) as pool:  # both workers, at once
+        views = list(pool.map(lambda _: requests.get(f"{server.url}/ui/local/{name}/", timeout=TIMEOUT), range(4)))
+    assert all(view.status_code == 200 for view in views)
+    assert len(workers(server)) == 2
+
+
 @pytest.mark.parametrize("filename", HOSTILE_NAMES)
 def test_a_hostile_filename_is_refused_on_upload(server: LiveServer, filename: str) -> None:
     data = sdist_bytes("demo", "1.0") if filename.endswith(".tar.gz") else wheel_bytes("demo", "1.0")

@@ -109,3 +109,16 @@ def test_a_hosted_upload_shows_its_description_from_the_extracted_metadata(index
     text = metadata_text("demo", "1.0").replace("A long description.", "Words from METADATA.")
     assert index.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0", metadata=text)).status_code == 200
     assert "<p>Words from METADATA.</p>" in index.get("/ui/local/demo/").get_data(as_text=True)
+
+
+def test_a_description_that_takes_its_renderer_too_long_is_shown_as_plain_text(monkeypatch) -> None:
+    """Deeply nested quotes take the sanitizer seconds to minutes; a worker must answer whatever a package says."""
+    monkeypatch.setattr(descriptions, "RENDER_SECONDS", 0.5)
+    html = descriptions.render_bounded("> " * 40_000 + "deep", "text/markdown")
+    assert "<blockquote>" not in html and "deep" in html
+    assert descriptions.render_bounded("*fine*", "text/markdown") == "<p><em>fine</em></p>\n"
+
+
+def test_a_renderer_that_breaks_on_hostile_input_gives_plain_text() -> None:
+    nested = "".join(" " * depth + "x\n\n" for depth in range(0, 800, 2))  # docutils' RecursionError
+    assert descriptions.render_bounded(nested, "").startswith("x<br>")
