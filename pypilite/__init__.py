@@ -37,7 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
         config = config or load_config()
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        blobs = BlobStore(data_dir)
+        blobs = BlobStore(data_dir, min_free=config.min_free_bytes)
         public_tree = PublicTree(data_dir)
         models.bind(models.make_database(config.database.url, data_dir), public_tree)
         with _startup_lock(data_dir), models.database.connection_context():

@@ -8,7 +8,9 @@ A temp file is flock'ed by its writer until it is renamed or removed; the kernel
 writer dies, however it dies, so a temp file nobody holds is abandoned and can be swept at once, even while
 other workers keep writing theirs.
 
-A full disk (or quota, or file size limit) is an answer, not a crash: InsufficientStorage, 507.
+A full disk (or quota, or file size limit) is an answer, not a crash: InsufficientStorage, 507. So is a write
+that would leave less than the configured floor free (storage.min_free_mb): no single upload or proxied
+download, however large it says or turns out to be, takes the data dir's disk to the end.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +30,8 @@ from typing import BinaryIO
 from pypilite.errors import InsufficientStorage
 
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+# How often a growing temp file looks at the free space left (a statvfs): at most this much past the floor.
+FREE_CHECK_BYTES = 16 * 1024 * 1024
 TEMP_PREFIX = "upload-"
 OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -66,13 +71,15 @@ class TempBlob:
     socket to this file in one pass without ever being held in memory.
     """
 
-    def __init__(self, directory: Path, limit: int | None = None) -> None:
+    def __init__(self, directory: Path, limit: int | None = None, min_free: int = 0) -> None:
         with _directory_lock(directory, fcntl.LOCK_SH), out_of_space_is_507():
             fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".part")
             fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is renamed into place or removed
         self.path = Path(name)
         self._file: BinaryIO = os.fdopen(fd, "w+b")
         self._limit = limit
+        self._min_free = min_free
+        self._unchecked = 0  # bytes written since the free space was last looked at
         self.size = 0
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -86,6 +93,12 @@ class TempBlob:
         self._sha256.update(data)
         self._md5.update(data)
         self._blake2.update(data)
+        self._unchecked += len(data)
+        if self._min_free and self._unchecked >= FREE_CHECK_BYTES:
+            self._unchecked = 0
+            if shutil.disk_usage(self.path.parent).free < self._min_free:
+                raise InsufficientStorage(f"Insufficient storage: less than storage.min_free_mb "
+                                          f"({self._min_free // 2**20} MB) would be left free; nothing was stored")
         with out_of_space_is_507():
             return self._file.write(data)
 
@@ -131,9 +144,10 @@ class TempBlob:
 
 
 class BlobStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, min_free: int = 0) -> None:
         self.root = data_dir / "blobs"
         self.tmp = data_dir / "tmp"
+        self.min_free = min_free
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -143,7 +157,7 @@ class BlobStore:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def temp(self, limit: int | None = None) -> TempBlob:
-        return TempBlob(self.tmp, limit)
+        return TempBlob(self.tmp, limit, self.min_free)
 
     def commit(self, blob: TempBlob) -> str:
         """Move a finished temp blob to its content address; identical bytes already stored are kept once.

@@ -124,7 +124,8 @@ def project(repo: str, project: str) -> Response | str:
     except InvalidName:
         raise NotFound(f"invalid project name {project[:100]!r}") from None
     if normalized != project:
-        return redirect(url("ui.project", repo=repo, project=normalized, **request.args), 301)
+        kept = {key: value for key, value in request.args.items() if key == "version"}  # all the page reads
+        return redirect(url("ui.project", repo=repo, project=normalized, **kept), 301)
     page = repo_view.cached_page(normalized)
     if page is None:
         raise NotFound(f"project {normalized!r} not found in repository {repo_view.name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from pypilite import locks, storage
+from pypilite.errors import InsufficientStorage
 from pypilite.locks import FileLock
-from pypilite.storage import BlobStore, BlobTooLarge
+from pypilite.storage import FREE_CHECK_BYTES, BlobStore, BlobTooLarge
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,3 +124,16 @@ def test_a_lock_left_by_a_dead_holder_neither_blocks_nor_survives_a_sweep(tmp_pa
     assert list((tmp_path / "locks").iterdir()) == [held.path]  # a live holder's stays
     held.release()
     assert locks.sweep(tmp_path / "locks") == 0 and list((tmp_path / "locks").iterdir()) == []
+
+
+def test_a_write_that_would_leave_less_than_the_floor_free_is_refused(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    blob = BlobStore(tmp_path, min_free=free + 1).temp()  # already below it: the first check refuses
+    blob.write(b"x" * (FREE_CHECK_BYTES - 1))
+    with pytest.raises(InsufficientStorage, match="storage.min_free_mb"):
+        blob.write(b"x")
+    blob.discard()
+    unguarded = BlobStore(tmp_path).temp()
+    unguarded.write(b"x" * (FREE_CHECK_BYTES + 1))
+    unguarded.discard()
+    assert list((tmp_path / "tmp").iterdir()) == []

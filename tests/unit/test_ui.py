@@ -176,6 +176,10 @@ def test_a_non_normalized_project_name_redirects_keeping_the_version(index: Inde
     response = index.get("/ui/local/Public_Pkg/?version=1.0")
     assert response.status_code == 301
     assert response.headers["Location"] == "../../../ui/local/public-pkg/?version=1.0"
+    # Query keys that are the route's own (or anything else) neither break the redirect nor ride along.
+    for query in ("repo=x", "project=y", "version=1.0&repo=x&other=z"):
+        moved = index.get(f"/ui/local/Public_Pkg/?{query}")
+        assert moved.status_code == 301 and "repo=" not in moved.headers["Location"]
 
 
 def test_odd_but_valid_names_display_as_published_and_link_normalized(index: Index) -> None:
