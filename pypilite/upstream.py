@@ -43,6 +43,8 @@ JSON_V1 = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_V1}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 CHUNK = 256 * 1024
 MAX_REDIRECTS = 10
+# Files one upstream page may list: far more than any real project has; each becomes a row and a page line.
+MAX_PAGE_FILES = 100_000
 # A page, its redirects and every byte of it, must come within this many remote_timeouts: as long as other
 # workers wait for it (ProxyRepository.lock_wait).
 PAGE_TIMEOUTS = 3
@@ -393,12 +395,20 @@ def parse_page(body: bytes, content_type: str, base_url: str) -> tuple[UpstreamF
     """An upstream project page, JSON or HTML by its Content-Type, with every URL made absolute."""
     try:
         if content_type.split(";")[0].strip() == JSON_V1:
-            return tuple(_from_json(entry, base_url) for entry in json.loads(body)["files"])
+            entries = json.loads(body)["files"]
+            _check_count(len(entries))
+            return tuple(_from_json(entry, base_url) for entry in entries)
         parser = _Anchors()
         parser.feed(body.decode("utf-8", "replace"))
+        _check_count(len(parser.anchors))
         return tuple(_from_anchor(attrs, text, base_url) for attrs, text in parser.anchors)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise UpstreamError(f"sent a page that cannot be parsed ({type(exc).__name__})") from None
+
+
+def _check_count(files: int) -> None:
+    if files > MAX_PAGE_FILES:
+        raise UpstreamError(f"sent a page of more than {MAX_PAGE_FILES} files")
 
 
 def _metadata_hash(value: Any) -> str | None:

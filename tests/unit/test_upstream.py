@@ -11,6 +11,7 @@ import pytest
 
 from pypilite import upstream
 from pypilite.locks import FileLock, LockTimeout
+from pypilite import upstream
 from pypilite.upstream import UpstreamError, parse_page, redact
 
 BASE = "https://mirror.example/simple/demo/"
@@ -50,9 +51,23 @@ def test_html_page_reads_anchors_with_entities() -> None:
     (b"{not json", "application/vnd.pypi.simple.v1+json"),
     (b'{"files": [{"url": "x"}]}', "application/vnd.pypi.simple.v1+json"),
     (b'{"no files": []}', "application/vnd.pypi.simple.v1+json"),
+    (b'{"files": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "application/vnd.pypi.simple.v1+json"),  # too deep
 ])
 def test_unparseable_pages_are_upstream_errors(body: bytes, content_type: str) -> None:
     with pytest.raises(UpstreamError, match="cannot be parsed"):
+        parse_page(body, content_type, BASE)
+
+
+@pytest.mark.parametrize("content_type, entry", [
+    ("application/vnd.pypi.simple.v1+json", b'{"filename": "a", "url": "a"}, '),
+    ("text/html", b'<a href="a">a</a>'),
+])
+def test_a_page_of_more_files_than_any_project_has_is_refused(monkeypatch, content_type: str, entry: bytes) -> None:
+    monkeypatch.setattr(upstream, "MAX_PAGE_FILES", 10)
+    body = entry * 11
+    if content_type != "text/html":
+        body = b'{"files": [' + body.rstrip(b", ") + b"]}"
+    with pytest.raises(UpstreamError, match="more than 10 files"):
         parse_page(body, content_type, BASE)
 
 
