@@ -5,6 +5,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import fcntl  # noqa: E402  (the version comes first: submodules import it)
+import ipaddress  # noqa: E402
+import logging  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,6 +29,9 @@ from pypilite.web.pagecache import PageCache  # noqa: E402
 from pypilite.web.wrappers import MAX_FORM_MEMORY  # noqa: E402
 
 
+log = logging.getLogger(__name__)
+
+
 class StartupError(Exception):
     """pypilite cannot start; the message says why in one line."""
 
@@ -46,7 +51,7 @@ def create_app(config: Config | None = None) -> Flask:
             models.migrate(blobs)
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)
-            instance = models.instance_id()
+            etag_key = models.etag_key()
             public_tree.forget()
         models.close_pool()
     except (ConfigError, models.SchemaError) as exc:
@@ -58,19 +63,34 @@ def create_app(config: Config | None = None) -> Flask:
     except OSError as exc:
         raise StartupError(f"data dir {config.storage.data_dir!r}: {exc.strerror or exc}") from None
 
+    _warn_if_reachable_past_the_proxy(config)
     app = Flask(__name__, template_folder="web/templates")
     app.config.update(
         MAX_CONTENT_LENGTH=config.max_upload_bytes + MAX_FORM_MEMORY,
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
     metrics = Metrics()
-    repositories = Repositories(blobs, instance, locks=data_dir / "locks", metrics=metrics,
+    repositories = Repositories(blobs, etag_key, locks=data_dir / "locks", metrics=metrics,
                                 max_upstream_page_bytes=config.max_upstream_page_bytes)
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator(on_failure=metrics.failed_login),
                                           pages=PageCache(), metrics=metrics, public_tree=public_tree)
     register(app)
     return app
+
+
+def _warn_if_reachable_past_the_proxy(config: Config) -> None:
+    """Behind nginx (x_accel_redirect set), a port open to other machines lets clients go around it: past its
+    buffering, and to downloads it would have sent."""
+    if not config.server.x_accel_redirect:
+        return
+    try:
+        local = ipaddress.ip_address(config.server.host).is_loopback
+    except ValueError:
+        local = config.server.host == "localhost"
+    if not local:
+        log.warning("server.host is %s while x_accel_redirect is set: clients can reach pypilite past the reverse "
+                    "proxy; set server.host = \"127.0.0.1\"", config.server.host)
 
 
 @contextmanager

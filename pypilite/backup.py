@@ -15,11 +15,10 @@ import errno
 import os
 import shutil
 import sqlite3
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pypilite.models import keep_private
+from pypilite.models import ETAG_KEY, keep_private, new_etag_key
 from pypilite.storage import BlobStore, TempBlob, fsync_dir
 
 DATABASE_NAME = "pypilite.db"
@@ -111,7 +110,7 @@ def _snapshot(source: Path, partial: Path) -> None:
     try:
         src.backup(dst)
         # A restored data dir is another instance: its ETags must not match what clients cached from this one.
-        dst.execute("UPDATE meta SET value = ? WHERE key = 'instance_id'", (uuid.uuid4().hex[:12],))
+        dst.execute("UPDATE meta SET value = ? WHERE key = ?", (new_etag_key(), ETAG_KEY))
         dst.commit()
     finally:
         dst.close()

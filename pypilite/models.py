@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sqlite3
 import threading
 import uuid
@@ -97,7 +98,7 @@ class BaseModel(pw.Model):
 
 
 class Meta(BaseModel):
-    """Key/value facts about the database itself: its schema version and a per-instance id for ETags."""
+    """Key/value facts about the database itself: its schema version and the key ETags are hashed with."""
 
     key = pw.CharField(primary_key=True)
     value = pw.TextField()
@@ -293,8 +294,8 @@ def _migration_4(db: pw.Database, _blobs: BlobStore | None) -> None:
 
 def _migration_5(db: pw.Database, blobs: BlobStore | None) -> None:
     """Ids that are never handed out twice, token lineage, the UI's metadata extracted once, and the blobs
-    each proxy fetched itself. A new instance id retires every ETag a client holds: ids reused before this
-    step could make an old validator match a different page."""
+    each proxy fetched itself. ETags become hashes under a new secret key, which retires every validator a
+    client holds: ids reused before this step could make an old one match a different page."""
     if isinstance(db, pw.SqliteDatabase):
         for model in (Repository, Project, User, Token):
             _never_reuse_ids(db, model)
@@ -309,7 +310,7 @@ def _migration_5(db: pw.Database, blobs: BlobStore | None) -> None:
     if "info_sha256" not in {column.name for column in db.get_columns("file")}:
         schema.migrate(migrator.add_column("file", "info_sha256", File.info_sha256))  # indexed, as declared
     db.create_tables([FetchedBlob])
-    Meta.replace(key="instance_id", value=uuid.uuid4().hex[:12]).execute()
+    Meta.replace(key=ETAG_KEY, value=new_etag_key()).execute()
     # A wheel's METADATA is a blob of its own already; an sdist's PKG-INFO is taken out after this step.
     File.update(info_sha256=File.metadata_sha256).where(
         (File.origin_url == "") & File.metadata_sha256.is_null(False)).execute()
@@ -548,5 +549,14 @@ def _migrate(blobs: BlobStore | None, sqlite: bool) -> int:
     return SCHEMA_VERSION
 
 
-def instance_id() -> str:
-    return Meta.get(Meta.key == "instance_id").value
+# The secret ETags are hashed with: a restored copy of the data dir gets a new one (backup.py), so no
+# validator a client holds from the original ever matches the copy's pages.
+ETAG_KEY = "etag_key"
+
+
+def new_etag_key() -> str:
+    return secrets.token_hex(32)
+
+
+def etag_key() -> bytes:
+    return bytes.fromhex(Meta.get(Meta.key == ETAG_KEY).value)

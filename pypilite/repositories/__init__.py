@@ -36,10 +36,10 @@ _ROW_CACHE_SIZE = 512
 
 
 class Repositories:
-    def __init__(self, blobs: BlobStore, instance: str, locks: Path, metrics: Metrics,
+    def __init__(self, blobs: BlobStore, etag_key: bytes, locks: Path, metrics: Metrics,
                  max_upstream_page_bytes: int) -> None:
         self.blobs = blobs
-        self.instance = instance
+        self.etag_key = etag_key
         self.locks = locks
         self.metrics = metrics
         self.max_upstream_page_bytes = max_upstream_page_bytes
@@ -76,8 +76,8 @@ class Repositories:
                                     self.max_upstream_page_bytes)
             except UpstreamError as exc:
                 raise UserError(502, str(exc)) from None
-            return ProxyRepository(row, self.blobs, self.instance, upstream, self.locks, self.metrics)
-        return HostedRepository(row, self.blobs, self.instance)
+            return ProxyRepository(row, self.blobs, self.etag_key, upstream, self.locks, self.metrics)
+        return HostedRepository(row, self.blobs, self.etag_key)
 
 
 def _reader(principal: Principal | None) -> Callable[[Repository], bool] | None:

@@ -49,9 +49,9 @@ _FILE_FIELDS = [field for field in File._meta.sorted_fields if field is not File
 class ProxyRepository(StoredRepository):
     repository_type = "proxy"
 
-    def __init__(self, row: models.Repository, blobs: BlobStore, instance: str, upstream: Upstream,
+    def __init__(self, row: models.Repository, blobs: BlobStore, etag_key: bytes, upstream: Upstream,
                  locks: Path, metrics: Metrics) -> None:
-        super().__init__(row, blobs, instance)
+        super().__init__(row, blobs, etag_key)
         self.upstream = upstream
         self.locks = locks
         self.metrics = metrics

@@ -3,6 +3,8 @@ same tables from upstream), so a cached proxy project renders exactly like a hos
 
 from __future__ import annotations
 
+import hashlib
+
 from pypilite import models
 from pypilite.models import File, Project, columns, database, first, from_row
 from pypilite.repositories.base import (
@@ -29,16 +31,15 @@ _FILE_BY_NAME = (f'SELECT {columns(File, "f")} FROM "{FILE}" f CROSS JOIN "{PROJ
 
 
 class StoredRepository(Repository):
-    def __init__(self, row: models.Repository, blobs: BlobStore, instance: str) -> None:
+    def __init__(self, row: models.Repository, blobs: BlobStore, etag_key: bytes) -> None:
         super().__init__(row.id, row.name, row.public)
         self.row = row
         self.blobs = blobs
-        # Part of every ETag, so a restored or recreated data dir never matches a client's cached validator.
-        self._etag_base = f"{instance}.{row.id}"
+        self._etag_key = etag_key
         self._file_rows: dict[str, File | None] = {}
 
     def index_etag(self) -> str:
-        return f"{self._etag_base}.{self.row.serial}"
+        return self._etag(self.row.serial)
 
     def project_index(self) -> ProjectIndex:
         names = tuple(p.name for p in Project.select(Project.name)
@@ -54,7 +55,14 @@ class StoredRepository(Repository):
         return PageTag(self._page_etag(*row)) if row is not None else NO_PAGE
 
     def _page_etag(self, project_id: int, serial: int) -> str:
-        return f"{self._etag_base}.{project_id}.{serial}"
+        return self._etag(project_id, serial)
+
+    def _etag(self, *state: int) -> str:
+        """An ETag from never-reused ids and serials, hashed with the data dir's secret key (a new one for a
+        restored copy): it matches no other page's, and tells a reader nothing of how many projects there are
+        or when a private one changed."""
+        names = ".".join(map(str, (self.id, *state))).encode()
+        return hashlib.blake2b(names, key=self._etag_key, digest_size=16).hexdigest()
 
     def project_page(self, name: str) -> ProjectPage | None:
         project = first(Project.raw(f'SELECT * FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',

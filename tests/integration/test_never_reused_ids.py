@@ -4,6 +4,7 @@ with (or confirmed by a 304 as) the page of something deleted before it, whateve
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +85,19 @@ def test_a_project_deleted_with_its_last_release_never_lends_its_page(server: Li
     _upload(server, "local", "second-one")
     for status, body in _every_answer(server, f"{server.url}/local/simple/second-one/", page_etag):
         assert status == 200 and "second_one" in body and "first" not in body
+
+
+def test_a_public_page_s_etag_tells_nothing_of_private_activity(server: LiveServer) -> None:
+    """Ids and serials count every project and change, private ones included: an ETag is a keyed hash of them,
+    so a reader learns neither how many projects there are nor when a private one was made."""
+    api = f"{server.url}/api/v1/repos"
+    assert requests.post(api, json={"name": "hidden", "repository_type": "hosted", "public": False},
+                         auth=_admin(server), timeout=10).status_code == 201
+    _upload(server, "local", "probe-one")
+    for name in ("private-a", "private-b", "private-c"):
+        _upload(server, "hidden", name)
+    _upload(server, "local", "probe-two")
+    tags = [requests.get(f"{server.url}/local/simple/{name}/", headers=JSON, timeout=10).headers["ETag"]
+            for name in ("probe-one", "probe-two")]
+    for tag in tags:  # the hash, then what the URL and the Accept header already say (depth, representation)
+        assert re.fullmatch(r'"[0-9a-f]{32}\.[0-9]+\.json1"', tag), tag

@@ -43,9 +43,9 @@ def downloads(index: Index) -> dict[str, bytes]:
     return found
 
 
-def instance_id(data_dir: Path) -> str:
+def etag_key(data_dir: Path) -> str:
     with sqlite3.connect(data_dir / "pypilite.db") as connection:
-        return connection.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()[0]
+        return connection.execute("SELECT value FROM meta WHERE key = 'etag_key'").fetchone()[0]
 
 
 @pytest.mark.parametrize("linkable", [True, False], ids=["hard-linked", "copied"])
@@ -64,7 +64,7 @@ def test_a_backup_restores_byte_identical(capsys, monkeypatch, tmp_path: Path, s
 
     restored = Index(dest)
     assert downloads(restored) == FILES
-    assert instance_id(dest) != instance_id(tmp_path / "data")  # no ETag of the old instance matches
+    assert etag_key(dest) != etag_key(tmp_path / "data")  # no ETag of the original matches the copy's pages
     restored_config = tmp_path / "restored.toml"
     restored_config.write_text(f'[storage]\ndata_dir = "{dest}"\n')
     assert call(capsys, "check", "--config", str(restored_config))[0] == 0

@@ -126,3 +126,12 @@ def test_a_request_that_dies_inside_a_transaction_does_not_hold_the_next_ones(in
     assert index.upload("after-1.0-py3-none-any.whl", wheel_bytes("after", "1.0")).status_code == 200
     assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == "abandoned")) is None
 
+
+
+def test_a_port_open_past_the_reverse_proxy_is_warned_about(tmp_path: Path, caplog) -> None:
+    app_for(tmp_path / "a", server={"x_accel_redirect": "/_pypilite_blobs/", "host": "0.0.0.0"})
+    assert "clients can reach pypilite past the reverse proxy" in caplog.text
+    caplog.clear()
+    app_for(tmp_path / "b", server={"x_accel_redirect": "/_pypilite_blobs/", "host": "127.0.0.1"})
+    app_for(tmp_path / "c", server={"host": "0.0.0.0"})
+    assert "past the reverse proxy" not in caplog.text
