@@ -21,16 +21,24 @@ _ALIASES = {
 OFFERED = (TEXT_HTML, HTML_V1, JSON_V1, *_ALIASES)
 
 
+class _NotAcceptable(NotAcceptable):
+    """406, which depends on Accept like every answer it stands in for."""
+
+    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:
+        return [*super().get_headers(environ, scope), ("Vary", "Accept")]
+
+
 def choose_media_type(request: Request) -> str:
     """The media type to answer with; 406 when the client accepts none of ours."""
     requested = request.args.get("format") if request.query_string else None
     if requested is not None:
+        requested = requested.replace(" ", "+")  # a "+" typed into the URL arrives decoded as a space
         if requested not in OFFERED:
-            raise NotAcceptable(f"Unsupported format {requested!r}; available: {', '.join(OFFERED[:3])}")
+            raise _NotAcceptable(f"Unsupported format {requested!r}; available: {', '.join(OFFERED[:3])}")
         return _ALIASES.get(requested, requested)
     best = _best_match(request.headers.get("Accept", ""))
     if best is None:
-        raise NotAcceptable(f"None of the accepted media types is available; available: {', '.join(OFFERED[:3])}")
+        raise _NotAcceptable(f"None of the accepted media types is available; available: {', '.join(OFFERED[:3])}")
     return best
 
 

@@ -157,8 +157,8 @@ def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
             "url": f"{prefix}files/{quote(dist.repository)}/{dist.sha256}/{quote(dist.filename)}",
             "hashes": {"sha256": dist.sha256},
             "requires-python": dist.requires_python or None,
+            # JSON says core-metadata only (PEP 714): pip 22.3 to 23.1 crash on dist-info-metadata there.
             "core-metadata": metadata,
-            "dist-info-metadata": metadata,
             "yanked": (dist.yanked_reason or True) if dist.yanked else False,
         }
         # Always known for hosted files; a proxy knows them once its upstream (or a download) has said.

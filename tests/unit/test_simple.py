@@ -79,13 +79,19 @@ def fresh(index: Index) -> Index:
 def test_negotiation(populated: Index, url: str, accept: str | None, expected: str | None) -> None:
     response = populated.get(url, accept=accept)
     if expected is None:
-        assert response.status_code == 406
+        assert response.status_code == 406 and "Accept" in response.headers["Vary"]
         return
     assert response.status_code == 200
     assert response.mimetype == expected
     assert "Accept" in response.headers["Vary"]
     assert response.headers["Cache-Control"] == "max-age=0, must-revalidate"
     assert response.headers["ETag"]
+
+
+def test_a_format_typed_with_a_literal_plus_is_understood(populated: Index) -> None:
+    """In a query string "+" means a space: a media type typed into the URL as it is spelled arrives so."""
+    response = populated.get("/local/simple/demo/?format=application/vnd.pypi.simple.v1+json", accept="text/plain")
+    assert response.status_code == 200 and response.mimetype == JSON
 
 
 @pytest.mark.parametrize("fmt, expected", [(JSON, 200), (HTML1, 200), ("text/html", 200), ("text/plain", 406)])
@@ -107,7 +113,7 @@ def test_json_and_html_agree(populated: Index) -> None:
         assert anchor["href"] == f"{file['url']}#sha256={file['hashes']['sha256']}"
         assert anchor.get("data-requires-python") == file["requires-python"]
         metadata = file["core-metadata"]
-        assert file["dist-info-metadata"] == metadata
+        assert "dist-info-metadata" not in file  # PEP 714: pip 22.3 to 23.1 crash on it in JSON
         if metadata:
             assert anchor["data-core-metadata"] == anchor["data-dist-info-metadata"] == f"sha256={metadata['sha256']}"
         else:
