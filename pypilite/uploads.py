@@ -47,6 +47,10 @@ def _check_action(form: Mapping[str, str]) -> None:
         raise BadRequest(f"Unsupported :action {action!r}: only file_upload is available")
     if form.get("protocol_version", "1") != "1":
         raise BadRequest(f"Unknown protocol_version {form.get('protocol_version')!r}")
+    if "attestations" in form:
+        # PEP 740: an index that cannot verify an attestation must refuse the upload, not drop it.
+        raise BadRequest("Attestations are not verified here (PEP 740); upload without them "
+                         "(twine without --attestations)")
 
 
 def verify_upload(form: Mapping[str, str], filename: str | None, blob: TempBlob | None) -> VerifiedUpload:

@@ -250,3 +250,10 @@ def test_upload_urls_never_redirect(index: Index, url: str) -> None:
 def test_oversized_form_fields_are_413(index: Index) -> None:
     response = index.upload(WHEEL, wheel_bytes("demo", "1.0"), extra={"description": "x" * (17 * 1024 * 1024)})
     assert_refused(response, 413, "for the other fields", index)
+
+
+@pytest.mark.parametrize("attestations", ['[{"version": 1}]', "not json", ""])
+def test_an_upload_with_attestations_is_refused(index: Index, attestations: str) -> None:
+    response = index.upload(WHEEL, wheel_bytes("demo", "1.0"), extra={"attestations": attestations})
+    assert response.status_code == 400 and "Attestations are not verified here (PEP 740)" in response.text
+    assert index.file_rows() == []
