@@ -10,6 +10,7 @@ and time: the caps below are what a large real package needs, and a hostile file
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import re
 import tarfile
@@ -17,11 +18,14 @@ import warnings
 import zipfile
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import pkginfo
+from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+from packaging.metadata import parse_email
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
@@ -121,13 +125,22 @@ def parse_filename(filename: str) -> FilenameInfo:
     )
 
 
+# Whether the archive holds a license file by the path a License-File field gives (PEP 639).
+HasLicense = Callable[[str], bool]
+
+
 def read_metadata(path: Path, info: FilenameInfo, filename: str) -> DistMetadata:
     """Check the archive at `path` and parse the metadata it carries."""
-    return _parse_metadata(metadata_bytes(path, info, filename), info)
+    raw, has_license = _read_archive(path, info, filename)
+    return _parse_metadata(raw, info, has_license)
 
 
 def metadata_bytes(path: Path, info: FilenameInfo, filename: str) -> bytes:
     """Check the archive at `path` and return its metadata file (a wheel's METADATA, an sdist's PKG-INFO)."""
+    return _read_archive(path, info, filename)[0]
+
+
+def _read_archive(path: Path, info: FilenameInfo, filename: str) -> tuple[bytes, HasLicense]:
     if info.packagetype == WHEEL:
         return _wheel_metadata(path, info)
     if filename.endswith(".zip"):
@@ -225,7 +238,7 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, kind: str) -
         raise InvalidDistribution(f"Invalid {kind}: metadata cannot be read (corrupt or truncated archive)") from None
 
 
-def _wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
+def _wheel_metadata(path: Path, info: FilenameInfo) -> tuple[bytes, HasLicense]:
     with _open_zip(path, "wheel") as archive:
         members = _zip_members(archive, path, "wheel")
         tops = {m.filename.split("/", 1)[0] for m in members}
@@ -241,7 +254,11 @@ def _wheel_metadata(path: Path, info: FilenameInfo) -> bytes:
             raise InvalidDistribution(f"Invalid wheel: WHEEL is missing from {_shown(dist_info)}")
         if f"{dist_info}/METADATA" not in names:
             raise InvalidDistribution(f"Invalid wheel: METADATA is missing from {_shown(dist_info)}")
-        return _read_member(archive, archive.getinfo(f"{dist_info}/METADATA"), "wheel")
+        if f"{dist_info}/RECORD" not in names:  # installers refuse a wheel without one
+            raise InvalidDistribution(f"Invalid wheel: RECORD is missing from {_shown(dist_info)}")
+        licenses = {name for name in names if name.startswith(f"{dist_info}/licenses/")}
+        return (_read_member(archive, archive.getinfo(f"{dist_info}/METADATA"), "wheel"),
+                lambda license_file: f"{dist_info}/licenses/{license_file}" in licenses)
 
 
 def _names_release(stem: str, info: FilenameInfo) -> bool:
@@ -260,7 +277,7 @@ def _check_root(root: str, kind: str) -> str:
     return root
 
 
-def _zip_sdist_metadata(path: Path) -> bytes:
+def _zip_sdist_metadata(path: Path) -> tuple[bytes, HasLicense]:
     with _open_zip(path, "sdist") as archive:
         members = _zip_members(archive, path, "sdist")
         roots = {m.filename.split("/", 1)[0] for m in members}
@@ -270,7 +287,8 @@ def _zip_sdist_metadata(path: Path) -> bytes:
         pkg_info = next((m for m in members if m.filename == f"{root}/PKG-INFO"), None)
         if pkg_info is None:
             raise InvalidDistribution(f"Invalid sdist: PKG-INFO is missing from {_shown(root)}")
-        return _read_member(archive, pkg_info, "sdist")
+        names = {m.filename for m in members}
+        return _read_member(archive, pkg_info, "sdist"), lambda license_file: f"{root}/{license_file}" in names
 
 
 class _BoundedStream:
@@ -305,7 +323,7 @@ class _BoundedStream:
             raise InvalidDistribution(_RATIO_MESSAGE)
 
 
-def _tar_sdist_metadata(path: Path) -> bytes:
+def _tar_sdist_metadata(path: Path) -> tuple[bytes, HasLicense]:
     if zipfile.is_zipfile(path):  # reads the end record only
         raise InvalidDistribution("Invalid sdist: the file is also a zip archive")
     with path.open("rb") as fh:
@@ -320,7 +338,7 @@ def _tar_sdist_metadata(path: Path) -> bytes:
         raise InvalidDistribution(_NOT_TAR_GZ) from None
 
 
-def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> bytes:
+def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> tuple[bytes, HasLicense]:
     """Every member, header by header (a truncated or corrupt tail is caught now, not by the user's pip); only
     PKG-INFO is read. A file or a directory can only escape by its name; links are judged at the end, through
     each other; devices and FIFOs are refused."""
@@ -329,6 +347,7 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> bytes:
     count = 0
     symlinks: dict[str, str] = {}
     hardlinks: list[tuple[str, str]] = []
+    files: set[bytes] = set()  # a short digest of each file's name, for License-File: never the names themselves
     while True:
         stream.allowance = MAX_TAR_HEADER_BYTES
         member = archive.next()
@@ -355,6 +374,8 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> bytes:
             root = _check_root(top, "sdist")
         elif top != root:
             raise InvalidDistribution(_ONE_ROOT)
+        if member.isfile():
+            files.add(_name_digest(member.name))
         if rest == "PKG-INFO" and member.isfile():
             if member.size > MAX_METADATA_BYTES:
                 raise InvalidDistribution("Invalid sdist: PKG-INFO too large")
@@ -365,7 +386,11 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> bytes:
     if pkg_info is None:
         raise InvalidDistribution(f"Invalid sdist: PKG-INFO is missing from {_shown(root)}")
     _check_links(root, symlinks, hardlinks)
-    return pkg_info
+    return pkg_info, lambda license_file: _name_digest(f"{root}/{license_file}") in files
+
+
+def _name_digest(name: str) -> bytes:
+    return hashlib.blake2b("/".join(_parts(name)).encode(errors="surrogateescape"), digest_size=12).digest()
 
 
 def _check_links(root: str, symlinks: dict[str, str], hardlinks: list[tuple[str, str]]) -> None:
@@ -412,7 +437,40 @@ def _parts(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in ("", ".")]
 
 
-def _parse_metadata(raw: bytes, info: FilenameInfo) -> DistMetadata:
+def check_metadata_version(value: str | None, where: str) -> Version:
+    """A Metadata-Version this index understands: a version whose major is 1 or 2 (a newer major may change
+    what fields mean, and Warehouse refuses it)."""
+    if not value:
+        raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version is missing")
+    try:
+        version = Version(value)
+    except InvalidVersion:
+        raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version {value!r} is not a version") from None
+    if version.major > 2:
+        raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version {value} is newer than this index "
+                                  "understands (2.x)")
+    return version
+
+
+def _check_licenses(fields: dict, has_license: HasLicense) -> None:
+    """License-Expression must be valid SPDX, and every License-File must be in the archive (PEP 639)."""
+    expression = fields.get("license_expression")
+    if expression:
+        try:
+            canonicalize_license_expression(expression)
+        except InvalidLicenseExpression as exc:
+            raise InvalidDistribution(f"Invalid distribution: License-Expression {expression[:100]!r} is not a valid "
+                                      f"SPDX expression ({exc})") from None
+    for license_file in fields.get("license_files") or ():
+        if license_file.startswith("/") or ".." in license_file.split("/") or not has_license(license_file):
+            raise InvalidDistribution(f"Invalid distribution: License-File {_shown(license_file)} is not in the "
+                                      "archive")
+
+
+def _parse_metadata(raw: bytes, info: FilenameInfo, has_license: HasLicense) -> DistMetadata:
+    fields, _ = parse_email(raw)  # lenient: what Warehouse also checks by name
+    check_metadata_version(fields.get("metadata_version"), "its metadata's")
+    _check_licenses(fields, has_license)
     dist = pkginfo.Distribution()
     try:
         dist.parse(raw)

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pypilite.dists import SDIST, WHEEL, DistMetadata, FilenameInfo, InvalidDistribution, parse_filename, read_metadata
+from pypilite.dists import (
+    SDIST,
+    WHEEL,
+    DistMetadata,
+    FilenameInfo,
+    InvalidDistribution,
+    check_metadata_version,
+    parse_filename,
+    read_metadata,
+)
 from pypilite.errors import BadRequest
 from pypilite.storage import TempBlob
 
@@ -74,6 +83,11 @@ def verify_upload(form: Mapping[str, str], filename: str | None, blob: TempBlob 
     except InvalidVersion:
         raise BadRequest(f"Invalid version {version!r}: not a PEP 440 version") from None
 
+    if form.get("metadata_version"):
+        try:
+            check_metadata_version(form["metadata_version"], "the form's")
+        except InvalidDistribution as exc:
+            raise BadRequest(str(exc)) from None
     info = _parse_filename(filename)
     if info.project != project:
         raise BadRequest(f"Filename {filename!r} does not belong to project {name!r}")

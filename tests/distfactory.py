@@ -24,8 +24,8 @@ def metadata_text(name: str, version: str, requires_python: str = "", requires: 
 
 
 def wheel_bytes(name: str, version: str, *, metadata: str | None = None, dist_info: str | None = None,
-                with_wheel_file: bool = True, with_metadata: bool = True, requires_python: str = "",
-                payload: bytes = b"") -> bytes:
+                with_wheel_file: bool = True, with_metadata: bool = True, with_record: bool = True,
+                requires_python: str = "", payload: bytes = b"") -> bytes:
     """`payload` is stored uncompressed as a data file, to make a wheel as large as a test needs."""
     stem = dist_info or f"{name.replace('-', '_')}-{version}"
     buf = io.BytesIO()
@@ -40,7 +40,8 @@ def wheel_bytes(name: str, version: str, *, metadata: str | None = None, dist_in
         if with_wheel_file:
             zf.writestr(_member(f"{stem}.dist-info/WHEEL"),
                         "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(_member(f"{stem}.dist-info/RECORD"), "")
+        if with_record:
+            zf.writestr(_member(f"{stem}.dist-info/RECORD"), "")
     return buf.getvalue()
 
 
@@ -141,9 +142,9 @@ def header_chain_sdist(links: int, *, root: str = "bomb-1.0") -> bytes:
     return tar_gz([tar_header("././@LongLink", kind=tarfile.GNUTYPE_LONGNAME)] * links + [tar_header(f"{root}/f")])
 
 
-def sdist_with(name: str, version: str, *members: tarfile.TarInfo) -> bytes:
+def sdist_with(name: str, version: str, *members: tarfile.TarInfo, metadata: str | None = None) -> bytes:
     """A good sdist plus `members` (empty), as tarfile writes them: names, links and types a test chooses."""
-    data = sdist_bytes(name, version)
+    data = sdist_bytes(name, version, metadata=metadata)
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as good, tarfile.open(fileobj=good) as source, \
             gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as out, tarfile.open(fileobj=out, mode="w") as tf:

@@ -11,6 +11,7 @@ from pypilite.audit import Actor
 from pypilite.errors import BadRequest, Conflict
 from pypilite.models import File, Project, Tombstone, write_transaction
 from pypilite.repositories.stored import StoredRepository
+from pypilite.dists import SDIST
 from pypilite.uploads import VerifiedUpload
 
 
@@ -32,6 +33,7 @@ class HostedRepository(StoredRepository):
         existing = self._query_file_row(dist.filename)
         if existing is not None and self._is_duplicate(existing, dist):
             return UploadOutcome.IDENTICAL
+        self._refuse_second_sdist(dist, existing)
         sha256 = self.blobs.commit(dist.blob)
         metadata_sha256 = None
         if dist.metadata.core_metadata is not None:
@@ -43,6 +45,7 @@ class HostedRepository(StoredRepository):
             if existing is not None and self._is_duplicate(existing, dist):
                 write.keeps_public_files()
                 return UploadOutcome.IDENTICAL
+            self._refuse_second_sdist(dist, existing)
             project = self._project_for_upload(dist)
             if existing is None:
                 # A new file takes nothing away, even in a new project: a group's guard hides a proxy's
@@ -78,6 +81,18 @@ class HostedRepository(StoredRepository):
         if Tombstone.select().where((Tombstone.repository == self.id) & (Tombstone.filename == filename)).exists():
             raise BadRequest(f"This filename has already been used: {filename} was deleted from repository "
                              f"{self.name!r} and cannot be uploaded again; use a different version")
+
+    def _refuse_second_sdist(self, dist: VerifiedUpload, existing: File | None) -> None:
+        """One sdist per release, as on PyPI: installers take whichever they meet first, and two sources for
+        one version may build two different things."""
+        if dist.info.packagetype != SDIST or existing is not None:
+            return
+        other = (File.select(File.filename).join(Project)
+                 .where((Project.repository == self.id) & (Project.name == str(dist.info.project))
+                        & (File.version == str(dist.info.version)) & (File.packagetype == SDIST)).first())
+        if other is not None:
+            raise BadRequest(f"Only one sdist may be uploaded per release: {dist.info.project} {dist.info.version} "
+                             f"has {other.filename} already")
 
     def _is_duplicate(self, existing: File, dist: VerifiedUpload) -> bool:
         """True for a byte-identical re-upload; raises for other bytes under the same name."""

@@ -141,7 +141,7 @@ def test_filename_must_match_the_form(index: Index, filename, form, words) -> No
     (wheel_bytes("demo", "1.0", dist_info="other-1.0"), "expected one demo-1.0.dist-info"),
     (wheel_bytes("demo", "1.0", metadata=metadata_text("other", "1.0")), "does not match"),
     (wheel_bytes("demo", "1.0", metadata=metadata_text("demo", "1.1")), "does not match"),
-    (wheel_bytes("demo", "1.0", metadata="garbage without fields"), "no name or version"),
+    (wheel_bytes("demo", "1.0", metadata="garbage without fields"), "Metadata-Version is missing"),
     (wheel_bytes("demo", "1.0", requires_python="not a spec"), "requires-python"),
     (sdist_bytes("demo", "1.0"), "not a zip archive"),
 ])
