@@ -115,7 +115,9 @@ def _poetry(urls: Endpoints) -> str:
 
 
 def _pdm(urls: Endpoints) -> str:
-    text = f'[[tool.pdm.source]]\nname = "{INDEX_NAME}"\nurl = "{urls.index_url}"\nverify_ssl = true\n'
+    # "pypi" is pdm's name for the index it otherwise asks besides any source: naming it replaces that index,
+    # so pdm asks nothing but pypilite (and the group's guard against dependency confusion holds).
+    text = f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{urls.index_url}"\nverify_ssl = true\n'
     if not urls.public:
         text += 'username = "__token__"\npassword = "${PYPILITE_TOKEN}"\n'
     if urls.upload_url is not None:

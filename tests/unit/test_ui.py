@@ -3,6 +3,7 @@ rendered README, snippet URLs, and a query count that does not grow with the num
 
 from __future__ import annotations
 
+import html as html_module
 import re
 from datetime import datetime
 
@@ -340,6 +341,9 @@ def test_snippets_use_the_request_url_and_credential_placeholders_for_private(in
     assert "index-url = http://__token__:YOUR_TOKEN@localhost/team/simple/" in snippet(private, "pip-conf")
     assert "machine localhost" in snippet(private, "netrc")
     assert "twine-pypirc" not in page(index, "/ui/pypi/")  # a proxy takes no uploads
+    # pdm asks its default index besides any source unless a source is named "pypi": it must ask pypilite alone.
+    assert ('[[tool.pdm.source]]\nname = "pypi"\nurl = "http://localhost/local/simple/"'
+            in html_module.unescape(snippet(html, "pdm")))
 
 
 def test_public_url_wins(tmp_path) -> None:
