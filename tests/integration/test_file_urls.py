@@ -154,8 +154,9 @@ name = "private"
 url = "{server.url}/private/simple/"
 priority = "explicit"
 """)
-    env = dict(client_env, POETRY_HTTP_BASIC_MAIN_USERNAME="__token__", POETRY_HTTP_BASIC_MAIN_PASSWORD=tokens["default"],
-               POETRY_HTTP_BASIC_PRIVATE_USERNAME="__token__", POETRY_HTTP_BASIC_PRIVATE_PASSWORD=tokens["private"],
+    env = dict(client_env, POETRY_HTTP_BASIC_MAIN_USERNAME="__token__",
+               POETRY_HTTP_BASIC_MAIN_PASSWORD=tokens["default"], POETRY_HTTP_BASIC_PRIVATE_USERNAME="__token__",
+               POETRY_HTTP_BASIC_PRIVATE_PASSWORD=tokens["private"],
                POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_CACHE_DIR=str(tmp_path / "poetry-cache"),
                POETRY_CONFIG_DIR=str(tmp_path / "poetry-config"))
     run([POETRY, "lock"], env=env, cwd=project)
