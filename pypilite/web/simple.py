@@ -32,9 +32,9 @@ _ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
 
 
 def _files_prefix() -> str:
-    """From a project page back to the path its files live under: `/<repo>/` for `/<repo>/simple/<p>/` and
-    `/simple/` for the default index's `/simple/<p>/`, each inside its own index's path, which pip and poetry
-    match credentials against (a sub-path stays the proxy's business)."""
+    """From a project page back to where its `files/` are: `/<repo>/` for `/<repo>/simple/<p>/`, `/simple/`
+    for the default index's `/simple/<p>/`. Inside each index's own path, which pip and poetry match
+    credentials against (a sub-path stays the proxy's business)."""
     return "../" * (request.path.count("/") - 2)
 
 
