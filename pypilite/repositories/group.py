@@ -133,7 +133,8 @@ class GroupRepository(Repository):
         return found
 
     def source(self, member: str, project: str) -> Repository | None:
-        """The member whose files of `project` this group's pages list, if `member` is one of them."""
+        """The member whose files of `project` this group's pages list, if `member` is one of them (a file
+        that an earlier member's namesake shadows stays served: the reader may read both, the URL names its bytes)."""
         holders = self._serving(project, lambda members, _merging: [m for m in members if m.has_project(project)])
         return next((leaf for leaf in holders if leaf.name == member), None)
 
