@@ -3,16 +3,17 @@
 Behind nginx, a download pypilite decides costs nginx a question (to pypilite, or to its cache of pypilite's
 answers) before it sends the blob: half of what nginx sends on its own. So when pypilite says yes to a
 download without credentials, it also hard-links the blob under the download's URL in this tree
-(`<data_dir>/public/current/files/<repo>/<sha256>/<filename>`), and nginx sends the next anonymous request
-for that URL straight from the tree, as a static file. Only a yes is ever written down: a URL with no link
-is asked about as before.
+(`<data_dir>/public/current/<repo>/files/<member>/<sha256>/<filename>`), and nginx sends the next anonymous
+request for that URL straight from the tree, as a static file. Only a yes is ever written down: a URL with no
+link is asked about as before.
 
 A link is a standing yes, so the tree must never outlive a change that could take one back. Rather than find
 which links a change touches, every database write that may narrow what anonymous readers get (a deletion,
-an overwrite, a repository made private, a group's members changed, a proxy page that lost a file) retires
-the whole tree: `current` is pointed at a new, empty generation before the write commits
-(models.write_transaction), and the tree fills again as files are asked for. Writes that say they take
-nothing from anonymous readers (a new file; users, tokens and grants) keep it.
+an overwrite, a repository made private, a group's members changed, a new hosted project that a group's guard
+now hides namesakes for, a proxy page that lost a file) retires the whole tree: `current` is pointed at a
+new, empty generation before the write commits (models.write_transaction), and the tree fills again as files
+are asked for. Writes that say they take nothing from anonymous readers (a new file in a known project; users,
+tokens and grants) keep it.
 
 What makes that hold under races and crashes, with every worker and every CLI process on the data dir:
 - a writer retires the tree while it holds the database's write lock and this tree's lock, fsyncs the swap
@@ -55,7 +56,8 @@ class PublicTree:
         self._locks = data_dir / "locks"
 
     def link_path(self, url_path: str) -> Path:
-        """Where nginx looks for the URL path `files/<repo>/<sha256>/<filename>` (see deploy/nginx.conf)."""
+        """Where nginx looks for a file's URL path, `<repo>/files/<member>/<sha256>/<filename>` or another of
+        deploy/nginx.conf's file locations."""
         return self.current / url_path
 
     def publish(self, url_path: str, blob: Path, still_public: Callable[[], bool]) -> bool:

@@ -126,6 +126,15 @@ class Repository(ABC):
         readable members."""
         return [self]
 
+    def has_project(self, name: str) -> bool:
+        """Whether the repository holds the project, asking no upstream."""
+        return self.cached_page(name) is not None
+
+    def source(self, member: str, project: str) -> Repository | None:
+        """The repository whose files of `project` this one's pages list under the name `member` (itself, or
+        a group's member), if its pages list them from there: what a file URL under this index may serve."""
+        return self if member == self.name else None
+
     def cached_page(self, name: str) -> ProjectPage | None:
         """project_page(name) from what this server already holds, never asking an upstream: what the web UI
         shows, so browsing stays fast and never fetches on anyone's behalf."""

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable
+from typing import TypeVar
 
 from pypilite.errors import BadRequest, UserError
 from pypilite.models import earliest
@@ -30,6 +31,8 @@ from pypilite.repositories.base import (
     sort_files,
 )
 from pypilite.repositories.hosted import HostedRepository
+
+_T = TypeVar("_T")
 
 
 class GroupRepository(Repository):
@@ -104,15 +107,7 @@ class GroupRepository(Repository):
         return self._merged(name, cached=True)
 
     def _merged(self, name: str, cached: bool) -> ProjectPage | None:
-        hosted, others = self._split()
-        if name in self.pass_through:
-            pages = _pages(hosted + others, name, cached, tolerate_failures=True)
-        else:
-            pages = _pages(hosted, name, cached)
-            if not pages:
-                pages = _pages(others, name, cached)
-                if self._held_privately(name):
-                    pages = []
+        pages = self._serving(name, lambda members, merging: _pages(members, name, cached, tolerate_failures=merging))
         if not pages:
             return None
         files: dict[str, DistFile] = {}
@@ -122,6 +117,26 @@ class GroupRepository(Repository):
         return ProjectPage(name=name, files=sort_files(list(files.values())),
                            etag=self._page_etag(name, [p.etag for p in pages]),
                            stale="; ".join(page.stale for page in pages if page.stale))
+
+    def _serving(self, name: str, find: Callable[[list[Repository], bool], list[_T]]) -> list[_T]:
+        """What `find(members, merging)` finds in the members that serve project `name` to this reader, in
+        member order: every member for a pass-through name; else the hosted ones if any holds it; else the
+        others, unless a member the reader cannot see holds it. Pages and file URLs both obey this guard."""
+        hosted, others = self._split()
+        if name in self.pass_through:
+            return find(hosted + others, True)
+        found = find(hosted, False)
+        if not found:
+            found = find(others, False)
+            if self._held_privately(name):
+                return []
+        return found
+
+    def source(self, member: str, project: str) -> Repository | None:
+        """The member whose files of `project` this group's pages list, if `member` is one of them (a file
+        that an earlier member's namesake shadows stays served: the reader may read both, the URL names its bytes)."""
+        holders = self._serving(project, lambda members, _merging: [m for m in members if m.has_project(project)])
+        return next((leaf for leaf in holders if leaf.name == member), None)
 
     def _held_privately(self, name: str) -> bool:
         return any(isinstance(leaf, HostedRepository) and leaf.has_project(name)

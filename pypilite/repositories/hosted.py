@@ -46,11 +46,11 @@ class HostedRepository(StoredRepository):
                 write.keeps_public_files()
                 return UploadOutcome.IDENTICAL
             self._refuse_second_sdist(dist, existing)
-            project = self._project_for_upload(dist)
-            if existing is None:
-                # A new file takes nothing away, even in a new project: a group's guard hides a proxy's
-                # namesake from its pages, but the proxy's file URLs name the proxy. An overwrite takes the
-                # old bytes' URL away.
+            project, created = self._project_for_upload(dist)
+            if existing is None and not created:
+                # A new file in a project already there takes nothing away. A new project does: a group's
+                # guard hides its namesakes in other members, file URLs under the group included; and an
+                # overwrite takes the old bytes' URLs away.
                 write.keeps_public_files()
             values = dict(
                 project=project.id,
@@ -105,15 +105,16 @@ class HostedRepository(StoredRepository):
             )
         return False
 
-    def _project_for_upload(self, dist: VerifiedUpload) -> Project:
+    def _project_for_upload(self, dist: VerifiedUpload) -> tuple[Project, bool]:
+        """The project the upload goes into, and whether it was created for it."""
         name = str(dist.info.project)
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         if project is not None:
-            return project
+            return project, False
         try:
             project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
         except pw.IntegrityError:  # SQLite's write lock rules this out; PostgreSQL's isolation does not
-            return Project.get((Project.repository == self.row.id) & (Project.name == name))
+            return Project.get((Project.repository == self.row.id) & (Project.name == name)), False
         models.Repository.update(serial=models.Repository.serial + 1).where(
             models.Repository.id == self.row.id).execute()
-        return project
+        return project, True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, request
@@ -18,11 +19,12 @@ from werkzeug.http import quote_etag, quote_header_value
 from werkzeug.wsgi import wrap_file
 
 from pypilite import access
-from pypilite.auth import ANONYMOUS
+from pypilite.auth import ANONYMOUS, Principal
+from pypilite.dists import InvalidDistribution, parse_filename
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
 from pypilite.web import memo
-from pypilite.web.context import principal, readable_repository, repository_for, services
+from pypilite.web.context import principal, repository_for, services
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +36,55 @@ METADATA_SUFFIX = ".metadata"
 DECISION_HEADER = "X-Pypilite-Decision"
 
 
+# Who serves a URL's file, as `who` (the request's principal when None) may read it: the repository whose
+# permissions and page listed it, and the repository that holds it.
+Resolver = Callable[[Principal | None], tuple[Repository, Repository]]
+
+
+@bp.get("/simple/files/<member>/<sha256>/<filename>", defaults={"repo": None})
+@bp.get("/<repo>/files/<member>/<sha256>/<filename>")
+def listed_download(repo: str | None, member: str, sha256: str, filename: str) -> Response:
+    """A file under the path of the index whose page linked it, so that clients which pick credentials by
+    the longest path prefix (pip, poetry) send that index's own."""
+    project = _project(filename)
+
+    def resolve(who: Principal | None) -> tuple[Repository, Repository]:
+        listing = repository_for(repo, access.READ, who)
+        holder = listing.source(member, project) if project is not None else None
+        if holder is None:
+            raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
+        return listing, holder
+
+    return _download(resolve, sha256, filename)
+
+
+def _project(filename: str) -> str | None:
+    try:
+        return parse_filename(filename.removesuffix(METADATA_SUFFIX)).project
+    except InvalidDistribution:
+        return None
+
+
 @bp.get("/files/<repo>/<sha256>/<filename>")
 def download(repo: str, sha256: str, filename: str) -> Response:
-    repository = readable_repository(repo)
-    blob = _blob(repository, sha256, filename)
+    """The URLs pages linked before files moved under their index's path: lockfiles record them."""
+
+    def resolve(who: Principal | None) -> tuple[Repository, Repository]:
+        repository = repository_for(repo, access.READ, who)
+        return repository, repository
+
+    return _download(resolve, sha256, filename)
+
+
+def _download(resolve: Resolver, sha256: str, filename: str) -> Response:
+    listing, holder = resolve(None)
+    blob = _blob(holder, sha256, filename)
     accel = services().config.server.x_accel_redirect
-    response = _accelerated(repository, sha256, filename, blob, accel) if accel else None
+    response = _accelerated(resolve, holder, sha256, filename, blob, accel) if accel else None
     if response is None:
-        response = _sent(repository, filename)
+        response = _sent(holder, filename)
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
-    shared = repository.public and not principal().authenticated
+    shared = listing.public and not principal().authenticated
     response.headers["Cache-Control"] = f"{'public' if shared else 'private'}, max-age={ONE_YEAR}, immutable"
     return response
 
@@ -100,7 +141,8 @@ def _stored(repository: Repository, filename: str, blob: str) -> Path | None:
     return ref.path if ref is not None and ref.sha256 == blob else None
 
 
-def _accelerated(repository: Repository, sha256: str, filename: str, blob: str, location: str) -> Response | None:
+def _accelerated(resolve: Resolver, repository: Repository, sha256: str, filename: str, blob: str,
+                 location: str) -> Response | None:
     """No body: nginx sends the stored blob from its internal location, with Range and conditional GETs of
     its own, and keeps the headers set here that it passes on. None when pypilite must send it itself (a
     proxied file it has not fetched itself yet, or a blob gone missing); but when nginx only asks whether it
@@ -114,23 +156,24 @@ def _accelerated(repository: Repository, sha256: str, filename: str, blob: str, 
     response.headers["Content-Disposition"] = _disposition(filename)
     # nginx asks again about a linked file only once the tree is retired, and then it must be linked anew:
     # that answer is not for the memo to repeat.
-    if principal().authenticated or not _publish(repository.name, sha256, filename, path):
+    if principal().authenticated or not _publish(resolve, sha256, filename, path):
         memo.offer(requires=path)
     return response
 
 
-def _publish(repo: str, sha256: str, filename: str, blob: Path) -> bool:
-    """Link the blob this anonymous download was allowed into the public tree, for nginx to send the next
-    ones by itself (see publictree): if, asked again under the tree's lock, anyone may still read it."""
+def _publish(resolve: Resolver, sha256: str, filename: str, blob: Path) -> bool:
+    """Link the blob this anonymous download was allowed into the public tree under the download's URL, for
+    nginx to send the next ones by itself (see publictree): if, asked again under the tree's lock, anyone
+    may still read it."""
 
     def still_public() -> bool:
         try:
-            anonymous = repository_for(repo, access.READ, ANONYMOUS)
+            _, anonymous = resolve(ANONYMOUS)
             return _stored(anonymous, filename, _blob(anonymous, sha256, filename)) == blob
         except UserError:
             return False
 
-    return services().public_tree.publish(f"files/{repo}/{sha256}/{filename}", blob, still_public)
+    return services().public_tree.publish(request.path.lstrip("/"), blob, still_public)
 
 
 def _disposition(filename: str) -> str:

@@ -31,9 +31,11 @@ STALE_HEADER = "X-Pypilite-Stale"
 _ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
 
 
-def _relative_root() -> str:
-    """From the page's URL back to the server root (a sub-path stays the proxy's business)."""
-    return "../" * (request.path.count("/") - 1)
+def _files_prefix() -> str:
+    """From a project page back to where its `files/` are: `/<repo>/` for `/<repo>/simple/<p>/`, `/simple/`
+    for the default index's `/simple/<p>/`. Inside each index's own path, which pip and poetry match
+    credentials against (a sub-path stays the proxy's business)."""
+    return "../" * (request.path.count("/") - 2)
 
 
 def _redirect(target: str) -> Response:
@@ -73,7 +75,7 @@ def project_page(repo: str | None, project: str) -> Response:
     if normalized != project:
         return _redirect(f"../{quote(normalized)}/")
     media_type = choose_media_type(request)
-    prefix = _relative_root()
+    prefix = _files_prefix()
     depth = prefix.count("/")
     tag = repository.page_tag(normalized)
     if tag is not None and tag.etag is None:

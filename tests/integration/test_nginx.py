@@ -60,7 +60,8 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     upstream = Upstream(tmp / "upstream", [PROXIED], json_api=True).start()
     repositories = [{"name": "local", "repository_type": "hosted"},
                     {"name": "team", "repository_type": "hosted", "public": False},
-                    {"name": "up", "repository_type": "proxy", "remote_url": upstream.url}]
+                    {"name": "up", "repository_type": "proxy", "remote_url": upstream.url},
+                    {"name": "all", "repository_type": "group", "members": ["local", "up"]}]
     server = start_server("gunicorn", tmp, repositories, settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
     port = free_port()
     config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir)
@@ -184,6 +185,34 @@ def test_anonymous_downloads_come_from_the_tree_and_follow_a_deletion_within_a_s
     time.sleep(1.5)  # nginx's open_file_cache_valid: how long it may keep a file open without looking again
     gone = requests.get(file_url, timeout=10)
     assert gone.status_code == 404 and gone.content != data
+
+
+def test_file_urls_under_an_index_come_from_the_tree_too(behind_nginx) -> None:
+    """Files live under the path of the index that listed them (/all/files/…, /simple/files/… for the
+    default index): nginx sends them from the tree, and a group's URL for a file its guard hides is refused."""
+    url, server = behind_nginx
+    data = wheel_bytes("tree-two", "1.0")
+    assert _upload(url, server, "local", data, "tree-two", "1.0").status_code == 200
+    for index, files in (("/all/simple/", "/all/files/local/"), ("/simple/", "/simple/files/local/")):
+        page = f"{url}{index}tree-two/"
+        file = requests.get(page, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10).json()
+        file_url = urljoin(page, file["files"][0]["url"]).split("#")[0]
+        path = file_url.removeprefix(url)
+        assert path.startswith(files)
+        assert requests.get(file_url, timeout=10).content == data  # asked pypilite, which linked it
+        assert (server.data_dir / "public" / "current" / path.lstrip("/")).is_file()
+        from_tree = requests.get(file_url, timeout=10)
+        assert from_tree.content == data and from_tree.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert requests.get(file_url + ".metadata", timeout=10).status_code == 200
+    assert requests.get(f"{url}/all/simple/from-upstream/", timeout=10).status_code == 200
+    proxied = f"{url}/all/files/up/{PROXIED.sha256}/{PROXIED.filename}"
+    for _ in range(2):  # the second from the tree
+        served = requests.get(proxied, timeout=30)
+        assert served.status_code == 200 and served.content == PROXIED.data  # no hosted namesake yet
+    assert _upload(url, server, "local", wheel_bytes("from-upstream", "9.0"), "from-upstream", "9.0").status_code == 200
+    time.sleep(1.5)  # nginx's open_file_cache_valid
+    guarded = requests.get(proxied, timeout=10)
+    assert guarded.status_code == 404 and guarded.content != PROXIED.data
 
 
 STALLED = 50

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from urllib.parse import urljoin
 
 import pytest
 
@@ -143,3 +145,74 @@ def test_a_repository_setting_changed_elsewhere_applies_to_the_next_request(tmp_
     index.run(lambda: models.Repository.update(public=False).where(models.Repository.name == "local").execute())
     assert index.get("/local/simple/tool/").status_code == 401
     assert index.get("/all/simple/tool/").status_code == 404
+
+
+# --- file URLs under the group's path ----------------------------------------------------------------------
+
+def file_urls(index: Index, page: str, **kwargs) -> dict[str, str]:
+    """Each file's absolute path, by filename, as the page at `page` links it."""
+    files = index.get(page, accept=JSON, **kwargs).json["files"]
+    return {f["filename"]: urljoin(page, f["url"]).split("#")[0] for f in files}
+
+
+def test_a_group_serves_its_files_under_its_own_path(tmp_path, upstream) -> None:
+    index = group_index(tmp_path, upstream)
+    local = file_urls(index, "/all/simple/tool/")["tool-1.0-py3-none-any.whl"]
+    proxied = file_urls(index, "/all/simple/only-up/")["only_up-1.0-py3-none-any.whl"]
+    assert local.startswith("/all/files/local/") and proxied.startswith("/all/files/pypi/")
+    assert file_urls(index, "/simple/tool/")["tool-1.0-py3-none-any.whl"] == local.replace("/all/", "/simple/")
+    for url in (local, f"{local}.metadata", proxied, local.replace("/all/", "/simple/")):
+        response = index.get(url)
+        assert response.status_code == 200 and response.headers["Cache-Control"].startswith("public")
+    assert index.get(local.replace("/all/", "/inner/")).status_code == 200  # a nested group's own path
+
+
+def test_a_group_url_serves_nothing_its_pages_do_not_list(tmp_path, upstream) -> None:
+    index = group_index(tmp_path, upstream)
+    hidden = file_urls(index, "/pypi/simple/tool/")["tool-9.0-py3-none-any.whl"]
+    local = file_urls(index, "/all/simple/tool/")["tool-1.0-py3-none-any.whl"]
+    file_urls(index, "/all/simple/only-up/")
+    refused = [
+        hidden.replace("/pypi/files/", "/all/files/"),  # the guard: a hosted member holds the name
+        hidden.replace("/pypi/files/", "/all/files/") + ".metadata",
+        local.replace("/all/files/local/", "/all/files/inner/"),  # a member is named by the repository holding it
+        local.replace("/all/files/local/", "/all/files/nowhere/"),
+        local.replace("/all/files/", "/pypi/files/"),  # a proxy lists only its own files
+        local.replace("/all/files/", "/inner/files/").replace("/local/", "/pypi/"),  # inner does not hold pypi
+        local.replace("tool-1.0-py3-none-any.whl", "tool-1.0-py3-none-any.egg"),
+        local.replace("tool-1.0", "only_up-1.0"),
+        re.sub(r"/[0-9a-f]{64}/", "/" + "0" * 64 + "/", local),
+    ]
+    for url in refused:
+        response = index.get(url, headers=index.auth)
+        assert response.status_code == 404 and response.mimetype == "text/plain", url
+    assert index.get(hidden).status_code == 200  # under the proxy's own path, the proxy lists it
+
+
+def test_pass_through_serves_every_members_files_under_the_group(tmp_path, upstream) -> None:
+    index = group_index(tmp_path, upstream, pass_through=["tool"])
+    urls = file_urls(index, "/all/simple/tool/")
+    assert urls["tool-9.0-py3-none-any.whl"].startswith("/all/files/pypi/")
+    assert all(index.get(url).status_code == 200 for url in urls.values())
+
+
+def test_a_private_member_decides_for_its_files_as_it_did_for_the_page(tmp_path, upstream) -> None:
+    """Anonymous readers of the public group do not see the private member, nor (the guard counting it) the
+    upstream's namesake of its project; the group's own permission decides who reads under its path."""
+    index = Index(tmp_path / "data", {"repository": [
+        {"name": "team", "repository_type": "hosted", "public": False},
+        {"name": "pypi", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 1},
+        {"name": "all", "repository_type": "group", "members": ["team", "pypi"]},
+        {"name": "closed", "repository_type": "group", "members": ["pypi"], "public": False}]})
+    index.upload("tool-1.0-py3-none-any.whl", wheel_bytes("tool", "1.0"), repo="team")
+    team = file_urls(index, "/all/simple/tool/", headers=index.auth)["tool-1.0-py3-none-any.whl"]
+    assert index.get(team, headers=index.auth).headers["Cache-Control"].startswith("private")
+    assert index.get(team).status_code == 404
+    upstream_tool = file_urls(index, "/pypi/simple/tool/")["tool-9.0-py3-none-any.whl"]
+    assert index.get(upstream_tool.replace("/pypi/files/", "/all/files/")).status_code == 404
+    only_up = file_urls(index, "/pypi/simple/only-up/")["only_up-1.0-py3-none-any.whl"]
+    assert index.get(only_up).status_code == 200
+    refused = index.get(only_up.replace("/pypi/files/", "/closed/files/"))
+    assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+    allowed = index.get(only_up.replace("/pypi/files/", "/closed/files/"), headers=index.auth)
+    assert allowed.status_code == 200 and allowed.headers["Cache-Control"].startswith("private")

@@ -167,15 +167,35 @@ def test_without_x_accel_redirect_there_is_no_tree(index: Index) -> None:
     assert not (index.data_dir / "public").exists()
 
 
-def test_new_files_keep_the_tree_in_known_projects_and_new_ones(accel: Index) -> None:
-    """Even a new project that hides a proxy's namesake in a group: the proxy's file URLs name the proxy."""
+def test_a_new_file_keeps_the_tree_and_a_new_project_retires_it(accel: Index) -> None:
+    """A new project hides its namesakes in a group's other members, whose URLs under the group it links."""
     first = uploaded(accel, "demo", "1.0")
     accel.get(f"/{first}")
     second = uploaded(accel, "demo", "2.0")
-    uploaded(accel, "other", "1.0")
     assert linked(accel, first)
     accel.get(f"/{second}")
     assert linked(accel, second)
+    uploaded(accel, "other", "1.0")
+    assert not linked(accel, first) and accel.get(f"/{first}").status_code == 200
+
+
+def test_a_group_url_is_linked_until_the_guard_hides_its_file(tmp_path: Path) -> None:
+    upstream = Upstream(tmp_path / "up", [wheel("tool", "9.0")], json_api=True).start()
+    try:
+        index = Index(tmp_path / "data", {"server": {"x_accel_redirect": LOCATION}, "repository": [
+            {"name": "local", "repository_type": "hosted"},
+            {"name": "up", "repository_type": "proxy", "remote_url": upstream.url},
+            {"name": "all", "repository_type": "group", "members": ["local", "up"]}]})
+        file = index.get("/all/simple/tool/", accept=JSON).json["files"][0]
+        url_path = f"all/files/up/{file['hashes']['sha256']}/{file['filename']}"
+        assert file["url"] == f"../../files/up/{file['hashes']['sha256']}/{file['filename']}"
+        index.get(f"/{url_path}")  # fetched and streamed: nothing to link yet
+        assert index.get(f"/{url_path}").status_code == 200 and linked(index, url_path)
+        uploaded(index, "tool", "1.0")
+        assert not linked(index, url_path) and index.get(f"/{url_path}").status_code == 404
+        assert index.get(f"/up/files/up/{file['hashes']['sha256']}/{file['filename']}").status_code == 200
+    finally:
+        upstream.stop()
 
 
 def test_a_yank_keeps_the_tree(accel: Index) -> None:

@@ -131,7 +131,7 @@ def test_project_page_is_sorted_by_version_and_complete(populated: Index) -> Non
         assert isinstance(file["size"], int) and file["size"] > 0
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", file["upload-time"])
         assert file["yanked"] is False
-        assert file["url"].startswith("../../../files/local/")
+        assert file["url"].startswith("../../files/local/")
 
 
 def test_requires_python_is_html_escaped(populated: Index) -> None:

@@ -320,7 +320,8 @@ def test_a_proxy_shows_what_it_has_cached_without_asking_upstream(index: Index) 
 def test_links_are_relative_so_a_sub_path_proxy_needs_no_settings(index: Index) -> None:
     html = page(index, "/ui/local/public-pkg/")
     assert 'href="../../../static/ui/ui.css"' in html
-    assert 'href="../../../files/local/' in html
+    assert 'href="../../../local/files/local/' in html
+    assert 'href="../../../all/files/local/' in page(index, "/ui/all/public-pkg/")  # under the group's own path
     assert not re.search(r'(href|src|action)="/', html)
 
 
