@@ -67,13 +67,9 @@ def _project(filename: str) -> str | None:
 
 @bp.get("/files/<repo>/<sha256>/<filename>")
 def download(repo: str, sha256: str, filename: str) -> Response:
-    """The URLs pages linked before files moved under their index's path: lockfiles record them."""
-
-    def resolve(who: Principal | None) -> tuple[Repository, Repository]:
-        repository = repository_for(repo, access.READ, who)
-        return repository, repository
-
-    return _download(resolve, sha256, filename)
+    """The URLs pages linked before files moved under their index's path (lockfiles record them). They named
+    the member holding the file, never a group: a group's name here finds nothing, as it never did on a page."""
+    return listed_download(repo, repo, sha256, filename)
 
 
 def _download(resolve: Resolver, sha256: str, filename: str) -> Response:

@@ -247,8 +247,11 @@ def test_a_group_member_leaving_retires_the_tree(tmp_path: Path) -> None:
     index = Index(tmp_path / "data", {"server": {"x_accel_redirect": LOCATION}, "repository": [
         {"name": "local", "repository_type": "hosted"},
         {"name": "all", "repository_type": "group", "members": ["local"]}]})
-    url_path = uploaded(index, "demo", "1.0").replace("files/local/", "files/all/")
+    old_path = uploaded(index, "demo", "1.0")
+    url_path = f"all/{old_path}"  # what the group's page links
     assert index.get(f"/{url_path}").status_code == 200 and linked(index, url_path)
+    # Old pages named the member holding a file, never a group: a group's name there finds nothing.
+    assert index.get(f"/{old_path.replace('files/local/', 'files/all/')}").status_code == 404
     changed = index.client.patch("/api/v1/repos/all", json={"members": []}, headers=index.auth)
     assert changed.status_code == 200
     assert not linked(index, url_path) and index.get(f"/{url_path}").status_code == 404
