@@ -98,6 +98,10 @@ def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path
         assert info["demo-1.0-py3-none-any.whl"] == _sha(METADATA)
         assert info["demo-1.0.tar.gz"] == _sha(metadata_text("demo", "1.0").encode())
         assert models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR) is None  # done
+        # Migration 6: no project has said a status (PEP 792: active), no proxied file names a provenance.
+        assert {(p.status, p.status_reason, p.tracks, p.alternate_locations) for p in Project.select()} == {
+            ("", "", "", "")}
+        assert {f.provenance_url for f in File.select()} == {""}
         # What the proxy fetched itself stays served offline; bytes a hosted file also has are fetched anew.
         assert [(b.repository_id, b.sha256) for b in FetchedBlob.select()] == [(2, _sha(PROXIED))]
         # Deleting still cascades.
