@@ -374,6 +374,15 @@ def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
             schema.migrate(migrator.add_column("project", field.column_name, field))
     if "provenance_url" not in {column.name for column in db.get_columns("file")}:
         schema.migrate(migrator.add_column("file", "provenance_url", File.provenance_url))
+    # A proxied wheel's METADATA, taken out of the wheel it fetched, is offered as PEP 658 metadata from now on
+    # where the upstream offers none: the proxy's own to hand out, and its pages change.
+    offered = (File.select(Project.repository, File.info_sha256).join(Project)
+               .where((File.origin_url != "") & (File.packagetype == "bdist_wheel") & File.metadata_sha256.is_null()
+                      & File.info_sha256.is_null(False)).distinct().tuples())
+    FetchedBlob.insert_from(offered, [FetchedBlob.repository, FetchedBlob.sha256]).on_conflict_ignore().execute()
+    Project.update(serial=Project.serial + 1).where(Project.id.in_(
+        File.select(File.project).where((File.origin_url != "") & (File.packagetype == "bdist_wheel")
+                                        & File.metadata_sha256.is_null() & File.info_sha256.is_null(False)))).execute()
 
 
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.

@@ -30,6 +30,7 @@ bp = Blueprint("files", __name__)
 
 ONE_YEAR = 365 * 24 * 3600
 METADATA_SUFFIX = ".metadata"
+PROVENANCE_SUFFIX = ".provenance"
 # Sent by nginx (deploy/nginx.conf) when it asks whether it may send a file itself.
 DECISION_HEADER = "X-Pypilite-Decision"
 
@@ -37,6 +38,8 @@ DECISION_HEADER = "X-Pypilite-Decision"
 @bp.get("/files/<repo>/<sha256>/<filename>")
 def download(repo: str, sha256: str, filename: str) -> Response:
     repository = readable_repository(repo)
+    if filename.endswith(PROVENANCE_SUFFIX):
+        return _provenance(repository, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
     blob = _blob(repository, sha256, filename)
     accel = services().config.server.x_accel_redirect
     response = _accelerated(repository, sha256, filename, blob, accel) if accel else None
@@ -131,6 +134,17 @@ def _publish(repo: str, sha256: str, filename: str, blob: Path) -> bool:
             return False
 
     return services().public_tree.publish(f"files/{repo}/{sha256}/{filename}", blob, still_public)
+
+
+def _provenance(repository: Repository, sha256: str, filename: str) -> Response:
+    """A file's PEP 740 provenance, as its repository's upstream gives it now (see ProxyRepository)."""
+    dist = repository.dist_file(filename)
+    body = repository.open_provenance(filename) if dist is not None and dist.sha256 == sha256 else None
+    if body is None:
+        raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
+    response = Response(body, mimetype="application/json")
+    response.headers["Cache-Control"] = "private, max-age=0, must-revalidate"
+    return response
 
 
 def _disposition(filename: str) -> str:
