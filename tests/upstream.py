@@ -1,9 +1,9 @@
 """Upstream indexes for proxy tests, on loopback: a static PEP 503 tree served from a directory, and one that
-speaks PEP 691 JSON with ETags; either says API 1.4 (PEP 792 status, PEP 708 tracks and alternate-locations,
-PEP 740 provenance) for the projects given in `said`. Both count what they are asked, can serve corrupted bytes, can die in the
-middle of a file, and can be stopped and started again on the same port. And the hostile ones: pages that
-name any URL and declare any hash, redirects, answers that trickle, lie about their length, carry huge
-headers or come gzip-compressed."""
+speaks PEP 691 JSON with ETags; either speaks API 1.4 (PEP 792 status, PEP 708 tracks and
+alternate-locations, PEP 740 provenance) for the projects given in `said`. Both count what they are asked,
+can serve corrupted bytes, can die in the middle of a file, and can be stopped and started again on the same
+port. And the hostile ones: pages that name any URL and declare any hash, redirects, answers that trickle,
+lie about their length, carry huge headers or come gzip-compressed."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ class Dist:
     declared_sha256: str = ""  # what pages say the file hashes to; empty: what it does
     declared_metadata_sha256: str = ""
     provenance: bytes | None = None  # PEP 740: served at <file>.provenance and named by the pages
+    provenance_url: str = ""  # what pages name as the provenance instead, if set
+
+    @property
+    def provenance_link(self) -> str | None:
+        if self.provenance_url:
+            return self.provenance_url
+        return f"{self.link}.provenance" if self.provenance is not None else None
 
     @property
     def sha256(self) -> str:
@@ -131,7 +138,8 @@ class Upstream:
                     attrs += f' data-core-metadata="sha256={dist.page_metadata_sha256}"'
                 if dist.provenance is not None:
                     (files / f"{dist.filename}.provenance").write_bytes(dist.provenance)
-                    attrs += f' data-provenance="{html.escape(dist.link)}.provenance"'
+                if dist.provenance_link is not None:
+                    attrs += f' data-provenance="{html.escape(dist.provenance_link)}"'
                 anchors.append(f'<a href="{html.escape(dist.link)}#sha256={dist.page_sha256}"{attrs}>'
                                f"{html.escape(dist.filename)}</a><br>")
             page = self.root / "simple" / project / "index.html"
@@ -158,7 +166,7 @@ class Upstream:
             "requires-python": d.requires_python or None, "size": len(d.data),
             "upload-time": "2024-05-06T07:08:09.123456Z", "yanked": False,
             "core-metadata": {"sha256": d.page_metadata_sha256} if d.page_metadata_sha256 else False,
-            "provenance": f"{d.link}.provenance" if d.provenance is not None else None,
+            "provenance": d.provenance_link,
         } for d in dists]}
         said = self.said.get(project)
         if said is not None:

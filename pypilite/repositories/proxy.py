@@ -293,15 +293,12 @@ class ProxyRepository(StoredRepository):
         if row is None or not row.provenance_url:
             return None
         try:
-            chunks, length = self.upstream.download(row.provenance_url)
-            if length is not None and length > MAX_PROVENANCE_BYTES:
-                raise UpstreamError(f"upstream of repository {self.name!r} sent a provenance over "
-                                    f"{MAX_PROVENANCE_BYTES // 1024} KB")
+            chunks, _length = self.upstream.download(row.provenance_url)
             body = bytearray()
             for chunk in chunks:
                 body += chunk
                 if len(body) > MAX_PROVENANCE_BYTES:
-                    getattr(chunks, "close", lambda: None)()
+                    getattr(chunks, "close")()  # the generator's own `with` closes the upstream's answer
                     raise UpstreamError(f"upstream of repository {self.name!r} sent a provenance over "
                                         f"{MAX_PROVENANCE_BYTES // 1024} KB")
         except UpstreamError as exc:

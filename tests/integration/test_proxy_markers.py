@@ -21,10 +21,12 @@ from tests.upstream import Upstream, wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PROVENANCE = json.dumps({"version": 1, "attestation_bundles": []}).encode()
+INSIDE_PORT = 9  # discard: nothing may connect to a loopback port other than the upstream's own
 SAID = {
     "marked": {"status": "archived", "reason": "moved to marked2",
                "tracks": ["https://elsewhere.example/simple/marked/"],
-               "alternate-locations": ["https://mirror.example/simple/marked/", "/simple/marked/"]},
+               "alternate-locations": ["https://mirror.example/simple/marked/", "/simple/marked/",
+                                       "https://user:s3cret@leak.example/simple/marked/"]},
     "poisoned": {"status": "quarantined", "reason": "malware"},
     "bogus": {"status": "retired", "reason": "not a PEP 792 status"},
 }
@@ -35,7 +37,11 @@ def corpus():
     marked.provenance = PROVENANCE
     bare = wheel("bare", "1.0")
     bare.metadata = None  # the upstream offers no PEP 658 file for it
-    return [marked, bare, wheel("poisoned", "1.0"), wheel("bogus", "1.0"), wheel("plain", "1.0")]
+    huge = wheel("huge", "1.0")
+    huge.provenance = b"[" + b" " * (2 * 1024 * 1024) + b"]"
+    inside = wheel("inside", "1.0")
+    inside.provenance_url = f"http://127.0.0.1:{INSIDE_PORT}/secret"  # a private address that is not the upstream
+    return [marked, bare, huge, inside, wheel("poisoned", "1.0"), wheel("bogus", "1.0"), wheel("plain", "1.0")]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +83,7 @@ def test_status_tracks_and_alternate_locations_are_passed_on(server, upstreams, 
     body = page(server, repo, "marked").json()
     assert body["meta"] == {"api-version": "1.4", "tracks": ["https://elsewhere.example/simple/marked/"]}
     assert body["project-status"] == {"status": "archived", "reason": "moved to marked2"}
-    # The upstream's own address ("/simple/marked/" made absolute) is never shown.
+    # The upstream's own address ("/simple/marked/" made absolute) and credentials are never shown.
     assert body["alternate-locations"] == ["https://mirror.example/simple/marked/"]
     html = page(server, repo, "marked", "text/html").text
     assert '<meta name="pypi:repository-version" content="1.4">' in html
@@ -101,6 +107,18 @@ def test_provenance_is_served_from_under_the_file_url(server, upstreams, repo: s
     (plain,) = page(server, repo, "plain").json()["files"]
     assert "provenance" not in plain
     assert requests.get(absolute(server, repo, "plain", plain["url"] + ".provenance"), timeout=30).status_code == 404
+
+
+@pytest.mark.parametrize("repo", ["pypi", "html"])
+@pytest.mark.parametrize("project, words", [
+    ("huge", "sent a provenance over 1024 KB"),
+    ("inside", "named a private or local address, which is never fetched"),
+])
+def test_a_hostile_provenance_is_refused_in_one_line(server, upstreams, repo: str, project: str, words: str) -> None:
+    (entry,) = page(server, repo, project).json()["files"]
+    response = requests.get(absolute(server, repo, project, entry["provenance"]), timeout=60)
+    assert response.status_code == 502 and words in response.text
+    assert len(response.text.strip().splitlines()) == 1 and "127.0.0.1" not in response.text
 
 
 @pytest.mark.parametrize("repo", ["pypi", "html"])
