@@ -155,7 +155,7 @@ def _upload_time(value: datetime) -> str:
 def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
     """The PEP 691 dict of a project page: rendered as JSON as it is, and as HTML by the template."""
     files = []
-    version = API_VERSION
+    carried = [API_VERSION]  # the versions whose features the page carries
     for dist in page.files:
         metadata: Any = {"sha256": dist.metadata_sha256} if dist.metadata_sha256 else False
         url = f"{prefix}files/{quote(dist.repository)}/{dist.sha256}/{quote(dist.filename)}"
@@ -175,19 +175,20 @@ def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
             entry["upload-time"] = _upload_time(dist.upload_time)
         if dist.provenance:
             entry["provenance"] = f"{url}{PROVENANCE_SUFFIX}"
-            version = PROVENANCE_VERSION
+            carried.append(PROVENANCE_VERSION)
         files.append(entry)
-    meta: dict[str, Any] = {"api-version": version}
+    meta: dict[str, Any] = {"api-version": API_VERSION}
     model: dict[str, Any] = {"meta": meta, "name": page.name, "versions": list(page.versions), "files": files}
     said = page.markers
     if said.tracks or said.alternate_locations:
         meta["tracks"] = list(said.tracks)
         model["alternate-locations"] = [_link(url, prefix) for url in said.alternate_locations]
-        meta["api-version"] = max(version, TRACKS_VERSION)
+        carried.append(TRACKS_VERSION)
     if said.status:
         model["project-status"] = {"status": said.status, **({"reason": said.status_reason}
                                                               if said.status_reason else {})}
-        meta["api-version"] = STATUS_VERSION
+        carried.append(STATUS_VERSION)
+    meta["api-version"] = max(carried, key=lambda v: tuple(map(int, v.split("."))))
     return model
 
 
