@@ -12,12 +12,13 @@ from typing import Any
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, importer, maintenance, tokens, users
+from pypilite import StartupError, create_app, grants, importer, maintenance, packages, tokens, users
 from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.config import ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
+from pypilite.markers import STATUSES
 from pypilite.models import database
 from pypilite.repositories import manage
 from pypilite.upstream import redact
@@ -138,6 +139,24 @@ def cache_forget(repository: str, project: str) -> None:
     """Drop PROJECT from REPOSITORY's cache; its next request fetches it afresh."""
     manage.forget_cached_project(services().repositories, repository, project, Actor.command_line())
     click.echo(f"forgot {project!r} in {repository!r}")
+
+
+@cli.group()
+def project() -> None:
+    """Manage the projects of hosted repositories."""
+
+
+@project.command("status")
+@click.argument("repository")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("status", type=click.Choice(list(STATUSES)))
+@click.option("--reason", default="", help="one line shown to installers with the status")
+@with_database
+def project_status(repository: str, project_name: str, status: str, reason: str) -> None:
+    """Mark PROJECT in REPOSITORY active, archived, deprecated or quarantined (PEP 792)."""
+    hosted = services().repositories.get(repository, None)
+    packages.set_status(hosted, project_name, status, reason, Actor.command_line())
+    click.echo(f"{project_name!r} in {repository!r} is {status}")
 
 
 @cli.group()

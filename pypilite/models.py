@@ -137,6 +137,12 @@ class Project(BaseModel):
     # Bumped on every change to the project's files: the project page's ETag.
     serial = pw.IntegerField(default=0)
     created = pw.DateTimeField(default=utcnow)
+    # PEP 792: one of markers.STATUSES, or "" where none was ever said (which means active).
+    status = pw.CharField(default="")
+    status_reason = pw.TextField(default="")
+    # PEP 708, as a proxy's upstream said them: URLs, one per line.
+    tracks = pw.TextField(default="")
+    alternate_locations = pw.TextField(default="")
 
     class Meta:
         indexes = ((("repository", "name"), True),)
@@ -159,6 +165,8 @@ class File(BaseModel):
     # The metadata the web UI shows (a wheel's METADATA, an sdist's PKG-INFO), taken out of the archive once,
     # when this repository stored or fetched it: no page view ever opens an archive.
     info_sha256 = pw.FixedCharField(max_length=64, null=True, index=True)
+    # PEP 740: where a proxy's upstream offers the file's provenance; never shown, only fetched.
+    provenance_url = pw.TextField(default="")
 
     class Meta:
         indexes = ((("project", "filename"), True),)
@@ -356,6 +364,27 @@ def _keep_fetched_blobs(blobs: BlobStore) -> None:
                                 ).on_conflict_ignore().execute()
 
 
+def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
+    """What pages pass on besides files: a project's PEP 792 status, the PEP 708 URLs a proxy's upstream
+    gave, and where that upstream keeps a file's PEP 740 provenance."""
+    migrator = schema.SchemaMigrator.from_database(db)
+    project = {column.name for column in db.get_columns("project")}
+    for field in (Project.status, Project.status_reason, Project.tracks, Project.alternate_locations):
+        if field.column_name not in project:
+            schema.migrate(migrator.add_column("project", field.column_name, field))
+    if "provenance_url" not in {column.name for column in db.get_columns("file")}:
+        schema.migrate(migrator.add_column("file", "provenance_url", File.provenance_url))
+    # A proxied wheel's METADATA, taken out of the wheel it fetched, is offered as PEP 658 metadata from now on
+    # where the upstream offers none: the proxy's own to hand out, and its pages change.
+    offered = (File.select(Project.repository, File.info_sha256).join(Project)
+               .where((File.origin_url != "") & (File.packagetype == "bdist_wheel") & File.metadata_sha256.is_null()
+                      & File.info_sha256.is_null(False)).distinct().tuples())
+    FetchedBlob.insert_from(offered, [FetchedBlob.repository, FetchedBlob.sha256]).on_conflict_ignore().execute()
+    Project.update(serial=Project.serial + 1).where(Project.id.in_(
+        File.select(File.project).where((File.origin_url != "") & (File.packagetype == "bdist_wheel")
+                                        & File.metadata_sha256.is_null() & File.info_sha256.is_null(False)))).execute()
+
+
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
 RELEASE_INFO_CURSOR = "release_info_cursor"
 RELEASE_INFO_BATCH = 100
@@ -392,7 +421,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
 MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

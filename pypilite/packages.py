@@ -1,5 +1,5 @@
-"""Projects, versions and files of a repository: listing them, yanking (PEP 592) and deleting. The service
-functions behind /api/v1/repos/<name>/projects/… and /files/…
+"""Projects, versions and files of a repository: listing them, yanking (PEP 592), marking a project's status
+(PEP 792) and deleting. The service functions behind /api/v1/repos/<name>/projects/… and /files/…
 
 Only a hosted repository's packages can be yanked or deleted: a proxy mirrors what its upstream says, and a
 group owns nothing. A deleted filename leaves a tombstone, so it can never come back with other bytes.
@@ -13,7 +13,7 @@ from typing import Any
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pypilite import audit, models
+from pypilite import audit, markers, models
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, NotFound
 from pypilite.models import File, Project, Tombstone, api_time, utcnow, write_transaction
@@ -58,7 +58,8 @@ def show_project(repository: Repository, project: str) -> dict[str, Any]:
     if page is None:
         raise NotFound(f"project {project!r} not found in repository {repository.name!r}")
     by_version = {version: list(files) for version, files in groupby(page.files, key=lambda f: f.version)}
-    return {"name": page.name, "versions": [{
+    return {"name": page.name, "status": page.markers.status or markers.ACTIVE,
+            "status_reason": page.markers.status_reason, "versions": [{
         "version": version,
         "yanked": all(f.yanked for f in by_version[version]),
         "yanked_reason": next((f.yanked_reason for f in by_version[version] if f.yanked_reason), ""),
@@ -69,8 +70,26 @@ def show_project(repository: Repository, project: str) -> dict[str, Any]:
 def _hosted(repository: Repository) -> HostedRepository:
     if not isinstance(repository, HostedRepository):
         raise BadRequest(f"repository {repository.name!r} is a {repository.repository_type} repository: only a "
-                         "hosted repository's packages can be yanked or deleted")
+                         "hosted repository's packages can be yanked, deleted or given a status")
     return repository
+
+
+def set_status(repository: Repository, project: str, status: str, reason: str, actor: Actor) -> dict[str, str]:
+    """Mark a hosted project active, archived, deprecated or quarantined (PEP 792). Archived and quarantined
+    projects take no uploads; a quarantined one offers no files to anyone until it is marked otherwise."""
+    hosted = _hosted(repository)
+    status, reason = markers.parse_status(status, reason)
+    name = _normalized(project)
+    with write_transaction() as write:
+        if status != markers.QUARANTINED:
+            write.keeps_public_files()  # only a quarantine takes files away
+        row = Project.get_or_none((Project.repository == hosted.id) & (Project.name == name))
+        if row is None:
+            raise NotFound(f"project {project!r} not found in repository {hosted.name!r}")
+        Project.update(status=status, status_reason=reason, serial=Project.serial + 1).where(
+            Project.id == row.id).execute()
+        audit.record(actor, "project.status", "project", f"{hosted.name}/{name}", status=status, reason=reason)
+    return {"project": name, "status": status, "status_reason": reason}
 
 
 def _release_files(repository: HostedRepository, project: str, version: str) -> tuple[Project, list[File]]:

@@ -35,7 +35,8 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.retry import Retry
 
-from pypilite import __version__
+from pypilite import __version__, markers
+from pypilite.markers import Markers
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ class UpstreamFile:
     metadata_sha256: str | None  # the declared hash of the PEP 658 file; None when none is offered
     size: int | None
     upload_time: datetime | None
+    provenance_url: str = ""  # PEP 740: where the upstream keeps the file's provenance; "" when it offers none
+
+
+@dataclass(frozen=True)
+class ParsedPage:
+    files: tuple[UpstreamFile, ...]
+    markers: Markers = markers.NONE
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class FetchedPage:
     files: tuple[UpstreamFile, ...]
     etag: str
     last_modified: str
+    markers: Markers = markers.NONE
 
 
 NOT_MODIFIED = "not modified"
@@ -282,10 +291,11 @@ class Upstream:
                 raise self._failed(f"answered {response.status_code}", response.url)
             body = self._page_body(response, deadline)
             try:
-                files = parse_page(body, response.headers.get("Content-Type", ""), response.url)
+                parsed = parse_page(body, response.headers.get("Content-Type", ""), response.url)
             except UpstreamError as exc:
                 raise self._failed(str(exc), response.url) from None
-            return FetchedPage(files, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
+            return FetchedPage(parsed.files, response.headers.get("ETag", ""),
+                               response.headers.get("Last-Modified", ""), parsed.markers)
 
     def download(self, url: str, size: int | None = None) -> tuple[Iterator[bytes], int | None]:
         """A file's bytes in chunks, as they left the upstream (pip's way: a .tar.gz some servers mislabel
@@ -391,19 +401,56 @@ class Upstream:
         return UpstreamError(f"upstream of repository {self.name!r} {how}", timeout)
 
 
-def parse_page(body: bytes, content_type: str, base_url: str) -> tuple[UpstreamFile, ...]:
+def parse_page(body: bytes, content_type: str, base_url: str) -> ParsedPage:
     """An upstream project page, JSON or HTML by its Content-Type, with every URL made absolute."""
     try:
         if content_type.split(";")[0].strip() == JSON_V1:
-            entries = json.loads(body)["files"]
+            page = json.loads(body)
+            entries = page["files"]
             _check_count(len(entries))
-            return tuple(_from_json(entry, base_url) for entry in entries)
+            files = tuple(_from_json(entry, base_url) for entry in entries)
+            status = page.get("project-status")
+            status = status if isinstance(status, dict) else {}
+            meta = page.get("meta")
+            return ParsedPage(files, _markers(status.get("status"), status.get("reason"),
+                                              _list(meta.get("tracks") if isinstance(meta, dict) else None),
+                                              _list(page.get("alternate-locations")), base_url))
         parser = _Anchors()
         parser.feed(body.decode("utf-8", "replace"))
         _check_count(len(parser.anchors))
-        return tuple(_from_anchor(attrs, text, base_url) for attrs, text in parser.anchors)
+        files = tuple(_from_anchor(attrs, text, base_url) for attrs, text in parser.anchors)
+        found = parser.metas
+        return ParsedPage(files, _markers(next(iter(found.get("pypi:project-status", [])), None),
+                                          next(iter(found.get("pypi:project-status-reason", [])), None),
+                                          found.get("pypi:tracks", []), found.get("pypi:alternate-locations", []),
+                                          base_url))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise UpstreamError(f"sent a page that cannot be parsed ({type(exc).__name__})") from None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _markers(status: Any, reason: Any, tracks: list[Any], alternates: list[Any], base_url: str) -> Markers:
+    """The page's own PEP 792 and PEP 708 words, each value checked (see markers)."""
+    status, reason = markers.upstream_status(status, reason)
+    host = (urlsplit(base_url).hostname or "").rstrip(".")
+
+    def absolute(values: list[Any]) -> tuple[str, ...]:
+        joined = (urljoin(base_url, v) for v in values[:markers.MAX_URLS * 4]
+                  if isinstance(v, str) and len(v) <= markers.MAX_URL_LENGTH and v.isprintable())
+        return markers.upstream_urls(joined, host)
+
+    return Markers(status, reason, absolute(tracks), absolute(alternates))
+
+
+def _provenance(value: Any, base_url: str) -> str:
+    """A file's provenance URL, made absolute; it is only ever fetched through the guarded session."""
+    if not isinstance(value, str) or not value or len(value) > markers.MAX_URL_LENGTH or not value.isprintable():
+        return ""
+    url = urljoin(base_url, value)
+    return url if urlsplit(url).scheme in ("http", "https") else ""
 
 
 def _check_count(files: int) -> None:
@@ -433,6 +480,7 @@ def _from_json(entry: dict[str, Any], base_url: str) -> UpstreamFile:
         metadata_sha256=_metadata_hash(metadata),
         size=size if type(size) is int and 0 <= size < 2**63 else None,  # what a database column holds
         upload_time=_parse_time(upload_time) if isinstance(upload_time, str) else None,
+        provenance_url=_provenance(entry.get("provenance"), base_url),
     )
 
 
@@ -460,21 +508,31 @@ def _from_anchor(attrs: dict[str, str | None], text: str, base_url: str) -> Upst
         metadata_sha256=metadata_digest.lower() if metadata_name == "sha256" and metadata_digest else None,
         size=None,
         upload_time=None,
+        provenance_url=_provenance(attrs.get("data-provenance"), base_url),
     )
 
 
 class _Anchors(HTMLParser):
-    """The <a> elements of a PEP 503 page: attributes (entities already unescaped) and text."""
+    """The <a> elements of a PEP 503 page: attributes (entities already unescaped) and text; and the
+    contents of its <meta name="pypi:..."> elements, a bounded number of each."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.metas: dict[str, list[str]] = {}
         self._open: dict[str, str | None] | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             self._open, self._text = dict(attrs), []
+        elif tag == "meta":
+            found = dict(attrs)
+            name, content = found.get("name") or "", found.get("content")
+            if name.startswith("pypi:") and content is not None:
+                values = self.metas.setdefault(name[:40], [])
+                if len(values) < markers.MAX_URLS * 4:
+                    values.append(content)
 
     def handle_data(self, data: str) -> None:
         if self._open is not None:

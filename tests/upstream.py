@@ -1,8 +1,9 @@
 """Upstream indexes for proxy tests, on loopback: a static PEP 503 tree served from a directory, and one that
-speaks PEP 691 JSON with ETags. Both count what they are asked, can serve corrupted bytes, can die in the
-middle of a file, and can be stopped and started again on the same port. And the hostile ones: pages that
-name any URL and declare any hash, redirects, answers that trickle, lie about their length, carry huge
-headers or come gzip-compressed."""
+speaks PEP 691 JSON with ETags; either speaks API 1.4 (PEP 792 status, PEP 708 tracks and
+alternate-locations, PEP 740 provenance) for the projects given in `said`. Both count what they are asked,
+can serve corrupted bytes, can die in the middle of a file, and can be stopped and started again on the same
+port. And the hostile ones: pages that name any URL and declare any hash, redirects, answers that trickle,
+lie about their length, carry huge headers or come gzip-compressed."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ class Dist:
     url: str = ""  # what pages link to; empty: the file in this upstream's files/
     declared_sha256: str = ""  # what pages say the file hashes to; empty: what it does
     declared_metadata_sha256: str = ""
+    provenance: bytes | None = None  # PEP 740: served at <file>.provenance and named by the pages
+    provenance_url: str = ""  # what pages name as the provenance instead, if set
+
+    @property
+    def provenance_link(self) -> str | None:
+        if self.provenance_url:
+            return self.provenance_url
+        return f"{self.link}.provenance" if self.provenance is not None else None
 
     @property
     def sha256(self) -> str:
@@ -81,9 +90,12 @@ class Log:
 class Upstream:
     """A served index: `dists` by project, `corrupt` filenames answered with other bytes."""
 
-    def __init__(self, root: Path, dists: list[Dist], json_api: bool, host: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, dists: list[Dist], json_api: bool, host: str = "127.0.0.1",
+                 said: dict[str, dict] | None = None) -> None:
         self.root = root
         self.dists = dists
+        # project -> what its page says besides files: {"status", "reason", "tracks", "alternate-locations"}
+        self.said = said or {}
         self.json_api = json_api
         self.host = host
         self.corrupt: set[str] = set()
@@ -124,22 +136,45 @@ class Upstream:
                     (files / f"{dist.filename}.metadata").write_bytes(dist.metadata)
                 if dist.page_metadata_sha256 is not None:
                     attrs += f' data-core-metadata="sha256={dist.page_metadata_sha256}"'
+                if dist.provenance is not None:
+                    (files / f"{dist.filename}.provenance").write_bytes(dist.provenance)
+                if dist.provenance_link is not None:
+                    attrs += f' data-provenance="{html.escape(dist.provenance_link)}"'
                 anchors.append(f'<a href="{html.escape(dist.link)}#sha256={dist.page_sha256}"{attrs}>'
                                f"{html.escape(dist.filename)}</a><br>")
             page = self.root / "simple" / project / "index.html"
             page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text("<!DOCTYPE html><html><body>\n" + "\n".join(anchors) + "\n</body></html>\n")
+            page.write_text("<!DOCTYPE html><html><head>" + self._metas(project) + "</head><body>\n"
+                            + "\n".join(anchors) + "\n</body></html>\n")
+
+    def _metas(self, project: str) -> str:
+        said = self.said.get(project)
+        if said is None:
+            return ""
+        metas = [("pypi:repository-version", "1.4")]
+        metas += [(name, said[key]) for key, name in (("status", "pypi:project-status"),
+                                                      ("reason", "pypi:project-status-reason")) if key in said]
+        metas += [(f"pypi:{key}", url) for key in ("tracks", "alternate-locations") for url in said.get(key, ())]
+        return "".join(f'<meta name="{name}" content="{html.escape(value)}">' for name, value in metas)
 
     def json_page(self, project: str) -> bytes | None:
         dists = [d for d in self.dists if d.project == project]
         if not dists:
             return None
-        return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "versions": [], "files": [{
+        page = {"meta": {"api-version": "1.1"}, "name": project, "versions": [], "files": [{
             "filename": d.filename, "url": d.link, "hashes": {"sha256": d.page_sha256},
             "requires-python": d.requires_python or None, "size": len(d.data),
             "upload-time": "2024-05-06T07:08:09.123456Z", "yanked": False,
             "core-metadata": {"sha256": d.page_metadata_sha256} if d.page_metadata_sha256 else False,
-        } for d in dists]}).encode()
+            "provenance": d.provenance_link,
+        } for d in dists]}
+        said = self.said.get(project)
+        if said is not None:
+            page["meta"] = {"api-version": "1.4", "tracks": said.get("tracks", [])}
+            page["alternate-locations"] = said.get("alternate-locations", [])
+            if "status" in said:
+                page["project-status"] = {key: said[key] for key in ("status", "reason") if key in said}
+        return json.dumps(page).encode()
 
     def start(self) -> Upstream:
         handler = partial(_Handler, self, directory=str(self.root))

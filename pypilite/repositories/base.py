@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from packaging.version import InvalidVersion, Version
 
 from pypilite.errors import BadRequest
+from pypilite.markers import NONE, Markers
 
 if TYPE_CHECKING:
     from pypilite.repositories.hosted import HostedRepository
@@ -38,6 +39,8 @@ class DistFile:
     uploader: str
     # The metadata the UI shows, extracted when this repository stored or fetched the file; None until then.
     info_sha256: str | None = None
+    # PEP 740: whether the repository can serve the file's provenance (a proxy whose upstream offers it).
+    provenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class ProjectPage:
     etag: str
     # Why the page may be out of date (a proxy serving its cache while the upstream fails); empty when fresh.
     stale: str = ""
+    markers: Markers = NONE
 
     @functools.cached_property
     def versions(self) -> tuple[str, ...]:
@@ -151,6 +155,10 @@ class Repository(ABC):
     @abstractmethod
     def open_metadata(self, filename: str) -> BlobRef | None:
         """The PEP 658 metadata of a distribution file, or None when there is none."""
+
+    def open_provenance(self, filename: str) -> bytes | None:
+        """The PEP 740 provenance of a distribution file, or None when the repository offers none."""
+        return None
 
     @abstractmethod
     def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:

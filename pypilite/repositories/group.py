@@ -19,7 +19,9 @@ import hashlib
 from collections.abc import Callable
 from typing import TypeVar
 
+from pypilite import markers
 from pypilite.errors import BadRequest, UserError
+from pypilite.markers import Markers
 from pypilite.models import earliest
 from pypilite.repositories.base import (
     BlobRef,
@@ -107,16 +109,22 @@ class GroupRepository(Repository):
         return self._merged(name, cached=True)
 
     def _merged(self, name: str, cached: bool) -> ProjectPage | None:
-        pages = self._serving(name, lambda members, merging: _pages(members, name, cached, tolerate_failures=merging))
-        if not pages:
+        passed_through = name in self.pass_through
+        held = self._serving(name, lambda members, merging: _pages(members, name, cached, tolerate_failures=merging))
+        if not held:
             return None
+        pages = [page for _member, page in held]
+        said = _merged_markers(pages)
         files: dict[str, DistFile] = {}
-        for page in pages:
+        for page in pages if said.status != markers.QUARANTINED else ():
             for dist in page.files:
                 files.setdefault(dist.filename, dist)
+        if passed_through:  # PEP 708: the members' pages are one project, merged on purpose
+            own = tuple(f"/{member.name}/simple/{name}/" for member, _page in held)
+            said = dataclasses.replace(said, alternate_locations=_union(own, said.alternate_locations))
         return ProjectPage(name=name, files=sort_files(list(files.values())),
                            etag=self._page_etag(name, [p.etag for p in pages]),
-                           stale="; ".join(page.stale for page in pages if page.stale))
+                           stale="; ".join(page.stale for page in pages if page.stale), markers=said)
 
     def _serving(self, name: str, find: Callable[[list[Repository], bool], list[_T]]) -> list[_T]:
         """What `find(members, merging)` finds in the members that serve project `name` to this reader, in
@@ -151,6 +159,10 @@ class GroupRepository(Repository):
     def open_metadata(self, filename: str) -> BlobRef | None:
         return next((ref for ref in (leaf.open_metadata(filename) for leaf in self.leaves()) if ref), None)
 
+    def open_provenance(self, filename: str) -> bytes | None:
+        leaf = next((leaf for leaf in self.leaves() if leaf.dist_file(filename) is not None), None)
+        return leaf.open_provenance(filename) if leaf is not None else None
+
     def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
         """The stored blob of the member whose file dist_file describes, the first readable one holding it."""
         leaf = next((leaf for leaf in self.leaves() if leaf.dist_file(filename) is not None), None)
@@ -163,9 +175,24 @@ class GroupRepository(Repository):
         return target
 
 
-def _pages(members: list[Repository], name: str, cached: bool, tolerate_failures: bool = False) -> list[ProjectPage]:
-    """The members' pages for a project, in member order. Merging a pass-through project, one member's
-    upstream failing must not hide what the others have: its failure becomes a stale note instead."""
+def _merged_markers(pages: list[ProjectPage]) -> Markers:
+    """A merged page's status is its most severe part's (quarantined over archived over deprecated over
+    active), with that part's reason: a group is one index to its clients, and a name one member quarantines
+    is unsafe whichever member's files would be installed. The PEP 708 URLs are every part's."""
+    worst = max(pages, key=lambda page: markers.SEVERITY[page.markers.status]).markers
+    return Markers(worst.status, worst.status_reason,
+                   _union(*(page.markers.tracks for page in pages)),
+                   _union(*(page.markers.alternate_locations for page in pages)))
+
+
+def _union(*lists: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(url for urls in lists for url in urls))[:markers.MAX_URLS]
+
+
+def _pages(members: list[Repository], name: str, cached: bool,
+           tolerate_failures: bool = False) -> list[tuple[Repository, ProjectPage]]:
+    """The members holding a page for a project, with it, in member order. Merging a pass-through project, one
+    member's upstream failing must not hide what the others have: its failure becomes a stale note instead."""
     pages, failures = [], []
     for member in members:
         try:
@@ -176,11 +203,12 @@ def _pages(members: list[Repository], name: str, cached: bool, tolerate_failures
             failures.append(exc)
             continue
         if page is not None:
-            pages.append(page)
+            pages.append((member, page))
     if failures and not pages:
         raise failures[0]
     if failures:
-        pages[0] = dataclasses.replace(pages[0], stale="; ".join(f.message for f in failures))
+        member, page = pages[0]
+        pages[0] = (member, dataclasses.replace(page, stale="; ".join(f.message for f in failures)))
     return pages
 
 

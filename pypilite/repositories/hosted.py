@@ -6,7 +6,7 @@ import enum
 
 import peewee as pw
 
-from pypilite import audit, models
+from pypilite import audit, markers, models
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, Conflict
 from pypilite.models import File, Project, Tombstone, write_transaction
@@ -29,6 +29,7 @@ class HostedRepository(StoredRepository):
 
     def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
         """Store the verified file: blob first (durable), then the row, so no row ever lacks its blob."""
+        self._refuse_closed_project(dist)
         self._refuse_reused_name(dist.filename)
         existing = self._query_file_row(dist.filename)
         if existing is not None and self._is_duplicate(existing, dist):
@@ -46,6 +47,7 @@ class HostedRepository(StoredRepository):
                 write.keeps_public_files()
                 return UploadOutcome.IDENTICAL
             self._refuse_second_sdist(dist, existing)
+            self._refuse_closed_project(dist)
             project, created = self._project_for_upload(dist)
             if existing is None and not created:
                 # A new file in a project already there takes nothing away. A new project does: a group's
@@ -74,6 +76,15 @@ class HostedRepository(StoredRepository):
             audit.record(actor, "file.upload", "file", f"{self.name}/{dist.filename}",
                          sha256=sha256, size=dist.blob.size, outcome=outcome.value)
         return outcome
+
+    def _refuse_closed_project(self, dist: VerifiedUpload) -> None:
+        """PEP 792: an archived or quarantined project takes no new distributions (an identical re-upload
+        included: twine --skip-existing must not read as a success)."""
+        project = Project.get_or_none((Project.repository == self.id) & (Project.name == str(dist.info.project)))
+        if project is not None and project.status in markers.CLOSED_TO_UPLOADS:
+            reason = f": {project.status_reason}" if project.status_reason else ""
+            raise BadRequest(f"Project {dist.info.project} is {project.status} in repository {self.name!r} and "
+                             f"takes no new files{reason}")
 
     def _refuse_reused_name(self, filename: str) -> None:
         if self.row.allow_overwrite:

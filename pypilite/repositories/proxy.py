@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pypilite import models
-from pypilite.dists import MAX_METADATA_BYTES, InvalidDistribution, metadata_bytes, parse_filename
+from pypilite import markers, models
+from pypilite.dists import MAX_METADATA_BYTES, WHEEL, InvalidDistribution, metadata_bytes, parse_filename
 from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
@@ -42,6 +42,8 @@ NOT_FOUND_TTL = timedelta(seconds=60)
 # a longer one can only break off once its status is sent.
 READ_AHEAD = 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+# A provenance is passed on, never stored: its signatures vouch for it, not pypilite. Real ones are a few KB.
+MAX_PROVENANCE_BYTES = 1024 * 1024
 # The columns of a new file row, in the order _insert_files gives them: every field but the id.
 _FILE_FIELDS = [field for field in File._meta.sorted_fields if field is not File.id]
 
@@ -180,17 +182,26 @@ class ProxyRepository(StoredRepository):
             values = _file_values(upstream_file, name)
             if values is not None:
                 wanted[upstream_file.filename] = values
+        said = fetched.markers
+        project_values = {"status": said.status, "status_reason": said.status_reason,
+                          "tracks": markers.lines(said.tracks),
+                          "alternate_locations": markers.lines(said.alternate_locations)}
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         existing: dict[str, File] = {}
+        changed = narrowed = False
         if project is None:
-            project = Project.create(repository=self.row.id, name=name, display_name=name)
+            project = Project.create(repository=self.row.id, name=name, display_name=name, **project_values)
             models.Repository.update(serial=models.Repository.serial + 1).where(
                 models.Repository.id == self.row.id).execute()
         else:
             existing = {row.filename: row for row in File.select().where(File.project == project.id)}
+            if any(getattr(project, key) != value for key, value in project_values.items()):
+                Project.update(**project_values).where(Project.id == project.id).execute()
+                changed = True
+                narrowed = said.status == markers.QUARANTINED  # its files stop being downloadable
         new = [dict(values, project=project.id) for filename, values in wanted.items() if filename not in existing]
         _insert_files(new)
-        changed, narrowed = bool(new), False
+        changed |= bool(new)
         for filename, values in wanted.items():
             row = existing.get(filename)
             if row is not None and _differs(row, values):
@@ -256,17 +267,44 @@ class ProxyRepository(StoredRepository):
         return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename, stream=stream,
                        size=row.size if row.size is not None else length)
 
+    def _core_metadata(self, row: File) -> str | None:
+        """The upstream's PEP 658 file; for a wheel whose upstream offers none, its METADATA, once the proxy
+        has fetched the wheel and taken it out (_describe), so later resolves need not download the wheel."""
+        if row.metadata_sha256 is None and row.packagetype == WHEEL:
+            return row.info_sha256
+        return row.metadata_sha256
+
     def open_metadata(self, filename: str) -> BlobRef | None:
         row = self._file_row(filename)
-        if row is None or row.metadata_sha256 is None:
+        if row is None or self._core_metadata(row) is None:
             return None
         local = self.stored_blob(filename, metadata=True)
-        if local is not None:
+        if local is not None or row.metadata_sha256 is None:  # one taken out of the wheel is there or nowhere
             return local
         with self._lock_blob(row.metadata_sha256):
             if self.stored_blob(filename, metadata=True) is None:
                 self._fetch_metadata(row)
         return self.stored_blob(filename, metadata=True)
+
+    def open_provenance(self, filename: str) -> bytes | None:
+        """The upstream's PEP 740 provenance of a file, fetched through the upstream's guarded session and
+        passed on whole, never stored: clients check its signatures against the file's hash themselves."""
+        row = self._file_row(filename)
+        if row is None or not row.provenance_url:
+            return None
+        try:
+            chunks, _length = self.upstream.download(row.provenance_url)
+            body = bytearray()
+            for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_PROVENANCE_BYTES:
+                    getattr(chunks, "close")()  # the generator's own `with` closes the upstream's answer
+                    raise UpstreamError(f"upstream of repository {self.name!r} sent a provenance over "
+                                        f"{MAX_PROVENANCE_BYTES // 1024} KB")
+        except UpstreamError as exc:
+            self.metrics.upstream_error("file")
+            raise UserError(504 if exc.timeout else 502, str(exc)) from None
+        return bytes(body)
 
     def _lock_blob(self, sha256: str) -> FileLock:
         try:
@@ -323,8 +361,13 @@ class ProxyRepository(StoredRepository):
             else:
                 raw = metadata_bytes(self.blobs.path(row.sha256), parse_filename(row.filename), row.filename)
                 info = self.blobs.put_bytes(raw)
+            offered = row.metadata_sha256 is None and row.packagetype == WHEEL  # see _core_metadata
             with write_transaction() as write:
                 write.keeps_public_files()
+                if offered:  # taken out of a wheel this proxy verified: its to hand out, and the page changes
+                    self._record_fetched(info)
+                    learned = File.select(File.project).where((File.id == row.id) & File.info_sha256.is_null())
+                    Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
                 File.update(info_sha256=info).where((File.id == row.id) & (File.sha256 == row.sha256)
                                                     & File.info_sha256.is_null()).execute()
         except Exception as exc:  # the download is complete; what the UI shows must not turn it into an error
@@ -476,4 +519,5 @@ def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object]
         "origin_url": upstream_file.url,
         "uploader": "",
         "info_sha256": None,
+        "provenance_url": upstream_file.provenance_url,
     }

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from pypilite import models
+from pypilite import markers, models
+from pypilite.markers import Markers
 from pypilite.models import File, Project, columns, database, first, from_row
 from pypilite.repositories.base import (
     NO_PAGE,
@@ -25,9 +26,9 @@ FILE = File._meta.table_name
 _FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
 # CROSS JOIN pins SQLite's join order, from the file's name to its project, whatever statistics an ANALYZE
 # leaves behind: the other order walks every project of the repository, and a download's cost would grow with
-# the catalogue.
+# the catalogue. A quarantined project's files are not there for anyone (PEP 792).
 _FILE_BY_NAME = (f'SELECT {columns(File, "f")} FROM "{FILE}" f CROSS JOIN "{PROJECT}" p ON p.id = f.project_id '
-                 "WHERE p.repository_id = ? AND f.filename = ?")
+                 f"WHERE p.repository_id = ? AND f.filename = ? AND p.status != '{markers.QUARANTINED}'")
 
 
 class StoredRepository(Repository):
@@ -69,9 +70,14 @@ class StoredRepository(Repository):
                                     self.id, name))
         if project is None:
             return None
-        rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
-        files = [self._dist_file(from_row(File, values)) for values in rows]
-        return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial))
+        found = Markers(project.status, project.status_reason, markers.from_lines(project.tracks),
+                        markers.from_lines(project.alternate_locations))
+        files = []
+        if project.status != markers.QUARANTINED:  # PEP 792: a quarantined project offers no files
+            rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
+            files = [self._dist_file(from_row(File, values)) for values in rows]
+        return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial),
+                           markers=found)
 
     def _query_file_row(self, filename: str) -> File | None:
         values = database.execute_sql(_FILE_BY_NAME, (self.id, filename)).fetchone()
@@ -105,9 +111,14 @@ class StoredRepository(Repository):
             return None
         if not metadata:
             return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename)
-        if row.metadata_sha256 is None:
+        metadata_sha256 = self._core_metadata(row)
+        if metadata_sha256 is None:
             return None
-        return BlobRef(self.blobs.path(row.metadata_sha256), row.metadata_sha256, f"{row.filename}.metadata")
+        return BlobRef(self.blobs.path(metadata_sha256), metadata_sha256, f"{row.filename}.metadata")
+
+    def _core_metadata(self, row: File) -> str | None:
+        """The sha256 of the PEP 658 metadata the repository offers for a file."""
+        return row.metadata_sha256
 
     def _dist_file(self, row: File) -> DistFile:
         return DistFile(
@@ -121,7 +132,8 @@ class StoredRepository(Repository):
             requires_python=row.requires_python,
             yanked=row.yanked,
             yanked_reason=row.yanked_reason,
-            metadata_sha256=row.metadata_sha256,
+            metadata_sha256=self._core_metadata(row),
             uploader=row.uploader,
             info_sha256=row.info_sha256,
+            provenance=bool(row.provenance_url),
         )

@@ -152,6 +152,14 @@ def delete_file(name: str, filename: str) -> Response:
     return _no_content()
 
 
+@bp.put("/repos/<name>/projects/<project>/status")
+def set_project_status(name: str, project: str) -> Response:
+    repository = repository_for(name, access.UPLOAD)
+    who = principal()
+    body = _body({"status": str, "reason": str}, required=("status",))
+    return jsonify(packages.set_status(repository, project, body["status"], body.get("reason", ""), _actor(who)))
+
+
 @bp.post("/repos/<name>/projects/<project>/<version>/yank")
 def yank(name: str, project: str, version: str) -> Response:
     repository = repository_for(name, access.UPLOAD)

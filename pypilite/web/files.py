@@ -32,6 +32,7 @@ bp = Blueprint("files", __name__)
 
 ONE_YEAR = 365 * 24 * 3600
 METADATA_SUFFIX = ".metadata"
+PROVENANCE_SUFFIX = ".provenance"
 # Sent by nginx (deploy/nginx.conf) when it asks whether it may send a file itself.
 DECISION_HEADER = "X-Pypilite-Decision"
 
@@ -60,7 +61,7 @@ def listed_download(repo: str | None, member: str, sha256: str, filename: str) -
 
 def _project(filename: str) -> str | None:
     try:
-        return parse_filename(filename.removesuffix(METADATA_SUFFIX)).project
+        return parse_filename(filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX)).project
     except InvalidDistribution:
         return None
 
@@ -74,6 +75,8 @@ def download(repo: str, sha256: str, filename: str) -> Response:
 
 def _download(resolve: Resolver, sha256: str, filename: str) -> Response:
     listing, holder = resolve(None)
+    if filename.endswith(PROVENANCE_SUFFIX):
+        return _provenance(holder, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
     blob = _blob(holder, sha256, filename)
     accel = services().config.server.x_accel_redirect
     response = _accelerated(resolve, holder, sha256, filename, blob, accel) if accel else None
@@ -170,6 +173,17 @@ def _publish(resolve: Resolver, sha256: str, filename: str, blob: Path) -> bool:
             return False
 
     return services().public_tree.publish(request.path.lstrip("/"), blob, still_public)
+
+
+def _provenance(repository: Repository, sha256: str, filename: str) -> Response:
+    """A file's PEP 740 provenance, as its repository's upstream gives it now (see ProxyRepository)."""
+    dist = repository.dist_file(filename)
+    body = repository.open_provenance(filename) if dist is not None and dist.sha256 == sha256 else None
+    if body is None:
+        raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
+    response = Response(body, mimetype="application/json")
+    response.headers["Cache-Control"] = "private, max-age=0, must-revalidate"
+    return response
 
 
 def _disposition(filename: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pypilite import __version__
+from pypilite.markers import MAX_REASON, STATUSES
 
 JSON = "application/json"
 
@@ -95,10 +96,16 @@ SCHEMAS: dict[str, Any] = {
         "requires_python": {"type": "string"}, "yanked": {"type": "boolean"}, "yanked_reason": {"type": "string"},
         "repository": {"type": "string"}}},
     "Project": {"type": "object", "required": ["name", "versions"], "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string"}, "status": {"type": "string", "enum": list(STATUSES)},
+        "status_reason": {"type": "string"},
         "versions": {"type": "array", "items": {"type": "object", "properties": {
             "version": {"type": "string"}, "yanked": {"type": "boolean"}, "yanked_reason": {"type": "string"},
             "files": {"type": "array", "items": _ref("File")}}}}}},
+    "Status": {"type": "object", "required": ["status"], "additionalProperties": False, "properties": {
+        "status": {"type": "string", "enum": list(STATUSES)},
+        "reason": {"type": "string", "maxLength": MAX_REASON}}},
+    "StatusState": {"type": "object", "properties": {
+        "project": {"type": "string"}, "status": {"type": "string"}, "status_reason": {"type": "string"}}},
     "Yank": {"type": "object", "additionalProperties": False, "properties": {"reason": {"type": "string"}}},
     "YankState": {"type": "object", "properties": {
         "project": {"type": "string"}, "version": {"type": "string"}, "yanked": {"type": "boolean"},
@@ -156,6 +163,11 @@ PATHS: dict[str, Any] = {
         "get": _operation("Versions and files of a project (read rights)",
                           {**_ok(_ref("Project")), **_errors("400", "401", "403", "404", "502", "504")},
                           [REPO, PROJECT]),
+    },
+    "/api/v1/repos/{name}/projects/{project}/status": {
+        "put": _operation("Mark a project active, archived, deprecated or quarantined (PEP 792; upload rights; "
+                          "hosted only)", {**_ok(_ref("StatusState")), **_errors("400", "401", "403", "404")},
+                          [REPO, PROJECT], _body(_ref("Status"))),
     },
     "/api/v1/repos/{name}/projects/{project}/{version}": {
         "delete": _operation("Delete a release (upload rights; hosted only)",

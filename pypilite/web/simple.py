@@ -1,4 +1,5 @@
-"""The Simple Repository API: PEP 503 HTML and PEP 691 JSON from one page model, with 592, 658/714 and 700.
+"""The Simple Repository API: PEP 503 HTML and PEP 691 JSON from one page model, with 592, 658/714, 700, and
+what a page says besides files: 708 (tracks, alternate-locations), 740 (provenance) and 792 (project status).
 
 Links are relative to the page, so the index works unchanged behind a reverse proxy at any host or sub-path.
 """
@@ -20,11 +21,15 @@ from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
 from pypilite.web import memo
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import reason_phrase
+from pypilite.web.files import PROVENANCE_SUFFIX
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
 
 bp = Blueprint("simple", __name__)
 
 API_VERSION = "1.1"
+# The version that brought each optional feature (the simple repository API's history): a page says the
+# highest one whose features it carries.
+TRACKS_VERSION, PROVENANCE_VERSION, STATUS_VERSION = "1.2", "1.3", "1.4"
 # Set when a proxy serves its cached page because the upstream failed; the value says why.
 STALE_HEADER = "X-Pypilite-Stale"
 # One representation, one validator: the same page as JSON and as HTML must not share an ETag.
@@ -152,11 +157,13 @@ def _upload_time(value: datetime) -> str:
 def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
     """The PEP 691 dict of a project page: rendered as JSON as it is, and as HTML by the template."""
     files = []
+    carried = [API_VERSION]  # the versions whose features the page carries
     for dist in page.files:
         metadata: Any = {"sha256": dist.metadata_sha256} if dist.metadata_sha256 else False
+        url = f"{prefix}files/{quote(dist.repository)}/{dist.sha256}/{quote(dist.filename)}"
         entry = {
             "filename": dist.filename,
-            "url": f"{prefix}files/{quote(dist.repository)}/{dist.sha256}/{quote(dist.filename)}",
+            "url": url,
             "hashes": {"sha256": dist.sha256},
             "requires-python": dist.requires_python or None,
             # JSON says core-metadata only (PEP 714): pip 22.3 to 23.1 crash on dist-info-metadata there.
@@ -168,8 +175,29 @@ def page_model(page: ProjectPage, prefix: str) -> dict[str, Any]:
             entry["size"] = dist.size
         if dist.upload_time is not None:
             entry["upload-time"] = _upload_time(dist.upload_time)
+        if dist.provenance:
+            entry["provenance"] = f"{url}{PROVENANCE_SUFFIX}"
+            carried.append(PROVENANCE_VERSION)
         files.append(entry)
-    return {"meta": {"api-version": API_VERSION}, "name": page.name, "versions": list(page.versions), "files": files}
+    meta: dict[str, Any] = {"api-version": API_VERSION}
+    model: dict[str, Any] = {"meta": meta, "name": page.name, "versions": list(page.versions), "files": files}
+    said = page.markers
+    if said.tracks or said.alternate_locations:
+        meta["tracks"] = list(said.tracks)
+        model["alternate-locations"] = [_link(url, prefix) for url in said.alternate_locations]
+        carried.append(TRACKS_VERSION)
+    if said.status:
+        model["project-status"] = {"status": said.status, **({"reason": said.status_reason}
+                                                              if said.status_reason else {})}
+        carried.append(STATUS_VERSION)
+    meta["api-version"] = max(carried, key=lambda v: tuple(map(int, v.split("."))))
+    return model
+
+
+def _link(url: str, prefix: str) -> str:
+    """An absolute URL as it is; one of this server's own paths ("/repo/simple/name/") relative to the page,
+    whose files `prefix` reaches: the server's root is one step further up."""
+    return f"{prefix}../{url[1:]}" if url.startswith("/") else url
 
 
 def _render_project(page: ProjectPage, media_type: str, prefix: str) -> str:

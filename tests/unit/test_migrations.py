@@ -98,6 +98,10 @@ def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path
         assert info["demo-1.0-py3-none-any.whl"] == _sha(METADATA)
         assert info["demo-1.0.tar.gz"] == _sha(metadata_text("demo", "1.0").encode())
         assert models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR) is None  # done
+        # Migration 6: no project has said a status (PEP 792: active), no proxied file names a provenance.
+        assert {(p.status, p.status_reason, p.tracks, p.alternate_locations) for p in Project.select()} == {
+            ("", "", "", "")}
+        assert {f.provenance_url for f in File.select()} == {""}
         # What the proxy fetched itself stays served offline; bytes a hosted file also has are fetched anew.
         assert [(b.repository_id, b.sha256) for b in FetchedBlob.select()] == [(2, _sha(PROXIED))]
         # Deleting still cascades.
@@ -150,3 +154,23 @@ def test_a_start_cut_short_while_taking_metadata_out_goes_on_at_the_next(tmp_pat
     assert opened == ["demo-1.0.tar.gz", "shared-3.0-py3-none-any.whl"]
     assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR)) is None
     assert index.run(lambda: File.get(File.filename == "demo-1.0.tar.gz").info_sha256) is not None
+
+
+def test_version_5_proxied_wheels_offer_the_metadata_taken_out_of_them(index: Index) -> None:
+    """Migration 6: a proxied wheel whose upstream offers no PEP 658 file, already fetched and described,
+    offers its METADATA from then on, and its page changes."""
+
+    def downgrade_and_migrate() -> tuple[list[tuple[int, str]], int]:
+        proxy = Repository.get(Repository.name == "pypi")
+        project = Project.create(repository=proxy.id, name="fetched", display_name="fetched", serial=3)
+        File.create(project=project.id, filename="fetched-2.0-py3-none-any.whl", version="2.0",
+                    packagetype="bdist_wheel", sha256=_sha(PROXIED), size=len(PROXIED), info_sha256="c" * 64,
+                    origin_url="http://127.0.0.1:9/files/fetched-2.0-py3-none-any.whl")
+        models.Meta.replace(key="schema_version", value="5").execute()
+        models.migrate()
+        return ([(b.repository_id, b.sha256) for b in FetchedBlob.select()],
+                Project.get_by_id(project.id).serial)
+
+    fetched, serial = index.run(downgrade_and_migrate)
+    assert fetched == [(index.run(lambda: Repository.get(Repository.name == "pypi").id), "c" * 64)]
+    assert serial == 4

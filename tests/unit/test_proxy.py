@@ -98,7 +98,7 @@ def test_a_failed_row_insert_raises_peewee_errors(tmp_path, upstream) -> None:
     row = {"filename": "demo-1.0-py3-none-any.whl", "version": "1.0", "packagetype": "bdist_wheel",
            "sha256": "0" * 64, "size": 1, "upload_time": None, "requires_python": "", "yanked": None,
            "yanked_reason": "", "metadata_sha256": None, "origin_url": "", "uploader": "",
-           "info_sha256": None}
+           "info_sha256": None, "provenance_url": ""}
 
     def insert() -> None:
         project = Project.create(repository=models.Repository.get(models.Repository.name == "pypi").id,

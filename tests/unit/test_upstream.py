@@ -9,9 +9,9 @@ from datetime import datetime
 
 import pytest
 
-from pypilite import upstream
+from pypilite import markers, upstream
 from pypilite.locks import FileLock, LockTimeout
-from pypilite import upstream
+from pypilite.markers import Markers
 from pypilite.upstream import UpstreamError, parse_page, redact
 
 BASE = "https://mirror.example/simple/demo/"
@@ -26,7 +26,7 @@ def test_json_page_keeps_every_field_and_resolves_urls() -> None:
         {"filename": "demo-1.1.tar.gz", "url": "https://files.example/demo-1.1.tar.gz", "hashes": {},
          "dist-info-metadata": True, "yanked": True},
     ]}).encode()
-    first, second = parse_page(body, "application/vnd.pypi.simple.v1+json", BASE)
+    first, second = parse_page(body, "application/vnd.pypi.simple.v1+json", BASE).files
     assert first.url == "https://mirror.example/packages/demo-1.0-py3-none-any.whl"
     assert (first.sha256, first.requires_python, first.yanked, first.yanked_reason) == (SHA, ">=3.9", True,
                                                                                        "broken build")
@@ -40,11 +40,68 @@ def test_html_page_reads_anchors_with_entities() -> None:
             b'" data-requires-python="&gt;=3.8,&lt;4" data-yanked="" '
             b'data-dist-info-metadata="sha256=' + b"c" * 64 + b'">demo-1.0.tar.gz</a>'
             b'<a href="demo-2.0.tar.gz#md5=abc">demo-2.0.tar.gz</a></body></html>')
-    first, second = parse_page(body, "text/html; charset=utf-8", BASE)
+    first, second = parse_page(body, "text/html; charset=utf-8", BASE).files
     assert first.url == "https://mirror.example/f/demo-1.0.tar.gz"
     assert (first.sha256, first.requires_python, first.yanked, first.metadata_sha256) == (
         SHA, ">=3.8,<4", True, "c" * 64)
     assert (second.sha256, second.yanked, second.size, second.upload_time) == (None, False, None, None)
+
+
+def _json_page(**fields) -> bytes:
+    return json.dumps({"meta": {"api-version": "1.4", **fields.pop("meta", {})}, "name": "demo", "files": [
+        {"filename": "demo-1.0.tar.gz", "url": "demo-1.0.tar.gz", "hashes": {"sha256": SHA},
+         "provenance": fields.pop("provenance", None)}], **fields}).encode()
+
+
+def test_json_page_passes_on_status_tracks_alternates_and_provenance() -> None:
+    body = _json_page(meta={"tracks": ["https://other.example/simple/demo/"]},
+                      **{"project-status": {"status": "archived", "reason": "moved to demo2"},
+                         "alternate-locations": ["https://alt.example/simple/demo/", "../other/"],
+                         "provenance": "demo-1.0.tar.gz.provenance"})
+    page = parse_page(body, "application/vnd.pypi.simple.v1+json", BASE)
+    assert page.markers == Markers("archived", "moved to demo2", ("https://other.example/simple/demo/",),
+                                   ("https://alt.example/simple/demo/",))  # the upstream's own host is not passed on
+    assert page.files[0].provenance_url == "https://mirror.example/simple/demo/demo-1.0.tar.gz.provenance"
+
+
+def test_html_page_passes_on_the_same_from_meta_elements() -> None:
+    body = (b'<html><head><meta name="pypi:repository-version" content="1.4">'
+            b'<meta name="pypi:project-status" content="quarantined">'
+            b'<meta name="pypi:project-status-reason" content="malware &amp; worse">'
+            b'<meta name="pypi:tracks" content="https://other.example/simple/demo/">'
+            b'<meta name="pypi:alternate-locations" content="https://a.example/simple/demo/">'
+            b'<meta name="pypi:alternate-locations" content="https://b.example/simple/demo/"></head><body>'
+            b'<a href="demo-1.0.tar.gz#sha256=' + SHA.encode() + b'" data-provenance="https://p.example/x">'
+            b'demo-1.0.tar.gz</a></body></html>')
+    page = parse_page(body, "text/html", BASE)
+    assert page.markers == Markers("quarantined", "malware & worse", ("https://other.example/simple/demo/",),
+                                   ("https://a.example/simple/demo/", "https://b.example/simple/demo/"))
+    assert page.files[0].provenance_url == "https://p.example/x"
+
+
+@pytest.mark.parametrize("fields", [
+    {"project-status": {"status": "evil"}},
+    {"project-status": {"status": ["archived"]}},
+    {"project-status": "archived"},
+    {"project-status": {"status": "ACTIVE"}},
+])
+def test_a_status_pep_792_does_not_name_counts_as_none(fields) -> None:
+    assert parse_page(_json_page(**fields), "application/vnd.pypi.simple.v1+json", BASE).markers == Markers()
+
+
+def test_hostile_reasons_urls_and_provenance_are_bounded_or_dropped() -> None:
+    urls = ["javascript:alert(1)", "file:///etc/passwd", "https://user:pw@x.example/simple/demo/",
+            "https://x.example/" + "a" * 5000, "https://bad\nline.example/", 42, None, {"url": "x"},
+            *(f"https://m{i}.example/simple/demo/" for i in range(100))]
+    body = _json_page(meta={"tracks": urls}, **{
+        "project-status": {"status": "deprecated", "reason": "x\n" * 5000},
+        "alternate-locations": "https://not-a-list.example/", "provenance": "ftp://p.example/x"})
+    page = parse_page(body, "application/vnd.pypi.simple.v1+json", BASE)
+    assert page.markers.status == "deprecated"
+    assert len(page.markers.status_reason) == markers.MAX_REASON and page.markers.status_reason.isprintable()
+    assert page.markers.tracks == tuple(f"https://m{i}.example/simple/demo/" for i in range(markers.MAX_URLS))
+    assert page.markers.alternate_locations == ()
+    assert page.files[0].provenance_url == ""
 
 
 @pytest.mark.parametrize("body, content_type", [
