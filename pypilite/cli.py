@@ -16,7 +16,7 @@ from pypilite import StartupError, create_app, grants, importer, maintenance, to
 from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
-from pypilite.config import ConfigError, load_config, parse_repository
+from pypilite.config import Config, ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
@@ -30,12 +30,21 @@ def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)(command)
 
 
+def existing_data_dir(config: Config) -> Config:
+    """Only serving creates a data dir: a command run from another directory, or with a config it did not
+    mean, must not quietly start a new, empty index."""
+    if not config.data_dir.is_dir():
+        raise click.ClickException(f"no data dir at {config.data_dir}: start the server once to create it, "
+                                   "or name the index's config with --config FILE")
+    return config
+
+
 def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the data dir the config names (migrating and seeding it as the server would) around a command."""
+    """Open the data dir the config names (migrating it as the server would) around a command."""
     @config_option
     @functools.wraps(command)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
-        app = create_app(load_config(config_path))
+        app = create_app(existing_data_dir(load_config(config_path)))
         with app.app_context(), database.connection_context():
             return command(**kwargs)
     return wrapper
@@ -312,6 +321,7 @@ def backup_command(dest: Path, config_path: str | None) -> None:
     if config.database.url and not config.database.url.startswith("sqlite:"):
         raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
                                    "the blobs directory with your file backup tool")
+    existing_data_dir(config)
     dest = dest.resolve()
     if dest == config.data_dir or config.data_dir in dest.parents:
         raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")

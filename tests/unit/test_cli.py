@@ -60,8 +60,22 @@ def test_environment_names_the_config(capsys, monkeypatch, tmp_path: Path) -> No
     path = tmp_path / "c.toml"
     path.write_text(f'[storage]\ndata_dir = "{tmp_path / "envdata"}"\n')
     monkeypatch.setenv("PYPILITE_CONFIG", str(path))
+    (tmp_path / "envdata").mkdir()
     assert call(capsys, "repo", "list")[0] == 0
     assert (tmp_path / "envdata" / "pypilite.db").is_file()
+
+
+@pytest.mark.parametrize("args", [["repo", "list"], ["user", "list"], ["check"], ["backup", "dest"],
+                                  ["import", ".", "--repo", "local"], ["token", "create", "--user", "admin"]])
+def test_commands_refuse_a_data_dir_that_does_not_exist(capsys, monkeypatch, tmp_path: Path, args) -> None:
+    monkeypatch.delenv("PYPILITE_CONFIG", raising=False)
+    monkeypatch.delenv("PYPILITE_STORAGE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # the embedded defaults' relative data dir: a command run from the wrong place
+    code, out, err = call(capsys, *args)
+    assert code == 1 and out == ""
+    assert err == (f"pypilite: no data dir at {tmp_path / 'data'}: start the server once to create it, "
+                   "or name the index's config with --config FILE\n")
+    assert not (tmp_path / "data").exists()
 
 
 def test_user_add_reads_the_password_from_stdin(capsys, monkeypatch, config: str) -> None:
