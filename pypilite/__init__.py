@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 from flask import Flask  # noqa: E402
 
-from pypilite import locks, models  # noqa: E402
+from pypilite import locks, loops, models  # noqa: E402
 from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
@@ -36,8 +36,9 @@ class StartupError(Exception):
     """pypilite cannot start; the message says why in one line."""
 
 
-def create_app(config: Config | None = None) -> Flask:
-    """Wire config, database, blob store, repositories and blueprints; prepare the data dir once."""
+def create_app(config: Config | None = None, serving: bool = False) -> Flask:
+    """Wire config, database, blob store, repositories and blueprints; prepare the data dir once. A server
+    (`serving`) also refuses to start as its own upstream."""
     try:
         config = config or load_config()
         data_dir = config.data_dir
@@ -53,8 +54,10 @@ def create_app(config: Config | None = None) -> Flask:
             ensure_initial_admin(data_dir)
             etag_key = models.etag_key()
             public_tree.forget()
+            if serving:
+                loops.refuse_self_proxies(config.server)
         models.close_pool()
-    except (ConfigError, models.SchemaError) as exc:
+    except (ConfigError, models.SchemaError, loops.UpstreamLoop) as exc:
         raise StartupError(str(exc)) from None
     except locks.LockTimeout as exc:
         raise StartupError(f"public file tree in {data_dir / 'public'}: {exc}") from None
@@ -70,11 +73,14 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
     metrics = Metrics()
+    loop_marker = loops.marker(etag_key)
     repositories = Repositories(blobs, etag_key, locks=data_dir / "locks", metrics=metrics,
-                                max_upstream_page_bytes=config.max_upstream_page_bytes)
+                                max_upstream_page_bytes=config.max_upstream_page_bytes,
+                                upstream_headers={loops.HEADER: loop_marker})
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator(on_failure=metrics.failed_login),
-                                          pages=PageCache(), metrics=metrics, public_tree=public_tree)
+                                          pages=PageCache(), metrics=metrics, public_tree=public_tree,
+                                          loop_marker=loop_marker)
     register(app)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, importer, maintenance, tokens, users
+from pypilite import StartupError, create_app, grants, importer, loops, maintenance, tokens, users
 from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
@@ -20,7 +21,7 @@ from pypilite.config import Config, ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
 from pypilite.repositories import manage
-from pypilite.upstream import redact
+from pypilite.upstream import UpstreamError, redact
 from pypilite.web.context import services
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
@@ -66,11 +67,10 @@ def serve(config_path: str | None = None, host: str | None = None, port: int | N
     """Serve with the development server (one process); use gunicorn in production."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)
-    app = create_app(config)
-    host = host or config.server.host
-    port = port or config.server.port
-    logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, host, port)
-    run_simple(host, port, app, threaded=True)
+    server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
+    app = create_app(dataclasses.replace(config, server=server), serving=True)
+    logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, server.host, server.port)
+    run_simple(server.host, server.port, app, threaded=True)
 
 
 @cli.group()
@@ -108,11 +108,20 @@ def repo_list() -> None:
     for spec in manage.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
-            "proxy": f"remote_url={redact(spec.remote_url) or '(pip default)'} cache_ttl={spec.cache_ttl}",
+            "proxy": f"remote_url={_upstream(spec.remote_url)} cache_ttl={spec.cache_ttl}",
             "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}"
                      f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]
         click.echo(f"{spec.name}\t{spec.repository_type}\t{'public' if spec.public else 'private'}\t{details}")
+
+
+def _upstream(remote_url: str) -> str:
+    """The upstream a proxy uses, and when it is not its own remote_url, where it comes from."""
+    try:
+        remote, source = loops.effective_remote(remote_url)
+    except UpstreamError as exc:
+        return f"(none: {exc})"
+    return redact(remote) if remote_url else f"{redact(remote)} ({source})"
 
 
 @repo.command("remove")
