@@ -10,7 +10,7 @@ from pypilite import StartupError, create_app
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 try:
-    app = create_app(serving=True)
+    app = create_app()
 except StartupError as exc:
     print(f"pypilite: {exc}", file=sys.stderr)
     # This code stops gunicorn's master; any other exit and it boots workers again, failing each time.

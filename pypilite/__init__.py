@@ -36,9 +36,8 @@ class StartupError(Exception):
     """pypilite cannot start; the message says why in one line."""
 
 
-def create_app(config: Config | None = None, serving: bool = False) -> Flask:
-    """Wire config, database, blob store, repositories and blueprints; prepare the data dir once. A server
-    (`serving`) also refuses to start as its own upstream."""
+def create_app(config: Config | None = None) -> Flask:
+    """Wire config, database, blob store, repositories and blueprints; prepare the data dir once."""
     try:
         config = config or load_config()
         data_dir = config.data_dir
@@ -54,10 +53,8 @@ def create_app(config: Config | None = None, serving: bool = False) -> Flask:
             ensure_initial_admin(data_dir)
             etag_key = models.etag_key()
             public_tree.forget()
-            if serving:
-                loops.refuse_self_proxies(config.server)
         models.close_pool()
-    except (ConfigError, models.SchemaError, loops.UpstreamLoop) as exc:
+    except (ConfigError, models.SchemaError) as exc:
         raise StartupError(str(exc)) from None
     except locks.LockTimeout as exc:
         raise StartupError(f"public file tree in {data_dir / 'public'}: {exc}") from None

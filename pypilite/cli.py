@@ -20,6 +20,7 @@ from pypilite.audit import Actor
 from pypilite.config import Config, ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.models import database
+from pypilite.preflight import preflight
 from pypilite.repositories import manage
 from pypilite.upstream import UpstreamError, redact
 from pypilite.web.context import services
@@ -68,7 +69,12 @@ def serve(config_path: str | None = None, host: str | None = None, port: int | N
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)
     server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
-    app = create_app(dataclasses.replace(config, server=server), serving=True)
+    config = dataclasses.replace(config, server=server)
+    app = create_app(config)
+    try:
+        preflight(config)
+    except loops.UpstreamLoop as exc:
+        raise StartupError(str(exc)) from None
     logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, server.host, server.port)
     run_simple(server.host, server.port, app, threaded=True)
 
@@ -85,6 +91,7 @@ def repo() -> None:
 @click.option("--allow-overwrite", is_flag=True, default=None, help="hosted: accept other bytes under a stored name")
 @click.option("--remote-url", help="proxy: the upstream's simple root")
 @click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
+@click.option("--remote-timeout", type=int, help="proxy: seconds to wait for the upstream")
 @click.option("--member", "members", multiple=True, help="group: a member repository (repeat, in order)")
 @click.option("--upload-to", help="group: the hosted member uploads land in")
 @click.option("--pass-through", "pass_through", multiple=True,
@@ -101,6 +108,33 @@ def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> 
     click.echo(f"created {repository_type} repository {name!r}")
 
 
+@repo.command("update")
+@click.argument("name")
+@click.option("--public/--private", default=None, help="anyone may read / credentials needed to read")
+@click.option("--allow-overwrite/--no-allow-overwrite", default=None,
+              help="hosted: accept other bytes under a stored name")
+@click.option("--remote-url", help="proxy: the upstream's simple root")
+@click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
+@click.option("--remote-timeout", type=int, help="proxy: seconds to wait for the upstream")
+@click.option("--member", "members", multiple=True, help="group: the members, all of them, in order (repeat)")
+@click.option("--upload-to", help="group: the hosted member uploads land in ('' for none)")
+@click.option("--pass-through", "pass_through", multiple=True, help="group: the pass-through projects (repeat)")
+@click.option("--no-pass-through", is_flag=True, help="group: no pass-through projects")
+@with_database
+def repo_update(name: str, no_pass_through: bool, **options: Any) -> None:
+    """Change a repository's settings (what the API's PATCH changes); the running server serves them at once."""
+    changes = {key: list(value) if key in ("members", "pass_through") else value
+               for key, value in options.items() if value not in (None, ())}
+    if no_pass_through:
+        if "pass_through" in changes:
+            raise click.UsageError("--pass-through and --no-pass-through contradict each other")
+        changes["pass_through"] = []
+    if not changes:
+        raise click.UsageError("nothing to change: name at least one setting (see --help)")
+    manage.update_repository(name, changes, Actor.command_line())
+    click.echo(f"updated repository {name!r}: {', '.join(sorted(changes))}")
+
+
 @repo.command("list")
 @with_database
 def repo_list() -> None:
@@ -108,7 +142,8 @@ def repo_list() -> None:
     for spec in manage.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
-            "proxy": f"remote_url={_upstream(spec.remote_url)} cache_ttl={spec.cache_ttl}",
+            "proxy": f"remote_url={_upstream(spec.remote_url)} cache_ttl={spec.cache_ttl}"
+                     f" remote_timeout={spec.remote_timeout}",
             "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}"
                      f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]

@@ -10,8 +10,8 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+from collections.abc import Mapping
 
-from pypilite import models
 from pypilite.config import ServerConfig
 from pypilite.upstream import UpstreamError, origin, pip_index_url, redact
 
@@ -56,15 +56,13 @@ def points_here(url: str, server: ServerConfig) -> bool:
     return any(a is not None and (a.is_loopback or a.is_unspecified) for a in (address, mapped))
 
 
-def refuse_self_proxies(server: ServerConfig) -> None:
-    """Raise UpstreamLoop for the first proxy repository whose upstream is this server's own address."""
-    rows = models.Repository.select(models.Repository.name, models.Repository.remote_url).where(
-        models.Repository.repository_type == "proxy").order_by(models.Repository.name)
-    for row in rows:
+def refuse_self_proxies(proxies: Mapping[str, str], server: ServerConfig) -> None:
+    """Raise UpstreamLoop for the first proxy (name: remote_url) whose upstream is this server's own address."""
+    for name, remote_url in sorted(proxies.items()):
         try:
-            remote, source = effective_remote(row.remote_url)
+            remote, source = effective_remote(remote_url)
         except UpstreamError:
             continue  # no pip here: the proxy says so itself when asked
         if points_here(remote, server):
-            raise UpstreamLoop(f"proxy repository {row.name!r} would fetch from this server itself "
+            raise UpstreamLoop(f"proxy repository {name!r} would fetch from this server itself "
                                f"({redact(remote)}, its {source}): set its remote_url to the upstream index")

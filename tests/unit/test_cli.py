@@ -143,3 +143,27 @@ def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: s
     with models.database.connection_context():
         [event] = audit.query(q="extra")
     assert event.action == "repository.create" and event.actor.startswith("cli:") and event.address == "local"
+
+
+def test_repo_update_changes_what_the_api_patch_changes(capsys, config: str) -> None:
+    assert call(capsys, "repo", "update", "pypi", "--cache-ttl", "60", "--remote-timeout", "3", "--private",
+                "--remote-url", "http://u:p@127.0.0.1:9/simple/", "--config", config)[0] == 0
+    assert call(capsys, "repo", "update", "all", "--pass-through", "Foo_Bar", "--upload-to", "", "--config",
+                config)[0] == 0
+    lines = dict(line.split("\t", 1) for line in call(capsys, "repo", "list", "--config", config)[1].splitlines())
+    assert lines["pypi"] == "proxy\tprivate\tremote_url=http://***@127.0.0.1:9/simple/ cache_ttl=60 remote_timeout=3"
+    assert lines["all"].endswith("members=local,pypi upload_to=- pass_through=foo-bar")
+    assert call(capsys, "repo", "update", "all", "--no-pass-through", "--config", config)[0] == 0
+    assert call(capsys, "repo", "list", "--config", config)[1].count("pass_through=-") == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["repo", "update", "local", "--cache-ttl", "5"], "unknown key 'cache_ttl' for a hosted repository"),
+    (["repo", "update", "local"], "nothing to change"),
+    (["repo", "update", "all", "--pass-through", "x", "--no-pass-through"], "contradict"),
+    (["repo", "update", "ghost", "--private"], "not found"),
+    (["repo", "update", "all", "--member", "all"], "cannot contain itself"),
+])
+def test_repo_update_refusals_are_one_line(capsys, config: str, args: list[str], words: str) -> None:
+    code, _, err = call(capsys, *args, "--config", config)
+    assert code != 0 and err.count("\n") == 1 and err.startswith("pypilite: ") and words in err
