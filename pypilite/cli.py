@@ -32,6 +32,12 @@ def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)(command)
 
 
+def command_config(config_path: str | None) -> Config:
+    """The config a command names, else the one named before the command (`app.py --config FILE repo list`)."""
+    given_first = click.get_current_context().find_root().params.get("config_path")
+    return load_config(config_path or given_first)
+
+
 def existing_data_dir(config: Config) -> Config:
     """Only serving creates a data dir: a command run from another directory, or with a config it did not
     mean, must not quietly start a new, empty index."""
@@ -46,18 +52,19 @@ def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
     @config_option
     @functools.wraps(command)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
-        app = create_app(existing_data_dir(load_config(config_path)))
+        app = create_app(existing_data_dir(command_config(config_path)))
         with app.app_context(), database.connection_context():
             return command(**kwargs)
     return wrapper
 
 
 @click.group(invoke_without_command=True)
+@config_option
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, config_path: str | None) -> None:
     """pypilite: a private Python package index. Without a command: serve."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
+        ctx.invoke(serve, config_path=config_path)
 
 
 @cli.command()
@@ -67,7 +74,7 @@ def cli(ctx: click.Context) -> None:
 def serve(config_path: str | None = None, host: str | None = None, port: int | None = None) -> None:
     """Serve with the development server (one process); use gunicorn in production."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(config_path)
+    config = command_config(config_path)
     server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
     config = dataclasses.replace(config, server=server)
     app = create_app(config)
@@ -361,7 +368,7 @@ def import_command(directory: Path, repository: str) -> None:
 @config_option
 def backup_command(dest: Path, config_path: str | None) -> None:
     """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
-    config = load_config(config_path)
+    config = command_config(config_path)
     if config.database.url and not config.database.url.startswith("sqlite:"):
         raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
                                    "the blobs directory with your file backup tool")

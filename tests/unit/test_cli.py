@@ -167,3 +167,8 @@ def test_repo_update_changes_what_the_api_patch_changes(capsys, config: str) -> 
 def test_repo_update_refusals_are_one_line(capsys, config: str, args: list[str], words: str) -> None:
     code, _, err = call(capsys, *args, "--config", config)
     assert code != 0 and err.count("\n") == 1 and err.startswith("pypilite: ") and words in err
+
+
+def test_the_config_may_come_before_the_command(capsys, config: str) -> None:
+    assert call(capsys, "--config", config, "repo", "add", "early", "--type", "hosted")[0] == 0
+    assert "early\thosted" in call(capsys, "repo", "list", "--config", config)[1]
