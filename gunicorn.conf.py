@@ -6,6 +6,7 @@ first: a private temp directory created by this master, removed when it exits. C
 they do not belong in data_dir, and a restart begins from zero as Prometheus expects of a new process.
 """
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -21,10 +22,11 @@ os.makedirs(os.environ[METRICS_ENV], exist_ok=True)
 from pypilite.config import ConfigError, load_config  # noqa: E402  (after the metrics directory is set)
 
 try:
-    _server = load_config().server
-    bind = f"{_server.host}:{_server.port}"
+    _config = load_config()
+    bind = f"{_config.server.host}:{_config.server.port}"
 except ConfigError as exc:
     raise SystemExit(f"pypilite: {exc}") from None
+
 
 workers = min(2 * multiprocessing.cpu_count() + 1, 8)
 # pypilite believes X-Forwarded-* headers itself, where it needs them and only from a proxy on this machine
@@ -43,7 +45,17 @@ graceful_timeout = 30
 
 
 def on_starting(server) -> None:
-    """Counts left by an earlier server in a directory the operator chose would be added to this one's."""
+    """Once, in the master, before any worker starts: pypilite's own checks (pypilite/preflight.py), and the
+    counts an earlier server left in a directory the operator chose, which would be added to this one's."""
+    from pypilite.loops import UpstreamLoop
+    from pypilite.preflight import preflight
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        preflight(_config)
+    except UpstreamLoop as exc:
+        on_exit(server)  # gunicorn calls it only once it has started
+        raise SystemExit(f"pypilite: {exc}") from None
     directory = os.environ[METRICS_ENV]
     for name in os.listdir(directory):
         if name.endswith(".db"):

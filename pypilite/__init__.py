@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 from flask import Flask  # noqa: E402
 
-from pypilite import locks, models  # noqa: E402
+from pypilite import locks, loops, models  # noqa: E402
 from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
@@ -70,11 +70,14 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
     )
     metrics = Metrics()
+    loop_marker = loops.marker(etag_key)
     repositories = Repositories(blobs, etag_key, locks=data_dir / "locks", metrics=metrics,
-                                max_upstream_page_bytes=config.max_upstream_page_bytes)
+                                max_upstream_page_bytes=config.max_upstream_page_bytes,
+                                upstream_headers={loops.HEADER: loop_marker})
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator(on_failure=metrics.failed_login),
-                                          pages=PageCache(), metrics=metrics, public_tree=public_tree)
+                                          pages=PageCache(), metrics=metrics, public_tree=public_tree,
+                                          loop_marker=loop_marker)
     register(app)
     return app
 

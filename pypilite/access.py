@@ -8,6 +8,8 @@ repositories outside its list.
 
 from __future__ import annotations
 
+import dataclasses
+
 from werkzeug.exceptions import Forbidden
 
 from pypilite.auth import Principal, challenge
@@ -69,7 +71,22 @@ def require(principal: Principal, repository, action: str) -> None:
         return
     if not principal.authenticated:
         raise challenge()
-    raise Forbidden(f"{principal.name!r} may not {action} repository {repository.name!r}")
+    raise Forbidden(refusal(principal, repository.id, repository.name, action))
+
+
+_DOING = {READ: "read", UPLOAD: "upload to", ADMIN: "administer"}
+
+
+def refusal(principal: Principal, repository_id: int, repository_name: str, action: str) -> str:
+    """Why an authenticated principal may not: the token's limit when the user alone could, else the user's."""
+    doing = f"{_DOING[action]} repository {repository_name!r}"
+    if principal.token_id is not None:
+        if principal.scope is not None and repository_id not in principal.scope:
+            return f"this token is limited to other repositories: it may not {doing}"
+        owner = dataclasses.replace(principal, token_id=None, read_only=False, scope=None)
+        if principal.read_only and _RANK[level(owner, repository_id, False)] >= _RANK[action]:
+            return f"this token is read-only: it may not {doing} (its owner {principal.name!r} may)"
+    return f"{principal.name!r} may not {doing}"
 
 
 def is_global_admin(principal: Principal) -> bool:

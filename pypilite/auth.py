@@ -190,12 +190,12 @@ class Authenticator:
 
 def _throttle(username: str, address: str) -> None:
     """Refuse to even check credentials for an address, or a user from a failing address, over the limit."""
-    seconds = int(FAILURE_WINDOW.total_seconds())
+    later = f"try again in {int(FAILURE_WINDOW.total_seconds()) // 60} minutes"
     if audit.recent_count(LOGIN_FAILED, address=address, window=FAILURE_WINDOW) >= ADDRESS_FAILURES:
-        raise TooManyRequests(f"Too many failed logins from {address}; try again later", retry_after=seconds)
+        raise TooManyRequests(f"Too many failed logins from {address}; {later}")
     if (audit.recent_count(LOGIN_FAILED, resource=username, window=FAILURE_WINDOW) >= USER_FAILURES
             and audit.recent_count(LOGIN_FAILED, resource=username, address=address, window=FAILURE_WINDOW)):
-        raise TooManyRequests(f"Too many failed logins for {username!r}; try again later", retry_after=seconds)
+        raise TooManyRequests(f"Too many failed logins for {username!r}; {later}")
 
 
 def _failed(username: str, address: str, reason: str,

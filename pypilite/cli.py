@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -12,16 +13,17 @@ from typing import Any
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, importer, maintenance, packages, tokens, users
+from pypilite import StartupError, create_app, grants, importer, loops, maintenance, packages, tokens, users
 from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
-from pypilite.config import ConfigError, load_config, parse_repository
+from pypilite.config import Config, ConfigError, load_config, parse_repository
 from pypilite.errors import UserError
 from pypilite.markers import STATUSES
 from pypilite.models import database
+from pypilite.preflight import preflight
 from pypilite.repositories import manage
-from pypilite.upstream import redact
+from pypilite.upstream import UpstreamError, redact
 from pypilite.web.context import services
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
@@ -31,23 +33,39 @@ def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)(command)
 
 
+def command_config(config_path: str | None) -> Config:
+    """The config a command names, else the one named before the command (`app.py --config FILE repo list`)."""
+    given_first = click.get_current_context().find_root().params.get("config_path")
+    return load_config(config_path or given_first)
+
+
+def existing_data_dir(config: Config) -> Config:
+    """Only serving creates a data dir: a command run from another directory, or with a config it did not
+    mean, must not quietly start a new, empty index."""
+    if not config.data_dir.is_dir():
+        raise click.ClickException(f"no data dir at {config.data_dir}: start the server once to create it, "
+                                   "or name the index's config with --config FILE")
+    return config
+
+
 def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the data dir the config names (migrating and seeding it as the server would) around a command."""
+    """Open the data dir the config names (migrating it as the server would) around a command."""
     @config_option
     @functools.wraps(command)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
-        app = create_app(load_config(config_path))
+        app = create_app(existing_data_dir(command_config(config_path)))
         with app.app_context(), database.connection_context():
             return command(**kwargs)
     return wrapper
 
 
 @click.group(invoke_without_command=True)
+@config_option
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, config_path: str | None) -> None:
     """pypilite: a private Python package index. Without a command: serve."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
+        ctx.invoke(serve, config_path=config_path)
 
 
 @cli.command()
@@ -57,12 +75,16 @@ def cli(ctx: click.Context) -> None:
 def serve(config_path: str | None = None, host: str | None = None, port: int | None = None) -> None:
     """Serve with the development server (one process); use gunicorn in production."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(config_path)
+    config = command_config(config_path)
+    server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
+    config = dataclasses.replace(config, server=server)
     app = create_app(config)
-    host = host or config.server.host
-    port = port or config.server.port
-    logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, host, port)
-    run_simple(host, port, app, threaded=True)
+    try:
+        preflight(config)
+    except loops.UpstreamLoop as exc:
+        raise StartupError(str(exc)) from None
+    logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, server.host, server.port)
+    run_simple(server.host, server.port, app, threaded=True)
 
 
 @cli.group()
@@ -77,6 +99,7 @@ def repo() -> None:
 @click.option("--allow-overwrite", is_flag=True, default=None, help="hosted: accept other bytes under a stored name")
 @click.option("--remote-url", help="proxy: the upstream's simple root")
 @click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
+@click.option("--remote-timeout", type=int, help="proxy: seconds to wait for the upstream")
 @click.option("--member", "members", multiple=True, help="group: a member repository (repeat, in order)")
 @click.option("--upload-to", help="group: the hosted member uploads land in")
 @click.option("--pass-through", "pass_through", multiple=True,
@@ -93,6 +116,33 @@ def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> 
     click.echo(f"created {repository_type} repository {name!r}")
 
 
+@repo.command("update")
+@click.argument("name")
+@click.option("--public/--private", default=None, help="anyone may read / credentials needed to read")
+@click.option("--allow-overwrite/--no-allow-overwrite", default=None,
+              help="hosted: accept other bytes under a stored name")
+@click.option("--remote-url", help="proxy: the upstream's simple root")
+@click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
+@click.option("--remote-timeout", type=int, help="proxy: seconds to wait for the upstream")
+@click.option("--member", "members", multiple=True, help="group: the members, all of them, in order (repeat)")
+@click.option("--upload-to", help="group: the hosted member uploads land in ('' for none)")
+@click.option("--pass-through", "pass_through", multiple=True, help="group: the pass-through projects (repeat)")
+@click.option("--no-pass-through", is_flag=True, help="group: no pass-through projects")
+@with_database
+def repo_update(name: str, no_pass_through: bool, **options: Any) -> None:
+    """Change a repository's settings (what the API's PATCH changes); the running server serves them at once."""
+    changes = {key: list(value) if key in ("members", "pass_through") else value
+               for key, value in options.items() if value not in (None, ())}
+    if no_pass_through:
+        if "pass_through" in changes:
+            raise click.UsageError("--pass-through and --no-pass-through contradict each other")
+        changes["pass_through"] = []
+    if not changes:
+        raise click.UsageError("nothing to change: name at least one setting (see --help)")
+    manage.update_repository(name, changes, Actor.command_line())
+    click.echo(f"updated repository {name!r}: {', '.join(sorted(changes))}")
+
+
 @repo.command("list")
 @with_database
 def repo_list() -> None:
@@ -100,11 +150,21 @@ def repo_list() -> None:
     for spec in manage.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
-            "proxy": f"remote_url={redact(spec.remote_url) or '(pip default)'} cache_ttl={spec.cache_ttl}",
+            "proxy": f"remote_url={_upstream(spec.remote_url)} cache_ttl={spec.cache_ttl}"
+                     f" remote_timeout={spec.remote_timeout}",
             "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}"
                      f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]
         click.echo(f"{spec.name}\t{spec.repository_type}\t{'public' if spec.public else 'private'}\t{details}")
+
+
+def _upstream(remote_url: str) -> str:
+    """The upstream a proxy uses, and when it is not its own remote_url, where it comes from."""
+    try:
+        remote, source = loops.effective_remote(remote_url)
+    except UpstreamError as exc:
+        return f"(none: {exc})"
+    return redact(remote) if remote_url else f"{redact(remote)} ({source})"
 
 
 @repo.command("remove")
@@ -327,10 +387,11 @@ def import_command(directory: Path, repository: str) -> None:
 @config_option
 def backup_command(dest: Path, config_path: str | None) -> None:
     """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
-    config = load_config(config_path)
+    config = command_config(config_path)
     if config.database.url and not config.database.url.startswith("sqlite:"):
         raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
                                    "the blobs directory with your file backup tool")
+    existing_data_dir(config)
     dest = dest.resolve()
     if dest == config.data_dir or config.data_dir in dest.parents:
         raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")

@@ -86,6 +86,9 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     repositories: tuple[RepositoryConfig, ...] = DEFAULT_REPOSITORIES
+    # The keys the config file itself sets, per repository (none for the embedded defaults): what start-up
+    # compares with the database, since a default the file never wrote cannot have drifted.
+    written: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     @property
     def data_dir(self) -> Path:
@@ -156,12 +159,14 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
     _reject_unknown_env(environ)
 
     repositories = DEFAULT_REPOSITORIES
+    written: dict[str, frozenset[str]] = {}
     if "repository" in raw:
         entries = raw["repository"]
         if not isinstance(entries, list):
             raise ConfigError("repository must be an array of tables: [[repository]]")
         repositories = tuple(parse_repository(entry, f"repository[{i}]") for i, entry in enumerate(entries))
-    config = Config(repositories=repositories, **sections)
+        written = {spec.name: frozenset(entry) - {"name", "format"} for spec, entry in zip(repositories, entries)}
+    config = Config(repositories=repositories, written=written, **sections)
     _check_consistency(config)
     return config
 

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -228,7 +228,7 @@ class _Session(requests.Session):
         return iter(())
 
 
-def make_session(allowed: Origin | None = None) -> requests.Session:
+def make_session(allowed: Origin | None = None, headers: Mapping[str, str] | None = None) -> requests.Session:
     """A pooled session that connects to global addresses, and to `allowed` wherever it is."""
     session = _Session()
     # Connection failures and 502/503/504 are retried; a read timeout is not: a slow upstream asked again
@@ -239,6 +239,7 @@ def make_session(allowed: Origin | None = None) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"pypilite/{__version__} (+private package index proxy)"
+    session.headers.update(headers or {})
     return session
 
 
@@ -247,13 +248,14 @@ class Sessions:
     the non-global addresses: a kept-alive connection to one proxy's private mirror is never lent to another
     proxy whose pages name that mirror."""
 
-    def __init__(self) -> None:
+    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self._by_origin: dict[Origin, requests.Session] = {}
+        self._headers = dict(headers or {})  # sent with every request, to every upstream
 
     def get(self, allowed: Origin) -> requests.Session:
         session = self._by_origin.get(allowed)
         if session is None:
-            session = self._by_origin.setdefault(allowed, make_session(allowed))
+            session = self._by_origin.setdefault(allowed, make_session(allowed, self._headers))
         return session
 
 

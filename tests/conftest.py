@@ -108,6 +108,7 @@ def config(tmp_path: Path) -> str:
     """A config file naming a data dir of the test's own, for the command line."""
     path = tmp_path / "pypilite.toml"
     path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    (tmp_path / "data").mkdir()
     return str(path)
 
 

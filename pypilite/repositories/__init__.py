@@ -10,7 +10,7 @@ building. Any change to a row (settings, or its serial when a project appears) i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pypilite import access, models
@@ -37,13 +37,14 @@ _ROW_CACHE_SIZE = 512
 
 class Repositories:
     def __init__(self, blobs: BlobStore, etag_key: bytes, locks: Path, metrics: Metrics,
-                 max_upstream_page_bytes: int) -> None:
+                 max_upstream_page_bytes: int, upstream_headers: Mapping[str, str] | None = None) -> None:
         self.blobs = blobs
         self.etag_key = etag_key
         self.locks = locks
         self.metrics = metrics
         self.max_upstream_page_bytes = max_upstream_page_bytes
-        self.sessions = Sessions()  # connection pools for the process's life, shared by the proxies of an upstream
+        # Connection pools for the process's life, shared by the proxies of an upstream.
+        self.sessions = Sessions(upstream_headers)
         self._rows: dict[tuple[object, ...], models.Repository] = {}
 
     def get(self, name: str, principal: Principal | None) -> Repository:

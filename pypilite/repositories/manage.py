@@ -7,7 +7,8 @@ missing and never overwrite what an operator changed since.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
@@ -203,6 +204,52 @@ def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
                 created.append(spec.name)
                 pending.remove(spec)
     return created
+
+
+def config_drift(specs: Iterable[RepositoryConfig], written: Mapping[str, frozenset[str]],
+                 current: Mapping[str, RepositoryConfig]) -> list[str]:
+    """One line per key a config file sets otherwise than the database has it. The database is what is served
+    (the API and the CLI change it), so an edited config entry changes nothing until it is applied."""
+    lines = []
+    for spec in specs:
+        have, keys = current.get(spec.name), written.get(spec.name, frozenset())
+        if have is None or not keys:
+            continue
+        where = f"repository {spec.name!r}"
+        if spec.repository_type != have.repository_type:
+            lines.append(f"{where}: the config says repository_type = {spec.repository_type!r}, the database has "
+                         f"{have.repository_type!r}; a type cannot change: remove the repository and add it again")
+            continue
+        for key in sorted(keys & REPOSITORY_KEYS[have.repository_type]):
+            wanted, served = getattr(spec, key), getattr(have, key)
+            if wanted != served:
+                lines.append(f"{where}: the config sets {key} = {_shown(key, wanted)}, the database has "
+                             f"{_shown(key, served)}, which is served; apply the config with "
+                             f"`python app.py repo update {spec.name} {_option(key, wanted)}`")
+    return lines
+
+
+def _shown(key: str, value: object) -> str:
+    if key == "remote_url":
+        return repr(redact(str(value)))
+    if isinstance(value, tuple):
+        return repr(list(value))
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _option(key: str, value: Any) -> str:
+    """The `repo update` option that sets `key` to `value`."""
+    flag = "--" + key.replace("_", "-")
+    if key == "public":
+        return "--public" if value else "--private"
+    if key == "allow_overwrite":
+        return flag if value else "--no-allow-overwrite"
+    if key in ("members", "pass_through"):
+        singular = "--member" if key == "members" else flag
+        return " ".join(f"{singular} {shlex.quote(item)}" for item in value) or f"--no-{flag[2:]}"
+    if key == "remote_url" and redact(value) != value:
+        return f"{flag} URL  (the config's, with its credentials)"
+    return f"{flag} {shlex.quote(str(value))}"
 
 
 def _explain_unready(pending: list[RepositoryConfig], existing: set[str]) -> None:

@@ -4,14 +4,20 @@ answers given before."""
 
 from __future__ import annotations
 
+import logging
 from time import perf_counter
 
 from flask import Flask, Response, request
 
+from pypilite import loops
+from pypilite.errors import UserError
 from pypilite.models import database, release_connection
 from pypilite.web import api, crosssite, errors, files, ops, simple, ui, upload
 from pypilite.web.memo import Memo
 from pypilite.web.wrappers import MAX_BODY, PypiliteRequest
+
+
+log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
@@ -21,6 +27,7 @@ def register(app: Flask) -> None:
     errors.register(app)
     metrics = app.extensions["pypilite"].metrics
     public_url = app.extensions["pypilite"].config.server.public_url
+    loop_marker = app.extensions["pypilite"].loop_marker
 
     # Each pass through a context-local proxy costs about what the whole metrics update does: one pass each.
     @app.before_request
@@ -32,6 +39,11 @@ def register(app: Flask) -> None:
     @app.before_request
     def _guard() -> None:
         current = request._get_current_object()
+        if loops.is_own(current.headers.get(loops.HEADER), loop_marker):
+            log.warning("refused a request from this index's own proxy: a proxy repository's upstream is this "
+                        "server; set its remote_url")
+            raise UserError(508, "this request came from this index's own proxy: a proxy repository's upstream "
+                                 "is this server; set its remote_url to the upstream index")
         crosssite.refuse_cross_site_write(current, public_url)
         if current.blueprint != upload.bp.name:  # uploads keep their own, larger limit
             current.limit_body(MAX_BODY)

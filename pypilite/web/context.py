@@ -26,6 +26,7 @@ class Services:
     pages: PageCache
     metrics: Metrics
     public_tree: PublicTree
+    loop_marker: str  # what this index's own upstream requests carry (pypilite/loops.py)
 
 
 def services() -> Services:

@@ -202,6 +202,7 @@ def test_import_into_a_live_server_then_pip_install(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [["backup", "{data}"], ["import", "{data}", "--repo", "pypi"]])
 def test_refusals_from_the_shell_are_one_line(tmp_path: Path, command: list[str]) -> None:
     env = isolated_env(tmp_path / "home", PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
     run([sys.executable, "app.py", "repo", "list"], env=env, cwd=ROOT)  # the first start's admin is logged once
     args = [part.format(data=tmp_path / "data") for part in command]
     result = run([sys.executable, "app.py", *args], env=env, cwd=ROOT, check=False)

@@ -161,7 +161,7 @@ def test_a_burst_from_one_address_is_throttled_without_locking_out_others(team: 
     for _ in range(auth.ADDRESS_FAILURES):
         assert team.get("/team/simple/", headers=basic("alice", "guess"), environ_base=attacker).status_code == 401
     throttled = team.get("/team/simple/", headers=basic("alice", "alice-password"), environ_base=attacker)
-    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert throttled.status_code == 429 and "Retry-After" not in throttled.headers  # pip would sleep it out
     elsewhere = team.get("/team/simple/", headers=basic("alice", "alice-password"),
                          environ_base={"REMOTE_ADDR": "10.0.0.7"})
     assert elsewhere.status_code == 200

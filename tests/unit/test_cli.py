@@ -60,8 +60,22 @@ def test_environment_names_the_config(capsys, monkeypatch, tmp_path: Path) -> No
     path = tmp_path / "c.toml"
     path.write_text(f'[storage]\ndata_dir = "{tmp_path / "envdata"}"\n')
     monkeypatch.setenv("PYPILITE_CONFIG", str(path))
+    (tmp_path / "envdata").mkdir()
     assert call(capsys, "repo", "list")[0] == 0
     assert (tmp_path / "envdata" / "pypilite.db").is_file()
+
+
+@pytest.mark.parametrize("args", [["repo", "list"], ["user", "list"], ["check"], ["backup", "dest"],
+                                  ["import", ".", "--repo", "local"], ["token", "create", "--user", "admin"]])
+def test_commands_refuse_a_data_dir_that_does_not_exist(capsys, monkeypatch, tmp_path: Path, args) -> None:
+    monkeypatch.delenv("PYPILITE_CONFIG", raising=False)
+    monkeypatch.delenv("PYPILITE_STORAGE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # the embedded defaults' relative data dir: a command run from the wrong place
+    code, out, err = call(capsys, *args)
+    assert code == 1 and out == ""
+    assert err == (f"pypilite: no data dir at {tmp_path / 'data'}: start the server once to create it, "
+                   "or name the index's config with --config FILE\n")
+    assert not (tmp_path / "data").exists()
 
 
 def test_user_add_reads_the_password_from_stdin(capsys, monkeypatch, config: str) -> None:
@@ -129,3 +143,32 @@ def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: s
     with models.database.connection_context():
         [event] = audit.query(q="extra")
     assert event.action == "repository.create" and event.actor.startswith("cli:") and event.address == "local"
+
+
+def test_repo_update_changes_what_the_api_patch_changes(capsys, config: str) -> None:
+    assert call(capsys, "repo", "update", "pypi", "--cache-ttl", "60", "--remote-timeout", "3", "--private",
+                "--remote-url", "http://u:p@127.0.0.1:9/simple/", "--config", config)[0] == 0
+    assert call(capsys, "repo", "update", "all", "--pass-through", "Foo_Bar", "--upload-to", "", "--config",
+                config)[0] == 0
+    lines = dict(line.split("\t", 1) for line in call(capsys, "repo", "list", "--config", config)[1].splitlines())
+    assert lines["pypi"] == "proxy\tprivate\tremote_url=http://***@127.0.0.1:9/simple/ cache_ttl=60 remote_timeout=3"
+    assert lines["all"].endswith("members=local,pypi upload_to=- pass_through=foo-bar")
+    assert call(capsys, "repo", "update", "all", "--no-pass-through", "--config", config)[0] == 0
+    assert call(capsys, "repo", "list", "--config", config)[1].count("pass_through=-") == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["repo", "update", "local", "--cache-ttl", "5"], "unknown key 'cache_ttl' for a hosted repository"),
+    (["repo", "update", "local"], "nothing to change"),
+    (["repo", "update", "all", "--pass-through", "x", "--no-pass-through"], "contradict"),
+    (["repo", "update", "ghost", "--private"], "not found"),
+    (["repo", "update", "all", "--member", "all"], "cannot contain itself"),
+])
+def test_repo_update_refusals_are_one_line(capsys, config: str, args: list[str], words: str) -> None:
+    code, _, err = call(capsys, *args, "--config", config)
+    assert code != 0 and err.count("\n") == 1 and err.startswith("pypilite: ") and words in err
+
+
+def test_the_config_may_come_before_the_command(capsys, config: str) -> None:
+    assert call(capsys, "--config", config, "repo", "add", "early", "--type", "hosted")[0] == 0
+    assert "early\thosted" in call(capsys, "repo", "list", "--config", config)[1]

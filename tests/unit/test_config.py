@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,12 @@ def test_unreadable_files(tmp_path: Path, content, words) -> None:
         path.write_text(content)
     with pytest.raises(ConfigError, match=words):
         load_config(path, {})
+
+
+def test_the_example_names_the_shipped_nginx_sites_blob_location() -> None:
+    root = Path(__file__).resolve().parents[2]
+    location = re.search(r'x_accel_redirect = "(/[^"]+/)"', (root / "deploy" / "nginx.conf").read_text()).group(1)
+    assert f"~^{location}" in (root / "deploy" / "nginx.conf").read_text().replace('"', "")
+    example = next(line for line in (root / "config.example.toml").read_text().splitlines()
+                   if line.startswith("x_accel_redirect"))
+    assert f'"{location}"' in example

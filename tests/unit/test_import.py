@@ -123,6 +123,7 @@ def test_oversized_files_are_rejected_with_the_limit(capsys, tmp_path: Path) -> 
     config = tmp_path / "small.toml"
     config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n[server]\nmax_upload_mb = 1\n')
     write(tmp_path / "dl" / "big-1.0.tar.gz", b"\0" * (2 * 2**20))
+    (tmp_path / "data").mkdir()
     code, out, _ = call(capsys, "import", str(tmp_path / "dl"), "--repo", "local", "--config", str(config))
     assert code == 1 and "rejected big-1.0.tar.gz: File too large: the limit is 1 MB" in out
     assert list((tmp_path / "data" / "tmp").iterdir()) == []
