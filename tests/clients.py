@@ -1,0 +1,68 @@
+"""The clients the client tests drive, made under tests/.clients by the README's test command
+(`.venv/bin/python -m tests.clients`): pip wheels of other versions than the test environment's own, and
+one virtual environment per tool at a pinned version. What is there at its version is kept; the tests
+never fetch anything and fail naming this command when something is missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CLIENTS = Path(__file__).resolve().parent / ".clients"
+COMMAND = ".venv/bin/python -m tests.clients"
+# The latest pip; Debian 12's; the last before 23.1 to crash on a legacy dist-info-metadata dict; the last
+# that reads HTML pages only (PEP 691 JSON came with 22.2).
+PIPS = ("26.3", "23.0.1", "22.3.1", "21.3")
+TOOLS = {"poetry": "2.5.1", "pdm": "2.29.4", "pipenv": "2026.10.3", "hatch": "1.18.2", "flit": "4.2.0"}
+EXTRAS = {"pdm": "[locked]"}  # pdm's own pins of its dependencies (hishel 2 breaks pdm 2.29)
+
+
+def pip_wheel(version: str) -> Path:
+    return CLIENTS / f"pip-{version}-py3-none-any.whl"
+
+
+def tool(name: str) -> Path:
+    """The tool's command, in its own virtual environment."""
+    return CLIENTS / name / "bin" / name
+
+
+def _installed(name: str) -> bool:
+    venv = CLIENTS / name
+    return tool(name).is_file() and any(venv.glob(f"lib/python*/site-packages/{name}-{TOOLS[name]}.dist-info"))
+
+
+def _run(args: list[str | Path]) -> None:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, args))} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+
+
+def _download_pip(version: str) -> None:
+    if not pip_wheel(version).is_file():  # one version a call: pip refuses several of one project
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", CLIENTS, f"pip=={version}"])
+
+
+def _make_venv(name: str) -> None:
+    if _installed(name):
+        return
+    venv = CLIENTS / name
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", venv])
+    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+          f"{name}{EXTRAS.get(name, '')}=={TOOLS[name]}"])
+
+
+def main() -> None:
+    CLIENTS.mkdir(exist_ok=True)
+    jobs = [(_download_pip, version) for version in PIPS] + [(_make_venv, name) for name in TOOLS]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for future in [pool.submit(function, argument) for function, argument in jobs]:
+            future.result()
+    print(f"tests/.clients: pip {', '.join(PIPS)}; " + ", ".join(f"{n} {v}" for n, v in TOOLS.items()))
+
+
+if __name__ == "__main__":
+    main()
