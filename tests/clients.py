@@ -17,7 +17,8 @@ COMMAND = ".venv/bin/python -m tests.clients"
 # that reads HTML pages only (PEP 691 JSON came with 22.2).
 PIPS = ("26.3", "23.0.1", "22.3.1", "21.3")
 TOOLS = {"poetry": "2.5.1", "pdm": "2.29.4", "pipenv": "2026.10.3", "hatch": "1.18.2", "flit": "4.2.0"}
-EXTRAS = {"pdm": "[locked]"}  # pdm's own pins of its dependencies (hishel 2 breaks pdm 2.29)
+# Pins besides the tool's own: pdm 2.29 calls hishel 1's storage, which hishel 2 removed.
+ALSO = {"pdm": ("hishel[httpx2]<2",)}
 
 
 def pip_wheel(version: str) -> Path:
@@ -52,7 +53,7 @@ def _make_venv(name: str) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", venv])
     _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-          f"{name}{EXTRAS.get(name, '')}=={TOOLS[name]}"])
+          f"{name}=={TOOLS[name]}", *ALSO.get(name, ())])
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ OLD_PIPS = ("23.0.1",)
 def _wheel(version: str) -> Path:
     found = CLIENTS / f"pip-{version}-py3-none-any.whl"
     if not found.is_file():
-        pytest.fail(f"{found} is missing: the README's test command downloads it (pip download --no-deps "
-                    f"-d tests/.clients pip=={version})")
+        pytest.fail(f"{found} is missing: the README's test command makes it (python -m tests.clients)")
     return found
 
 
