@@ -153,6 +153,12 @@ def run_lines(text: str, tool: Path, env: dict[str, str], cwd: Path) -> None:
             run([tool, *shlex.split(line)[1:]], env=env, cwd=cwd)
 
 
+def publish_line(text: str) -> list[str]:
+    """The snippet's `# publish:` command, split."""
+    return shlex.split(next(line for line in text.splitlines() if line.startswith("# publish: ")).removeprefix(
+        "# publish: "))
+
+
 def imports(python: Path, env: dict[str, str], *modules: str) -> None:
     run([python, "-c", f"import {', '.join(modules)}"], env=env)
 
@@ -286,3 +292,26 @@ def test_flit_publishes_to_a_private_repository(server, token, env, tmp_path: Pa
     run([flit, "publish"], cwd=project, env=env | {
         "FLIT_INDEX_URL": f"{server.url}/team/", "FLIT_USERNAME": "__token__", "FLIT_PASSWORD": token})
     install_with_pip(server, token, env, tmp_path, "flit-demo")
+
+
+def test_uv_publishes_with_the_ui_pyproject(server, token, env, tmp_path: Path) -> None:
+    """The `publish-url` and the publish line of the UI's uv pyproject.toml for a private repository."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "consumer"\nversion = "0.1"\n\n'
+                                           + snippet(server, "team", False, True, "uv-pyproject", token))
+    dists = build(make_project(tmp_path, "uv-demo", "1.0"), tmp_path / "dist", env)
+    env = {key: value for key, value in env.items() if key != "UV_NO_CONFIG"}
+    run([uv(), *publish_line(snippet(server, "team", False, True, "uv-pyproject", token))[1:], "--no-progress",
+         *dists], env=env, cwd=project)
+    install_with_pip(server, token, env, tmp_path, "uv-demo")
+
+
+def test_pdm_publishes_to_a_private_repository(server, token, env, tmp_path: Path) -> None:
+    """The publish line of the UI's pdm snippet, on files built beforehand (pdm would fetch a build backend)."""
+    pdm = client(clients.tool("pdm"))
+    project = make_project(tmp_path, "pdm-demo", "1.0")
+    build(project, project / "dist", env)
+    run([pdm, *publish_line(snippet(server, "team", False, True, "pdm", token))[1:], "--no-build"], env=env,
+        cwd=project)
+    install_with_pip(server, token, env, tmp_path, "pdm-demo")
