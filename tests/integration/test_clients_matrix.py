@@ -4,6 +4,7 @@ A missing client is skipped on a developer's machine and a failure under CI."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
@@ -13,6 +14,7 @@ import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -36,23 +38,48 @@ def client(path: Path) -> Path:
     pytest.fail(reason)
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """A proxy that forwards nothing: it notes each request a client sends it, and refuses it."""
+# The name clients reach pypilite by: not loopback's own (pip, pdm and pipenv trust those over plain http), as
+# a LAN server's would be; reserved, so it never resolves, and only the gateway knows it.
+HOST = "packages.test"
 
-    def do_CONNECT(self) -> None:
-        self.server.asked.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
-        self.send_error(502)
 
-    do_GET = do_POST = do_HEAD = do_CONNECT
+class _Gateway(BaseHTTPRequestHandler):
+    """The clients' only route off loopback, as their HTTP proxy: a read of HOST goes to pypilite on this
+    machine, and every other request is noted and refused."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if self.command not in ("GET", "HEAD") or url.hostname != HOST:
+            self.server.asked.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+            self.send_error(502)
+            return
+        connection = http.client.HTTPConnection("127.0.0.1", url.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+        connection.request(self.command, urlunsplit(("", "", url.path, url.query, "")), headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        self.send_response_only(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    do_CONNECT = do_POST = do_PUT = do_HEAD = do_GET
 
     def log_message(self, *args) -> None:
         pass
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[ThreadingHTTPServer]:
-    """Every route off this machine: a client that asks anywhere but loopback asks this, and is refused."""
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+def gateway() -> Iterator[ThreadingHTTPServer]:
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    proxy.daemon_threads = True
     proxy.asked = []  # type: ignore[attr-defined]
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     yield proxy
@@ -61,22 +88,28 @@ def recorder() -> Iterator[ThreadingHTTPServer]:
 
 
 @pytest.fixture(autouse=True)
-def asks_nothing_else(recorder: ThreadingHTTPServer) -> Iterator[None]:
+def asks_nothing_else(gateway: ThreadingHTTPServer) -> Iterator[None]:
     """No client of the matrix asks anything but pypilite: a test that did fails, naming what was asked."""
-    recorder.asked.clear()  # type: ignore[attr-defined]
+    gateway.asked.clear()  # type: ignore[attr-defined]
     yield
-    assert recorder.asked == []  # type: ignore[attr-defined]
+    assert gateway.asked == []  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-def env(tmp_path: Path, recorder: ThreadingHTTPServer) -> dict[str, str]:
-    return tool_env(tmp_path / "home", recorder)
+def env(tmp_path: Path, gateway: ThreadingHTTPServer) -> dict[str, str]:
+    return tool_env(tmp_path / "home", gateway)
 
 
-def tool_env(home: Path, recorder: ThreadingHTTPServer, **extra: str) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def root(server: LiveServer) -> str:
+    """pypilite's address as the install tests' clients use it: over plain http, by a name of the LAN."""
+    return f"http://{HOST}:{urlsplit(server.url).port}"
+
+
+def tool_env(home: Path, gateway: ThreadingHTTPServer, **extra: str) -> dict[str, str]:
     """isolated_env, plus every tool's configuration, data and cache under the temp HOME, no prompts, no
-    update checks, and no route but loopback (every other goes to the recorder)."""
-    proxy = f"http://127.0.0.1:{recorder.server_address[1]}"
+    update checks, and no route but loopback and the gateway."""
+    proxy = f"http://127.0.0.1:{gateway.server_address[1]}"
     routes = {key: proxy for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                                      "all_proxy")} | {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     (home / "hatch").mkdir(parents=True, exist_ok=True)
@@ -139,9 +172,9 @@ def token(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     return response.json()["token"]
 
 
-def snippet(server: LiveServer, repo: str, public: bool, uploads: bool, snippet_id: str, token: str = "") -> str:
+def snippet(root: str, repo: str, public: bool, uploads: bool, snippet_id: str, token: str = "") -> str:
     """The UI's setup text for one client and repository, with a real token for its placeholder."""
-    urls = clientsetup.endpoints(server.url, repo, public, uploads)
+    urls = clientsetup.endpoints(root, repo, public, uploads)
     found = next(s.text for s in clientsetup.snippets(urls) if s.id == snippet_id)
     return found.replace(clientsetup.TOKEN, token) if token else found
 
@@ -164,7 +197,7 @@ def imports(python: Path, env: dict[str, str], *modules: str) -> None:
 
 
 @pytest.mark.parametrize("version", clients.PIPS)
-def test_pip_installs_from_a_group_and_with_credentials(server, token, env, tmp_path: Path, version: str) -> None:
+def test_pip_installs_from_a_group_and_with_credentials(root, token, env, tmp_path: Path, version: str) -> None:
     """Each pip from its wheel, in a venv without pip of its own: anonymous from the public group, and with
     the token in the URL (the UI's pip line for a private repository) from the private group."""
     pip = client(clients.pip_wheel(version)) / "pip"
@@ -172,19 +205,19 @@ def test_pip_installs_from_a_group_and_with_credentials(server, token, env, tmp_
     python = tmp_path / "venv" / "bin" / "python"
     assert f"pip {version} " in run([python, pip, "--version"], env=env).stdout
     for repo, public, requirement in (("all", True, "team-tool"), ("inside", False, "secret-lib")):
-        line = clientsetup.pip_install(clientsetup.endpoints(server.url, repo, public, False), requirement)
+        line = clientsetup.pip_install(clientsetup.endpoints(root, repo, public, False), requirement)
         run([python, pip, *shlex.split(line.replace(clientsetup.TOKEN, token))[1:]], env=env)
     imports(python, env, "team_tool", "secret_lib", "public_dep")
 
 
-def test_uv_syncs_from_a_private_group_with_credentials_from_the_environment(server, token, env, tmp_path) -> None:
+def test_uv_syncs_from_a_private_group_with_credentials_from_the_environment(root, token, env, tmp_path) -> None:
     """The UI's uv pyproject.toml for a private repository (uv publishing, and installing from public ones:
     test_clients.py and test_access_clients.py). The project's own configuration is read, the user's none."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "pyproject.toml").write_text(
         '[project]\nname = "consumer"\nversion = "0.1"\nrequires-python = ">=3.8"\ndependencies = ["secret-lib"]\n\n'
-        + snippet(server, "inside", False, False, "uv-pyproject"))
+        + snippet(root, "inside", False, False, "uv-pyproject"))
     name = clientsetup.INDEX_NAME.upper()
     env = {key: value for key, value in env.items() if key != "UV_NO_CONFIG"} | {
         f"UV_INDEX_{name}_USERNAME": "__token__", f"UV_INDEX_{name}_PASSWORD": token}
@@ -193,7 +226,7 @@ def test_uv_syncs_from_a_private_group_with_credentials_from_the_environment(ser
 
 
 @pytest.mark.xfail(strict=True, reason="issue 20 item 2: file URLs under the index path")
-def test_poetry_installs_from_two_sources_on_one_host(server, token, env, tmp_path: Path) -> None:
+def test_poetry_installs_from_two_sources_on_one_host(root, token, env, tmp_path: Path) -> None:
     """The public group and the private `team` as the UI sets each up: poetry picks a file's credentials by the
     longest source URL that prefixes it, so the files must live under their index's path."""
     poetry = client(clients.tool("poetry"))
@@ -202,15 +235,15 @@ def test_poetry_installs_from_two_sources_on_one_host(server, token, env, tmp_pa
     (project / "pyproject.toml").write_text(
         '[project]\nname = "consumer"\nversion = "0.1"\nrequires-python = ">=3.11"\n'
         'dependencies = ["team-tool", "secret-lib"]\n\n[tool.poetry]\npackage-mode = false\n')
-    run_lines(snippet(server, "all", True, False, "poetry"), poetry, env, project)
-    private = snippet(server, "team", False, False, "poetry", token).replace(clientsetup.INDEX_NAME, "team")
+    run_lines(snippet(root, "all", True, False, "poetry"), poetry, env, project)
+    private = snippet(root, "team", False, False, "poetry", token).replace(clientsetup.INDEX_NAME, "team")
     run_lines(private, poetry, env, project)
     run([poetry, "lock"], env=env, cwd=project)
     run([poetry, "install"], env=env, cwd=project)
     imports(project / ".venv" / "bin" / "python", env, "team_tool", "secret_lib", "public_dep")
 
 
-def test_poetry_publishes_to_a_private_repository(server, token, env, tmp_path: Path) -> None:
+def test_poetry_publishes_to_a_private_repository(server, root, token, env, tmp_path: Path) -> None:
     poetry = client(clients.tool("poetry"))
     project = tmp_path / "poetry-demo"
     (project / "poetry_demo").mkdir(parents=True)
@@ -219,13 +252,13 @@ def test_poetry_publishes_to_a_private_repository(server, token, env, tmp_path: 
         '[project]\nname = "poetry-demo"\nversion = "1.0"\nrequires-python = ">=3.8"\n\n'
         '[build-system]\nrequires = ["poetry-core>=2"]\nbuild-backend = "poetry.core.masonry.api"\n')
     run([poetry, "build"], env=env, cwd=project)
-    publish = [line for line in snippet(server, "team", False, True, "poetry", token).splitlines()
+    publish = [line for line in snippet(server.url, "team", False, True, "poetry", token).splitlines()
                if line.startswith(("poetry config repositories.", "poetry publish"))]
     run_lines("\n".join(publish), poetry, env, project)
-    install_with_pip(server, token, env, tmp_path, "poetry-demo")
+    install_with_pip(root, token, env, tmp_path, "poetry-demo")
 
 
-def test_pdm_asks_nothing_but_pypilite(server, token, env, tmp_path: Path) -> None:
+def test_pdm_asks_nothing_but_pypilite(server, root, token, env, tmp_path: Path) -> None:
     """The UI's pdm source, named `pypi`, replaces pdm's default index: lock and install ask pypilite alone
     (and nothing else, asks_nothing_else checks), and the lock file names only pypilite's files."""
     pdm = client(clients.tool("pdm"))
@@ -233,27 +266,27 @@ def test_pdm_asks_nothing_but_pypilite(server, token, env, tmp_path: Path) -> No
     project.mkdir()
     (project / "pyproject.toml").write_text(
         '[project]\nname = "consumer"\nversion = "0.1"\nrequires-python = ">=3.11"\ndependencies = ["team-tool"]\n\n'
-        '[tool.pdm]\ndistribution = false\n\n' + snippet(server, "all", True, False, "pdm"))
+        '[tool.pdm]\ndistribution = false\n\n' + snippet(root, "all", True, False, "pdm"))
     logged = server.log.stat().st_size
     run([pdm, "lock", "--static-urls"], env=env, cwd=project)
     run([pdm, "install", "--frozen-lockfile"], env=env, cwd=project)
     imports(project / ".venv" / "bin" / "python", env, "team_tool", "public_dep")
     lock = tomllib.loads((project / "pdm.lock").read_text())
     urls = [f["url"] for package in lock["package"] for f in package["files"]]
-    assert urls and all(url.startswith(f"{server.url}/") for url in urls), urls
+    assert urls and all(url.startswith(f"{root}/") for url in urls), urls
     with server.log.open("rb") as log:
         log.seek(logged)
         asked = [line for line in log.read().decode(errors="replace").splitlines() if '"pdm/' in line]
     assert any('"GET /all/simple/team-tool/ ' in line for line in asked), asked
 
 
-def test_pipenv_installs_from_a_public_and_a_private_source(server, token, env, tmp_path: Path) -> None:
+def test_pipenv_installs_from_a_public_and_a_private_source(root, token, env, tmp_path: Path) -> None:
     """The UI's Pipfile sources, one public and one private, its token from the environment."""
     pipenv = client(clients.tool("pipenv"))
     project = tmp_path / "project"
     project.mkdir()
-    sources = snippet(server, "all", True, False, "pipenv") + "\n" + snippet(
-        server, "team", False, False, "pipenv").replace(f'"{clientsetup.INDEX_NAME}"', '"team"')
+    private = snippet(root, "team", False, False, "pipenv").replace(f'"{clientsetup.INDEX_NAME}"', '"team"')
+    sources = snippet(root, "all", True, False, "pipenv") + "\n" + private
     (project / "Pipfile").write_text(
         sources + '\n[packages]\nteam-tool = "*"\nsecret-lib = {version = "*", index = "team"}\n')
     run([pipenv, "install"], env=env | {"PYPILITE_TOKEN": token}, cwd=project)
@@ -262,25 +295,25 @@ def test_pipenv_installs_from_a_public_and_a_private_source(server, token, env, 
     imports(project / ".venv" / "bin" / "python", env, "team_tool", "secret_lib", "public_dep")
 
 
-def install_with_pip(server: LiveServer, token: str, env: dict[str, str], tmp_path: Path, *requirements: str) -> None:
+def install_with_pip(root: str, token: str, env: dict[str, str], tmp_path: Path, *requirements: str) -> None:
     """The test environment's pip installs what a tool published to `team`, with the token in the URL."""
-    line = clientsetup.pip_install(clientsetup.endpoints(server.url, "team", False, False), "")
+    line = clientsetup.pip_install(clientsetup.endpoints(root, "team", False, False), "")
     run([sys.executable, "-m", *shlex.split(line.replace(clientsetup.TOKEN, token)), "--no-deps",
          "--target", tmp_path / "installed", *requirements], env=env)
     names = {path.name.split("-")[0] for path in (tmp_path / "installed").glob("*.dist-info")}
     assert names == {r.replace("-", "_") for r in requirements}
 
 
-def test_hatch_publishes_to_a_private_repository(server, token, env, tmp_path: Path) -> None:
+def test_hatch_publishes_to_a_private_repository(server, root, token, env, tmp_path: Path) -> None:
     """Credentials from hatch's environment variables; the files then install with pip."""
     hatch = client(clients.tool("hatch"))
     dists = build(make_project(tmp_path, "hatch-demo", "1.0"), tmp_path / "dist", env)
     run([hatch, "publish", "--no-prompt", *dists], cwd=tmp_path, env=env | {
         "HATCH_INDEX_REPO": f"{server.url}/team/", "HATCH_INDEX_USER": "__token__", "HATCH_INDEX_AUTH": token})
-    install_with_pip(server, token, env, tmp_path, "hatch-demo")
+    install_with_pip(root, token, env, tmp_path, "hatch-demo")
 
 
-def test_flit_publishes_to_a_private_repository(server, token, env, tmp_path: Path) -> None:
+def test_flit_publishes_to_a_private_repository(server, root, token, env, tmp_path: Path) -> None:
     """flit builds and publishes, credentials from its environment variables; the files then install with pip."""
     flit = client(clients.tool("flit"))
     project = tmp_path / "flit-demo"
@@ -291,27 +324,27 @@ def test_flit_publishes_to_a_private_repository(server, token, env, tmp_path: Pa
         '[project]\nname = "flit-demo"\ndynamic = ["version", "description"]\n')
     run([flit, "publish"], cwd=project, env=env | {
         "FLIT_INDEX_URL": f"{server.url}/team/", "FLIT_USERNAME": "__token__", "FLIT_PASSWORD": token})
-    install_with_pip(server, token, env, tmp_path, "flit-demo")
+    install_with_pip(root, token, env, tmp_path, "flit-demo")
 
 
-def test_uv_publishes_with_the_ui_pyproject(server, token, env, tmp_path: Path) -> None:
+def test_uv_publishes_with_the_ui_pyproject(server, root, token, env, tmp_path: Path) -> None:
     """The `publish-url` and the publish line of the UI's uv pyproject.toml for a private repository."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "pyproject.toml").write_text('[project]\nname = "consumer"\nversion = "0.1"\n\n'
-                                           + snippet(server, "team", False, True, "uv-pyproject", token))
+                                           + snippet(server.url, "team", False, True, "uv-pyproject", token))
     dists = build(make_project(tmp_path, "uv-demo", "1.0"), tmp_path / "dist", env)
     env = {key: value for key, value in env.items() if key != "UV_NO_CONFIG"}
-    run([uv(), *publish_line(snippet(server, "team", False, True, "uv-pyproject", token))[1:], "--no-progress",
+    run([uv(), *publish_line(snippet(server.url, "team", False, True, "uv-pyproject", token))[1:], "--no-progress",
          *dists], env=env, cwd=project)
-    install_with_pip(server, token, env, tmp_path, "uv-demo")
+    install_with_pip(root, token, env, tmp_path, "uv-demo")
 
 
-def test_pdm_publishes_to_a_private_repository(server, token, env, tmp_path: Path) -> None:
+def test_pdm_publishes_to_a_private_repository(server, root, token, env, tmp_path: Path) -> None:
     """The publish line of the UI's pdm snippet, on files built beforehand (pdm would fetch a build backend)."""
     pdm = client(clients.tool("pdm"))
     project = make_project(tmp_path, "pdm-demo", "1.0")
     build(project, project / "dist", env)
-    run([pdm, *publish_line(snippet(server, "team", False, True, "pdm", token))[1:], "--no-build"], env=env,
+    run([pdm, *publish_line(snippet(server.url, "team", False, True, "pdm", token))[1:], "--no-build"], env=env,
         cwd=project)
-    install_with_pip(server, token, env, tmp_path, "pdm-demo")
+    install_with_pip(root, token, env, tmp_path, "pdm-demo")
