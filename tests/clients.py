@@ -30,9 +30,13 @@ def tool(name: str) -> Path:
     return CLIENTS / name / "bin" / name
 
 
-def _installed(name: str) -> bool:
-    venv = CLIENTS / name
-    return tool(name).is_file() and any(venv.glob(f"lib/python*/site-packages/{name}-{TOOLS[name]}.dist-info"))
+def _requirements(name: str) -> list[str]:
+    return [f"{name}=={TOOLS[name]}", *ALSO.get(name, ())]
+
+
+def _marker(name: str) -> Path:
+    """Written after a tool's install succeeded, naming what was installed: a venv without it is redone."""
+    return CLIENTS / name / "installed.txt"
 
 
 def _run(args: list[str | Path]) -> None:
@@ -47,13 +51,15 @@ def _download_pip(version: str) -> None:
 
 
 def _make_venv(name: str) -> None:
-    if _installed(name):
+    wanted = "\n".join(_requirements(name)) + "\n"
+    if _marker(name).is_file() and _marker(name).read_text() == wanted and tool(name).is_file():
         return
     venv = CLIENTS / name
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", venv])
     _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-          f"{name}=={TOOLS[name]}", *ALSO.get(name, ())])
+          *_requirements(name)])
+    _marker(name).write_text(wanted)
 
 
 def main() -> None:

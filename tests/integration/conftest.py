@@ -40,7 +40,7 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     flit) at all, and no keyring."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PIP_", "UV_", "TWINE_", "POETRY_", "PDM_", "PIPENV_", "HATCH_", "FLIT_",
-                                   "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
+                                   "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
     home.mkdir(parents=True, exist_ok=True)
     env.update({
         "HOME": str(home),
