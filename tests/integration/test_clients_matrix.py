@@ -126,8 +126,8 @@ def tool_env(home: Path, gateway: ThreadingHTTPServer, **extra: str) -> dict[str
         PIPENV_NOSPIN="1", PIPENV_IGNORE_VIRTUALENVS="1", PIPENV_PYTHON=sys.executable,
         HATCH_CONFIG=str(home / "hatch" / "config.toml"), HATCH_DATA_DIR=str(home / "hatch" / "data"),
         HATCH_CACHE_DIR=str(home / "hatch" / "cache"),
-        # virtualenv (pipenv's, poetry's) would otherwise refresh its seed wheels from the public index, in
-        # processes that outlive the tool
+        # pipenv's virtualenv would otherwise refresh its seed wheels from the public index, in processes that
+        # outlive pipenv
         VIRTUALENV_NO_PERIODIC_UPDATE="1",
         **routes, **extra)
 
@@ -194,6 +194,15 @@ def publish_line(text: str) -> list[str]:
 
 def imports(python: Path, env: dict[str, str], *modules: str) -> None:
     run([python, "-c", f"import {', '.join(modules)}"], env=env)
+
+
+def install_with_pip(root: str, token: str, env: dict[str, str], tmp_path: Path, *requirements: str) -> None:
+    """The test environment's pip installs what a tool published to `team`, with the token in the URL."""
+    line = clientsetup.pip_install(clientsetup.endpoints(root, "team", False, False), "")
+    run([sys.executable, "-m", *shlex.split(line.replace(clientsetup.TOKEN, token)), "--no-deps",
+         "--target", tmp_path / "installed", *requirements], env=env)
+    names = {path.name.split("-")[0] for path in (tmp_path / "installed").glob("*.dist-info")}
+    assert names == {r.replace("-", "_") for r in requirements}
 
 
 @pytest.mark.parametrize("version", clients.PIPS)
@@ -293,15 +302,6 @@ def test_pipenv_installs_from_a_public_and_a_private_source(root, token, env, tm
     assert set(json.loads((project / "Pipfile.lock").read_text())["default"]) == {
         "team-tool", "secret-lib", "public-dep"}
     imports(project / ".venv" / "bin" / "python", env, "team_tool", "secret_lib", "public_dep")
-
-
-def install_with_pip(root: str, token: str, env: dict[str, str], tmp_path: Path, *requirements: str) -> None:
-    """The test environment's pip installs what a tool published to `team`, with the token in the URL."""
-    line = clientsetup.pip_install(clientsetup.endpoints(root, "team", False, False), "")
-    run([sys.executable, "-m", *shlex.split(line.replace(clientsetup.TOKEN, token)), "--no-deps",
-         "--target", tmp_path / "installed", *requirements], env=env)
-    names = {path.name.split("-")[0] for path in (tmp_path / "installed").glob("*.dist-info")}
-    assert names == {r.replace("-", "_") for r in requirements}
 
 
 def test_hatch_publishes_to_a_private_repository(server, root, token, env, tmp_path: Path) -> None:
