@@ -236,8 +236,9 @@ def test_uv_syncs_from_a_private_group_with_credentials_from_the_environment(roo
 
 @pytest.mark.xfail(strict=True, reason="issue 20 item 2: file URLs under the index path")
 def test_poetry_installs_from_two_sources_on_one_host(root, token, env, tmp_path: Path) -> None:
-    """The public group and the private `team` as the UI sets each up: poetry picks a file's credentials by the
-    longest source URL that prefixes it, so the files must live under their index's path."""
+    """The public group, then the private `team`, as the UI sets each up. poetry sends a file the credentials of
+    the source whose URL shares the most leading path segments with it, the first configured among equals: under
+    /files/ that is the group's (none), so team's files must live under /team/."""
     poetry = client(clients.tool("poetry"))
     project = tmp_path / "project"
     project.mkdir()
