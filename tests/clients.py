@@ -13,8 +13,8 @@ from pathlib import Path
 
 CLIENTS = Path(__file__).resolve().parent / ".clients"
 COMMAND = ".venv/bin/python -m tests.clients"
-# The latest pip; Debian 12's; the last before 23.1 to crash on a legacy dist-info-metadata dict; the last
-# that reads HTML pages only (PEP 691 JSON came with 22.2).
+# The latest pip; Debian 12's and 22.3.1, of the releases that crashed on JSON pages' legacy dist-info-metadata
+# (22.3 to 23.1); one that reads HTML pages only (JSON came with 22.2).
 PIPS = ("26.3", "23.0.1", "22.3.1", "21.3")
 TOOLS = {"poetry": "2.5.1", "pdm": "2.29.4", "pipenv": "2026.10.3", "hatch": "1.18.2", "flit": "4.2.0"}
 # Pins besides the tool's own: pdm 2.29 calls hishel 1's storage, which hishel 2 removed.
