@@ -114,10 +114,15 @@ def _poetry(urls: Endpoints) -> str:
     return text
 
 
+def _verify_ssl(urls: Endpoints) -> str:
+    # pdm and pipenv skip an index over plain http unless it is trusted, which verify_ssl = false says.
+    return f"verify_ssl = {'false' if urls.insecure else 'true'}\n"
+
+
 def _pdm(urls: Endpoints) -> str:
     # "pypi" is pdm's name for the index it otherwise asks besides any source: naming it replaces that index,
     # so pdm asks nothing but pypilite (and the group's guard against dependency confusion holds).
-    text = f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{urls.index_url}"\nverify_ssl = true\n'
+    text = f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{urls.index_url}"\n' + _verify_ssl(urls)
     if not urls.public:
         text += 'username = "__token__"\npassword = "${PYPILITE_TOKEN}"\n'
     if urls.upload_url is not None:
@@ -127,4 +132,4 @@ def _pdm(urls: Endpoints) -> str:
 
 def _pipenv(urls: Endpoints) -> str:
     url = urls.index_url if urls.public else urls.index_url_with_credentials.replace(TOKEN, "${PYPILITE_TOKEN}")
-    return f'[[source]]\nname = "{INDEX_NAME}"\nurl = "{url}"\nverify_ssl = true\n'
+    return f'[[source]]\nname = "{INDEX_NAME}"\nurl = "{url}"\n' + _verify_ssl(urls)

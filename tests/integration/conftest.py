@@ -36,9 +36,11 @@ def free_port() -> int:
 
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a user with no pip/uv/twine configuration at all, and no keyring."""
+    """The environment of a user with no configuration of any client (pip, uv, twine, poetry, pdm, pipenv, hatch,
+    flit) at all, and no keyring."""
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PIP_", "UV_", "TWINE_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
+           if not key.startswith(("PIP_", "UV_", "TWINE_", "POETRY_", "PDM_", "PIPENV_", "HATCH_", "FLIT_",
+                                   "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
     home.mkdir(parents=True, exist_ok=True)
     env.update({
         "HOME": str(home),

@@ -345,6 +345,8 @@ def test_snippets_use_the_request_url_and_credential_placeholders_for_private(in
     # pdm asks its default index besides any source unless a source is named "pypi": it must ask pypilite alone.
     assert ('[[tool.pdm.source]]\nname = "pypi"\nurl = "http://localhost/local/simple/"'
             in html_module.unescape(snippet(html, "pdm")))
+    # Over plain http pdm and pipenv skip an index they are not told to trust.
+    assert "verify_ssl = false" in snippet(html, "pdm") and "verify_ssl = false" in snippet(html, "pipenv")
 
 
 def test_public_url_wins(tmp_path) -> None:
@@ -352,6 +354,7 @@ def test_public_url_wins(tmp_path) -> None:
     html = page(index, "/ui/local/")
     expected = "pip install --index-url https://pkgs.example.invalid/index/local/simple/ your-package"
     assert snippet(html, "pip-cli") == expected
+    assert "verify_ssl = true" in snippet(html, "pdm") and "verify_ssl = true" in snippet(html, "pipenv")
 
 
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "pkgs.example.invalid", "X-Forwarded-Prefix": "/pi"}
