@@ -22,6 +22,7 @@ import pytest
 import requests
 import urllib3
 
+from tests import clients
 from tests.conftest import TEST_REPOSITORIES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,3 +274,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             if isinstance(value, LiveServer) and value.log.exists():
                 tail = "\n".join(value.log.read_text(errors="replace").splitlines()[-40:])
                 report.sections.append((f"server log ({value.log.name})", tail))
+
+
+def client(path: Path) -> Path:
+    """A client made by tests/clients.py: skipped when missing, unless under CI, where that is a failure."""
+    if path.exists():
+        return path
+    reason = f"{path.name} is missing from tests/.clients: run `{clients.COMMAND}` (the README's test command)"
+    if os.environ.get("CI", "").lower() in ("", "0", "false"):
+        pytest.skip(reason)
+    pytest.fail(reason)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shlex
 import sys
 import threading
@@ -21,21 +20,11 @@ import requests
 
 from pypilite.web import clientsetup
 from tests import clients
-from tests.integration.conftest import LiveServer, build, isolated_env, make_project, run, start_server, \
-    stop_server, uv
+from tests.integration.conftest import LiveServer, build, client, isolated_env, make_project, run, \
+    start_server, stop_server, uv
 from tests.upstream import Upstream, wheel
 
 API = "/api/v1"
-
-
-def client(path: Path) -> Path:
-    """A client made by tests/clients.py: skipped when missing, unless under CI, where that is a failure."""
-    if path.exists():
-        return path
-    reason = f"{path.name} is missing from tests/.clients: run `{clients.COMMAND}` (the README's test command)"
-    if os.environ.get("CI", "").lower() in ("", "0", "false"):
-        pytest.skip(reason)
-    pytest.fail(reason)
 
 
 # The name clients reach pypilite by: not loopback's own (pip, pdm and pipenv trust those over plain http), as
@@ -234,7 +223,6 @@ def test_uv_syncs_from_a_private_group_with_credentials_from_the_environment(roo
     imports(project / ".venv" / "bin" / "python", env, "secret_lib", "public_dep")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: file URLs under the index path")
 def test_poetry_installs_from_two_sources_on_one_host(root, token, env, tmp_path: Path) -> None:
     """The public group, then the private `team`, as the UI sets each up. poetry sends a file the credentials of
     the source whose URL shares the most leading path segments with it, the first configured among equals: under

@@ -6,8 +6,6 @@ keep working."""
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -16,13 +14,13 @@ import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import LiveServer, new_venv, run, start_server, stop_server, uv
+from tests import clients
+from tests.integration.conftest import LiveServer, client, new_venv, run, start_server, stop_server, uv
 from tests.upstream import Upstream, wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"
 API = "/api/v1"
 UPSTREAM_NAMESAKE = wheel("shared-name", "2.0")
-POETRY = os.environ.get("PYPILITE_TEST_POETRY") or shutil.which("poetry")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +128,6 @@ def test_two_sources_on_one_host_each_get_their_own_credentials(
          "private-pkg"], env=client_env)
 
 
-@pytest.mark.skipif(not POETRY, reason="poetry is not installed (PYPILITE_TEST_POETRY names one)")
 def test_poetry_with_two_sources_on_one_host_locks_and_installs(
         server: LiveServer, tokens: dict[str, str], client_env: dict[str, str], tmp_path: Path) -> None:
     project = tmp_path / "consumer"
@@ -159,8 +156,9 @@ priority = "explicit"
                POETRY_HTTP_BASIC_PRIVATE_PASSWORD=tokens["private"],
                POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_CACHE_DIR=str(tmp_path / "poetry-cache"),
                POETRY_CONFIG_DIR=str(tmp_path / "poetry-config"))
-    run([POETRY, "lock"], env=env, cwd=project)
-    run([POETRY, "install", "--no-interaction"], env=env, cwd=project)
+    poetry = client(clients.tool("poetry"))
+    run([poetry, "lock"], env=env, cwd=project)
+    run([poetry, "install", "--no-interaction"], env=env, cwd=project)
     shown = run([project / ".venv" / "bin" / "python", "-m", "pip", "list"], env=env).stdout
     assert "team-pkg" in shown and "private-pkg" in shown
 
