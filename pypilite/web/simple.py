@@ -17,7 +17,7 @@ from werkzeug.http import quote_etag
 
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
-from pypilite.web import memo
+from pypilite.web import encoding, memo
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import reason_phrase
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
@@ -105,12 +105,22 @@ def _not_found(repository: Repository, name: str) -> NotFound:
 
 def _without_rendering(repository: Repository, etag: str, media_type: str,
                        use_cache: bool = True) -> Response | None:
-    """A 304, or the page from bytes rendered before; None when it has to be rendered."""
+    """A 304, or the page from bytes rendered (and compressed) before; None when it has to be rendered."""
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
-    if request.if_none_match.contains_weak(full):
-        return _response(None, repository, full, media_type)
-    body = services().pages.get(full) if use_cache else None
-    return _response(body, repository, full, media_type) if body is not None else None
+    gzipped = encoding.accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    # A client that takes gzip holds the gzip variant, or the identity one of a page too small to compress.
+    for held in ((encoding.gzip_etag(full), full) if gzipped else (full,)):
+        if request.if_none_match.contains_weak(held):
+            return _response(None, repository, held, media_type)
+    if not use_cache:
+        return None
+    pages = services().pages
+    if gzipped:
+        compressed = pages.get(encoding.gzip_etag(full))
+        if compressed is not None:
+            return _response(compressed, repository, encoding.gzip_etag(full), media_type, encoding.GZIP)
+    body = pages.get(full)
+    return _encoded(body, repository, full, media_type, gzipped) if body is not None else None
 
 
 def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str],
@@ -123,17 +133,32 @@ def _page_response(repository: Repository, etag: str, media_type: str, render: C
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
     if cacheable:
         services().pages.put(full, body)
-    return _response(body, repository, full, media_type)
+    gzipped = encoding.accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    return _encoded(body, repository, full, media_type, gzipped, cacheable)
 
 
-def _response(body: bytes | None, repository: Repository, etag: str, media_type: str) -> Response:
+def _encoded(body: bytes, repository: Repository, etag: str, media_type: str, gzipped: bool,
+             cacheable: bool = True) -> Response:
+    """The page as the client takes it: compressed once per page version, and kept beside the identity bytes."""
+    if not gzipped or not encoding.worth_compressing(body):
+        return _response(body, repository, etag, media_type)
+    compressed = encoding.compress(body)
+    if cacheable:
+        services().pages.put(encoding.gzip_etag(etag), compressed)
+    return _response(compressed, repository, encoding.gzip_etag(etag), media_type, encoding.GZIP)
+
+
+def _response(body: bytes | None, repository: Repository, etag: str, media_type: str,
+              content_encoding: str | None = None) -> Response:
     """The page, or a 304 without a body, with the headers both carry (built in one go: this is the road
     every repeated page request takes)."""
     # What a group shows depends on who asks: never let a shared cache hand one principal's page to another.
     shared = repository.public and not principal().authenticated
     headers = [("Content-Type", f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type),
-               ("ETag", quote_etag(etag)), ("Vary", "Accept"),
+               ("ETag", quote_etag(etag)), ("Vary", "Accept, Accept-Encoding"),
                ("Cache-Control", "max-age=0, must-revalidate" if shared else "max-age=0, must-revalidate, private")]
+    if content_encoding is not None:
+        headers.append(("Content-Encoding", content_encoding))
     return Response(body, status=304 if body is None else 200, headers=headers)
 
 
