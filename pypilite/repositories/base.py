@@ -47,6 +47,8 @@ class ProjectPage:
     etag: str
     # Why the page may be out of date (a proxy serving its cache while the upstream fails); empty when fresh.
     stale: str = ""
+    # The project's change counter in this repository's tables; None where no one counter describes the page.
+    serial: int | None = None
 
     @functools.cached_property
     def versions(self) -> tuple[str, ...]:
@@ -57,6 +59,7 @@ class ProjectPage:
 class ProjectIndex:
     names: tuple[str, ...]
     etag: str
+    serial: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class PageTag:
 
     etag: str | None
     until: datetime | None = None
+    serial: int | None = None
 
 
 # What page_tag answers when the repository knows, for good, that it has no such project.
@@ -110,6 +114,11 @@ class Repository(ABC):
 
     def index_etag(self) -> str | None:
         """The ETag project_index() would carry, found without listing anything; None when unknown."""
+        return None
+
+    def index_serial(self) -> int | None:
+        """The serial project_index() would carry: a counter of changes to the project names, where the
+        repository keeps one (a group does not: its members' counters are independent of each other)."""
         return None
 
     def page_tag(self, name: str) -> PageTag | None:

@@ -27,6 +27,7 @@ bp = Blueprint("simple", __name__)
 API_VERSION = "1.1"
 # Set when a proxy serves its cached page because the upstream failed; the value says why.
 STALE_HEADER = "X-Pypilite-Stale"
+SERIAL_HEADER = "X-PyPI-Last-Serial"
 # One representation, one validator: the same page as JSON and as HTML must not share an ETag.
 _ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
 
@@ -53,9 +54,12 @@ def root_index(repo: str | None) -> Response:
     known = repository.index_etag()
     # A 304 or rendered bytes, without listing every project.
     response = _without_rendering(repository, known, media_type) if known is not None else None
+    serial = repository.index_serial()
     if response is None:
         index = repository.project_index()
         response = _page_response(repository, index.etag, media_type, lambda: _render_index(index, media_type))
+        serial = index.serial
+    _say_serial(response, serial)
     memo.offer(response.get_data())  # every kind lists what its tables hold: nothing but a change alters it
     return response
 
@@ -80,16 +84,25 @@ def project_page(repo: str | None, project: str) -> Response:
         raise _not_found(repository, normalized)
     # The fast road: a 304, or bytes rendered before, without building the page.
     response = _without_rendering(repository, f"{tag.etag}.{depth}", media_type) if tag is not None else None
+    _say_serial(response, tag.serial if tag is not None else None)
     if response is None:
         page = _page(repository, normalized)
         response = _page_response(repository, f"{page.etag}.{depth}", media_type,
                                   lambda: _render_project(page, media_type, prefix), cacheable=not page.stale)
+        _say_serial(response, page.serial)
         if page.stale:
             response.headers[STALE_HEADER] = reason_phrase(page.stale)
             return response
     if tag is not None:  # the page is as its tag says until the tag's deadline, or a change
         memo.offer(response.get_data(), until=tag.until)
     return response
+
+
+def _say_serial(response: Response | None, serial: int | None) -> None:
+    """X-PyPI-Last-Serial, as Warehouse sends it for mirroring tools: the counter of changes to what the page
+    lists, where the repository keeps one."""
+    if response is not None and serial is not None:
+        response.headers[SERIAL_HEADER] = str(serial)
 
 
 def _page(repository: Repository, name: str) -> ProjectPage:
