@@ -54,6 +54,13 @@ class ProjectPage:
     def versions(self) -> tuple[str, ...]:
         return tuple(sorted({f.version for f in self.files}, key=version_key))
 
+    def latest_version(self) -> str:
+        """What pip would pick, as Warehouse's JSON API and our UI show it: the highest final release not
+        yanked, else the highest not yanked, else the highest."""
+        live = sorted({f.version for f in self.files if not f.yanked}, key=version_key)
+        final = [v for v in live if not _is_prerelease(v)]
+        return (final or live or list(self.versions))[-1]
+
 
 @dataclass(frozen=True)
 class ProjectIndex:
@@ -71,6 +78,13 @@ class BlobRef:
     download_name: str
     stream: Iterator[bytes] | None = None
     size: int | None = None
+
+
+def _is_prerelease(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
 
 
 def version_key(version: str) -> tuple[int, Version | str]:
