@@ -48,7 +48,8 @@ def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> P
         ("user root;\n" if os.geteuid() == 0 else "")  # a root master's workers must read the temp data dir
         + f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\n"
         # A host that compresses all it can (Debian's stock nginx.conf says "gzip on"): the site must overrule it.
-        f"http {{\naccess_log off;\ngzip on;\ngzip_types *;\ngzip_min_length 1;\nclient_body_temp_path {directory}/body;\nproxy_temp_path {directory}/proxy;\n"
+        "http {\naccess_log off;\ngzip on;\ngzip_types *;\ngzip_min_length 1;\n"
+        f"client_body_temp_path {directory}/body;\nproxy_temp_path {directory}/proxy;\n"
         f"fastcgi_temp_path {directory}/f;\nuwsgi_temp_path {directory}/u;\nscgi_temp_path {directory}/s;\n"
         f"{site}\n}}\n")
     return config
@@ -305,3 +306,18 @@ def test_compressed_pages_pass_through_nginx_as_pypilite_made_them(behind_nginx)
     small = _raw(f"{url}/local/simple/", Accept="text/html", **{"Accept-Encoding": "gzip"})
     assert small.status == 200 and small.getheader("Content-Encoding") is None
     assert not small.getheader("ETag").startswith("W/") and small.body.startswith(b"<!DOCTYPE html>")
+
+
+def test_the_json_api_through_nginx_names_nginx_and_keeps_private_projects_private(behind_nginx) -> None:
+    url, server = behind_nginx
+    assert _upload(url, server, "team", wheel_bytes("json-secret", "1.0"), "json-secret", "1.0").status_code == 200
+    for path in ("/team/pypi/json-secret/json", "/team/pypi/json-secret/1.0/json", "/team/pypi/absent/json"):
+        refused = requests.get(f"{url}{path}", timeout=10)
+        assert refused.status_code == 401 and b"json-secret" not in refused.content
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="pypilite"'
+    doc = requests.get(f"{url}/team/pypi/json-secret/json", auth=("admin", server.admin_password), timeout=10).json()
+    file_url = doc["urls"][0]["url"]
+    assert file_url.startswith(f"{url}/") and doc["info"]["package_url"].startswith(f"{url}/ui/team/")
+    assert requests.get(file_url, timeout=10).status_code == 401
+    data = requests.get(file_url, auth=("admin", server.admin_password), timeout=10).content
+    assert hashlib.sha256(data).hexdigest() == doc["urls"][0]["digests"]["sha256"]

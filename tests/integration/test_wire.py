@@ -67,3 +67,33 @@ def test_uv_installs_through_compressed_pages(wire: LiveServer, client_env, tmp_
          "wire-demo<2.1"], env=client_env)
     result = run([venv / "bin" / "python", "-c", "import wire_demo; print(wire_demo.VERSION)"], env=client_env)
     assert result.stdout.strip() == "2.0"
+
+
+def test_the_json_api_answers_for_a_hosted_project(wire: LiveServer) -> None:
+    response = requests.get(f"{wire.url}/local/pypi/wire-demo/json", timeout=10)
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["info"]["version"] == "2.1" and list(doc["releases"]) == list(VERSIONS)
+    assert doc["info"]["name"] == "wire-demo" and doc["info"]["summary"] == "a test package"
+    page = requests.get(f"{wire.url}/local/simple/wire-demo/", headers={"Accept": JSON}, timeout=10)
+    assert doc["last_serial"] == int(response.headers["X-PyPI-Last-Serial"]) == int(page.headers["X-PyPI-Last-Serial"])
+    for file in doc["urls"]:
+        assert file["url"].startswith(f"{wire.url}/")
+        data = requests.get(file["url"], timeout=10).content
+        assert hashlib.sha256(data).hexdigest() == file["digests"]["sha256"]
+    again = requests.get(f"{wire.url}/local/pypi/wire-demo/1.1/json", timeout=10,
+                         headers={"If-None-Match": requests.get(f"{wire.url}/local/pypi/wire-demo/1.1/json",
+                                                                timeout=10).headers["ETag"]})
+    assert again.status_code == 304 and again.headers["X-PyPI-Last-Serial"] == response.headers["X-PyPI-Last-Serial"]
+
+
+def test_a_forged_host_never_reaches_another_clients_document(wire: LiveServer) -> None:
+    """What one client says its address is goes into its own answer only: the document is kept (in every
+    worker) under an ETag that names the address, so the next client gets URLs of its own address."""
+    for _ in range(4):  # gunicorn's two workers each see it
+        forged = requests.get(f"{wire.url}/local/pypi/wire-demo/json", headers={"Host": "evil.example"}, timeout=10)
+        assert forged.json()["urls"][0]["url"].startswith("http://evil.example/")
+    for _ in range(4):
+        honest = requests.get(f"{wire.url}/local/pypi/wire-demo/json", timeout=10).json()
+        assert all(file["url"].startswith(f"{wire.url}/") for file in honest["urls"])
+        assert honest["info"]["package_url"].startswith(f"{wire.url}/")
