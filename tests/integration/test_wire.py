@@ -13,6 +13,8 @@ import requests
 
 from tests.distfactory import wheel_bytes
 from tests.integration.conftest import LiveServer, new_venv, run, uv
+from tests.integration.test_old_clients import OLD_PIPS
+from tests.integration.test_old_clients import _wheel as old_pip
 
 JSON = "application/vnd.pypi.simple.v1+json"
 VERSIONS = ("1.0", "1.1", "1.2", "2.0", "2.1")
@@ -55,6 +57,16 @@ def test_pages_go_out_compressed_and_decode_to_the_same_bytes(wire: LiveServer, 
 
 def test_pip_installs_through_compressed_pages(wire: LiveServer, client_env, tmp_path: Path) -> None:
     python = new_venv(tmp_path / "venv", client_env)
+    run([python, "-m", "pip", "install", "--index-url", wire.simple("local"), "wire-demo<2.1"], env=client_env)
+    result = run([python, "-c", "import wire_demo; print(wire_demo.VERSION)"], env=client_env)
+    assert result.stdout.strip() == "2.0"
+
+
+@pytest.mark.parametrize("version", OLD_PIPS)
+def test_an_old_pip_installs_through_compressed_pages(wire: LiveServer, client_env, tmp_path: Path,
+                                                      version: str) -> None:
+    python = new_venv(tmp_path / "venv", client_env)
+    run([python, "-m", "pip", "install", "--no-index", old_pip(version)], env=client_env)
     run([python, "-m", "pip", "install", "--index-url", wire.simple("local"), "wire-demo<2.1"], env=client_env)
     result = run([python, "-c", "import wire_demo; print(wire_demo.VERSION)"], env=client_env)
     assert result.stdout.strip() == "2.0"
