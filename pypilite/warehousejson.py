@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from packaging.metadata import RawMetadata, parse_email
 from packaging.utils import canonicalize_version
@@ -30,8 +31,9 @@ def release_version(page: ProjectPage, wanted: str | None) -> str:
         return page.latest_version()
     if wanted in page.versions:
         return wanted
+    key = canonicalize_version(wanted)
     for version in page.versions:
-        if canonicalize_version(version) == canonicalize_version(wanted):
+        if canonicalize_version(version) == key:
             return version
     raise NotFound(f"project {page.name!r} has no version {wanted[:100]!r}")
 
@@ -100,7 +102,7 @@ def _info(page: ProjectPage, version: str, files: list[DistFile], meta: RawMetad
         "project_url": ui_url,
         "project_urls": meta.get("project_urls"),
         "provides_extra": meta.get("provides_extra"),
-        "release_url": f"{ui_url}?version={version}",
+        "release_url": f"{ui_url}?version={quote(version, safe='')}",
         "requires_dist": meta.get("requires_dist"),
         "requires_python": meta.get("requires_python"),
         "summary": meta.get("summary"),

@@ -146,6 +146,13 @@ def test_what_is_not_there_is_404_with_a_one_line_reason(rich: Index, url: str, 
     assert "\n" not in response.json["error"]
 
 
+def test_a_local_version_stays_one_in_the_release_url(index: Index) -> None:
+    assert index.upload("rich_thing-1.0+team.2-py3-none-any.whl", rich_wheel("1.0+team.2")).status_code == 200
+    info = index.get("/local/pypi/rich-thing/1.0+team.2/json").json["info"]
+    assert info["release_url"].endswith("/ui/local/rich-thing/?version=1.0%2Bteam.2")
+    assert index.get(info["release_url"].removeprefix("http://localhost")).status_code == 200
+
+
 def test_etags_revalidate_for_each_coding_and_change_with_the_project(index: Index) -> None:
     for version in ("1.0", "1.1", "1.2"):
         index.upload(f"rich_thing-{version}-py3-none-any.whl", rich_wheel(version))
