@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, request
@@ -16,7 +17,7 @@ from packaging.utils import InvalidName, canonicalize_name
 
 from pypilite import warehousejson
 from pypilite.errors import NotFound
-from pypilite.repositories.base import Repository
+from pypilite.repositories.base import ProjectPage, Repository
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.web import encoding
 from pypilite.web.clientsetup import base_url
@@ -48,38 +49,53 @@ def release(repo: str, project: str, version: str | None) -> Response:
     root = base_url(request, services().config.server.public_url)
     tag = repository.page_tag(normalized)
     if tag is None or tag.etag is None:
-        raise NotFound(f"project {normalized!r} not found in repository {repository.name!r}")
-    # A 304 before anything is built: the page's ETag, the version asked and the address fix the document.
+        raise _not_found(repository, normalized)
+    # A 304, or the bytes built before, from the page's ETag, the version asked and the address alone.
     etag = _etag(tag.etag, version, root)
     gzipped = encoding.accepts_gzip(request.headers.get("Accept-Encoding", ""))
     for held in ((encoding.gzip_etag(etag), etag) if gzipped else (etag,)):
         if request.if_none_match.contains_weak(held):
             return _response(None, repository, held, tag.serial)
-    pages = services().pages
-    for held, coding in (((encoding.gzip_etag(etag), encoding.GZIP),) if gzipped else ()) + ((etag, None),):
-        body = pages.get(held)
-        if body is not None:
-            return _encoded(body, repository, held, tag.serial, gzipped, coding)
+    kept = _kept(repository, etag, tag.serial, gzipped)
+    if kept is not None:
+        return kept
     page = repository.project_page(normalized)
     if page is None:
-        raise NotFound(f"project {normalized!r} not found in repository {repository.name!r}")
-    chosen = warehousejson.release_version(page, version)
-    urls = {entry["filename"]: entry["url"] for entry in page_model(page, f"{root}/")["files"]}
-    metadata = warehousejson.read_metadata(services().blobs, [f for f in page.files if f.version == chosen])
-    ui_url = f"{root}/ui/{quote(repository.name)}/{quote(normalized)}/"
-    doc = warehousejson.document(page, chosen, metadata, lambda dist: _absolute(urls[dist.filename]), ui_url,
-                                 with_releases=version is None)
-    body = json.dumps(doc).encode()
+        raise _not_found(repository, normalized)
+    body = json.dumps(_document(repository, page, version, root)).encode()
     etag = _etag(page.etag, version, root)
-    pages.put(etag, body)
+    services().pages.put(etag, body)
     return _encoded(body, repository, etag, page.serial, gzipped)
 
 
-def _encoded(body: bytes, repository: Repository, etag: str, serial: int | None, gzipped: bool,
-             coding: str | None = None) -> Response:
+def _not_found(repository: Repository, name: str) -> NotFound:
+    return NotFound(f"project {name!r} not found in repository {repository.name!r}")
+
+
+def _document(repository: Repository, page: ProjectPage, version: str | None, root: str) -> dict[str, Any]:
+    chosen = warehousejson.release_version(page, version)
+    urls = {entry["filename"]: _absolute(entry["url"]) for entry in page_model(page, f"{root}/")["files"]}
+    metadata = warehousejson.read_metadata(services().blobs, [f for f in page.files if f.version == chosen])
+    ui_url = f"{root}/ui/{quote(repository.name)}/{quote(page.name)}/"
+    return warehousejson.document(page, chosen, metadata, lambda dist: urls[dist.filename], ui_url,
+                                  with_releases=version is None)
+
+
+def _kept(repository: Repository, etag: str, serial: int | None, gzipped: bool) -> Response | None:
+    """The document from the bytes built (and compressed) before; None when it has to be built."""
+    pages = services().pages
+    if gzipped:
+        compressed = pages.get(encoding.gzip_etag(etag))
+        if compressed is not None:
+            return _response(compressed, repository, encoding.gzip_etag(etag), serial, encoding.GZIP)
+    body = pages.get(etag)
+    return _encoded(body, repository, etag, serial, gzipped) if body is not None else None
+
+
+def _encoded(body: bytes, repository: Repository, etag: str, serial: int | None, gzipped: bool) -> Response:
     """The document as the client takes it; compressed once, and kept beside the identity bytes."""
-    if coding is not None or not gzipped or not encoding.worth_compressing(body):
-        return _response(body, repository, etag, serial, coding)
+    if not gzipped or not encoding.worth_compressing(body):
+        return _response(body, repository, etag, serial)
     compressed = encoding.compress(body)
     services().pages.put(encoding.gzip_etag(etag), compressed)
     return _response(compressed, repository, encoding.gzip_etag(etag), serial, encoding.GZIP)

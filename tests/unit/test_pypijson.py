@@ -11,6 +11,7 @@ from urllib.parse import urljoin
 
 import pytest
 
+from pypilite import warehousejson
 from tests.conftest import Index, basic
 from tests.distfactory import sdist_bytes, wheel_bytes
 
@@ -169,6 +170,20 @@ def test_etags_revalidate_for_each_coding_and_change_with_the_project(index: Ind
     newer = index.get(url, headers={"If-None-Match": plain.headers["ETag"]})
     assert newer.status_code == 200 and newer.json["info"]["version"] == "1.3"
     assert newer.json["last_serial"] > plain.json["last_serial"]
+
+
+def test_a_document_is_built_once_per_page_version_and_address(index: Index, monkeypatch) -> None:
+    index.upload("rich_thing-1.0-py3-none-any.whl", rich_wheel("1.0"))
+    built: list[str] = []
+    original = warehousejson.document
+    monkeypatch.setattr(warehousejson, "document", lambda page, *args, **kwargs: built.append(page.name)
+                        or original(page, *args, **kwargs))
+    bodies = {index.get("/local/pypi/rich-thing/json", headers={"Accept-Encoding": coding}).get_data()
+              for coding in ("identity", "gzip", "identity", "gzip, deflate")}
+    assert len(built) == 1 and len(bodies) == 2
+    index.get("/local/pypi/rich-thing/json", headers={"X-Forwarded-Host": "elsewhere.example"})
+    index.upload("rich_thing-1.1-py3-none-any.whl", rich_wheel("1.1"))
+    assert index.get("/local/pypi/rich-thing/json").json["info"]["version"] == "1.1" and len(built) == 3
 
 
 def test_the_address_the_client_used_is_in_the_urls_and_the_etag(rich: Index) -> None:
