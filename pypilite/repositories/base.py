@@ -51,16 +51,26 @@ class ProjectPage:
     # Why the page may be out of date (a proxy serving its cache while the upstream fails); empty when fresh.
     stale: str = ""
     markers: Markers = NONE
+    # The project's change counter in this repository's tables; None where no one counter describes the page.
+    serial: int | None = None
 
     @functools.cached_property
     def versions(self) -> tuple[str, ...]:
         return tuple(sorted({f.version for f in self.files}, key=version_key))
+
+    def latest_version(self) -> str:
+        """What pip would pick, as Warehouse's JSON API and our UI show it: the highest final release not
+        yanked, else the highest not yanked, else the highest."""
+        live = sorted({f.version for f in self.files if not f.yanked}, key=version_key)
+        final = [v for v in live if not _is_prerelease(v)]
+        return (final or live or list(self.versions))[-1]
 
 
 @dataclass(frozen=True)
 class ProjectIndex:
     names: tuple[str, ...]
     etag: str
+    serial: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,13 @@ class BlobRef:
     download_name: str
     stream: Iterator[bytes] | None = None
     size: int | None = None
+
+
+def _is_prerelease(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return True
 
 
 def version_key(version: str) -> tuple[int, Version | str]:
@@ -94,6 +111,7 @@ class PageTag:
 
     etag: str | None
     until: datetime | None = None
+    serial: int | None = None
 
 
 # What page_tag answers when the repository knows, for good, that it has no such project.
@@ -114,6 +132,11 @@ class Repository(ABC):
 
     def index_etag(self) -> str | None:
         """The ETag project_index() would carry, found without listing anything; None when unknown."""
+        return None
+
+    def index_serial(self) -> int | None:
+        """The serial project_index() would carry: a counter of changes to the project names, where the
+        repository keeps one (a group does not: its members' counters are independent of each other)."""
         return None
 
     def page_tag(self, name: str) -> PageTag | None:

@@ -123,7 +123,7 @@ class ProxyRepository(StoredRepository):
         until = fetched + self._ttl(not_found)
         if not_found:
             return PageTag(None, until)
-        return PageTag(self._page_etag(row[2], row[3]), until) if row[2] is not None else None
+        return PageTag(self._page_etag(row[2], row[3]), until, row[3]) if row[2] is not None else None
 
     def _state(self, name: str) -> UpstreamPage | None:
         return first(UpstreamPage.raw(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?',

@@ -42,10 +42,13 @@ class StoredRepository(Repository):
     def index_etag(self) -> str:
         return self._etag(self.row.serial)
 
+    def index_serial(self) -> int:
+        return self.row.serial
+
     def project_index(self) -> ProjectIndex:
         names = tuple(p.name for p in Project.select(Project.name)
                       .where(Project.repository == self.row.id).order_by(Project.name))
-        return ProjectIndex(names=names, etag=self.index_etag())
+        return ProjectIndex(names=names, etag=self.index_etag(), serial=self.row.serial)
 
     def has_project(self, name: str) -> bool:
         return Project.select().where((Project.repository == self.row.id) & (Project.name == name)).exists()
@@ -53,7 +56,7 @@ class StoredRepository(Repository):
     def page_tag(self, name: str) -> PageTag | None:
         row = database.execute_sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
                                    (self.id, name)).fetchone()
-        return PageTag(self._page_etag(*row)) if row is not None else NO_PAGE
+        return PageTag(self._page_etag(*row), serial=row[1]) if row is not None else NO_PAGE
 
     def _page_etag(self, project_id: int, serial: int) -> str:
         return self._etag(project_id, serial)
@@ -77,7 +80,7 @@ class StoredRepository(Repository):
             rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
             files = [self._dist_file(from_row(File, values)) for values in rows]
         return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial),
-                           markers=found)
+                           markers=found, serial=project.serial)
 
     def _query_file_row(self, filename: str) -> File | None:
         values = database.execute_sql(_FILE_BY_NAME, (self.id, filename)).fetchone()

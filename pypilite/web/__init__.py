@@ -12,7 +12,7 @@ from flask import Flask, Response, request
 from pypilite import loops
 from pypilite.errors import UserError
 from pypilite.models import database, release_connection
-from pypilite.web import api, crosssite, errors, files, ops, simple, ui, upload
+from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
 from pypilite.web.memo import Memo
 from pypilite.web.wrappers import MAX_BODY, PypiliteRequest
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def register(app: Flask) -> None:
     app.request_class = PypiliteRequest
-    for blueprint in (ops.bp, api.bp, simple.bp, files.bp, upload.bp, ui.bp):
+    for blueprint in (ops.bp, api.bp, simple.bp, pypijson.bp, files.bp, upload.bp, ui.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     metrics = app.extensions["pypilite"].metrics

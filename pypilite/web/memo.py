@@ -3,9 +3,9 @@
 Most of what an index hears is the same few requests again: every pip and uv run asks for the same project
 pages and files with the same headers, and Flask's own work costs more than all pypilite decides for them.
 So a worker remembers the answers its views offer (Simple API pages and distribution files, 200s and 304s),
-keyed by everything in the request that can change them: the path and query, Accept, the conditional
-headers, nginx's decision header and the credentials (as a keyed hash, never in clear). It gives one again,
-without entering Flask,
+keyed by everything in the request that can change them: the path and query, Accept, Accept-Encoding,
+the conditional headers, nginx's decision header and the credentials (as a keyed hash, never in clear). It
+gives one again, without entering Flask,
 - while the database is as it was (changes.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
 - until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
 A small file is kept with its answer (its blob looked for at most once a second); a larger one is sent
@@ -51,8 +51,9 @@ SMALL_BLOB = 32 * 1024
 BLOB_CHECK_SECONDS = 1.0
 # The parts of a request besides its credentials that can change the answer to it. Cookies cannot: no view
 # that offers its answer reads them.
-_SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_IF_NONE_MATCH",
-            "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_X_PYPILITE_DECISION")
+_SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING",
+            "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE",
+            "HTTP_X_PYPILITE_DECISION")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

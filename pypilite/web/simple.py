@@ -18,7 +18,7 @@ from werkzeug.http import quote_etag
 
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
-from pypilite.web import memo
+from pypilite.web import encoding, memo
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import reason_phrase
 from pypilite.web.files import PROVENANCE_SUFFIX
@@ -32,6 +32,7 @@ API_VERSION = "1.1"
 TRACKS_VERSION, PROVENANCE_VERSION, STATUS_VERSION = "1.2", "1.3", "1.4"
 # Set when a proxy serves its cached page because the upstream failed; the value says why.
 STALE_HEADER = "X-Pypilite-Stale"
+SERIAL_HEADER = "X-PyPI-Last-Serial"
 # One representation, one validator: the same page as JSON and as HTML must not share an ETag.
 _ETAG_SUFFIX = {TEXT_HTML: "html", HTML_V1: "html1", JSON_V1: "json1"}
 
@@ -60,9 +61,12 @@ def root_index(repo: str | None) -> Response:
     known = repository.index_etag()
     # A 304 or rendered bytes, without listing every project.
     response = _without_rendering(repository, known, media_type) if known is not None else None
+    serial = repository.index_serial()
     if response is None:
         index = repository.project_index()
         response = _page_response(repository, index.etag, media_type, lambda: _render_index(index, media_type))
+        serial = index.serial
+    _say_serial(response, serial)
     memo.offer(response.get_data())  # every kind lists what its tables hold: nothing but a change alters it
     return response
 
@@ -87,16 +91,25 @@ def project_page(repo: str | None, project: str) -> Response:
         raise _not_found(repository, normalized)
     # The fast road: a 304, or bytes rendered before, without building the page.
     response = _without_rendering(repository, f"{tag.etag}.{depth}", media_type) if tag is not None else None
+    _say_serial(response, tag.serial if tag is not None else None)
     if response is None:
         page = _page(repository, normalized)
         response = _page_response(repository, f"{page.etag}.{depth}", media_type,
                                   lambda: _render_project(page, media_type, prefix), cacheable=not page.stale)
+        _say_serial(response, page.serial)
         if page.stale:
             response.headers[STALE_HEADER] = reason_phrase(page.stale)
             return response
     if tag is not None:  # the page is as its tag says until the tag's deadline, or a change
         memo.offer(response.get_data(), until=tag.until)
     return response
+
+
+def _say_serial(response: Response | None, serial: int | None) -> None:
+    """X-PyPI-Last-Serial, as Warehouse sends it for mirroring tools: the counter of changes to what the page
+    lists, where the repository keeps one."""
+    if response is not None and serial is not None:
+        response.headers[SERIAL_HEADER] = str(serial)
 
 
 def _page(repository: Repository, name: str) -> ProjectPage:
@@ -112,12 +125,22 @@ def _not_found(repository: Repository, name: str) -> NotFound:
 
 def _without_rendering(repository: Repository, etag: str, media_type: str,
                        use_cache: bool = True) -> Response | None:
-    """A 304, or the page from bytes rendered before; None when it has to be rendered."""
+    """A 304, or the page from bytes rendered (and compressed) before; None when it has to be rendered."""
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
-    if request.if_none_match.contains_weak(full):
-        return _response(None, repository, full, media_type)
-    body = services().pages.get(full) if use_cache else None
-    return _response(body, repository, full, media_type) if body is not None else None
+    gzipped = encoding.accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    # A client that takes gzip holds the gzip variant, or the identity one of a page too small to compress.
+    for held in ((encoding.gzip_etag(full), full) if gzipped else (full,)):
+        if request.if_none_match.contains_weak(held):
+            return _response(None, repository, held, media_type)
+    if not use_cache:
+        return None
+    pages = services().pages
+    if gzipped:
+        compressed = pages.get(encoding.gzip_etag(full))
+        if compressed is not None:
+            return _response(compressed, repository, encoding.gzip_etag(full), media_type, encoding.GZIP)
+    body = pages.get(full)
+    return _encoded(body, repository, full, media_type, gzipped) if body is not None else None
 
 
 def _page_response(repository: Repository, etag: str, media_type: str, render: Callable[[], str],
@@ -130,17 +153,32 @@ def _page_response(repository: Repository, etag: str, media_type: str, render: C
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
     if cacheable:
         services().pages.put(full, body)
-    return _response(body, repository, full, media_type)
+    gzipped = encoding.accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    return _encoded(body, repository, full, media_type, gzipped, cacheable)
 
 
-def _response(body: bytes | None, repository: Repository, etag: str, media_type: str) -> Response:
+def _encoded(body: bytes, repository: Repository, etag: str, media_type: str, gzipped: bool,
+             cacheable: bool = True) -> Response:
+    """The page as the client takes it: compressed once per page version, and kept beside the identity bytes."""
+    if not gzipped or not encoding.worth_compressing(body):
+        return _response(body, repository, etag, media_type)
+    compressed = encoding.compress(body)
+    if cacheable:
+        services().pages.put(encoding.gzip_etag(etag), compressed)
+    return _response(compressed, repository, encoding.gzip_etag(etag), media_type, encoding.GZIP)
+
+
+def _response(body: bytes | None, repository: Repository, etag: str, media_type: str,
+              content_encoding: str | None = None) -> Response:
     """The page, or a 304 without a body, with the headers both carry (built in one go: this is the road
     every repeated page request takes)."""
     # What a group shows depends on who asks: never let a shared cache hand one principal's page to another.
     shared = repository.public and not principal().authenticated
     headers = [("Content-Type", f"{media_type}; charset=utf-8" if media_type == TEXT_HTML else media_type),
-               ("ETag", quote_etag(etag)), ("Vary", "Accept"),
+               ("ETag", quote_etag(etag)), ("Vary", "Accept, Accept-Encoding"),
                ("Cache-Control", "max-age=0, must-revalidate" if shared else "max-age=0, must-revalidate, private")]
+    if content_encoding is not None:
+        headers.append(("Content-Encoding", content_encoding))
     return Response(body, status=304 if body is None else 200, headers=headers)
 
 

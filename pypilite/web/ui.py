@@ -13,12 +13,11 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from packaging.utils import InvalidName, canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from pypilite import catalog, descriptions
 from pypilite.auth import challenge
 from pypilite.errors import NotFound, UserError
-from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
+from pypilite.repositories.base import DistFile, ProjectPage, Repository
 from pypilite.web import clientsetup, crosssite
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import answer_errors
@@ -168,20 +167,9 @@ def _versions(page: ProjectPage) -> list[dict[str, Any]]:
 
 
 def _chosen_version(page: ProjectPage, wanted: str | None) -> str:
-    """The asked version (404 when the project has none such), else what pip would pick: the highest final
-    release not yanked, else the highest not yanked, else the highest."""
+    """The asked version (404 when the project has none such), else what pip would pick."""
     if wanted is not None:
         if wanted not in page.versions:
             raise NotFound(f"project {page.name!r} has no version {wanted[:100]!r}")
         return wanted
-    live = list(dict.fromkeys(dist.version for dist in page.files if not dist.yanked))
-    live.sort(key=version_key)
-    final = [v for v in live if not _is_prerelease(v)]
-    return (final or live or list(page.versions))[-1]
-
-
-def _is_prerelease(version: str) -> bool:
-    try:
-        return Version(version).is_prerelease
-    except InvalidVersion:
-        return True
+    return page.latest_version()

@@ -6,6 +6,7 @@ never reach a worker."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import http.client
 import io
@@ -46,7 +47,9 @@ def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> P
     config.write_text(
         ("user root;\n" if os.geteuid() == 0 else "")  # a root master's workers must read the temp data dir
         + f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\n"
-        f"http {{\naccess_log off;\nclient_body_temp_path {directory}/body;\nproxy_temp_path {directory}/proxy;\n"
+        # A host that compresses all it can (Debian's stock nginx.conf says "gzip on"): the site must overrule it.
+        "http {\naccess_log off;\ngzip on;\ngzip_types *;\ngzip_min_length 1;\n"
+        f"client_body_temp_path {directory}/body;\nproxy_temp_path {directory}/proxy;\n"
         f"fastcgi_temp_path {directory}/f;\nuwsgi_temp_path {directory}/u;\nscgi_temp_path {directory}/s;\n"
         f"{site}\n}}\n")
     return config
@@ -296,3 +299,54 @@ def test_behind_nginx_each_client_is_throttled_and_audited_by_its_own_address(be
                           auth=("admin", server.admin_password), timeout=10).json()["items"]
     addresses = [event["address"] for event in failed]
     assert addresses.count("127.0.0.2") >= 10 and "127.0.0.3" not in addresses
+
+
+def _raw(url: str, **headers: str) -> http.client.HTTPResponse:
+    """An answer with its body as sent (requests would decode it)."""
+    host, port = url.removeprefix("http://").split("/", 1)[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/" + url.removeprefix("http://").split("/", 1)[1], headers=headers)
+    response = connection.getresponse()
+    response.body = response.read()  # type: ignore[attr-defined]
+    connection.close()
+    return response
+
+
+def test_compressed_pages_pass_through_nginx_as_pypilite_made_them(behind_nginx) -> None:
+    """Through the shipped site, under a host config that compresses everything: a large page comes gzipped
+    by pypilite (its strong ETag, its bytes), a small one as it is, and each variant revalidates."""
+    url, server = behind_nginx
+    for version in ("1.0", "1.1", "1.2", "2.0", "2.1"):
+        assert _upload(url, server, "local", wheel_bytes("many-versions", version), "many-versions",
+                       version).status_code == 200
+    for accept in ("application/vnd.pypi.simple.v1+json", "text/html"):
+        page = f"{url}/local/simple/many-versions/"
+        plain = _raw(page, Accept=accept, **{"Accept-Encoding": "identity"})
+        packed = _raw(page, Accept=accept, **{"Accept-Encoding": "gzip, deflate"})
+        direct = _raw(f"{server.url}/local/simple/many-versions/", Accept=accept, **{"Accept-Encoding": "gzip"})
+        assert plain.status == packed.status == 200 and plain.getheader("Content-Encoding") is None
+        assert packed.getheader("Content-Encoding") == "gzip" and packed.body == direct.body
+        assert gzip.decompress(packed.body) == plain.body
+        assert packed.getheader("ETag") == direct.getheader("ETag") == plain.getheader("ETag")[:-1] + '-gz"'
+        assert "Accept-Encoding" in packed.getheader("Vary")
+        for coding, etag in (("gzip", packed.getheader("ETag")), ("identity", plain.getheader("ETag"))):
+            again = _raw(page, Accept=accept, **{"Accept-Encoding": coding, "If-None-Match": etag})
+            assert again.status == 304 and again.getheader("ETag") == etag
+    small = _raw(f"{url}/local/simple/", Accept="text/html", **{"Accept-Encoding": "gzip"})
+    assert small.status == 200 and small.getheader("Content-Encoding") is None
+    assert not small.getheader("ETag").startswith("W/") and small.body.startswith(b"<!DOCTYPE html>")
+
+
+def test_the_json_api_through_nginx_names_nginx_and_keeps_private_projects_private(behind_nginx) -> None:
+    url, server = behind_nginx
+    assert _upload(url, server, "team", wheel_bytes("json-secret", "1.0"), "json-secret", "1.0").status_code == 200
+    for path in ("/team/pypi/json-secret/json", "/team/pypi/json-secret/1.0/json", "/team/pypi/absent/json"):
+        refused = requests.get(f"{url}{path}", timeout=10)
+        assert refused.status_code == 401 and b"json-secret" not in refused.content
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="pypilite"'
+    doc = requests.get(f"{url}/team/pypi/json-secret/json", auth=("admin", server.admin_password), timeout=10).json()
+    file_url = doc["urls"][0]["url"]
+    assert file_url.startswith(f"{url}/") and doc["info"]["package_url"].startswith(f"{url}/ui/team/")
+    assert requests.get(file_url, timeout=10).status_code == 401
+    data = requests.get(file_url, auth=("admin", server.admin_password), timeout=10).content
+    assert hashlib.sha256(data).hexdigest() == doc["urls"][0]["digests"]["sha256"]
