@@ -27,6 +27,8 @@ FileUrl = Callable[[DistFile], str]
 def release_version(page: ProjectPage, wanted: str | None) -> str:
     """The version a document is about: the one asked for (404 when the project has none such, compared as
     PEP 440 versions so 1.0.0 finds 1.0), else the one pip would pick."""
+    if not page.versions:
+        raise NotFound(f"project {page.name!r} offers no files ({page.markers.status or 'none stored'})")
     if wanted is None:
         return page.latest_version()
     if wanted in page.versions:

@@ -167,9 +167,10 @@ def _versions(page: ProjectPage) -> list[dict[str, Any]]:
 
 
 def _chosen_version(page: ProjectPage, wanted: str | None) -> str:
-    """The asked version (404 when the project has none such), else what pip would pick."""
+    """The asked version (404 when the project has none such), else what pip would pick; none where the project
+    offers no files (PEP 792 quarantine)."""
     if wanted is not None:
         if wanted not in page.versions:
             raise NotFound(f"project {page.name!r} has no version {wanted[:100]!r}")
         return wanted
-    return page.latest_version()
+    return page.latest_version() if page.versions else ""

@@ -3,9 +3,8 @@ downloads; and how a group's page says what its members say (statuses merged, PE
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
-
 import re
+from urllib.parse import urljoin
 
 import pytest
 
@@ -114,6 +113,16 @@ def test_the_command_line_sets_a_status(capsys, config: str, tmp_path) -> None:
     assert code != 0 and len(err.strip().splitlines()) == 1
 
 
+def test_an_import_into_a_quarantined_project_is_refused(capsys, config: str, tmp_path) -> None:
+    index = Index(tmp_path / "data")
+    assert index.upload("demo-1.0-py3-none-any.whl", WHEEL).status_code == 200
+    assert call(capsys, "project", "status", "local", "demo", "quarantined", "--config", config)[0] == 0
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "demo-2.0-py3-none-any.whl").write_bytes(wheel_bytes("demo", "2.0"))
+    code, out, _ = call(capsys, "import", str(tmp_path / "dl"), "--repo", "local", "--config", config)
+    assert code == 1 and "rejected demo-2.0-py3-none-any.whl: Project demo is quarantined" in out
+
+
 def test_a_group_shows_a_pass_through_merge_with_alternate_locations(tmp_path) -> None:
     index = Index(tmp_path / "data", {"repository": [
         {"name": "local", "repository_type": "hosted"}, {"name": "team", "repository_type": "hosted"},
@@ -135,3 +144,16 @@ def test_a_group_shows_a_pass_through_merge_with_alternate_locations(tmp_path) -
     assert _status(index, "quarantined", "bad", repo="local").status_code == 200
     page = index.get("/both/simple/demo/", JSON).json
     assert page["project-status"] == {"status": "quarantined", "reason": "bad"} and page["files"] == []
+
+
+def test_the_ui_and_the_json_api_say_a_quarantined_project_offers_nothing(demo: Index) -> None:
+    assert _status(demo, "quarantined", "malware found").status_code == 200
+    page = demo.client.get("/ui/local/demo/", headers=demo.auth)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "This project is quarantined: malware found." in text
+    assert "No files are offered." in text and "demo-1.0-py3-none-any.whl" not in text
+    document = demo.client.get("/local/pypi/demo/json", headers=demo.auth)
+    assert document.status_code == 404 and "offers no files (quarantined)" in document.json["error"]
+    assert _status(demo, "archived").status_code == 200
+    assert "This project is archived. It takes no new files." in demo.client.get(
+        "/ui/local/demo/", headers=demo.auth).get_data(as_text=True)
