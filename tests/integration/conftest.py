@@ -276,11 +276,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
                 report.sections.append((f"server log ({value.log.name})", tail))
 
 
-def client(path: Path) -> Path:
-    """A client made by tests/clients.py: skipped when missing, unless under CI, where that is a failure."""
+def required(path: Path, how: str) -> Path:
+    """A program the tests drive: skipped when missing on a developer's machine (`how` says how to get it),
+    a failure under CI, which installs everything."""
     if path.exists():
         return path
-    reason = f"{path.name} is missing from tests/.clients: run `{clients.COMMAND}` (the README's test command)"
+    reason = f"{path} is missing: {how}"
     if os.environ.get("CI", "").lower() in ("", "0", "false"):
         pytest.skip(reason)
     pytest.fail(reason)
+
+
+def client(path: Path) -> Path:
+    """A client made by tests/clients.py."""
+    return required(path, f"run `{clients.COMMAND}` (the README's test command)")

@@ -25,8 +25,8 @@ import requests
 
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
-from tests.integration.conftest import (BIN, ROOT, LiveServer, build, free_port, make_project, new_venv, run,
-                                        start_server, stop_server)
+from tests.integration.conftest import (BIN, ROOT, LiveServer, build, free_port, make_project, new_venv, required,
+                                        run, start_server, stop_server)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOCATION = "/_pypilite_blobs/"
@@ -57,8 +57,7 @@ def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> P
 
 @pytest.fixture(scope="module")
 def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LiveServer]]:
-    if not os.access(NGINX, os.X_OK):
-        pytest.fail("nginx is not installed (.ci/run installs Debian's nginx)")
+    required(Path(NGINX), "apt-get install nginx-light (.ci/run does)")
     tmp = tmp_path_factory.mktemp("nginx")
     upstream = Upstream(tmp / "upstream", [PROXIED], json_api=True).start()
     repositories = [{"name": "local", "repository_type": "hosted"},

@@ -23,7 +23,8 @@ def test_the_default_proxy_on_pip_pointed_here_refuses_to_start(tmp_path: Path, 
     port = free_port()
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text(f"[global]\nindex-url = http://{host}:{port}/simple/\n")
-    env = isolated_env(tmp_path / "home", PIP_CONFIG_FILE=str(pip_conf), PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"),
+    env = isolated_env(tmp_path / "home", PIP_CONFIG_FILE=str(pip_conf),
+                       PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"),
                        PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port))
     result = run(COMMANDS[mode], env=env, cwd=ROOT, check=False, timeout=60)
     line = (f"pypilite: proxy repository 'pypi' would fetch from this server itself (http://{host}:{port}/simple/, "
@@ -34,7 +35,8 @@ def test_the_default_proxy_on_pip_pointed_here_refuses_to_start(tmp_path: Path, 
 def test_repo_list_names_the_upstream_in_use(tmp_path: Path) -> None:
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text("[global]\nindex-url = http://mirror.invalid/simple/\n")
-    env = isolated_env(tmp_path / "home", PIP_CONFIG_FILE=str(pip_conf), PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"))
+    env = isolated_env(tmp_path / "home", PIP_CONFIG_FILE=str(pip_conf),
+                       PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"))
     (tmp_path / "data").mkdir()
     listed = run([sys.executable, "app.py", "repo", "list"], env=env, cwd=ROOT).stdout
     assert ("pypi\tproxy\tpublic\tremote_url=http://mirror.invalid/simple/ (pip's index-url on this machine) "
