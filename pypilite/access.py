@@ -13,6 +13,7 @@ import dataclasses
 from werkzeug.exceptions import Forbidden
 
 from pypilite.auth import Principal, challenge
+from pypilite.markers import QUARANTINED
 from pypilite.models import Grant
 
 READ = "read"
@@ -87,6 +88,12 @@ def refusal(principal: Principal, repository_id: int, repository_name: str, acti
         if principal.read_only and _RANK[level(owner, repository_id, False)] >= _RANK[action]:
             return f"this token is read-only: it may not {doing} (its owner {principal.name!r} may)"
     return f"{principal.name!r} may not {doing}"
+
+
+def level_to_set_status(current: str, wanted: str) -> str:
+    """PEP 792: archiving or deprecating is a maintainer's call (upload), but a quarantine, put on or lifted,
+    is an administrator's: an upload token that malware came in with must not be able to let it out again."""
+    return ADMIN if QUARANTINED in (current, wanted) else UPLOAD
 
 
 def is_global_admin(principal: Principal) -> bool:

@@ -74,6 +74,15 @@ def _hosted(repository: Repository) -> HostedRepository:
     return repository
 
 
+def current_status(repository: Repository, project: str) -> str:
+    """A hosted project's PEP 792 status."""
+    hosted = _hosted(repository)
+    row = Project.get_or_none((Project.repository == hosted.id) & (Project.name == _normalized(project)))
+    if row is None:
+        raise NotFound(f"project {project!r} not found in repository {hosted.name!r}")
+    return row.status
+
+
 def set_status(repository: Repository, project: str, status: str, reason: str, actor: Actor) -> dict[str, str]:
     """Mark a hosted project active, archived, deprecated or quarantined (PEP 792). Archived and quarantined
     projects take no uploads; a quarantined one offers no files to anyone until it is marked otherwise."""

@@ -157,6 +157,11 @@ class Repository(ABC):
         """Whether the repository holds the project, asking no upstream."""
         return self.cached_page(name) is not None
 
+    def project_status(self, name: str) -> str | None:
+        """The project's PEP 792 status ("" where none was said), None when not held; asking no upstream."""
+        page = self.cached_page(name)
+        return page.markers.status if page is not None else None
+
     def source(self, member: str, project: str) -> Repository | None:
         """The repository whose files of `project` this one's pages list under the name `member` (itself, or
         a group's member), if its pages list them from there: what a file URL under this index may serve."""

@@ -143,8 +143,11 @@ class GroupRepository(Repository):
     def source(self, member: str, project: str) -> Repository | None:
         """The member whose files of `project` this group's pages list, if `member` is one of them (a file
         that an earlier member's namesake shadows stays served: the reader may read both, the URL names its bytes)."""
-        holders = self._serving(project, lambda members, _merging: [m for m in members if m.has_project(project)])
-        return next((leaf for leaf in holders if leaf.name == member), None)
+        held = self._serving(project, lambda members, _merging: [
+            (m, status) for m in members if (status := m.project_status(project)) is not None])
+        if any(status == markers.QUARANTINED for _member, status in held):
+            return None  # as the merged page: a quarantine in any part offers no files
+        return next((leaf for leaf, _status in held if leaf.name == member), None)
 
     def _held_privately(self, name: str) -> bool:
         return any(isinstance(leaf, HostedRepository) and leaf.has_project(name)

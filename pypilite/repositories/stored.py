@@ -53,6 +53,11 @@ class StoredRepository(Repository):
     def has_project(self, name: str) -> bool:
         return Project.select().where((Project.repository == self.row.id) & (Project.name == name)).exists()
 
+    def project_status(self, name: str) -> str | None:
+        row = Project.select(Project.status).where(
+            (Project.repository == self.row.id) & (Project.name == name)).first()
+        return row.status if row is not None else None
+
     def page_tag(self, name: str) -> PageTag | None:
         row = database.execute_sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
                                    (self.id, name)).fetchone()

@@ -157,6 +157,8 @@ def set_project_status(name: str, project: str) -> Response:
     repository = repository_for(name, access.UPLOAD)
     who = principal()
     body = _body({"status": str, "reason": str}, required=("status",))
+    current = packages.current_status(repository, project)
+    access.require(who, repository, access.level_to_set_status(current, body["status"]))
     return jsonify(packages.set_status(repository, project, body["status"], body.get("reason", ""), _actor(who)))
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 import pytest
 
 from pypilite.models import AuditEvent
-from tests.conftest import Index, call
+from tests.conftest import Index, basic, call
 from tests.distfactory import wheel_bytes
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -132,6 +132,8 @@ def test_a_group_shows_a_pass_through_merge_with_alternate_locations(tmp_path) -
     assert index.upload("demo-1.0-py3-none-any.whl", WHEEL).status_code == 200
     assert index.upload("demo-2.0-py3-none-any.whl", wheel_bytes("demo", "2.0"), repo="team").status_code == 200
     page = index.get("/both/simple/demo/", JSON).json
+    team_file = urljoin("/both/simple/demo/", next(f["url"] for f in page["files"] if "2.0" in f["filename"]))
+    assert index.get(team_file).status_code == 200
     assert page["alternate-locations"] == ["../../../local/simple/demo/", "../../../team/simple/demo/"]
     assert page["meta"]["api-version"] == "1.2" and len(page["files"]) == 2
     html = index.get("/both/simple/demo/", "text/html").get_data(as_text=True)
@@ -144,6 +146,10 @@ def test_a_group_shows_a_pass_through_merge_with_alternate_locations(tmp_path) -
     assert _status(index, "quarantined", "bad", repo="local").status_code == 200
     page = index.get("/both/simple/demo/", JSON).json
     assert page["project-status"] == {"status": "quarantined", "reason": "bad"} and page["files"] == []
+    # Nor do the group's file URLs serve the other member's files, recorded before the quarantine.
+    assert index.get(team_file).status_code == 404
+    assert index.get(team_file.replace("/both/", "/plain/")).status_code == 404
+    assert index.get(team_file.replace("/both/files/", "/team/files/")).status_code == 200  # team's own index
 
 
 def test_the_ui_and_the_json_api_say_a_quarantined_project_offers_nothing(demo: Index) -> None:
@@ -157,3 +163,18 @@ def test_the_ui_and_the_json_api_say_a_quarantined_project_offers_nothing(demo: 
     assert _status(demo, "archived").status_code == 200
     assert "This project is archived. It takes no new files." in demo.client.get(
         "/ui/local/demo/", headers=demo.auth).get_data(as_text=True)
+
+
+def test_a_quarantine_is_put_on_and_lifted_by_administrators_only(demo: Index) -> None:
+    assert demo.client.post("/api/v1/users", json={"name": "dev", "password": "a long password 1"},
+                            headers=demo.auth).status_code == 201
+    assert demo.client.put("/api/v1/repos/local/permissions/dev", json={"level": "upload"},
+                           headers=demo.auth).status_code == 201
+    dev = basic("dev", "a long password 1")
+    assert _status(demo, "deprecated", headers=dev).status_code == 200  # a maintainer's call
+    refused = _status(demo, "quarantined", headers=dev)
+    assert refused.status_code == 403 and "'dev' may not administer repository 'local'" in refused.json["error"]
+    assert _status(demo, "quarantined", "malware").status_code == 200
+    assert _status(demo, "active", headers=dev).status_code == 403  # nor lift one
+    assert demo.client.get("/api/v1/repos/local/projects/demo", headers=demo.auth).json["status"] == "quarantined"
+    assert _status(demo, "active").status_code == 200
