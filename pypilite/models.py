@@ -367,13 +367,13 @@ def _keep_fetched_blobs(blobs: BlobStore) -> None:
 def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
     """What pages pass on besides files: a project's PEP 792 status, the PEP 708 URLs a proxy's upstream
     gave, and where that upstream keeps a file's PEP 740 provenance."""
-    migrator = schema.SchemaMigrator.from_database(db)
-    project = {column.name for column in db.get_columns("project")}
-    for field in (Project.status, Project.status_reason, Project.tracks, Project.alternate_locations):
-        if field.column_name not in project:
-            schema.migrate(migrator.add_column("project", field.column_name, field))
-    if "provenance_url" not in {column.name for column in db.get_columns("file")}:
-        schema.migrate(migrator.add_column("file", "provenance_url", File.provenance_url))
+    # Plain ADD COLUMN: peewee's add_column rebuilds a SQLite table for NOT NULL, handing a deleted id out again.
+    for field in (Project.status, Project.status_reason, Project.tracks, Project.alternate_locations,
+                  File.provenance_url):
+        table = field.model._meta.table_name
+        if field.column_name not in {column.name for column in db.get_columns(table)}:
+            kind = "VARCHAR(255)" if isinstance(field, pw.CharField) else "TEXT"
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" {kind} NOT NULL DEFAULT \'\'')
     # A proxied wheel's METADATA, taken out of the wheel it fetched, is offered as PEP 658 metadata from now on
     # where the upstream offers none: the proxy's own to hand out, and its pages change.
     offered = (File.select(Project.repository, File.info_sha256).join(Project)

@@ -174,3 +174,21 @@ def test_version_5_proxied_wheels_offer_the_metadata_taken_out_of_them(index: In
     fetched, serial = index.run(downgrade_and_migrate)
     assert fetched == [(index.run(lambda: Repository.get(Repository.name == "pypi").id), "c" * 64)]
     assert serial == 4
+
+
+def test_migration_6_hands_no_deleted_id_out_again(index: Index) -> None:
+    """A project deleted on version 5, at the top of its table: after the upgrade the next one gets a new id
+    (page ETags are keyed by project id: an old one must not come back)."""
+
+    def delete_downgrade_migrate_create() -> tuple[int, int]:
+        project = Project.create(repository=1, name="top", display_name="top")
+        project.delete_instance()
+        for table, column in (("project", "status"), ("project", "status_reason"), ("project", "tracks"),
+                              ("project", "alternate_locations"), ("file", "provenance_url")):
+            database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        models.Meta.replace(key="schema_version", value="5").execute()
+        models.migrate()
+        return project.id, Project.create(repository=1, name="again", display_name="again").id
+
+    deleted, created = index.run(delete_downgrade_migrate_create)
+    assert created == deleted + 1
