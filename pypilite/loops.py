@@ -1,21 +1,27 @@
-"""A proxy whose upstream is this very server asks itself for every page it lacks, each ask another ask, until
-workers or timeouts run out. The default proxy reads pip's configuration, which a team points at pypilite:
-the loop is one config line away. Refused at start where the URL shows it; elsewhere (behind a reverse proxy,
-under another name) on the wire: every upstream request carries a marker only this index's nodes can make,
-and a request that bears it is answered 508 at once."""
+"""A proxy whose upstream is this very server asks itself for every page it lacks, each ask another, until
+workers run out; the default proxy reads pip's configuration, which a team points at pypilite. Refused at start
+where the URL shows it, and on the wire where it does not: requests to a proxy's own upstream carry a marker
+of this index, and a request bearing it is answered 508."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
+import logging
 import socket
+import time
 from collections.abc import Mapping
 
 from pypilite.config import ServerConfig
+from pypilite.errors import UserError
 from pypilite.upstream import UpstreamError, origin, pip_index_url, redact
 
 HEADER = "X-Pypilite-Loop"
+WARN_EVERY = 60.0
+_warned_at = -WARN_EVERY
+
+log = logging.getLogger(__name__)
 
 
 class UpstreamLoop(Exception):
@@ -29,6 +35,20 @@ def marker(etag_key: bytes) -> str:
 
 def is_own(value: str | None, own_marker: str) -> bool:
     return value is not None and hmac.compare_digest(value.encode(), own_marker.encode())
+
+
+def refuse_own(value: str | None, own_marker: str) -> None:
+    """Refuse (508) a request this index's own proxy sent; logged once a minute at most, since whoever sees
+    the marker (the upstream does) could otherwise fill the log."""
+    global _warned_at
+    if not is_own(value, own_marker):
+        return
+    if time.monotonic() - _warned_at >= WARN_EVERY:
+        _warned_at = time.monotonic()
+        log.warning("refused a request from this index's own proxy: a proxy repository's upstream is this "
+                    "server; set its remote_url")
+    raise UserError(508, "this request came from this index's own proxy: a proxy repository's upstream is this "
+                         "server; set its remote_url to the upstream index")
 
 
 def effective_remote(remote_url: str) -> tuple[str, str]:

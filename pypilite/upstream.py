@@ -228,7 +228,7 @@ class _Session(requests.Session):
         return iter(())
 
 
-def make_session(allowed: Origin | None = None, headers: Mapping[str, str] | None = None) -> requests.Session:
+def make_session(allowed: Origin | None = None) -> requests.Session:
     """A pooled session that connects to global addresses, and to `allowed` wherever it is."""
     session = _Session()
     # Connection failures and 502/503/504 are retried; a read timeout is not: a slow upstream asked again
@@ -239,7 +239,6 @@ def make_session(allowed: Origin | None = None, headers: Mapping[str, str] | Non
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"pypilite/{__version__} (+private package index proxy)"
-    session.headers.update(headers or {})
     return session
 
 
@@ -248,22 +247,23 @@ class Sessions:
     the non-global addresses: a kept-alive connection to one proxy's private mirror is never lent to another
     proxy whose pages name that mirror."""
 
-    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self) -> None:
         self._by_origin: dict[Origin, requests.Session] = {}
-        self._headers = dict(headers or {})  # sent with every request, to every upstream
 
     def get(self, allowed: Origin) -> requests.Session:
         session = self._by_origin.get(allowed)
         if session is None:
-            session = self._by_origin.setdefault(allowed, make_session(allowed, self._headers))
+            session = self._by_origin.setdefault(allowed, make_session(allowed))
         return session
 
 
 class Upstream:
     """One repository's upstream simple index."""
 
-    def __init__(self, sessions: Sessions, root: str, timeout: float, name: str, max_page_bytes: int) -> None:
+    def __init__(self, sessions: Sessions, root: str, timeout: float, name: str, max_page_bytes: int,
+                 own_headers: Mapping[str, str] | None = None) -> None:
         self.name = name
+        self.own_headers = dict(own_headers or {})  # for the root's origin alone, as its credentials
         self.timeout = timeout
         self.max_page_bytes = max_page_bytes
         # Credentials go to the root's own origin only, never to a host a page or a redirect names.
@@ -367,9 +367,10 @@ class Upstream:
                                        timeout=True)
             try:
                 self._check_proxied(target, target_origin)
-                response = self.session.get(target, headers=headers, timeout=timeout, stream=True,
-                                            allow_redirects=False,
-                                            auth=self.auth if target_origin == self.origin else None)
+                own = target_origin == self.origin
+                response = self.session.get(target, headers={**headers, **self.own_headers} if own else headers,
+                                            timeout=timeout, stream=True, allow_redirects=False,
+                                            auth=self.auth if own else None)
             except PrivateAddress:
                 raise self._failed("named a private or local address, which is never fetched (only remote_url's "
                                    "own host may be one)", url) from None

@@ -43,8 +43,8 @@ class Repositories:
         self.locks = locks
         self.metrics = metrics
         self.max_upstream_page_bytes = max_upstream_page_bytes
-        # Connection pools for the process's life, shared by the proxies of an upstream.
-        self.sessions = Sessions(upstream_headers)
+        self.upstream_headers = dict(upstream_headers or {})
+        self.sessions = Sessions()  # connection pools for the process's life, shared by the proxies of an upstream
         self._rows: dict[tuple[object, ...], models.Repository] = {}
 
     def get(self, name: str, principal: Principal | None) -> Repository:
@@ -74,7 +74,7 @@ class Repositories:
         if row.repository_type == "proxy":
             try:
                 upstream = Upstream(self.sessions, row.remote_url or pip_index_url(), row.remote_timeout, row.name,
-                                    self.max_upstream_page_bytes)
+                                    self.max_upstream_page_bytes, self.upstream_headers)
             except UpstreamError as exc:
                 raise UserError(502, str(exc)) from None
             return ProxyRepository(row, self.blobs, self.etag_key, upstream, self.locks, self.metrics)

@@ -4,20 +4,15 @@ answers given before."""
 
 from __future__ import annotations
 
-import logging
 from time import perf_counter
 
 from flask import Flask, Response, request
 
 from pypilite import loops
-from pypilite.errors import UserError
 from pypilite.models import database, release_connection
 from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
 from pypilite.web.memo import Memo
 from pypilite.web.wrappers import MAX_BODY, PypiliteRequest
-
-
-log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
@@ -39,11 +34,7 @@ def register(app: Flask) -> None:
     @app.before_request
     def _guard() -> None:
         current = request._get_current_object()
-        if loops.is_own(current.headers.get(loops.HEADER), loop_marker):
-            log.warning("refused a request from this index's own proxy: a proxy repository's upstream is this "
-                        "server; set its remote_url")
-            raise UserError(508, "this request came from this index's own proxy: a proxy repository's upstream "
-                                 "is this server; set its remote_url to the upstream index")
+        loops.refuse_own(current.headers.get(loops.HEADER), loop_marker)
         crosssite.refuse_cross_site_write(current, public_url)
         if current.blueprint != upload.bp.name:  # uploads keep their own, larger limit
             current.limit_body(MAX_BODY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import requests
 
 from pypilite import loops
 from pypilite.config import ServerConfig
@@ -38,3 +39,24 @@ def test_the_marker_is_the_keys_own() -> None:
     mark = loops.marker(b"k" * 32)
     assert mark == loops.marker(b"k" * 32) != loops.marker(b"j" * 32)
     assert loops.is_own(mark, mark) and not loops.is_own(None, mark) and not loops.is_own(mark[:-1] + "x", mark)
+
+
+def test_the_marker_goes_to_the_proxys_own_upstream_alone(monkeypatch) -> None:
+    """Like its credentials: a host a page names (files elsewhere, provenance) never learns it."""
+    from pypilite.upstream import Sessions, Upstream
+
+    upstream = Upstream(Sessions(), "http://127.0.0.1:9/simple/", 5, "pypi", 2**20, {loops.HEADER: "m" * 32})
+    sent: dict[str, dict[str, str]] = {}
+
+    def get(url: str, headers: dict[str, str], **_kwargs) -> requests.Response:
+        sent[url] = headers
+        response = requests.Response()
+        response.status_code, response.url = 200, url
+        return response
+
+    monkeypatch.setattr(upstream.session, "get", get)
+    monkeypatch.setattr(upstream, "_check_proxied", lambda *_args: None)
+    upstream._get("http://127.0.0.1:9/simple/demo/", {"Accept": "text/html"})
+    upstream._get("https://files.example/demo-1.0.tar.gz", {})
+    assert sent["http://127.0.0.1:9/simple/demo/"][loops.HEADER] == "m" * 32
+    assert loops.HEADER not in sent["https://files.example/demo-1.0.tar.gz"]
