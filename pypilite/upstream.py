@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html.parser import HTMLParser
@@ -299,7 +299,7 @@ class Upstream:
             return FetchedPage(parsed.files, response.headers.get("ETag", ""),
                                response.headers.get("Last-Modified", ""), parsed.markers)
 
-    def download(self, url: str, size: int | None = None) -> tuple[Iterator[bytes], int | None]:
+    def download(self, url: str, size: int | None = None) -> tuple[Generator[bytes, None, None], int | None]:
         """A file's bytes in chunks, as they left the upstream (pip's way: a .tar.gz some servers mislabel
         as gzip-encoded must not be unpacked), and its length when the upstream said. `size`: what its page
         declared, which a Content-Length must not contradict."""
@@ -312,7 +312,7 @@ class Upstream:
                    else f"sent a file of {length} bytes where its page declared {size}")
             raise self._failed(how, response.url)
 
-        def chunks() -> Iterator[bytes]:
+        def chunks() -> Generator[bytes, None, None]:
             received, waited = 0, 0.0
             with response:
                 while True:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from packaging.metadata import RawMetadata, parse_email
-from packaging.utils import canonicalize_version
+from packaging.utils import InvalidWheelFilename, canonicalize_version, parse_wheel_filename
 
 from pypilite.dists import MAX_METADATA_BYTES, SDIST, WHEEL
 from pypilite.errors import NotFound
@@ -138,5 +138,8 @@ def _python_version(dist: DistFile) -> str:
     """What twine sends as pyversion and Warehouse shows: a wheel's Python tag, "source" for an sdist."""
     if dist.packagetype == SDIST:
         return "source"
-    parts = dist.filename.removesuffix(".whl").split("-")
-    return parts[-3] if dist.packagetype == WHEEL and len(parts) >= 5 else ""
+    try:
+        tags = parse_wheel_filename(dist.filename)[3]
+    except InvalidWheelFilename:
+        return ""
+    return ".".join(sorted({tag.interpreter for tag in tags}))

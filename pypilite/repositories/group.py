@@ -162,10 +162,6 @@ class GroupRepository(Repository):
     def open_metadata(self, filename: str) -> BlobRef | None:
         return next((ref for ref in (leaf.open_metadata(filename) for leaf in self.leaves()) if ref), None)
 
-    def open_provenance(self, filename: str) -> bytes | None:
-        leaf = next((leaf for leaf in self.leaves() if leaf.dist_file(filename) is not None), None)
-        return leaf.open_provenance(filename) if leaf is not None else None
-
     def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
         """The stored blob of the member whose file dist_file describes, the first readable one holding it."""
         leaf = next((leaf for leaf in self.leaves() if leaf.dist_file(filename) is not None), None)

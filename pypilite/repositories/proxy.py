@@ -298,7 +298,7 @@ class ProxyRepository(StoredRepository):
             for chunk in chunks:
                 body += chunk
                 if len(body) > MAX_PROVENANCE_BYTES:
-                    getattr(chunks, "close")()  # the generator's own `with` closes the upstream's answer
+                    chunks.close()  # the generator's own `with` closes the upstream's answer
                     raise UpstreamError(f"upstream of repository {self.name!r} sent a provenance over "
                                         f"{MAX_PROVENANCE_BYTES // 1024} KB")
         except UpstreamError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ bp = Blueprint("files", __name__)
 ONE_YEAR = 365 * 24 * 3600
 METADATA_SUFFIX = ".metadata"
 PROVENANCE_SUFFIX = ".provenance"
+PROVENANCE_KEPT = 600  # seconds an upstream's provenance is passed on again without asking it
 # Sent by nginx (deploy/nginx.conf) when it asks whether it may send a file itself.
 DECISION_HEADER = "X-Pypilite-Decision"
 
@@ -176,11 +178,18 @@ def _publish(resolve: Resolver, sha256: str, filename: str, blob: Path) -> bool:
 
 
 def _provenance(repository: Repository, sha256: str, filename: str) -> Response:
-    """A file's PEP 740 provenance, as its repository's upstream gives it now (see ProxyRepository)."""
+    """A file's PEP 740 provenance, as its repository's upstream gave it within the last ten minutes (kept with
+    the pages, so that asking again does not send the proxy to the upstream again; see ProxyRepository)."""
     dist = repository.dist_file(filename)
-    body = repository.open_provenance(filename) if dist is not None and dist.sha256 == sha256 else None
-    if body is None:
+    if dist is None or dist.sha256 != sha256:
         raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
+    key = f"provenance {repository.id} {sha256} {filename} {int(time.time() // PROVENANCE_KEPT)}"
+    body = services().pages.get(key)
+    if body is None:
+        body = repository.open_provenance(filename)
+        if body is None:
+            raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
+        services().pages.put(key, body)
     response = Response(body, mimetype="application/json")
     response.headers["Cache-Control"] = "private, max-age=0, must-revalidate"
     return response
