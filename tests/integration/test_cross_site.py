@@ -86,6 +86,8 @@ def writes(world: dict[str, int]) -> list[tuple[str, str, str, dict]]:
          f"{API}/repos/local/projects/victim/1.0/yank", {}),
         ("POST", "/api/v1/repos/{name}/projects/{project}/{version}/unyank",
          f"{API}/repos/local/projects/victim/0.9/unyank", {}),
+        ("PUT", "/api/v1/repos/{name}/projects/{project}/status", f"{API}/repos/local/projects/victim/status",
+         {"json": {"status": "quarantined"}}),
         ("PUT", "/api/v1/repos/{name}/permissions/{user}", f"{API}/repos/local/permissions/alice",
          {"json": {"level": "admin"}}),
         ("DELETE", "/api/v1/repos/{name}/permissions/{user}", f"{API}/repos/local/permissions/bob", {}),
