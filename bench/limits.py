@@ -92,7 +92,7 @@ def build_static_tree(pypilite: Server, blobs: Path, tree: Path, projects: list[
                 continue
             for file in session.get(pypilite.base_url + path, headers={"Accept": JSON}, timeout=30).json()["files"]:
                 sha256 = file["hashes"]["sha256"]
-                directory = tree / "files" / "local" / sha256
+                directory = tree / "local" / "files" / "local" / sha256  # where the pages link
                 directory.mkdir(parents=True, exist_ok=True)
                 os.link(blobs / sha256[:2] / sha256[2:4] / sha256, directory / file["filename"])
                 metadata = (file.get("core-metadata") or {}).get("sha256")
@@ -270,8 +270,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         etags = [session.get(pypilite.base_url + p, headers=html, timeout=30).headers["ETag"] for p in pages]
         for page in scale_pages:
             session.get(pypilite.base_url + page, headers=html, timeout=30).raise_for_status()
-        wheel_urls = [f"/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
-        for url in wheel_urls:  # and every wheel once through nginx, which links it in the public tree
+        wheel_urls = [f"/local/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
+        for url in wheel_urls:  # and every wheel once through nginx
             session.get(front + url, timeout=30).raise_for_status()
     group_pages = [p.replace("/local/", "/all/") for p in pages]
     auth = basic_auth(pypilite.auth)
