@@ -7,8 +7,8 @@ One sync gunicorn worker each (pypilite, and the Flask floor: bench/floor.py, a 
 pypilite's project pages) and one nginx worker, all pinned to CPU 0; wrk on CPU 1. nginx serves a static copy
 of pypilite's own tree (its rendered pages and its blobs under the same URLs), so every path is the same on
 both, and it also fronts a second pypilite instance on the same data dir with `server.x_accel_redirect`
-set, as deploy/nginx.conf ships: downloads without credentials come from pypilite's public tree of links,
-those with credentials from nginx's one-minute cache of pypilite's decisions. Figures are measured in
+set, as deploy/nginx.conf ships: every download, with credentials or without, is sent by nginx after
+pypilite (or nginx's 5-second cache of its answer) said yes. Figures are measured in
 alternation within one run and given as ratios to the limits, since absolute numbers move with the machine
 and its neighbours.
 """
