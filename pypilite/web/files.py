@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, request
@@ -34,26 +33,17 @@ PROVENANCE_SUFFIX = ".provenance"
 DECISION_HEADER = "X-Pypilite-Decision"
 
 
-# Who serves a URL's file to this request: the repository whose permissions and page listed it, and the
-# repository that holds it.
-Resolver = Callable[[], tuple[Repository, Repository]]
-
-
 @bp.get("/simple/files/<member>/<sha256>/<filename>", defaults={"repo": None})
 @bp.get("/<repo>/files/<member>/<sha256>/<filename>")
 def listed_download(repo: str | None, member: str, sha256: str, filename: str) -> Response:
     """A file under the path of the index whose page linked it, so that clients which pick credentials by
     the longest path prefix (pip, poetry) send that index's own."""
     project = _project(filename)
-
-    def resolve() -> tuple[Repository, Repository]:
-        listing = readable_repository(repo)
-        holder = listing.source(member, project) if project is not None else None
-        if holder is None:
-            raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
-        return listing, holder
-
-    return _download(resolve, sha256, filename)
+    listing = readable_repository(repo)  # its permissions and its page decide
+    holder = listing.source(member, project) if project is not None else None
+    if holder is None:
+        raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
+    return _download(listing, holder, sha256, filename)
 
 
 def _project(filename: str) -> str | None:
@@ -70,8 +60,7 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     return listed_download(repo, repo, sha256, filename)
 
 
-def _download(resolve: Resolver, sha256: str, filename: str) -> Response:
-    listing, holder = resolve()
+def _download(listing: Repository, holder: Repository, sha256: str, filename: str) -> Response:
     if filename.endswith(PROVENANCE_SUFFIX):
         return _provenance(holder, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
     blob = _blob(holder, sha256, filename)
