@@ -7,8 +7,8 @@ One sync gunicorn worker each (pypilite, and the Flask floor: bench/floor.py, a 
 pypilite's project pages) and one nginx worker, all pinned to CPU 0; wrk on CPU 1. nginx serves a static copy
 of pypilite's own tree (its rendered pages and its blobs under the same URLs), so every path is the same on
 both, and it also fronts a second pypilite instance on the same data dir with `server.x_accel_redirect`
-set, as deploy/nginx.conf ships: downloads without credentials come from pypilite's public tree of links,
-those with credentials from nginx's one-minute cache of pypilite's decisions. Figures are measured in
+set, as deploy/nginx.conf ships: every download, with credentials or without, is sent by nginx after
+pypilite (or nginx's 5-second cache of its answer) said yes. Figures are measured in
 alternation within one run and given as ratios to the limits, since absolute numbers move with the machine
 and its neighbours.
 """
@@ -92,7 +92,7 @@ def build_static_tree(pypilite: Server, blobs: Path, tree: Path, projects: list[
                 continue
             for file in session.get(pypilite.base_url + path, headers={"Accept": JSON}, timeout=30).json()["files"]:
                 sha256 = file["hashes"]["sha256"]
-                directory = tree / "files" / "local" / sha256
+                directory = tree / "local" / "files" / "local" / sha256  # where the pages link
                 directory.mkdir(parents=True, exist_ok=True)
                 os.link(blobs / sha256[:2] / sha256[2:4] / sha256, directory / file["filename"])
                 metadata = (file.get("core-metadata") or {}).get("sha256")
@@ -270,8 +270,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         etags = [session.get(pypilite.base_url + p, headers=html, timeout=30).headers["ETag"] for p in pages]
         for page in scale_pages:
             session.get(pypilite.base_url + page, headers=html, timeout=30).raise_for_status()
-        wheel_urls = [f"/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
-        for url in wheel_urls:  # and every wheel once through nginx, which links it in the public tree
+        wheel_urls = [f"/local/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
+        for url in wheel_urls:  # and every wheel once through nginx
             session.get(front + url, timeout=30).raise_for_status()
     group_pages = [p.replace("/local/", "/all/") for p in pages]
     auth = basic_auth(pypilite.auth)

@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 import fcntl  # noqa: E402  (the version comes first: submodules import it)
 import ipaddress  # noqa: E402
 import logging  # noqa: E402
+import shutil  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -18,7 +19,6 @@ from pypilite.auth import Authenticator  # noqa: E402
 from pypilite.config import Config, ConfigError, load_config  # noqa: E402
 from pypilite.errors import UserError  # noqa: E402
 from pypilite.metrics import Metrics  # noqa: E402
-from pypilite.publictree import PublicTree  # noqa: E402
 from pypilite.repositories import Repositories  # noqa: E402
 from pypilite.repositories.manage import ensure_configured  # noqa: E402
 from pypilite.storage import BlobStore  # noqa: E402
@@ -43,8 +43,7 @@ def create_app(config: Config | None = None) -> Flask:
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         blobs = BlobStore(data_dir, min_free=config.min_free_bytes)
-        public_tree = PublicTree(data_dir)
-        models.bind(models.make_database(config.database.url, data_dir), public_tree)
+        models.bind(models.make_database(config.database.url, data_dir))
         with _startup_lock(data_dir), models.database.connection_context():
             blobs.sweep_temp()  # what uploads and downloads killed with their process left behind
             locks.sweep(data_dir / "locks")
@@ -52,12 +51,10 @@ def create_app(config: Config | None = None) -> Flask:
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)
             etag_key = models.etag_key()
-            public_tree.forget()
+            _remove_public_tree(data_dir)
         models.close_pool()
     except (ConfigError, models.SchemaError) as exc:
         raise StartupError(str(exc)) from None
-    except locks.LockTimeout as exc:
-        raise StartupError(f"public file tree in {data_dir / 'public'}: {exc}") from None
     except UserError as exc:
         raise StartupError(f"configured repositories: {exc.message}") from None
     except OSError as exc:
@@ -76,7 +73,7 @@ def create_app(config: Config | None = None) -> Flask:
                                 upstream_headers={loops.HEADER: loop_marker})
     app.extensions["pypilite"] = Services(config=config, blobs=blobs, repositories=repositories,
                                           authenticator=Authenticator(on_failure=metrics.failed_login),
-                                          pages=PageCache(), metrics=metrics, public_tree=public_tree,
+                                          pages=PageCache(), metrics=metrics,
                                           loop_marker=loop_marker)
     register(app)
     return app
@@ -94,6 +91,13 @@ def _warn_if_reachable_past_the_proxy(config: Config) -> None:
     if not local:
         log.warning("server.host is %s while x_accel_redirect is set: clients can reach pypilite past the reverse "
                     "proxy; set server.host = \"127.0.0.1\"", config.server.host)
+
+
+def _remove_public_tree(data_dir: Path) -> None:
+    """Older versions kept links to public files in `public/` for nginx to send without asking; nothing
+    updates them any more, so an older nginx site must not find them."""
+    if (data_dir / "public").exists():
+        shutil.rmtree(data_dir / "public")
 
 
 @contextmanager

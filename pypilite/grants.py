@@ -28,8 +28,7 @@ def set_grant(user: str, repository: str, level: str, actor: Actor) -> bool:
     """Give `user` exactly `level` on `repository`; True when the grant is new."""
     if level not in LEVELS:
         raise BadRequest(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         owner, repo = get_user(user), _repository(repository)
         existing = Grant.get_or_none((Grant.user == owner.id) & (Grant.repository == repo.id))
         if existing is None:
@@ -41,8 +40,7 @@ def set_grant(user: str, repository: str, level: str, actor: Actor) -> bool:
 
 
 def remove_grant(user: str, repository: str, actor: Actor) -> None:
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         owner, repo = get_user(user), _repository(repository)
         removed = Grant.delete().where((Grant.user == owner.id) & (Grant.repository == repo.id)).execute()
         if not removed:

@@ -25,7 +25,6 @@ from playhouse.pool import PooledSqliteDatabase
 from playhouse import migrate as schema
 
 from pypilite.errors import InsufficientStorage
-from pypilite.publictree import PublicTree
 
 if TYPE_CHECKING:
     from pypilite.storage import BlobStore
@@ -408,8 +407,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
             except (InvalidDistribution, OSError):
                 continue
             found[row.id] = blobs.put_bytes(raw)
-        with write_transaction() as write:
-            write.keeps_public_files()  # what the UI shows; no file changes
+        with write_transaction():
             for file_id, info in found.items():
                 File.update(info_sha256=info).where((File.id == file_id) & File.info_sha256.is_null()).execute()
             if rows:
@@ -458,15 +456,8 @@ def keep_private(path: Path) -> None:
             companion.chmod(mode & 0o700)
 
 
-# The tree of links nginx sends public files from: every write that may narrow what anonymous readers get
-# retires it before committing (see publictree). Wired with the database, by whoever binds it.
-_public_tree: PublicTree | None = None
-
-
-def bind(db: pw.Database, public_tree: PublicTree | None = None) -> None:
-    global _public_tree
+def bind(db: pw.Database) -> None:
     database.initialize(db)
-    _public_tree = public_tree
 
 
 def close_pool() -> None:
@@ -488,43 +479,19 @@ def release_connection(read_only: bool = False) -> None:
         connection.rollback()
 
 
-class Write:
-    """What a write transaction's body says about itself."""
-
-    def __init__(self) -> None:
-        self.narrows = True
-
-    def keeps_public_files(self) -> None:
-        """Nothing anyone could download without credentials stops being downloadable (or changes bytes)
-        when this commits: the public tree of links may stay. Say it only when sure: a wrong word here
-        keeps serving what was taken back."""
-        self.narrows = False
-
-
 @contextmanager
-def write_transaction() -> Iterator[Write]:
+def write_transaction() -> Iterator[None]:
     """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
-    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. Unless its body says it keeps
-    public files, the public tree is retired just before the commit, and its lock held until after it."""
+    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. A full disk is a 507."""
     db = database.obj
-    write = Write()
-    held = None
     try:
         with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():  # pooled too
-            yield write
-            # Nested, it commits nothing: the outermost transaction decides for its whole body.
-            if write.narrows and _public_tree is not None and db.transaction_depth() == 1:
-                held = _public_tree.retire()
+            yield
     except pw.OperationalError as exc:
         if not _disk_full(exc):
             raise
         raise InsufficientStorage("Insufficient storage: the database cannot grow (disk full); nothing was "
                                   "stored") from None
-    finally:
-        if held is not None:
-            held.release()
-    if held is not None:
-        _public_tree.sweep()
 
 
 def _disk_full(exc: pw.OperationalError) -> bool:
@@ -558,12 +525,10 @@ def migrate(blobs: BlobStore | None = None) -> int:
 
 
 def _migrate(blobs: BlobStore | None, sqlite: bool) -> int:
-    with write_transaction() as write:
+    with write_transaction():
         if not database.table_exists(Meta._meta.table_name):
             database.create_tables([Meta])
         current = schema_version()
-        if current == SCHEMA_VERSION:
-            write.keeps_public_files()  # every start asks: only a step that runs may change what is served
         if current > SCHEMA_VERSION:
             raise SchemaError(
                 f"the database has schema version {current}, newer than this pypilite understands "

@@ -89,9 +89,7 @@ def set_status(repository: Repository, project: str, status: str, reason: str, a
     hosted = _hosted(repository)
     status, reason = markers.parse_status(status, reason)
     name = _normalized(project)
-    with write_transaction() as write:
-        if status != markers.QUARANTINED:
-            write.keeps_public_files()  # only a quarantine takes files away
+    with write_transaction():
         row = Project.get_or_none((Project.repository == hosted.id) & (Project.name == name))
         if row is None:
             raise NotFound(f"project {project!r} not found in repository {hosted.name!r}")
@@ -118,8 +116,7 @@ def set_yanked(repository: Repository, project: str, version: str, yanked: bool,
                actor: Actor) -> None:
     """Yank (or unyank) every file of a release: pip and uv then skip it unless pinned with ==."""
     hosted = _hosted(repository)
-    with write_transaction() as write:
-        write.keeps_public_files()  # a yanked file is still there for whoever pins it
+    with write_transaction():
         row, files = _release_files(hosted, project, version)
         File.update(yanked=yanked, yanked_reason=reason if yanked else "").where(
             File.id.in_([f.id for f in files])).execute()

@@ -38,8 +38,7 @@ def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only:
         raise BadRequest(f"expires_days must be between 1 and {MAX_EXPIRY_DAYS}")
     repos = sorted(set(repos))
     secret = new_token_secret()
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         user = get_user(owner)
         rows = []
         for name in repos:
@@ -89,8 +88,7 @@ def get_token(token_id: int) -> Token:
 
 def revoke_token(token_id: int, actor: Actor) -> None:
     """Revoke a token and every token made with it, or with those, and so on."""
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         token = get_token(token_id)
         line = _descendants(token.id)
         Token.update(revoked=utcnow()).where(Token.id.in_([token.id, *line]) & Token.revoked.is_null()).execute()

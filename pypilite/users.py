@@ -56,8 +56,7 @@ def create_user(name: str, password: str | None, actor: Actor, admin: bool = Fal
         if not password:
             raise BadRequest("a password is required")
         _check_password(password)
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         if User.get_or_none(User.name == name) is not None:
             raise Conflict(f"user {name!r} already exists")
         user = User.create(name=name, password_hash=hash_password(password) if password else "",
@@ -68,8 +67,7 @@ def create_user(name: str, password: str | None, actor: Actor, admin: bool = Fal
 
 def set_password(name: str, password: str, actor: Actor) -> None:
     _check_password(password)
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         user = get_user(name)
         if user.robot:
             raise BadRequest(f"{name!r} is a robot user: robots log in with tokens only")
@@ -78,8 +76,7 @@ def set_password(name: str, password: str, actor: Actor) -> None:
 
 
 def remove_user(name: str, actor: Actor) -> None:
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         user = get_user(name)
         if user.admin and User.select().where(User.admin & (User.id != user.id)).count() == 0:
             raise Conflict(f"{name!r} is the last administrator; make another one first")
@@ -96,8 +93,7 @@ def initial_password() -> str:
 def ensure_initial_admin(data_dir: Path) -> str | None:
     """On a data dir without users, create `admin` with a random password, shown once and kept 0600."""
     path = data_dir / INITIAL_PASSWORD_FILE
-    with write_transaction() as write:
-        write.keeps_public_files()  # who may do what with credentials: nothing anyone reads without them
+    with write_transaction():
         if User.select().exists():
             return None
         password = initial_password()

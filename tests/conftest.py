@@ -37,17 +37,15 @@ class Index:
         raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
-        # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own
-        # (and to its own public tree, which that database's writes retire).
+        # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own.
         self.database = models.database.obj
-        self.public_tree = self.app.extensions["pypilite"].public_tree
         self._client = self.app.test_client()
         self.admin_password = (data_dir / "initial-admin-password").read_text().strip()
         self.auth = basic(ADMIN, self.admin_password)
 
     @property
     def client(self):
-        models.bind(self.database, self.public_tree)
+        models.bind(self.database)
         return self._client
 
     def upload(self, filename: str, data: bytes, *, repo: str = "local", name: str | None = None,
@@ -76,12 +74,12 @@ class Index:
 
     def run(self, function, *args, **kwargs):
         """Call a service function against this index's database, as the CLI does."""
-        models.bind(self.database, self.public_tree)
+        models.bind(self.database)
         with database.connection_context():
             return function(*args, **kwargs)
 
     def file_rows(self) -> list[File]:
-        models.bind(self.database, self.public_tree)
+        models.bind(self.database)
         with database.connection_context():
             return list(File.select())
 

@@ -40,20 +40,14 @@ class HostedRepository(StoredRepository):
         if dist.metadata.core_metadata is not None:
             metadata_sha256 = self.blobs.put_bytes(dist.metadata.core_metadata)
         info_sha256 = metadata_sha256 or self.blobs.put_bytes(dist.metadata.raw)
-        with write_transaction() as write:
+        with write_transaction():
             # Checked again under the write lock: another worker may have stored the same name meanwhile.
             existing = self._query_file_row(dist.filename)
             if existing is not None and self._is_duplicate(existing, dist):
-                write.keeps_public_files()
                 return UploadOutcome.IDENTICAL
             self._refuse_second_sdist(dist, existing)
             self._refuse_closed_project(dist)
             project, created = self._project_for_upload(dist)
-            if existing is None and not created:
-                # A new file in a project already there takes nothing away. A new project does: a group's
-                # guard hides its namesakes in other members, file URLs under the group included; and an
-                # overwrite takes the old bytes' URLs away.
-                write.keeps_public_files()
             values = dict(
                 project=project.id,
                 filename=dist.filename,

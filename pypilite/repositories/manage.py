@@ -55,8 +55,7 @@ def list_repositories() -> list[RepositoryConfig]:
 
 
 def create_repository(spec: RepositoryConfig, actor: Actor) -> RepositoryConfig:
-    with write_transaction() as write:
-        write.keeps_public_files()  # a new repository takes nothing from the files of those already there
+    with write_transaction():
         if Repository.get_or_none(Repository.name == spec.name) is not None:
             raise Conflict(f"repository {spec.name!r} already exists")
         _insert(spec, actor)
@@ -190,8 +189,7 @@ def ensure_configured(specs: Iterable[RepositoryConfig]) -> list[str]:
     """Create the configured repositories that do not exist yet, members before the groups that list them."""
     created = []
     pending = list(specs)
-    with write_transaction() as write:
-        write.keeps_public_files()  # a new repository takes nothing from the files of those already there
+    with write_transaction():
         existing = {row.name for row in Repository.select(Repository.name)}
         pending = [spec for spec in pending if spec.name not in existing]
         while pending:
@@ -279,8 +277,7 @@ def refresh_cached_project(repositories: Repositories, name: str, project: str, 
     """Refetch one project's page from the proxy's upstream now; the number of files it lists."""
     project = _project_name(project)
     page = _proxy(repositories, name).refresh(project)
-    with write_transaction() as write:
-        write.keeps_public_files()  # the record of it; what changed was decided above
+    with write_transaction():
         audit.record(actor, "cache.refresh", "repository", name, project=project)
     return len(page.files) if page is not None else 0
 
@@ -289,6 +286,5 @@ def forget_cached_project(repositories: Repositories, name: str, project: str, a
     """Drop one project from a proxy's cache: its next request fetches it afresh."""
     project = _project_name(project)
     _proxy(repositories, name).forget(project)
-    with write_transaction() as write:
-        write.keeps_public_files()  # the record of it; what changed was decided above
+    with write_transaction():
         audit.record(actor, "cache.forget", "repository", name, project=project)

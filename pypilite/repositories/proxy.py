@@ -154,15 +154,13 @@ class ProxyRepository(StoredRepository):
         fetched = self.upstream.fetch_page(name, **validators)
         if fetched is NOT_MODIFIED and not validators:
             raise UpstreamError(f"upstream answered 304 Not Modified to an unconditional request for {name!r}")
-        with write_transaction() as write:
+        with write_transaction():
             if fetched is NOT_MODIFIED:
                 UpstreamPage.update(fetched=utcnow()).where(UpstreamPage.id == state.id).execute()
-                write.keeps_public_files()
             elif fetched is NOT_FOUND:
                 self._save_state(name, not_found=True)
             else:
-                if not self._store(name, fetched):
-                    write.keeps_public_files()
+                self._store(name, fetched)
                 self._save_state(name, etag=fetched.etag, last_modified=fetched.last_modified)
         return self._state(name)
 
@@ -174,9 +172,8 @@ class ProxyRepository(StoredRepository):
                               UpstreamPage.last_modified: last_modified, UpstreamPage.not_found: not_found})
          .execute())
 
-    def _store(self, name: str, fetched: FetchedPage) -> bool:
-        """Make the project's file rows say what the upstream page says; bump its serial only on a change.
-        True when a file went away or its bytes changed (see models.Write.keeps_public_files)."""
+    def _store(self, name: str, fetched: FetchedPage) -> None:
+        """Make the project's file rows say what the upstream page says; bump its serial only on a change."""
         wanted = {}
         for upstream_file in fetched.files:
             values = _file_values(upstream_file, name)
@@ -188,7 +185,7 @@ class ProxyRepository(StoredRepository):
                           "alternate_locations": markers.lines(said.alternate_locations)}
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         existing: dict[str, File] = {}
-        changed = narrowed = False
+        changed = False
         if project is None:
             project = Project.create(repository=self.row.id, name=name, display_name=name, **project_values)
             models.Repository.update(serial=models.Repository.serial + 1).where(
@@ -198,7 +195,6 @@ class ProxyRepository(StoredRepository):
             if any(getattr(project, key) != value for key, value in project_values.items()):
                 Project.update(**project_values).where(Project.id == project.id).execute()
                 changed = True
-                narrowed = said.status == markers.QUARANTINED  # its files stop being downloadable
         new = [dict(values, project=project.id) for filename, values in wanted.items() if filename not in existing]
         _insert_files(new)
         changed |= bool(new)
@@ -210,14 +206,12 @@ class ProxyRepository(StoredRepository):
                 changes = values if other_bytes else {k: v for k, v in values.items() if k != "info_sha256"}
                 File.update(**changes).where(File.id == row.id).execute()
                 changed = True
-                narrowed |= other_bytes
         gone = [row.id for filename, row in existing.items() if filename not in wanted]
         if gone:
             File.delete().where(File.id.in_(gone)).execute()
-            changed = narrowed = True
+            changed = True
         if changed:
             Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
-        return narrowed
 
     def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
         ref = super().stored_blob(filename, metadata)
@@ -330,8 +324,7 @@ class ProxyRepository(StoredRepository):
                 raise UserError(502, f"{name} from the upstream of repository {self.name!r} does not match its "
                                      f"declared sha256; not kept")
             self.blobs.commit(blob)
-            with write_transaction() as write:
-                write.keeps_public_files()
+            with write_transaction():
                 self._record_fetched(blob.sha256)
                 # The metadata the UI shows, unless the archive's own was taken out already.
                 File.update(info_sha256=row.metadata_sha256).where(
@@ -362,8 +355,7 @@ class ProxyRepository(StoredRepository):
                 raw = metadata_bytes(self.blobs.path(row.sha256), parse_filename(row.filename), row.filename)
                 info = self.blobs.put_bytes(raw)
             offered = row.metadata_sha256 is None and row.packagetype == WHEEL  # see _core_metadata
-            with write_transaction() as write:
-                write.keeps_public_files()
+            with write_transaction():
                 if offered:  # taken out of a wheel this proxy verified: its to hand out, and the page changes
                     self._record_fetched(info)
                     learned = File.select(File.project).where((File.id == row.id) & File.info_sha256.is_null())
@@ -454,8 +446,7 @@ class _StoringStream:
             raise self.proxy._mismatch(row, "does not match its declared sha256",
                                        f" (sha256 {blob.sha256}, {blob.size} bytes; declared {row.sha256})")
         self.proxy.blobs.commit(blob)
-        with write_transaction() as write:
-            write.keeps_public_files()
+        with write_transaction():
             self.proxy._record_fetched(row.sha256)
             if row.size is None:  # now known: the pages that list the file change, so their serials move
                 learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())

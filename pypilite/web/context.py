@@ -10,7 +10,6 @@ from pypilite import access
 from pypilite.auth import Authenticator, Principal
 from pypilite.config import Config
 from pypilite.metrics import Metrics
-from pypilite.publictree import PublicTree
 from pypilite.repositories import Repositories
 from pypilite.repositories.base import Repository
 from pypilite.storage import BlobStore
@@ -25,7 +24,6 @@ class Services:
     authenticator: Authenticator
     pages: PageCache
     metrics: Metrics
-    public_tree: PublicTree
     loop_marker: str  # what this index's own upstream requests carry (pypilite/loops.py)
 
 
@@ -38,11 +36,10 @@ def principal() -> Principal:
     return request.principal
 
 
-def repository_for(name: str | None, action: str, who: Principal | None = None) -> Repository:
-    """The named (or default) repository, if this request's principal (or `who`) may do `action` to it;
-    401/403/404 otherwise. For reading, a group shows only the members the principal may read."""
-    if who is None:
-        who = principal()
+def repository_for(name: str | None, action: str) -> Repository:
+    """The named (or default) repository, if this request's principal may do `action` to it; 401/403/404
+    otherwise. For reading, a group shows only the members the principal may read."""
+    who = principal()
     repository = services().repositories.get(repository_name(name), who if action == access.READ else None)
     access.require(who, repository, action)
     return repository

@@ -108,8 +108,7 @@ def _record(request: PypiliteRequest, header: str) -> None:
                  request.path[:_AUDITED], request.remote_addr, detail)
         return
     try:
-        with write_transaction() as write:
-            write.keeps_public_files()
+        with write_transaction():
             audit.record(Actor(who, request.remote_addr or ""), ACTION, "request", request.path[:_AUDITED],
                          **detail)
     except Exception:  # an audit trail that cannot be written must not turn the refusal into a 500

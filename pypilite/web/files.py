@@ -2,9 +2,8 @@
 
 The URL carries the file's sha256, so a URL always means the same bytes: clients and proxies may cache it
 for a year, and Range and conditional requests come from werkzeug (gunicorn hands the open file to
-sendfile(2)). Behind nginx with `server.x_accel_redirect` set, pypilite decides who may read and nginx sends
-the bytes; a yes to a download without credentials is also written down as a link in the public tree, from
-which nginx sends the next ones without asking (see pypilite/publictree.py).
+sendfile(2)). Behind nginx with `server.x_accel_redirect` set, pypilite decides who may read every download
+and nginx sends the bytes (deploy/nginx.conf).
 """
 
 from __future__ import annotations
@@ -12,20 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, request
 from werkzeug.http import quote_etag, quote_header_value
 from werkzeug.wsgi import wrap_file
 
-from pypilite import access
-from pypilite.auth import ANONYMOUS, Principal
 from pypilite.dists import InvalidDistribution, parse_filename
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
 from pypilite.web import memo
-from pypilite.web.context import principal, repository_for, services
+from pypilite.web.context import principal, readable_repository, services
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +35,17 @@ PROVENANCE_KEPT = 600  # seconds an upstream's provenance is passed on again wit
 DECISION_HEADER = "X-Pypilite-Decision"
 
 
-# Who serves a URL's file, as `who` (the request's principal when None) may read it: the repository whose
-# permissions and page listed it, and the repository that holds it.
-Resolver = Callable[[Principal | None], tuple[Repository, Repository]]
-
-
 @bp.get("/simple/files/<member>/<sha256>/<filename>", defaults={"repo": None})
 @bp.get("/<repo>/files/<member>/<sha256>/<filename>")
 def listed_download(repo: str | None, member: str, sha256: str, filename: str) -> Response:
     """A file under the path of the index whose page linked it, so that clients which pick credentials by
     the longest path prefix (pip, poetry) send that index's own."""
     project = _project(filename)
-
-    def resolve(who: Principal | None) -> tuple[Repository, Repository]:
-        listing = repository_for(repo, access.READ, who)
-        holder = listing.source(member, project) if project is not None else None
-        if holder is None:
-            raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
-        return listing, holder
-
-    return _download(resolve, sha256, filename)
+    listing = readable_repository(repo)  # its permissions and its page decide
+    holder = listing.source(member, project) if project is not None else None
+    if holder is None:
+        raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
+    return _download(listing, holder, sha256, filename)
 
 
 def _project(filename: str) -> str | None:
@@ -75,13 +62,12 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     return listed_download(repo, repo, sha256, filename)
 
 
-def _download(resolve: Resolver, sha256: str, filename: str) -> Response:
-    listing, holder = resolve(None)
+def _download(listing: Repository, holder: Repository, sha256: str, filename: str) -> Response:
     if filename.endswith(PROVENANCE_SUFFIX):
         return _provenance(holder, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
     blob = _blob(holder, sha256, filename)
     accel = services().config.server.x_accel_redirect
-    response = _accelerated(resolve, holder, sha256, filename, blob, accel) if accel else None
+    response = _accelerated(holder, filename, blob, accel) if accel else None
     if response is None:
         response = _sent(holder, filename)
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
@@ -142,8 +128,7 @@ def _stored(repository: Repository, filename: str, blob: str) -> Path | None:
     return ref.path if ref is not None and ref.sha256 == blob else None
 
 
-def _accelerated(resolve: Resolver, repository: Repository, sha256: str, filename: str, blob: str,
-                 location: str) -> Response | None:
+def _accelerated(repository: Repository, filename: str, blob: str, location: str) -> Response | None:
     """No body: nginx sends the stored blob from its internal location, with Range and conditional GETs of
     its own, and keeps the headers set here that it passes on. None when pypilite must send it itself (a
     proxied file it has not fetched itself yet, or a blob gone missing); but when nginx only asks whether it
@@ -155,26 +140,8 @@ def _accelerated(resolve: Resolver, repository: Repository, sha256: str, filenam
     response = Response(mimetype="application/octet-stream")
     response.headers["X-Accel-Redirect"] = location + path.relative_to(services().blobs.root).as_posix()
     response.headers["Content-Disposition"] = _disposition(filename)
-    # nginx asks again about a linked file only once the tree is retired, and then it must be linked anew:
-    # that answer is not for the memo to repeat.
-    if principal().authenticated or not _publish(resolve, sha256, filename, path):
-        memo.offer(requires=path)
+    memo.offer(requires=path)
     return response
-
-
-def _publish(resolve: Resolver, sha256: str, filename: str, blob: Path) -> bool:
-    """Link the blob this anonymous download was allowed into the public tree under the download's URL, for
-    nginx to send the next ones by itself (see publictree): if, asked again under the tree's lock, anyone
-    may still read it."""
-
-    def still_public() -> bool:
-        try:
-            _, anonymous = resolve(ANONYMOUS)
-            return _stored(anonymous, filename, _blob(anonymous, sha256, filename)) == blob
-        except UserError:
-            return False
-
-    return services().public_tree.publish(request.path.lstrip("/"), blob, still_public)
 
 
 def _provenance(repository: Repository, sha256: str, filename: str) -> Response:

@@ -133,7 +133,7 @@ def assert_no_partial_blob(data_dir: Path) -> None:
 
 def lock_files_left(data_dir: Path) -> list[Path]:
     """The lock files that stay. /health answers as soon as one gunicorn worker is up, and another may still be
-    starting, holding the public tree's lock for a moment: only a file that stays is one the start's sweep left."""
+    starting: only a file that stays is one the start's sweep left."""
     deadline = time.monotonic() + WAIT
     while (left := list((data_dir / "locks").glob("*"))) and time.monotonic() < deadline:
         time.sleep(0.05)

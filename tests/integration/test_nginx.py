@@ -1,7 +1,7 @@
 """Behind nginx, with the site shipped in deploy/nginx.conf: real twine and pip through it, blobs sent by
-nginx after pypilite said yes (X-Accel-Redirect) or, without credentials, from pypilite's tree of public
-links, large uploads taken whole by nginx before pypilite reads them, and stalled clients that
-never reach a worker."""
+nginx after pypilite (or nginx's short cache of its answer) said yes (X-Accel-Redirect), revocations that
+reach every download within that cache's bound, large uploads taken whole by nginx before pypilite reads
+them, and stalled clients that never reach a worker."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOCATION = "/_pypilite_blobs/"
 SITE = ROOT / "deploy" / "nginx.conf"
 PROXIED = wheel("from-upstream", "1.0")
+# How long nginx remembers pypilite's yes to a download (proxy_cache_valid in the site; the README says it).
+DECISION_BOUND = 5
 
 
 def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> Path:
@@ -162,57 +164,99 @@ def test_what_nginx_cannot_send_pypilite_answers(behind_nginx) -> None:
     assert again.content == PROXIED.data and PROXIED.sha256 not in again.headers["ETag"]
 
 
-def test_anonymous_downloads_come_from_the_tree_and_follow_a_deletion_within_a_second(behind_nginx) -> None:
+def _file_url(url: str, index: str, project: str, **kwargs) -> str:
+    page = f"{url}{index}{project}/"
+    file = requests.get(page, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10,
+                        **kwargs).json()["files"][0]
+    return urljoin(page, file["url"]).split("#")[0]
+
+
+def _token(url: str, server: LiveServer) -> tuple[int, tuple[str, str]]:
+    created = requests.post(f"{url}/api/v1/tokens", json={}, auth=("admin", server.admin_password), timeout=10)
+    assert created.status_code == 201
+    return created.json()["id"], ("__token__", created.json()["token"])
+
+
+def test_anonymous_downloads_are_decided_by_pypilite_and_sent_by_nginx(behind_nginx) -> None:
     url, server = behind_nginx
-    data = wheel_bytes("tree-one", "1.0")
-    assert _upload(url, server, "local", data, "tree-one", "1.0").status_code == 200
+    data = wheel_bytes("sent-one", "1.0")
+    assert _upload(url, server, "local", data, "sent-one", "1.0").status_code == 200
     sha256 = hashlib.sha256(data).hexdigest()
-    file_url = f"{url}/files/local/{sha256}/tree_one-1.0-py3-none-any.whl"
-    assert requests.get(file_url, timeout=10).content == data  # asked pypilite, which linked it
-    link = server.data_dir / "public" / "current" / "files" / "local" / sha256 / "tree_one-1.0-py3-none-any.whl"
-    assert link.is_file()
-    from_tree = requests.get(file_url, timeout=10)
-    assert from_tree.content == data and from_tree.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert from_tree.headers["Content-Disposition"] == 'inline; filename="tree_one-1.0-py3-none-any.whl"'
-    part = requests.get(file_url, headers={"Range": "bytes=10-19"}, timeout=10)
-    assert part.status_code == 206 and part.content == data[10:20]
-    revalidated = requests.get(file_url, headers={"If-None-Match": from_tree.headers["ETag"]}, timeout=10)
-    assert revalidated.status_code == 304
-    with_credentials = requests.get(file_url, auth=("admin", server.admin_password), timeout=10)
-    assert with_credentials.content == data and "private" in with_credentials.headers["Cache-Control"]
-
-    deleted = requests.delete(f"{url}/api/v1/repos/local/files/tree_one-1.0-py3-none-any.whl",
-                              auth=("admin", server.admin_password), timeout=10)
-    assert deleted.status_code == 204 and not link.exists()
-    time.sleep(1.5)  # nginx's open_file_cache_valid: how long it may keep a file open without looking again
-    gone = requests.get(file_url, timeout=10)
-    assert gone.status_code == 404 and gone.content != data
-
-
-def test_file_urls_under_an_index_come_from_the_tree_too(behind_nginx) -> None:
-    """Files live under the path of the index that listed them (/all/files/…, /simple/files/… for the
-    default index): nginx sends them from the tree, and a group's URL for a file its guard hides is refused."""
-    url, server = behind_nginx
-    data = wheel_bytes("tree-two", "1.0")
-    assert _upload(url, server, "local", data, "tree-two", "1.0").status_code == 200
-    for index, files in (("/all/simple/", "/all/files/local/"), ("/simple/", "/simple/files/local/")):
-        page = f"{url}{index}tree-two/"
-        file = requests.get(page, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10).json()
-        file_url = urljoin(page, file["files"][0]["url"]).split("#")[0]
-        path = file_url.removeprefix(url)
-        assert path.startswith(files)
-        assert requests.get(file_url, timeout=10).content == data  # asked pypilite, which linked it
-        assert (server.data_dir / "public" / "current" / path.lstrip("/")).is_file()
-        from_tree = requests.get(file_url, timeout=10)
-        assert from_tree.content == data and from_tree.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    for file_url in (f"{url}/files/local/{sha256}/sent_one-1.0-py3-none-any.whl",
+                     _file_url(url, "/local/simple/", "sent-one"), _file_url(url, "/all/simple/", "sent-one"),
+                     _file_url(url, "/simple/", "sent-one")):
+        for _ in range(2):  # the second from nginx's cache of pypilite's yes
+            sent = requests.get(file_url, timeout=10)
+            assert sent.content == data and sha256 not in sent.headers["ETag"]  # nginx sent the bytes
+            assert sent.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert sent.headers["Content-Disposition"] == 'inline; filename="sent_one-1.0-py3-none-any.whl"'
+        part = requests.get(file_url, headers={"Range": "bytes=10-19"}, timeout=10)
+        assert part.status_code == 206 and part.content == data[10:20]
+        assert requests.get(file_url, headers={"If-None-Match": sent.headers["ETag"]}, timeout=10).status_code == 304
         assert requests.get(file_url + ".metadata", timeout=10).status_code == 200
+        with_credentials = requests.get(file_url, auth=("admin", server.admin_password), timeout=10)
+        assert with_credentials.content == data and "private" in with_credentials.headers["Cache-Control"]
+    assert not (server.data_dir / "public").exists()
+
+
+def _revoke_file(url: str, server: LiveServer, repo: str, token_id: int) -> requests.Response:
+    return requests.delete(f"{url}/api/v1/repos/{repo}/files/gone_one-1.0-py3-none-any.whl",
+                           auth=("admin", server.admin_password), timeout=10)
+
+
+def _quarantine(url: str, server: LiveServer, repo: str, token_id: int) -> requests.Response:
+    return requests.put(f"{url}/api/v1/repos/{repo}/projects/gone-one/status", json={"status": "quarantined"},
+                        auth=("admin", server.admin_password), timeout=10)
+
+
+def _make_private(url: str, server: LiveServer, repo: str, token_id: int) -> requests.Response:
+    return requests.patch(f"{url}/api/v1/repos/{repo}", json={"public": False}, auth=("admin", server.admin_password),
+                          timeout=10)
+
+
+def _revoke_token(url: str, server: LiveServer, repo: str, token_id: int) -> requests.Response:
+    return requests.delete(f"{url}/api/v1/tokens/{token_id}", auth=("admin", server.admin_password), timeout=10)
+
+
+@pytest.mark.parametrize("revoke, anonymous_refused, token_refused", [
+    (_revoke_file, True, True), (_quarantine, True, True), (_make_private, True, False), (_revoke_token, False, True),
+], ids=["file deleted", "project quarantined", "repository made private", "token revoked"])
+def test_a_revocation_reaches_every_download_within_the_bound(behind_nginx, revoke, anonymous_refused: bool,
+                                                              token_refused: bool) -> None:
+    """Downloads nginx sent a moment ago, with credentials and without, and from the group's URLs too: once
+    nginx's cache of pypilite's yes has run out, each one is asked again and refused."""
+    url, server = behind_nginx
+    repo = f"revoked-{revoke.__name__.strip('_').replace('_', '-')}"
+    created = requests.post(f"{url}/api/v1/repos", json={"name": repo, "repository_type": "hosted"},
+                            auth=("admin", server.admin_password), timeout=10)
+    assert created.status_code == 201
+    data = wheel_bytes("gone-one", "1.0")
+    assert _upload(url, server, repo, data, "gone-one", "1.0").status_code == 200
+    token_id, token = _token(url, server)
+    file_url = _file_url(url, f"/{repo}/simple/", "gone-one")
+    for _ in range(3):
+        for auth in (None, token):
+            assert requests.get(file_url, auth=auth, timeout=10).content == data
+            assert requests.get(file_url + ".metadata", auth=auth, timeout=10).status_code == 200
+    assert revoke(url, server, repo, token_id).status_code in (200, 204)
+    time.sleep(DECISION_BOUND + 1)
+    for auth, refused in ((None, anonymous_refused), (token, token_refused)):
+        for answer in (requests.get(file_url, auth=auth, timeout=10),
+                       requests.get(file_url + ".metadata", auth=auth, timeout=10)):
+            assert (answer.status_code in (401, 404)) == refused, (auth is None, answer.status_code)
+            if refused:
+                assert answer.content != data
+
+
+def test_a_group_url_is_refused_within_the_bound_once_its_guard_hides_the_file(behind_nginx) -> None:
+    url, server = behind_nginx
     assert requests.get(f"{url}/all/simple/from-upstream/", timeout=10).status_code == 200
     proxied = f"{url}/all/files/up/{PROXIED.sha256}/{PROXIED.filename}"
-    for _ in range(2):  # the second from the tree
+    for _ in range(3):  # the first streamed by pypilite as it fetches it, then sent by nginx
         served = requests.get(proxied, timeout=30)
         assert served.status_code == 200 and served.content == PROXIED.data  # no hosted namesake yet
     assert _upload(url, server, "local", wheel_bytes("from-upstream", "9.0"), "from-upstream", "9.0").status_code == 200
-    time.sleep(1.5)  # nginx's open_file_cache_valid
+    time.sleep(DECISION_BOUND + 1)
     guarded = requests.get(proxied, timeout=10)
     assert guarded.status_code == 404 and guarded.content != PROXIED.data
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Index
+from tests.conftest import Index, basic
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
 
@@ -76,3 +76,52 @@ def test_a_proxy_streams_its_first_fetch_and_hands_over_the_rest(tmp_path: Path)
         assert index.get(url).headers["X-Accel-Redirect"].endswith(file["hashes"]["sha256"])
     finally:
         upstream.stop()
+
+
+def _token(index: Index) -> tuple[int, dict[str, str]]:
+    created = index.client.post("/api/v1/tokens", json={}, headers=index.auth)
+    assert created.status_code == 201
+    return created.json["id"], basic("__token__", created.json["token"])
+
+
+REVOCATIONS = {
+    "file deleted": ("DELETE", "/api/v1/repos/local/files/demo-1.0-py3-none-any.whl", None, True, True),
+    "release deleted": ("DELETE", "/api/v1/repos/local/projects/demo/1.0", None, True, True),
+    "project quarantined": ("PUT", "/api/v1/repos/local/projects/demo/status", {"status": "quarantined"}, True, True),
+    "repository made private": ("PATCH", "/api/v1/repos/local", {"public": False}, True, False),
+    "token revoked": ("DELETE", "/api/v1/tokens/{token}", None, False, True),
+}
+
+
+@pytest.mark.parametrize("method, path, body, anonymous_refused, token_refused", REVOCATIONS.values(),
+                         ids=REVOCATIONS.keys())
+def test_the_next_decision_after_a_revocation_is_no(accel: Index, method: str, path: str, body: dict | None,
+                                                     anonymous_refused: bool, token_refused: bool) -> None:
+    """nginx asks again once its short cache of yeses expires (deploy/nginx.conf): the answer it gets then
+    is already no, however often the same question was answered yes before, with credentials or without."""
+    assert accel.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")).status_code == 200
+    url, _ = file_url(accel, "local", "demo")
+    token_id, token = _token(accel)
+    for _ in range(3):  # the worker's memo of repeated answers holds them now
+        for headers in ({}, token):
+            assert "X-Accel-Redirect" in accel.get(url, headers=headers).headers
+            assert "X-Accel-Redirect" in accel.get(url + ".metadata", headers=headers).headers
+    revoked = accel.client.open(path.format(token=token_id), method=method, json=body, headers=accel.auth)
+    assert revoked.status_code in (200, 204)
+    for headers, refused in (({}, anonymous_refused), (token, token_refused)):
+        for answer in (accel.get(url, headers=headers), accel.get(url + ".metadata", headers=headers)):
+            assert ("X-Accel-Redirect" not in answer.headers) == refused
+            assert answer.status_code in ((401, 404) if refused else (200,))
+
+
+def test_no_tree_of_public_files_is_kept(accel: Index) -> None:
+    """Older versions kept links to public files in data_dir/public for nginx to send without asking; nothing
+    would keep them in step with the database now, so a start removes them."""
+    leftover = accel.data_dir / "public" / "current" / "files" / "local" / ("a" * 64) / "demo-1.0-py3-none-any.whl"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"a file someone took back")
+    Index(accel.data_dir, {"server": {"x_accel_redirect": LOCATION}})
+    assert not (accel.data_dir / "public").exists()
+    assert accel.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")).status_code == 200
+    url, _ = file_url(accel, "local", "demo")
+    assert "X-Accel-Redirect" in accel.get(url).headers and not (accel.data_dir / "public").exists()
