@@ -14,6 +14,7 @@ from pypilite.cli import main
 from pypilite.config import build_config
 from pypilite import models
 from pypilite.models import File, database
+from tests import memo_rule
 
 ADMIN = "admin"
 # Nothing listens on the discard port: the default `pypi` proxy fails fast instead of reaching the internet.
@@ -37,6 +38,7 @@ class Index:
         raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
+        memo_rule.hold(self.app)
         # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own
         # (and to its own public tree, which that database's writes retire).
         self.database = models.database.obj
