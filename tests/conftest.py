@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.security import generate_password_hash
 
-from pypilite import create_app
+from pypilite import auth, create_app
 from pypilite.cli import main
 from pypilite.config import build_config
 from pypilite import models
@@ -24,6 +27,17 @@ TEST_REPOSITORIES = [
     {"name": "pypi", "repository_type": "proxy", "remote_url": CLOSED_UPSTREAM, "remote_timeout": 2},
     {"name": "all", "repository_type": "group", "members": ["local", "pypi"], "upload_to": "local"},
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes() -> Iterator[None]:
+    """scrypt is slow on purpose, and every in-process index hashes its initial admin's password: in-process
+    tests hash with one round of PBKDF2. A real start keeps scrypt (test_login_and_health checks it)."""
+    cheap = functools.partial(generate_password_hash, method="pbkdf2:sha256:1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "generate_password_hash", cheap)
+        patch.setattr(auth, "_DUMMY_HASH", cheap("pypilite-dummy-password"))
+        yield
 
 
 def basic(user: str, password: str) -> dict[str, str]:
