@@ -40,6 +40,17 @@ def cheap_password_hashes() -> Iterator[None]:
         yield
 
 
+# Each test is marked by its directory (pytest.ini declares the marks): `pytest -m unit` is the quick loop.
+_MARKS = {"unit": "unit", "integration": "integration", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = _MARKS.get(item.path.relative_to(Path(__file__).parent).parts[0])
+        if mark is not None:
+            item.add_marker(mark)
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
