@@ -49,8 +49,8 @@ SMALL_BLOB = 32 * 1024
 # removes a blob only after its row, and that commit ends every answer) before the Flask road reports it.
 BLOB_CHECK_SECONDS = 1.0
 # Everything of a request an answer the memo repeats may depend on, besides the database: these parts, and the
-# credentials (keyed by a hash, never in clear). A view that offers its answer reads nothing else of the request
-# environ's headers; tests/unit/test_memo.py holds every remembered view to it.
+# credentials (keyed by a hash, never in clear). A view that offers its answer reads nothing else of the request;
+# tests/memo_rule.py holds every in-process test's remembered views to it.
 SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING",
            "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE",
            "HTTP_X_PYPILITE_DECISION",
