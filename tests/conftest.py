@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.security import generate_password_hash
 
-from pypilite import create_app
+from pypilite import auth, create_app
 from pypilite.cli import main
 from pypilite.config import build_config
 from pypilite import models
 from pypilite.models import File, database
+from tests import memo_rule
 
 ADMIN = "admin"
 # Nothing listens on the discard port: the default `pypi` proxy fails fast instead of reaching the internet.
@@ -23,6 +27,28 @@ TEST_REPOSITORIES = [
     {"name": "pypi", "repository_type": "proxy", "remote_url": CLOSED_UPSTREAM, "remote_timeout": 2},
     {"name": "all", "repository_type": "group", "members": ["local", "pypi"], "upload_to": "local"},
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes() -> Iterator[None]:
+    """scrypt is slow on purpose, and every in-process index hashes its initial admin's password: in-process
+    tests hash with one round of PBKDF2. A real start keeps scrypt (test_login_and_health checks it)."""
+    cheap = functools.partial(generate_password_hash, method="pbkdf2:sha256:1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "generate_password_hash", cheap)
+        patch.setattr(auth, "_DUMMY_HASH", cheap("pypilite-dummy-password"))
+        yield
+
+
+# Each test is marked by its directory (pytest.ini declares the marks): `pytest -m unit` is the quick loop.
+_MARKS = {"unit": "unit", "integration": "integration", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = _MARKS.get(item.path.relative_to(Path(__file__).parent).parts[0])
+        if mark is not None:
+            item.add_marker(mark)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -37,6 +63,7 @@ class Index:
         raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
+        memo_rule.hold(self.app)
         # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own.
         self.database = models.database.obj
         self._client = self.app.test_client()

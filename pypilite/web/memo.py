@@ -3,8 +3,7 @@
 Most of what an index hears is the same few requests again: every pip and uv run asks for the same project
 pages and files with the same headers, and Flask's own work costs more than all pypilite decides for them.
 So a worker remembers the answers its views offer (Simple API pages and distribution files, 200s and 304s),
-keyed by everything in the request that can change them: the path and query, Accept, Accept-Encoding,
-the conditional headers, nginx's decision header and the credentials (as a keyed hash, never in clear). It
+keyed by everything in the request that can change them (SHAPING and CREDENTIALS, declared once below). It
 gives one again, without entering Flask,
 - while the database is as it was (changes.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
 - until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
@@ -49,11 +48,17 @@ SMALL_BLOB = 32 * 1024
 # sends the bytes it kept of a blob that has since gone missing (by the disk's doing or an operator's: pypilite
 # removes a blob only after its row, and that commit ends every answer) before the Flask road reports it.
 BLOB_CHECK_SECONDS = 1.0
-# The parts of a request besides its credentials that can change the answer to it. Cookies cannot: no view
-# that offers its answer reads them.
-_SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING",
-            "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE",
-            "HTTP_X_PYPILITE_DECISION")
+# Everything of a request an answer the memo repeats may depend on, besides the database: these parts, and the
+# credentials (keyed by a hash, never in clear). A view that offers its answer reads nothing else of the request;
+# tests/memo_rule.py holds every in-process test's remembered views to it.
+SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING",
+           "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE",
+           "HTTP_X_PYPILITE_DECISION",
+           # read by every request's guard: a body too large, a request from this index's own proxy
+           "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_X_PYPILITE_LOOP")
+CREDENTIALS = "HTTP_AUTHORIZATION"
+# A request for part of an answer is werkzeug's to work out every time: the memo never answers it.
+PARTIAL = ("HTTP_RANGE", "HTTP_IF_RANGE")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -115,8 +120,7 @@ class Memo:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        # Partial answers are werkzeug's to work out every time.
-        if environ["REQUEST_METHOD"] != "GET" or "HTTP_RANGE" in environ or "HTTP_IF_RANGE" in environ:
+        if environ["REQUEST_METHOD"] != "GET" or any(name in environ for name in PARTIAL):
             return self.app(environ, start_response)
         started = perf_counter()
         marker = self._marker()
@@ -159,10 +163,10 @@ class Memo:
         return result
 
     def _request_key(self, environ: dict[str, Any]) -> tuple[str | bytes | None, ...]:
-        credentials = environ.get("HTTP_AUTHORIZATION")
+        credentials = environ.get(CREDENTIALS)
         hashed = (hashlib.blake2b(credentials.encode("latin-1"), key=self._key, digest_size=16).digest()
                   if credentials is not None else None)
-        return (*map(environ.get, _SHAPING), hashed)
+        return (*map(environ.get, SHAPING), hashed)
 
     def _get(self, key: tuple[str | bytes | None, ...], marker: Marker) -> _Entry | None:
         with self._lock:

@@ -5,7 +5,9 @@ only to a global administrator when server.public_metrics is false."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
@@ -107,3 +109,11 @@ def test_public_health_shows_the_free_disk_to_anyone(tmp_path) -> None:
         assert body["free_bytes"] > body["min_free_bytes"] > 0
     finally:
         stop_server(server.process)
+
+
+def test_a_real_start_hashes_passwords_with_scrypt(live: LiveServer) -> None:
+    """In-process tests hash with a cheap method (tests/conftest.py); the server itself keeps scrypt."""
+    with closing(sqlite3.connect(live.data_dir / "pypilite.db")) as db:
+        (password_hash,) = db.execute("SELECT password_hash FROM user WHERE name = 'admin'").fetchone()
+    assert password_hash.startswith("scrypt:")
+    assert requests.get(live.simple("local"), auth=("admin", live.admin_password), timeout=10).status_code == 200

@@ -114,6 +114,28 @@ def test_a_chunked_body_is_cut_off_at_the_cap(live: LiveServer) -> None:
     assert growth(live, start) < GROWTH_ALLOWED
 
 
+def head_of(sock: socket.socket) -> bytes:
+    """The status line and headers of the first answer, without waiting for the connection to close."""
+    received = b""
+    while b"\r\n\r\n" not in received and (chunk := sock.recv(65536)):
+        received += chunk
+    return received.split(b"\r\n\r\n")[0]
+
+
+def test_a_get_with_a_huge_body_is_refused_even_when_its_answer_was_remembered(live: LiveServer) -> None:
+    """A worker repeats an answer only to a request alike in all its guard and view read: the body's length is
+    one, so the memo cannot answer what the guard refuses."""
+    for _ in range(8):  # every worker remembers the answer
+        with raw_request(live, "GET /local/simple/ HTTP/1.1") as sock:
+            sock.sendall(b"Connection: close\r\n\r\n")
+            assert head_of(sock).startswith(b"HTTP/1.1 200"), "the page must be there to be remembered"
+    for _ in range(4):
+        with raw_request(live, "GET /local/simple/ HTTP/1.1") as sock:
+            sock.sendall(b"Connection: close\r\nContent-Length: 300000000\r\n\r\n")
+            head = head_of(sock)
+        assert head.startswith(b"HTTP/1.1 413 Request body too large: at most 1 MiB outside uploads"), head
+
+
 def test_a_json_body_of_a_few_kb_still_works(live: LiveServer) -> None:
     data = wheel_bytes("few-kb", "1.0")
     form = {":action": "file_upload", "protocol_version": "1", "name": "few-kb", "version": "1.0",

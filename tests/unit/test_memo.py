@@ -7,8 +7,10 @@ import hashlib
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
+from flask import request
 
 from pypilite import grants, tokens, users
 from pypilite.audit import Actor
@@ -290,3 +292,53 @@ def test_the_memo_keeps_within_its_bounds(index: Index) -> None:
     spy.memo._size = 0
     answer(index, "/local/simple/demo/")
     assert not spy.memo._entries  # a page over an eighth of the budget is not kept
+
+
+
+def test_a_request_from_this_index_s_own_proxy_is_refused_even_when_its_answer_was_remembered(index: Index) -> None:
+    spy = Spy(index)
+    twice(index, spy, "/local/simple/demo/")
+    own = index.app.extensions["pypilite"].loop_marker
+    assert answer(index, "/local/simple/demo/", **{"X-Pypilite-Loop": own})[0] == 508
+
+
+@pytest.mark.parametrize("config, url, headers", [
+    ({}, "/local/simple/", {}),
+    ({}, "/simple/demo/", {"Accept": JSON}),
+    ({}, "/all/simple/demo/", {"auth": "admin"}),
+    ({}, "file", {}),
+    ({}, "file.metadata", {"auth": "admin"}),
+    ({}, "listed file", {"auth": "admin"}),
+    ({"server": {"x_accel_redirect": "/_blobs/"}}, "file", {"auth": "admin"}),
+    ({"server": {"x_accel_redirect": "/_blobs/"}}, "file", {"auth": "admin", "X-Pypilite-Decision": "1"}),
+], ids=["index", "page", "group page", "file", "metadata", "file a group lists", "file behind nginx", "nginx's decision"])
+def test_every_remembered_view_reads_only_what_the_memo_keys_by(tmp_path: Path, config: dict, url: str,
+                                                                headers: dict) -> None:
+    """tests/memo_rule.py holds every in-process request to the rule; here each view that offers its answer
+    is asked once with every header a client may send, and must offer it all the same."""
+    index = Index(tmp_path / "data", config)
+    assert index.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")).status_code == 200
+    if headers.pop("auth", None):
+        headers.update(index.auth)
+    if url == "listed file":
+        page = index.get("/all/simple/demo/", accept=JSON, headers=headers).json
+        url = urljoin("/all/simple/demo/", page["files"][-1]["url"]).split("#")[0]
+    elif url.startswith("file"):
+        url = file_url(index, "local") + url.removeprefix("file")
+    spy = Spy(index)
+    noise = {"User-Agent": "pip/24.0", "Cookie": "session=x", "Accept-Language": "fr", "X-Forwarded-For": "10.0.0.1",
+             "X-Real-IP": "10.0.0.1", "Referer": "http://127.0.0.1/", "Origin": "http://127.0.0.1"}
+    twice(index, spy, url, **headers, **noise)
+    assert spy.memo._entries
+
+
+def test_a_remembered_view_that_reads_another_header_fails_the_rule(tmp_path: Path) -> None:
+    index = Index(tmp_path / "data")
+
+    def by_agent() -> bytes:
+        memo_module.offer(b"for " + request.headers.get("User-Agent", "").encode())
+        return b"for " + request.headers.get("User-Agent", "").encode()
+
+    index.app.add_url_rule("/by-agent", "by_agent", by_agent)
+    with pytest.raises(AssertionError, match=r"by_agent offered .* but read \['HTTP_USER_AGENT'\]"):
+        index.get("/by-agent", headers={"User-Agent": "pip"})
