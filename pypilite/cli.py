@@ -23,8 +23,8 @@ from pypilite.markers import STATUSES
 from pypilite.models import database
 from pypilite.preflight import preflight
 from pypilite.repositories import manage
+from pypilite.services import Services, open_services
 from pypilite.upstream import UpstreamError, redact
-from pypilite.web.context import services
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
 
@@ -49,14 +49,24 @@ def existing_data_dir(config: Config) -> Config:
 
 
 def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the data dir the config names (migrating it as the server would) around a command."""
+    """Open the services on the data dir the config names (migrating it as the server would) around a command,
+    without the web layer."""
     @config_option
     @functools.wraps(command)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
-        app = create_app(existing_data_dir(command_config(config_path)))
-        with app.app_context(), database.connection_context():
+        opened = open_services(existing_data_dir(command_config(config_path)))
+        click.get_current_context().meta[_SERVICES] = opened
+        with database.connection_context():
             return command(**kwargs)
     return wrapper
+
+
+_SERVICES = "pypilite.services"
+
+
+def services() -> Services:
+    """The services the running command opened (with_database)."""
+    return click.get_current_context().meta[_SERVICES]
 
 
 @click.group(invoke_without_command=True)
@@ -395,11 +405,11 @@ def backup_command(dest: Path, config_path: str | None) -> None:
     dest = dest.resolve()
     if dest == config.data_dir or config.data_dir in dest.parents:
         raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")
-    app = create_app(config)
-    with app.app_context(), database.connection_context():
+    opened = open_services(config)
+    with database.connection_context():
         try:
             backups.prepare_destination(dest)
-            report = backups.backup(Path(database.obj.database), services().blobs, dest)
+            report = backups.backup(Path(database.obj.database), opened.blobs, dest)
         except backups.BackupError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"backed up the database ({report.database_bytes} bytes) and {report.blobs} files "
