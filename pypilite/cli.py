@@ -229,6 +229,31 @@ def project_status(repository: str, project_name: str, status: str, reason: str)
     click.echo(f"{project_name!r} in {repository!r} is {status}")
 
 
+@cli.command("yank")
+@click.argument("repository")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version")
+@click.option("--reason", default="", help="one line shown to installers")
+@with_database
+def yank(repository: str, project_name: str, version: str, reason: str) -> None:
+    """Yank every file of PROJECT's VERSION in REPOSITORY (PEP 592): installers skip it unless pinned with ==."""
+    hosted = services().repositories.get(repository, None)
+    packages.set_yanked(hosted, project_name, version, True, reason, Actor.command_line())
+    click.echo(f"yanked {project_name!r} {version} in {repository!r}")
+
+
+@cli.command("unyank")
+@click.argument("repository")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version")
+@with_database
+def unyank(repository: str, project_name: str, version: str) -> None:
+    """Take the yank off PROJECT's VERSION in REPOSITORY."""
+    hosted = services().repositories.get(repository, None)
+    packages.set_yanked(hosted, project_name, version, False, "", Actor.command_line())
+    click.echo(f"unyanked {project_name!r} {version} in {repository!r}")
+
+
 @cli.group()
 def user() -> None:
     """Manage users."""
