@@ -13,7 +13,7 @@ import dataclasses
 
 from pypilite.auth import Authenticator, Principal
 from pypilite.errors import Forbidden, Unauthenticated
-from pypilite.models import Grant
+from pypilite.models import Grant, Token
 
 READ = "read"
 UPLOAD = "upload"
@@ -123,6 +123,12 @@ def require_global_admin(principal: Principal) -> None:
     require_user(principal)
     if not is_global_admin(principal):
         raise Forbidden("this needs a global administrator (and a token that is neither read-only nor narrowed)")
+
+
+def require_token_parent(parent: Token) -> None:
+    """A token made with a token inherits what it may do: one that may do less, or nothing, makes none."""
+    if parent.revoked is not None or parent.read_only or parent.narrowed:
+        raise Forbidden("a read-only, narrowed or revoked token cannot create tokens")
 
 
 def require_tokens_of(principal: Principal, owner: str) -> None:

@@ -298,3 +298,14 @@ def test_cache_refresh_says_when_the_upstream_fails(proxied) -> None:
     index, upstream = proxied
     upstream.stop()
     assert_error(call(index, "post", "/api/v1/repos/pypi/cache/demo/refresh"), 502)
+
+
+def test_a_revoked_or_restricted_parent_makes_no_token(api: Index) -> None:
+    from pypilite import tokens
+    from pypilite.errors import Forbidden
+    read_only, _ = api.run(tokens.create_token, "alice", ACTOR, read_only=True)
+    full, _ = api.run(tokens.create_token, "alice", ACTOR)
+    api.run(tokens.revoke_token, full.id, ACTOR)
+    for parent in (read_only.id, full.id):
+        with pytest.raises(Forbidden, match="cannot create tokens"):
+            api.run(tokens.create_token, "alice", ACTOR, parent=parent)
