@@ -19,7 +19,7 @@ from werkzeug.http import quote_etag
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
 from pypilite.web import encoding, memo
-from pypilite.web.context import page_cache, principal, readable_repository, services
+from pypilite.web.context import page_cache, principal, readable_repository
 from pypilite.web.errors import reason_phrase
 from pypilite.web.files import PROVENANCE_SUFFIX
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
