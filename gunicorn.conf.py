@@ -20,6 +20,7 @@ if METRICS_ENV not in os.environ:
 os.makedirs(os.environ[METRICS_ENV], exist_ok=True)
 
 from pypilite.config import ConfigError, load_config  # noqa: E402  (after the metrics directory is set)
+import pypilite.web  # noqa: E402, F401  (loaded once here, so every worker forks with it and boots at once)
 
 try:
     _config = load_config()

@@ -3,18 +3,18 @@
 Levels are ordered: read < upload < admin. A principal's level on a repository is the highest of: admin for a
 global admin, the user's grant on it, and read for everyone on a public repository. A token can only lower
 its owner's level: a read-only token caps it at read, a narrowed token has no level (but public read) on
-repositories outside its list.
+repositories outside its list. Refusals are pypilite's own errors; the web layer turns them into 401 (with
+the Basic challenge) and 403.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from werkzeug.exceptions import Forbidden
-
-from pypilite.auth import Principal, challenge
+from pypilite.auth import Authenticator, Principal
+from pypilite.errors import Forbidden, Unauthenticated
 from pypilite.markers import QUARANTINED
-from pypilite.models import Grant
+from pypilite.models import Grant, Token
 
 READ = "read"
 UPLOAD = "upload"
@@ -67,11 +67,10 @@ def readable(principal: Principal, repositories: list[tuple[int, bool]]) -> set[
 
 
 def require(principal: Principal, repository, action: str) -> None:
-    """Raise 401 (with the Basic challenge pip needs before it asks keyring) or 403 unless allowed."""
+    """Raise Unauthenticated (the challenge pip needs before it asks keyring) or Forbidden unless allowed."""
     if allowed(principal, repository.id, repository.public, action):
         return
-    if not principal.authenticated:
-        raise challenge()
+    require_user(principal)
     raise Forbidden(refusal(principal, repository.id, repository.name, action))
 
 
@@ -107,9 +106,16 @@ def may_read_metrics(principal: Principal) -> bool:
     return principal.admin and principal.scope is None
 
 
-def require_user(principal: Principal) -> None:
+def require_metrics_reader(principal: Principal) -> None:
+    if may_read_metrics(principal):
+        return
+    require_user(principal)
+    raise Forbidden("metrics are for global administrators (server.public_metrics is false)")
+
+
+def require_user(principal: Principal, message: str = "Authentication required") -> None:
     if not principal.authenticated:
-        raise challenge()
+        raise Unauthenticated(message)
 
 
 def require_token_manager(principal: Principal) -> None:
@@ -124,3 +130,45 @@ def require_global_admin(principal: Principal) -> None:
     require_user(principal)
     if not is_global_admin(principal):
         raise Forbidden("this needs a global administrator (and a token that is neither read-only nor narrowed)")
+
+
+def require_token_parent(parent: Token) -> None:
+    """A token made with a token inherits what it may do: one that may do less, or nothing, makes none."""
+    if parent.revoked is not None or parent.read_only or parent.narrowed:
+        raise Forbidden("a read-only, narrowed or revoked token cannot create tokens")
+
+
+def require_tokens_of(principal: Principal, owner: str) -> None:
+    """Creating or revoking `owner`'s tokens: their own token manager, or a global admin for anyone's."""
+    require_token_manager(principal)
+    if owner != principal.name:
+        require_global_admin(principal)
+
+
+def listed_token_owner(principal: Principal, owner: str | None) -> str | None:
+    """Whose tokens a listing shows (None: everyone's): a global admin sees any user's, others their own."""
+    require_token_manager(principal)
+    if is_global_admin(principal):
+        return owner
+    if owner not in (None, principal.name):
+        raise Forbidden("only administrators see other users' tokens")
+    return principal.name
+
+
+def require_password_change(principal: Principal, user: str, old_password: str | None,
+                            authenticator: Authenticator, address: str) -> None:
+    """A global admin sets anyone's password; a user changes their own by giving the old one, which is checked
+    as a login is (throttled, and audited when wrong), so holding a token is not a way to guess it."""
+    require_user(principal)
+    if is_global_admin(principal):
+        return
+    if principal.token_id is not None and (principal.read_only or principal.scope is not None):
+        raise Forbidden("a read-only or narrowed token cannot change a password")
+    if user != principal.name:
+        raise Forbidden("only administrators change other users' passwords")
+    if old_password is None:
+        raise Forbidden("give your current password as old_password to change it")
+    try:
+        authenticator.check(user, old_password, address)
+    except Unauthenticated:
+        raise Forbidden("the old password is wrong") from None

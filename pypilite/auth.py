@@ -1,7 +1,7 @@
 """Who is asking: HTTP Basic with a password or an API token, or nobody.
 
 A request carries no credentials (anonymous), right ones (that user, or that user through a token), or wrong
-ones: 401 whatever the repository, so a typo in ~/.netrc is reported instead of silently reading as
+ones: refused whatever the repository, so a typo in ~/.netrc is reported instead of silently reading as
 anonymous. Passwords are werkzeug scrypt hashes, deliberately slow; a per-process cache of verified
 passwords keeps pip's dozens of requests per install from paying that cost each time, and failed logins are
 throttled by client address and by user name.
@@ -17,14 +17,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from flask import Request
-from werkzeug.exceptions import TooManyRequests, Unauthorized
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pypilite import audit
 from pypilite.audit import Actor
+from pypilite.errors import TooManyRequests, Unauthenticated
 from pypilite.models import Token, TokenScope, User, database, earliest, utcnow
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request
 
 REALM = "pypilite"
 USER = User._meta.table_name
@@ -74,17 +77,8 @@ class Principal:
 
 
 ANONYMOUS = Principal()
-
-
-class Challenge(Unauthorized):
-    """401 with the exact Basic challenge pip and browsers react to (werkzeug would drop the quotes)."""
-
-    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:
-        return [*super().get_headers(environ, scope), ("WWW-Authenticate", f'Basic realm="{REALM}"')]
-
-
-def challenge(message: str = "Authentication required") -> Unauthorized:
-    return Challenge(message)
+# What a 401 asks for, exactly as pip and browsers react to it (werkzeug would drop the quotes).
+CHALLENGE = f'Basic realm="{REALM}"'
 
 
 def hash_password(password: str) -> str:
@@ -141,13 +135,13 @@ class Authenticator:
             return ANONYMOUS
         try:
             return self.check(auth.username or "", auth.password or "", request.remote_addr or "")
-        except Unauthorized:
+        except Unauthenticated:
             if self._on_failure is not None:
                 self._on_failure()
             raise
 
     def check(self, username: str, password: str, address: str) -> Principal:
-        """The principal these credentials prove, or 401 (429 while throttled)."""
+        """The principal these credentials prove; Unauthenticated otherwise (TooManyRequests while throttled)."""
         if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             return self._check_token(username, password, address)
         user = database.execute_sql(_USER_BY_NAME, (username,)).fetchone()
@@ -199,6 +193,6 @@ def _throttle(username: str, address: str) -> None:
 
 
 def _failed(username: str, address: str, reason: str,
-            message: str = "Invalid username or password") -> Unauthorized:
+            message: str = "Invalid username or password") -> Unauthenticated:
     audit.record(Actor(username or "-", address), LOGIN_FAILED, "user", username, reason=reason)
-    return challenge(message)
+    return Unauthenticated(message)

@@ -23,8 +23,8 @@ from pypilite.markers import STATUSES
 from pypilite.models import database
 from pypilite.preflight import preflight
 from pypilite.repositories import manage
+from pypilite.services import Services, open_services
 from pypilite.upstream import UpstreamError, redact
-from pypilite.web.context import services
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
 
@@ -49,14 +49,24 @@ def existing_data_dir(config: Config) -> Config:
 
 
 def with_database(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Open the data dir the config names (migrating it as the server would) around a command."""
+    """Open the services on the data dir the config names (migrating it as the server would) around a command,
+    without the web layer."""
     @config_option
     @functools.wraps(command)
     def wrapper(config_path: str | None, **kwargs: Any) -> Any:
-        app = create_app(existing_data_dir(command_config(config_path)))
-        with app.app_context(), database.connection_context():
+        opened = open_services(existing_data_dir(command_config(config_path)))
+        click.get_current_context().meta[_SERVICES] = opened
+        with database.connection_context():
             return command(**kwargs)
     return wrapper
+
+
+_SERVICES = "pypilite.services"
+
+
+def services() -> Services:
+    """The services the running command opened (with_database)."""
+    return click.get_current_context().meta[_SERVICES]
 
 
 @click.group(invoke_without_command=True)
@@ -217,6 +227,31 @@ def project_status(repository: str, project_name: str, status: str, reason: str)
     hosted = services().repositories.get(repository, None)
     packages.set_status(hosted, project_name, status, reason, Actor.command_line())
     click.echo(f"{project_name!r} in {repository!r} is {status}")
+
+
+@cli.command("yank")
+@click.argument("repository")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version")
+@click.option("--reason", default="", help="one line shown to installers")
+@with_database
+def yank(repository: str, project_name: str, version: str, reason: str) -> None:
+    """Yank every file of PROJECT's VERSION in REPOSITORY (PEP 592): installers skip it unless pinned with ==."""
+    hosted = services().repositories.get(repository, None)
+    packages.set_yanked(hosted, project_name, version, True, reason, Actor.command_line())
+    click.echo(f"yanked {project_name!r} {version} in {repository!r}")
+
+
+@cli.command("unyank")
+@click.argument("repository")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version")
+@with_database
+def unyank(repository: str, project_name: str, version: str) -> None:
+    """Take the yank off PROJECT's VERSION in REPOSITORY."""
+    hosted = services().repositories.get(repository, None)
+    packages.set_yanked(hosted, project_name, version, False, "", Actor.command_line())
+    click.echo(f"unyanked {project_name!r} {version} in {repository!r}")
 
 
 @cli.group()
@@ -395,11 +430,11 @@ def backup_command(dest: Path, config_path: str | None) -> None:
     dest = dest.resolve()
     if dest == config.data_dir or config.data_dir in dest.parents:
         raise click.ClickException(f"backup destination {str(dest)!r} is inside the data dir")
-    app = create_app(config)
-    with app.app_context(), database.connection_context():
+    opened = open_services(config)
+    with database.connection_context():
         try:
             backups.prepare_destination(dest)
-            report = backups.backup(Path(database.obj.database), services().blobs, dest)
+            report = backups.backup(Path(database.obj.database), opened.blobs, dest)
         except backups.BackupError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"backed up the database ({report.database_bytes} bytes) and {report.blobs} files "

@@ -32,3 +32,20 @@ class InsufficientStorage(UserError):
 
     def __init__(self, message: str) -> None:
         super().__init__(507, message)
+
+
+class Unauthenticated(UserError):
+    """Credentials missing or wrong: the web layer answers with the Basic challenge clients ask again on."""
+
+    def __init__(self, message: str = "Authentication required") -> None:
+        super().__init__(401, message)
+
+
+class Forbidden(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message)
+
+
+class TooManyRequests(UserError):
+    def __init__(self, message: str) -> None:
+        super().__init__(429, message)

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pypilite import audit
+from pypilite import access, audit
 from pypilite.audit import Actor
 from pypilite.auth import new_token_secret, token_digest
-from pypilite.errors import BadRequest, NotFound, UserError
+from pypilite.errors import BadRequest, NotFound
 from pypilite.models import Repository, Token, TokenScope, User, api_time, utcnow, write_transaction
 from pypilite.users import get_user
 
@@ -60,8 +60,7 @@ def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only:
 
 def _within_parent(parent: Token, expires: datetime | None) -> datetime | None:
     """The expiry of a child of `parent`: the parent's when none is asked for, refused when later."""
-    if parent.revoked is not None or parent.read_only or parent.narrowed:
-        raise UserError(403, "a read-only, narrowed or revoked token cannot create tokens")
+    access.require_token_parent(parent)
     if parent.expires is None:
         return expires
     if expires is None:

@@ -10,9 +10,25 @@ from flask import Flask, Response, request
 
 from pypilite import loops
 from pypilite.models import database, release_connection
+from pypilite.services import Services
 from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
+from pypilite.web.context import PAGES, SERVICES
 from pypilite.web.memo import Memo
-from pypilite.web.wrappers import MAX_BODY, PypiliteRequest
+from pypilite.web.pagecache import PageCache
+from pypilite.web.wrappers import MAX_BODY, MAX_FORM_MEMORY, PypiliteRequest
+
+
+def build_app(services: Services) -> Flask:
+    """The Flask app over opened services: its blueprints, its per-request rules and the memo in front."""
+    app = Flask("pypilite", template_folder="web/templates")
+    app.config.update(
+        MAX_CONTENT_LENGTH=services.config.max_upload_bytes + MAX_FORM_MEMORY,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_MEMORY,
+    )
+    app.extensions[SERVICES] = services
+    app.extensions[PAGES] = PageCache()
+    register(app)
+    return app
 
 
 def register(app: Flask) -> None:
@@ -20,9 +36,9 @@ def register(app: Flask) -> None:
     for blueprint in (ops.bp, api.bp, simple.bp, pypijson.bp, files.bp, upload.bp, ui.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
-    metrics = app.extensions["pypilite"].metrics
-    public_url = app.extensions["pypilite"].config.server.public_url
-    loop_marker = app.extensions["pypilite"].loop_marker
+    metrics = app.extensions[SERVICES].metrics
+    public_url = app.extensions[SERVICES].config.server.public_url
+    loop_marker = app.extensions[SERVICES].loop_marker
 
     # Each pass through a context-local proxy costs about what the whole metrics update does: one pass each.
     @app.before_request

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import Forbidden
 
 from pypilite import access, audit, grants, packages, tokens, users
 from pypilite.audit import Actor
@@ -16,7 +15,7 @@ from pypilite.errors import BadRequest, NotFound
 from pypilite.repositories import manage
 from pypilite.upstream import redact
 from pypilite.web import openapi
-from pypilite.web.context import principal, readable_repository, repository_for
+from pypilite.web.context import principal, readable_repository, repository_for, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -179,6 +178,22 @@ def unyank(name: str, project: str, version: str) -> Response:
     return jsonify({"project": project, "version": version, "yanked": False, "yanked_reason": ""})
 
 
+@bp.post("/repos/<name>/cache/<project>/refresh")
+def refresh_cached_project(name: str, project: str) -> Response:
+    repository_for(name, access.ADMIN)
+    who = principal()
+    files = manage.refresh_cached_project(services().repositories, name, project, _actor(who))
+    return jsonify({"repository": name, "project": project, "files": files})
+
+
+@bp.delete("/repos/<name>/cache/<project>")
+def forget_cached_project(name: str, project: str) -> Response:
+    repository_for(name, access.ADMIN)
+    who = principal()
+    manage.forget_cached_project(services().repositories, name, project, _actor(who))
+    return _no_content()
+
+
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     return jsonify(openapi.DOCUMENT)
@@ -206,14 +221,24 @@ def delete_user(name: str) -> Response:
     return _no_content()
 
 
+@bp.put("/users/<name>/password")
+def set_password(name: str) -> Response:
+    who = principal()
+    access.require_user(who)
+    body = _body({"password": str, "old_password": str}, required=("password",))
+    address = request.remote_addr or ""
+    access.require_password_change(who, name, body.get("old_password"), services().authenticator, address)
+    users.set_password(name, body["password"], _actor(who))
+    return _no_content()
+
+
 @bp.post("/tokens")
 def create_token() -> Response:
     who = principal()
     access.require_token_manager(who)
     body = _body({"user": str, "repos": list, "read_only": bool, "expires_days": int})
     owner = body.get("user", who.name)
-    if owner != who.name:
-        access.require_global_admin(who)
+    access.require_tokens_of(who, owner)
     repos = body.get("repos", [])
     if not all(isinstance(r, str) for r in repos):
         raise BadRequest("field 'repos' must be a list of repository names")
@@ -224,16 +249,8 @@ def create_token() -> Response:
 
 @bp.get("/tokens")
 def list_tokens() -> Response:
-    who = principal()
-    access.require_token_manager(who)
-    owner = request.args.get("user") or None
-    if access.is_global_admin(who):
-        rows = tokens.list_tokens(owner)
-    elif owner not in (None, who.name):
-        raise Forbidden("only administrators see other users' tokens")
-    else:
-        rows = tokens.list_tokens(who.name)
-    return _collection([tokens.as_json(t) for t in rows])
+    owner = access.listed_token_owner(principal(), request.args.get("user") or None)
+    return _collection([tokens.as_json(t) for t in tokens.list_tokens(owner)])
 
 
 @bp.delete("/tokens/<int:token_id>")
@@ -242,9 +259,7 @@ def revoke_token(token_id: int) -> Response:
     access.require_token_manager(who)
     if token_id > MAX_INTEGER:
         raise NotFound(f"token {token_id} not found")
-    token = tokens.get_token(token_id)
-    if token.user.name != who.name:
-        access.require_global_admin(who)
+    access.require_tokens_of(who, tokens.get_token(token_id).user.name)
     tokens.revoke_token(token_id, _actor(who))
     return _no_content()
 

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import current_app, request
 
 from pypilite import access
-from pypilite.auth import Authenticator, Principal
-from pypilite.config import Config
-from pypilite.metrics import Metrics
-from pypilite.repositories import Repositories
+from pypilite.auth import Principal
 from pypilite.repositories.base import Repository
-from pypilite.storage import BlobStore
+from pypilite.services import Services
 from pypilite.web.pagecache import PageCache
 
-
-@dataclass(frozen=True)
-class Services:
-    config: Config
-    blobs: BlobStore
-    repositories: Repositories
-    authenticator: Authenticator
-    pages: PageCache
-    metrics: Metrics
-    loop_marker: str  # what this index's own upstream requests carry (pypilite/loops.py)
+SERVICES = "pypilite"
+PAGES = "pypilite.pages"
 
 
 def services() -> Services:
-    return current_app.extensions["pypilite"]
+    return current_app.extensions[SERVICES]
+
+
+def page_cache() -> PageCache:
+    """Rendered pages this process keeps: the web layer's own cache, not a service."""
+    return current_app.extensions[PAGES]
 
 
 def principal() -> Principal:

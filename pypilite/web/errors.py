@@ -10,7 +10,8 @@ from collections.abc import Callable
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from pypilite.errors import UserError
+from pypilite.auth import CHALLENGE
+from pypilite.errors import Unauthenticated, UserError
 
 API_PREFIX = "/api"
 
@@ -50,7 +51,10 @@ def answer_errors(scope: Flask | Blueprint, render: Callable[[int, str], Respons
     405."""
     @scope.errorhandler(UserError)
     def _user_error(exc: UserError) -> Response:
-        return render(exc.status, exc.message)
+        response = render(exc.status, exc.message)
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = CHALLENGE
+        return response
 
     @scope.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

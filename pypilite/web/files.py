@@ -21,7 +21,7 @@ from pypilite.dists import InvalidDistribution, parse_filename
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
 from pypilite.web import memo
-from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.context import page_cache, principal, readable_repository, services
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,12 @@ def _provenance(repository: Repository, sha256: str, filename: str) -> Response:
     if dist is None or dist.sha256 != sha256:
         raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
     key = f"provenance {repository.id} {sha256} {filename} {int(time.time() // PROVENANCE_KEPT)}"
-    body = services().pages.get(key)
+    body = page_cache().get(key)
     if body is None:
         body = repository.open_provenance(filename)
         if body is None:
             raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
-        services().pages.put(key, body)
+        page_cache().put(key, body)
     response = Response(body, mimetype="application/json")
     response.headers["Cache-Control"] = "private, max-age=0, must-revalidate"
     return response

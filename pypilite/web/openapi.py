@@ -41,7 +41,8 @@ def _errors(*statuses: str) -> dict[str, Any]:
 
 _ERROR_TEXT = {"400": "Malformed request", "401": "Credentials missing or wrong", "403": "Not allowed",
                "404": "Not found", "409": "Conflicts with what exists", "413": "Body larger than 1 MiB",
-               "415": "Body not sent as application/json", "502": "Upstream failed", "504": "Upstream timed out"}
+               "415": "Body not sent as application/json", "429": "Too many failed logins: try again later",
+               "502": "Upstream failed", "504": "Upstream timed out"}
 _NO_CONTENT = {"204": {"description": "Done"}}
 
 
@@ -106,6 +107,13 @@ SCHEMAS: dict[str, Any] = {
         "reason": {"type": "string", "maxLength": MAX_REASON}}},
     "StatusState": {"type": "object", "properties": {
         "project": {"type": "string"}, "status": {"type": "string"}, "status_reason": {"type": "string"}}},
+    "CacheRefresh": {"type": "object", "properties": {
+        "repository": {"type": "string"}, "project": {"type": "string"},
+        "files": {"type": "integer", "description": "how many files the fresh page lists"}}},
+    "PasswordChange": {"type": "object", "required": ["password"], "additionalProperties": False, "properties": {
+        "password": {"type": "string", "minLength": 8},
+        "old_password": {"type": "string", "description": "the current password: needed unless a global admin "
+                                                           "sets it"}}},
     "Yank": {"type": "object", "additionalProperties": False, "properties": {"reason": {"type": "string"}}},
     "YankState": {"type": "object", "properties": {
         "project": {"type": "string"}, "version": {"type": "string"}, "yanked": {"type": "boolean"},
@@ -188,6 +196,15 @@ PATHS: dict[str, Any] = {
                              {**_NO_CONTENT, **_errors("400", "401", "403", "404")},
                              [REPO, _path_param("filename", "distribution filename")]),
     },
+    "/api/v1/repos/{name}/cache/{project}/refresh": {
+        "post": _operation("Fetch a project's page from a proxy's upstream now (its admins; proxy only)",
+                           {**_ok(_ref("CacheRefresh")), **_errors("400", "401", "403", "404", "502", "504")},
+                           [REPO, PROJECT]),
+    },
+    "/api/v1/repos/{name}/cache/{project}": {
+        "delete": _operation("Drop a project from a proxy's cache; its next request fetches it afresh (its admins; "
+                             "proxy only)", {**_NO_CONTENT, **_errors("400", "401", "403", "404")}, [REPO, PROJECT]),
+    },
     "/api/v1/repos/{name}/permissions/{user}": {
         "put": _operation("Grant a level on the repository (its admins)",
                           {**_ok(_ref("Grant")), **_ok(_ref("Grant"), "201", "Created"),
@@ -202,6 +219,11 @@ PATHS: dict[str, Any] = {
         "post": _operation("Create a user (global admin); a robot has no password",
                            {**_ok(_ref("User"), "201", "Created"), **_errors("400", "401", "403", "409")},
                            body=_body(_ref("NewUser"))),
+    },
+    "/api/v1/users/{name}/password": {
+        "put": _operation("Change your own password (with the old one), or anyone's as a global admin",
+                          {**_NO_CONTENT, **_errors("400", "401", "403", "404", "429")},
+                          [_path_param("name", "user name")], _body(_ref("PasswordChange"))),
     },
     "/api/v1/users/{name}": {
         "delete": _operation("Delete a user with their tokens and grants (global admin)",

@@ -8,10 +8,10 @@ import shutil
 import tempfile
 
 from flask import Blueprint, Response, jsonify
-from werkzeug.exceptions import Forbidden, HTTPException
 
 from pypilite import __version__, access, maintenance
-from pypilite.auth import ANONYMOUS, Principal, challenge
+from pypilite.auth import ANONYMOUS, Principal
+from pypilite.errors import UserError
 from pypilite.metrics import CONTENT_TYPE, storage_gauges
 from pypilite.models import database
 from pypilite.web.context import principal, services
@@ -63,12 +63,8 @@ def health() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     ctx = services()
-    if not ctx.config.server.public_metrics:
-        who = principal()
-        if not who.authenticated:
-            raise challenge()
-        if not access.may_read_metrics(who):
-            raise Forbidden("metrics are for global administrators (server.public_metrics is false)")
+    if not ctx.config.server.public_metrics:  # public: credentials are not even tried
+        access.require_metrics_reader(principal())
     files, stored_bytes = maintenance.hosted_usage()
     body = ctx.metrics.exposition(storage_gauges(files, stored_bytes, ctx.config.data_dir))
     response = Response(body, content_type=CONTENT_TYPE)
@@ -81,5 +77,5 @@ def _caller() -> Principal:
     for the node being down."""
     try:
         return principal()
-    except HTTPException:
+    except UserError:
         return ANONYMOUS

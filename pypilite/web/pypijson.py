@@ -21,7 +21,7 @@ from pypilite.repositories.base import ProjectPage, Repository
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.web import encoding
 from pypilite.web.clientsetup import base_url
-from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.context import page_cache, principal, readable_repository, services
 from pypilite.web.errors import answer_errors, json_error
 from pypilite.web.simple import SERIAL_HEADER, page_model
 
@@ -64,7 +64,7 @@ def release(repo: str, project: str, version: str | None) -> Response:
         raise _not_found(repository, normalized)
     body = json.dumps(_document(repository, page, version, root)).encode()
     etag = _etag(page.etag, version, root)
-    services().pages.put(etag, body)
+    page_cache().put(etag, body)
     return _encoded(body, repository, etag, page.serial, gzipped)
 
 
@@ -85,7 +85,7 @@ def _document(repository: Repository, page: ProjectPage, version: str | None, ro
 
 def _kept(repository: Repository, etag: str, serial: int | None, gzipped: bool) -> Response | None:
     """The document from the bytes built (and compressed) before; None when it has to be built."""
-    pages = services().pages
+    pages = page_cache()
     if gzipped:
         compressed = pages.get(encoding.gzip_etag(etag))
         if compressed is not None:
@@ -99,7 +99,7 @@ def _encoded(body: bytes, repository: Repository, etag: str, serial: int | None,
     if not gzipped or not encoding.worth_compressing(body):
         return _response(body, repository, etag, serial)
     compressed = encoding.compress(body)
-    services().pages.put(encoding.gzip_etag(etag), compressed)
+    page_cache().put(encoding.gzip_etag(etag), compressed)
     return _response(compressed, repository, encoding.gzip_etag(etag), serial, encoding.GZIP)
 
 

@@ -19,7 +19,7 @@ from werkzeug.http import quote_etag
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
 from pypilite.web import encoding, memo
-from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.context import page_cache, principal, readable_repository
 from pypilite.web.errors import reason_phrase
 from pypilite.web.files import PROVENANCE_SUFFIX
 from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_type
@@ -134,7 +134,7 @@ def _without_rendering(repository: Repository, etag: str, media_type: str,
             return _response(None, repository, held, media_type)
     if not use_cache:
         return None
-    pages = services().pages
+    pages = page_cache()
     if gzipped:
         compressed = pages.get(encoding.gzip_etag(full))
         if compressed is not None:
@@ -152,7 +152,7 @@ def _page_response(repository: Repository, etag: str, media_type: str, render: C
     body = render().encode()
     full = f"{etag}.{_ETAG_SUFFIX[media_type]}"
     if cacheable:
-        services().pages.put(full, body)
+        page_cache().put(full, body)
     gzipped = encoding.accepts_gzip(request.headers.get("Accept-Encoding", ""))
     return _encoded(body, repository, full, media_type, gzipped, cacheable)
 
@@ -164,7 +164,7 @@ def _encoded(body: bytes, repository: Repository, etag: str, media_type: str, gz
         return _response(body, repository, etag, media_type)
     compressed = encoding.compress(body)
     if cacheable:
-        services().pages.put(encoding.gzip_etag(etag), compressed)
+        page_cache().put(encoding.gzip_etag(etag), compressed)
     return _response(compressed, repository, encoding.gzip_etag(etag), media_type, encoding.GZIP)
 
 

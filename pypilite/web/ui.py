@@ -14,8 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from packaging.utils import InvalidName, canonicalize_name
 
-from pypilite import catalog, descriptions
-from pypilite.auth import challenge
+from pypilite import access, catalog, descriptions
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
 from pypilite.web import clientsetup, crosssite
@@ -94,8 +93,7 @@ def login() -> Response:
     must not have the browser asked for credentials, nor send them on where that site chose."""
     if crosssite.cross_site_header(request, services().config.server.public_url) is not None:
         return redirect(url("ui.home"))
-    if not principal().authenticated:
-        raise challenge("Log in with your user name and password, or __token__ and an API token")
+    access.require_user(principal(), "Log in with your user name and password, or __token__ and an API token")
     target = request.args.get("next", "")
     return redirect(relative(target if _LOCAL_PATH.match(target) else "/"))
 

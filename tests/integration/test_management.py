@@ -65,13 +65,14 @@ ENDPOINTS = [
     ("POST", "/repos", {"name": "made-by-api", "repository_type": "hosted"}, ADMIN),
     ("POST", "/users", {"name": "made-by-api", "password": "long-enough"}, ADMIN),
     ("POST", "/tokens", {"read_only": True}, READER),
+    ("PUT", "/users/reader/password", {"password": "reader-password", "old_password": "reader-password"}, READER),
     ("DELETE", "/repos/team/files/mgmt_demo-2.0.tar.gz", None, UPLOADER),
     ("DELETE", "/repos/team/projects/mgmt-demo/2.0", None, UPLOADER),
     ("DELETE", "/users/made-by-api", None, ADMIN),
     ("DELETE", "/repos/made-by-api", None, ADMIN),
 ]
 ORDER = [ANONYMOUS, READER, UPLOADER, ADMIN]
-SUCCESS = {"GET": 200, "POST": (200, 201), "PUT": (200, 201), "PATCH": 200, "DELETE": 204}
+SUCCESS = {"GET": 200, "POST": (200, 201), "PUT": (200, 201, 204), "PATCH": 200, "DELETE": 204}
 
 
 @pytest.mark.parametrize("method, path, body, lowest", ENDPOINTS, ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
@@ -142,3 +143,25 @@ def test_check_is_clean_after_all_of_it(live: LiveServer, people, tmp_path) -> N
     env = isolated_env(tmp_path / "home", PYPILITE_STORAGE_DATA_DIR=str(live.data_dir))
     result = run([sys.executable, "app.py", "check", "--config", config], env=env, cwd=ROOT)
     assert "0 missing, 0 corrupt" in result.stdout
+
+
+def test_a_stolen_token_cannot_guess_its_owners_password(tmp_path) -> None:
+    """The password change asks for the old password: through it, a token's holder guesses no faster than a
+    login would, across gunicorn's workers (each wrong guess is a failed login, tests/unit/test_api.py)."""
+    from pypilite.auth import ADDRESS_FAILURES
+    server = start_server("gunicorn", tmp_path)
+    try:
+        admin = ("admin", server.admin_password)
+        created = requests.post(f"{server.url}{API}/users", json={"name": "victim", "password": "victim-password"},
+                                auth=admin, timeout=10)
+        assert created.status_code == 201, created.text
+        secret = requests.post(f"{server.url}{API}/tokens", json={}, auth=("victim", "victim-password"),
+                               timeout=10).json()["token"]
+        answers = []
+        for n in range(ADDRESS_FAILURES + 1):
+            guess = {"old_password": f"guess-{n:04d}", "password": "taken-over-password"}
+            answers.append(requests.put(f"{server.url}{API}/users/victim/password", json=guess,
+                                        auth=("__token__", secret), timeout=10).status_code)
+        assert answers == [403] * ADDRESS_FAILURES + [429]
+    finally:
+        stop_server(server.process)

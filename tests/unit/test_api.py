@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pypilite import grants, users
+from pypilite import audit, grants, users
 from pypilite.audit import Actor
+from pypilite.auth import ADDRESS_FAILURES
 from tests.conftest import Index, basic
 from tests.distfactory import wheel_bytes
+from tests.upstream import Upstream, wheel
 
 ACTOR = Actor("test", "local")
 
@@ -199,3 +201,111 @@ def test_integers_beyond_the_database_are_refused_not_crashed(api: Index) -> Non
     assert_error(call(api, "get", f"/api/v1/admin/audit?cursor={2**63}"), 400, "between")
     assert_error(call(api, "get", "/api/v1/admin/audit?limit=-5"), 400, "between")
     assert_error(call(api, "delete", f"/api/v1/tokens/{2**64}"), 404)
+
+
+def test_a_user_changes_their_own_password_with_the_old_one(api: Index) -> None:
+    url = "/api/v1/users/alice/password"
+    assert call(api, "put", url, headers=ALICE, json={"password": "alice-new-password",
+                                                      "old_password": "alice-password"}).status_code == 204
+    assert call(api, "get", "/api/v1/tokens", headers=ALICE).status_code == 401
+    assert call(api, "get", "/api/v1/tokens", headers=basic("alice", "alice-new-password")).status_code == 200
+    [event] = [e for e in call(api, "get", "/api/v1/admin/audit").json["items"] if e["action"] == "user.password"]
+    assert (event["actor"], event["resource"]) == ("alice", "alice")
+
+
+def test_a_global_admin_sets_anyones_password(api: Index) -> None:
+    assert call(api, "put", "/api/v1/users/alice/password", json={"password": "set-by-admin"}).status_code == 204
+    assert call(api, "get", "/api/v1/tokens", headers=basic("alice", "set-by-admin")).status_code == 200
+    assert_error(call(api, "put", "/api/v1/users/ghost/password", json={"password": "set-by-admin"}), 404, "ghost")
+
+
+@pytest.mark.parametrize("user, body, status, words", [
+    ("alice", {"password": "alice-new-password", "old_password": "wrong-password"}, 403, "old password is wrong"),
+    ("alice", {"password": "alice-new-password"}, 403, "old_password"),
+    ("boss", {"password": "boss-new-password", "old_password": "boss-password"}, 403, "only administrators"),
+    ("ghost", {"password": "ghost-password", "old_password": "alice-password"}, 403, "only administrators"),
+    ("alice", {"password": "short", "old_password": "alice-password"}, 400, "at least 8"),
+    ("alice", {"old_password": "alice-password"}, 400, "missing field 'password'"),
+    ("alice", {"password": "alice-new-password", "admin": True}, 400, "unknown field"),
+])
+def test_password_change_refusals(api: Index, user: str, body, status: int, words: str) -> None:
+    assert_error(call(api, "put", f"/api/v1/users/{user}/password", headers=ALICE, json=body), status, words)
+    assert call(api, "get", "/api/v1/tokens", headers=ALICE).status_code == 200  # unchanged
+
+
+def test_password_change_needs_credentials_and_a_full_token(api: Index) -> None:
+    body = {"password": "alice-new-password", "old_password": "alice-password"}
+    anonymous = call(api, "put", "/api/v1/users/alice/password", headers={}, json=body)
+    assert_error(anonymous, 401)
+    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="pypilite"'
+    secret = call(api, "post", "/api/v1/tokens", headers=ALICE, json={"read_only": True}).json["token"]
+    assert_error(call(api, "put", "/api/v1/users/alice/password", headers=basic("__token__", secret), json=body),
+                 403, "read-only")
+
+
+def test_guessing_the_old_password_with_a_token_is_throttled_as_logins_are(api: Index) -> None:
+    secret = call(api, "post", "/api/v1/tokens", headers=ALICE, json={}).json["token"]
+    token = basic("__token__", secret)
+    for n in range(ADDRESS_FAILURES):
+        guess = {"password": "alice-new-password", "old_password": f"guess-{n:04d}"}
+        assert_error(call(api, "put", "/api/v1/users/alice/password", headers=token, json=guess), 403, "wrong")
+    guess = {"password": "alice-new-password", "old_password": "one-guess-more"}
+    assert_error(call(api, "put", "/api/v1/users/alice/password", headers=token, json=guess), 429, "Too many")
+    events = api.run(audit.query, resource_type="user", q="alice")
+    assert sum(e.action == "login.failed" for e in events) == ADDRESS_FAILURES
+
+
+@pytest.fixture
+def proxied(tmp_path):
+    upstream = Upstream(tmp_path / "upstream", [wheel("demo", "1.0"), wheel("demo", "2.0")], json_api=True).start()
+    index = Index(tmp_path / "data", {"repository": [
+        {"name": "local", "repository_type": "hosted"},
+        {"name": "pypi", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 1}]})
+    index.run(users.create_user, "boss", "boss-password", ACTOR)
+    index.run(grants.set_grant, "boss", "local", "admin", ACTOR)
+    yield index, upstream
+    upstream.stop()
+
+
+def test_cache_refresh_and_forget_through_the_api(proxied) -> None:
+    index, upstream = proxied
+    refreshed = call(index, "post", "/api/v1/repos/pypi/cache/Demo/refresh")
+    assert refreshed.status_code == 200 and refreshed.json == {"repository": "pypi", "project": "Demo", "files": 2}
+    assert upstream.log.count("/demo/") == 1
+    assert call(index, "delete", "/api/v1/repos/pypi/cache/demo").status_code == 204
+    assert_error(call(index, "delete", "/api/v1/repos/pypi/cache/demo"), 404, "not cached")
+    events = call(index, "get", "/api/v1/admin/audit?resource_type=repository").json["items"]
+    assert [(e["action"], e["actor"], e["detail"]) for e in events[:2]] == [
+        ("cache.forget", "admin", {"project": "demo"}), ("cache.refresh", "admin", {"project": "demo"})]
+
+
+@pytest.mark.parametrize("method, url, headers, status, words", [
+    ("post", "/api/v1/repos/pypi/cache/demo/refresh", {}, 401, "Authentication required"),
+    ("delete", "/api/v1/repos/pypi/cache/demo", {}, 401, "Authentication required"),
+    ("post", "/api/v1/repos/pypi/cache/demo/refresh", BOSS, 403, "may not administer repository 'pypi'"),
+    ("delete", "/api/v1/repos/pypi/cache/demo", BOSS, 403, "may not administer repository 'pypi'"),
+    ("post", "/api/v1/repos/local/cache/demo/refresh", BOSS, 400, "not a proxy"),
+    ("post", "/api/v1/repos/pypi/cache/-bad-/refresh", None, 400, "invalid project name"),
+    ("delete", "/api/v1/repos/ghost/cache/demo", None, 404, "repository 'ghost' not found"),
+])
+def test_cache_refusals(proxied, method: str, url: str, headers, status: int, words: str) -> None:
+    index, upstream = proxied
+    assert_error(call(index, method, url, headers=headers), status, words)
+    assert upstream.log.count("/demo/") == 0
+
+
+def test_cache_refresh_says_when_the_upstream_fails(proxied) -> None:
+    index, upstream = proxied
+    upstream.stop()
+    assert_error(call(index, "post", "/api/v1/repos/pypi/cache/demo/refresh"), 502)
+
+
+def test_a_revoked_or_restricted_parent_makes_no_token(api: Index) -> None:
+    from pypilite import tokens
+    from pypilite.errors import Forbidden
+    read_only, _ = api.run(tokens.create_token, "alice", ACTOR, read_only=True)
+    full, _ = api.run(tokens.create_token, "alice", ACTOR)
+    api.run(tokens.revoke_token, full.id, ACTOR)
+    for parent in (read_only.id, full.id):
+        with pytest.raises(Forbidden, match="cannot create tokens"):
+            api.run(tokens.create_token, "alice", ACTOR, parent=parent)

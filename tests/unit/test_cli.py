@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from pypilite import models
+from pypilite import audit, models
 from pypilite.cli import cli
-from pypilite.models import User
+from pypilite.models import File, User
 from tests.conftest import call
+from tests.distfactory import wheel_bytes
 
 
 def test_repo_add_list_remove(capsys, config: str) -> None:
@@ -172,3 +175,56 @@ def test_repo_update_refusals_are_one_line(capsys, config: str, args: list[str],
 def test_the_config_may_come_before_the_command(capsys, config: str) -> None:
     assert call(capsys, "--config", config, "repo", "add", "early", "--type", "hosted")[0] == 0
     assert "early\thosted" in call(capsys, "repo", "list", "--config", config)[1]
+
+
+def test_yank_and_unyank_a_release(capsys, config: str, tmp_path: Path) -> None:
+    (tmp_path / "dists").mkdir()
+    for version in ("1.0", "2.0"):
+        (tmp_path / "dists" / f"demo-{version}-py3-none-any.whl").write_bytes(wheel_bytes("demo", version))
+    assert call(capsys, "import", str(tmp_path / "dists"), "--repo", "local", "--config", config)[0] == 0
+    code, out, _ = call(capsys, "yank", "local", "Demo", "1.0", "--reason", "broken build", "--config", config)
+    assert code == 0 and out == "yanked 'Demo' 1.0 in 'local'\n"
+    assert _yanked() == {"demo-1.0-py3-none-any.whl": "broken build", "demo-2.0-py3-none-any.whl": None}
+    assert call(capsys, "unyank", "local", "demo", "1.0", "--config", config)[1] == "unyanked 'demo' 1.0 in 'local'\n"
+    assert set(_yanked().values()) == {None}
+    with models.database.connection_context():
+        assert [e.action for e in audit.query(q="demo")][:2] == ["release.unyank", "release.yank"]
+
+
+def _yanked() -> dict[str, str | None]:
+    with models.database.connection_context():
+        return {f.filename: f.yanked_reason if f.yanked else None for f in File.select()}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["yank", "pypi", "demo", "1.0"], "only a hosted repository's"),
+    (["yank", "local", "demo", "9.9"], "not found"),
+    (["yank", "local", "demo", "not a version"], "invalid version"),
+    (["unyank", "ghost", "demo", "1.0"], "repository 'ghost' not found"),
+    (["yank", "local", "demo"], "Missing argument 'VERSION'"),
+])
+def test_yank_refusals_are_one_line(capsys, config: str, args: list[str], words: str) -> None:
+    code, _, err = call(capsys, *args, "--config", config)
+    assert code != 0 and err.count("\n") == 1 and err.startswith("pypilite: ") and words in err
+
+
+# Run as `python -c`: the command (succeeding or refused), then whether it built a Flask app or loaded the web layer.
+_WITHOUT_THE_WEB = """
+import sys, flask
+built = []
+flask.Flask.__init__ = lambda *args, **kwargs: built.append(args)
+from pypilite.cli import main
+code = main(sys.argv[1:])
+web = sorted(m for m in sys.modules if m.startswith("pypilite.web"))
+print("RESULT", len(built), web, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["repo", "list"], ["user", "list"], ["token", "list"], ["check"],
+                                  ["yank", "local", "demo", "1.0"], ["backup", "{dest}"]])
+def test_no_command_starts_the_web_layer(config: str, tmp_path: Path, args: list[str]) -> None:
+    args = [arg.format(dest=tmp_path / "backup") for arg in args]
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_THE_WEB, *args, "--config", config],
+                            capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "RESULT 0 []", result.stderr

@@ -111,13 +111,13 @@ def test_a_repeated_download_sends_the_same_bytes_without_flask(index: Index, su
 def test_partial_and_failed_answers_are_worked_out_every_time(index: Index) -> None:
     url = file_url(index, "local")
     spy = Spy(index)
-    for request in ((url, "GET", {"Range": "bytes=0-9"}), (url, "HEAD", {}), ("/local/simple/nothing/", "GET", {}),
-                    ("/team/simple/demo/", "GET", {}), ("/local/simple/Demo/", "GET", {}),
-                    ("/local/simple/demo/", "GET", {"Accept": "image/png"})):
-        url_, method, headers = request
+    for case in ((url, "GET", {"Range": "bytes=0-9"}), (url, "HEAD", {}), ("/local/simple/nothing/", "GET", {}),
+                 ("/team/simple/demo/", "GET", {}), ("/local/simple/Demo/", "GET", {}),
+                 ("/local/simple/demo/", "GET", {"Accept": "image/png"})):
+        url_, method, headers = case
         first = answer(index, url_, method, **headers)
         calls = spy.calls
-        assert answer(index, url_, method, **headers) == first and spy.calls == calls + 1, request
+        assert answer(index, url_, method, **headers) == first and spy.calls == calls + 1, case
     assert answer(index, url, Range="bytes=0-9")[0] == 206
 
 
