@@ -13,7 +13,7 @@ from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
 
-from pypilite import audit, models
+from pypilite import audit, models, serials
 from pypilite.audit import Actor
 from pypilite.config import (
     REPOSITORY_KEYS,
@@ -122,8 +122,7 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
             for position, member in enumerate(members):
                 GroupMember.create(group=row.id, member=member.id, position=position)
         # Every page of the repository may render differently now.
-        Repository.update(serial=Repository.serial + 1).where(Repository.id == row.id).execute()
-        models.Project.update(serial=models.Project.serial + 1).where(models.Project.repository == row.id).execute()
+        serials.repository_changed(row.id)
         audit.record(actor, "repository.update", "repository", name, **_settings(spec))
         return spec
 
