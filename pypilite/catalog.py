@@ -16,6 +16,7 @@ from datetime import datetime
 import peewee as pw
 
 from pypilite import access
+from pypilite.groups import flatten
 from pypilite.auth import Principal
 from pypilite.errors import BadRequest, NotFound
 from pypilite.models import File, GroupMember, Project, Repository, database
@@ -123,19 +124,13 @@ def _group_members(groups: list[Repository]) -> dict[int, list[int]]:
 
 
 def _leaf_ids(group_id: int, members: dict[int, list[int]], visible: dict[int, Repository]) -> list[int]:
-    """The readable non-group repositories under a group, nested groups flattened, each once."""
-    leaves: list[int] = []
-    todo, seen = list(members.get(group_id, ())), {group_id}
-    while todo:
-        member = todo.pop(0)
-        if member in seen:
-            continue
-        seen.add(member)
-        if member in members:
-            todo.extend(members[member])
-        elif member in visible:
-            leaves.append(member)
-    return leaves
+    """The readable repositories a group reaches (an unreadable empty group, taken for a leaf, is left out)."""
+    def members_of(repository: int) -> list[int] | None:
+        is_group = repository in members or repository in visible and visible[repository].repository_type == "group"
+        return members.get(repository, []) if is_group else None
+
+    return [leaf for leaf in flatten(members.get(group_id, ()), members_of, key=lambda leaf: leaf)
+            if leaf in visible]
 
 
 def _group_project_counts(leaves: dict[int, list[int]]) -> dict[int, int]:

@@ -40,22 +40,15 @@ _T = TypeVar("_T")
 class GroupRepository(Repository):
     repository_type = "group"
 
-    def __init__(self, id: int, name: str, public: bool, members: list[Repository], upload_to: str,
+    def __init__(self, id: int, name: str, public: bool, all_leaves: list[Repository], upload_to: str,
                  pass_through: frozenset[str] = frozenset(), visible: Callable[[Repository], bool] | None = None
                  ) -> None:
         super().__init__(id, name, public)
-        self.members = members
+        # What its members reach (groups.flatten), readable or not.
+        self.all_leaves = all_leaves
         self.upload_to = upload_to
         self.pass_through = pass_through
         self._visible = visible or (lambda _leaf: True)
-
-    def all_leaves(self) -> list[Repository]:
-        """Members in order with nested groups flattened, each repository once, readable or not."""
-        seen: dict[str, Repository] = {}
-        for member in self.members:
-            for leaf in member.all_leaves() if isinstance(member, GroupRepository) else [member]:
-                seen.setdefault(leaf.name, leaf)
-        return list(seen.values())
 
     def leaves(self) -> list[Repository]:
         """The members this group's reader may read (worked out once: a group lives for one request)."""
@@ -63,7 +56,7 @@ class GroupRepository(Repository):
 
     @functools.cached_property
     def _readable(self) -> list[Repository]:
-        return [leaf for leaf in self.all_leaves() if self._visible(leaf)]
+        return [leaf for leaf in self.all_leaves if self._visible(leaf)]
 
     def index_etag(self) -> str | None:
         etags = [leaf.index_etag() for leaf in self.leaves()]
@@ -148,7 +141,7 @@ class GroupRepository(Repository):
 
     def _held_privately(self, name: str) -> bool:
         return any(isinstance(leaf, HostedRepository) and leaf.has_project(name)
-                   for leaf in self.all_leaves() if leaf not in self._readable)
+                   for leaf in self.all_leaves if leaf not in self._readable)
 
     def dist_file(self, filename: str) -> DistFile | None:
         return next((dist for dist in (leaf.dist_file(filename) for leaf in self.leaves()) if dist), None)
@@ -169,7 +162,7 @@ class GroupRepository(Repository):
         return leaf.stored_blob(filename, metadata) if leaf is not None else None
 
     def upload_target(self) -> HostedRepository:
-        target = next((m for m in self.all_leaves() if m.name == self.upload_to), None)
+        target = next((m for m in self.all_leaves if m.name == self.upload_to), None)
         if not isinstance(target, HostedRepository):
             raise BadRequest(f"group {self.name!r} has no hosted upload_to repository; upload to a hosted repository")
         return target

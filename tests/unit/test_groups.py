@@ -216,3 +216,13 @@ def test_a_private_member_decides_for_its_files_as_it_did_for_the_page(tmp_path,
     assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
     allowed = index.get(only_up.replace("/pypi/files/", "/closed/files/"), headers=index.auth)
     assert allowed.status_code == 200 and allowed.headers["Cache-Control"].startswith("private")
+
+
+def test_flatten_walks_members_depth_first_each_once_through_cycles() -> None:
+    """The one walk every place that looks through a group takes: nested groups in their place, a repository
+    reached twice counted where it is first reached, a cycle walked once."""
+    from pypilite.groups import flatten
+
+    links = {"outer": ["a", "inner", "b", "a"], "inner": ["c", "b", "outer"], "empty": []}
+    assert flatten(links["outer"], links.get, key=str) == ["a", "c", "b"]
+    assert flatten(["empty", "d"], links.get, key=str) == ["d"]
