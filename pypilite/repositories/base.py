@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -166,6 +166,11 @@ class Repository(ABC):
         """project_page(name) from what this server already holds, never asking an upstream: what the web UI
         shows, so browsing stays fast and never fetches on anyone's behalf."""
         return self.project_page(name)
+
+    def cached_pages(self, names: Collection[str]) -> dict[str, ProjectPage]:
+        """cached_page for each of several names, those without a page left out: what a listing of many
+        projects shows, in a number of queries that does not grow with them."""
+        return {name: page for name in names if (page := self.cached_page(name)) is not None}
 
     @abstractmethod
     def dist_file(self, filename: str) -> DistFile | None:

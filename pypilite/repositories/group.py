@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from pypilite import markers
@@ -101,11 +101,27 @@ class GroupRepository(Repository):
     def cached_page(self, name: str) -> ProjectPage | None:
         return self._merged(name, cached=True)
 
+    def cached_pages(self, names: Collection[str]) -> dict[str, ProjectPage]:
+        """Each member's pages read at once, then chosen and merged by the same rules as cached_page."""
+        held = {leaf.name: leaf.cached_pages(names) for leaf in self.all_leaves
+                if leaf in self._readable or isinstance(leaf, HostedRepository)}
+        privately = [held[leaf.name] for leaf in self._private_hosted]
+        merged = {}
+        for name in names:
+            serving = self._serving(
+                name, lambda members, _merging: [(m, held[m.name][name]) for m in members if name in held[m.name]],
+                held_privately=any(name in pages for pages in privately))
+            if serving:
+                merged[name] = self._merge(name, serving)
+        return merged
+
     def _merged(self, name: str, cached: bool) -> ProjectPage | None:
-        passed_through = name in self.pass_through
         held = self._serving(name, lambda members, merging: _pages(members, name, cached, tolerate_failures=merging))
-        if not held:
-            return None
+        return self._merge(name, held) if held else None
+
+    def _merge(self, name: str, held: list[tuple[Repository, ProjectPage]]) -> ProjectPage:
+        """One page from the pages of the members that serve `name`, in member order."""
+        passed_through = name in self.pass_through
         pages = [page for _member, page in held]
         said = _merged_markers(pages)
         files: dict[str, DistFile] = {}
@@ -119,17 +135,19 @@ class GroupRepository(Repository):
                            etag=self._page_etag(name, [p.etag for p in pages]),
                            stale="; ".join(page.stale for page in pages if page.stale), markers=said)
 
-    def _serving(self, name: str, find: Callable[[list[Repository], bool], list[_T]]) -> list[_T]:
+    def _serving(self, name: str, find: Callable[[list[Repository], bool], list[_T]],
+                 held_privately: bool | None = None) -> list[_T]:
         """What `find(members, merging)` finds in the members that serve project `name` to this reader, in
         member order: every member for a pass-through name; else the hosted ones if any holds it; else the
-        others, unless a member the reader cannot see holds it. Pages and file URLs both obey this guard."""
+        others, unless a member the reader cannot see holds it (`held_privately`, if known already). Pages,
+        listings and file URLs all obey this guard."""
         hosted, others = self._split()
         if name in self.pass_through:
             return find(hosted + others, True)
         found = find(hosted, False)
         if not found:
             found = find(others, False)
-            if self._held_privately(name):
+            if held_privately if held_privately is not None else self._held_privately(name):
                 return []
         return found
 
@@ -140,8 +158,12 @@ class GroupRepository(Repository):
         return next((leaf for leaf in holders if leaf.name == member), None)
 
     def _held_privately(self, name: str) -> bool:
-        return any(isinstance(leaf, HostedRepository) and leaf.has_project(name)
-                   for leaf in self.all_leaves if leaf not in self._readable)
+        return any(leaf.has_project(name) for leaf in self._private_hosted)
+
+    @property
+    def _private_hosted(self) -> list[Repository]:
+        """The hosted members the reader cannot see: the guard counts them all the same."""
+        return [leaf for leaf in self.all_leaves if isinstance(leaf, HostedRepository) and leaf not in self._readable]
 
     def dist_file(self, filename: str) -> DistFile | None:
         return next((dist for dist in (leaf.dist_file(filename) for leaf in self.leaves()) if dist), None)

@@ -4,6 +4,7 @@ same tables from upstream), so a cached proxy project renders exactly like a hos
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 
 from pypilite import markers, models
 from pypilite.markers import Markers
@@ -23,6 +24,7 @@ from pypilite.storage import BlobStore
 
 PROJECT = Project._meta.table_name
 FILE = File._meta.table_name
+_PROJECT_COLUMNS = columns(Project, "p")
 _FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
 # CROSS JOIN pins SQLite's join order, from the file's name to its project, whatever statistics an ANALYZE
 # leaves behind: the other order walks every project of the repository, and a download's cost would grow with
@@ -73,12 +75,33 @@ class StoredRepository(Repository):
                                     self.id, name))
         if project is None:
             return None
+        rows = []
+        if project.status != markers.QUARANTINED:
+            rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
+        return self._page(project, [from_row(File, values) for values in rows])
+
+    def cached_pages(self, names: Collection[str]) -> dict[str, ProjectPage]:
+        """The stored pages of several projects in one query; for a proxy too, whose cached_page this is."""
+        if not names:
+            return {}
+        placeholders = ", ".join("?" for _ in names)
+        cursor = database.execute_sql(
+            f'SELECT {_PROJECT_COLUMNS}, {columns(File, "f")} FROM "{PROJECT}" p LEFT JOIN "{FILE}" f '
+            f"ON f.project_id = p.id AND p.status != '{markers.QUARANTINED}' "
+            f"WHERE p.repository_id = ? AND p.name IN ({placeholders})", (self.id, *names))
+        projects: dict[int, tuple[Project, list[File]]] = {}
+        width = len(Project._meta.sorted_fields)
+        for values in cursor.fetchall():
+            project, files = projects.setdefault(values[0], (from_row(Project, values[:width]), []))
+            if values[width] is not None:
+                files.append(from_row(File, values[width:]))
+        return {project.name: self._page(project, files) for project, files in projects.values()}
+
+    def _page(self, project: Project, rows: list[File]) -> ProjectPage:
+        """A project's page from its row and its file rows (none when quarantined: PEP 792 offers no files)."""
         found = Markers(project.status, project.status_reason, markers.from_lines(project.tracks),
                         markers.from_lines(project.alternate_locations))
-        files = []
-        if project.status != markers.QUARANTINED:  # PEP 792: a quarantined project offers no files
-            rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
-            files = [self._dist_file(from_row(File, values)) for values in rows]
+        files = [self._dist_file(row) for row in rows] if project.status != markers.QUARANTINED else []
         return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial),
                            markers=found, serial=project.serial)
 
