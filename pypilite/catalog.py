@@ -21,7 +21,7 @@ from pypilite.auth import Principal
 from pypilite.errors import BadRequest, NotFound
 from pypilite.models import File, GroupMember, Project, Repository, database
 from pypilite.repositories.base import Repository as RepositoryView
-from pypilite.repositories.base import ProjectPage, version_key
+from pypilite.repositories.base import Outline, version_key
 
 PAGE_SIZE = 50
 MAX_SEARCH_LENGTH = 100
@@ -148,7 +148,7 @@ def _group_project_counts(leaves: dict[int, list[int]]) -> dict[int, int]:
 
 
 def projects(repository: RepositoryView, sort: str, number: int) -> Page:
-    """One page of the projects `repository` serves its reader, each as its own page shows it (cached_pages: a
+    """One page of the projects `repository` serves its reader, each as its own page shows it (outlines: a
     group's through its guard, so the listing never shows what the Simple API hides). The order comes from
     its readable members' tables (newest: the last upload any of them holds); the page from the repository."""
     leaves = [leaf.id for leaf in repository.leaves()]
@@ -162,19 +162,17 @@ def projects(repository: RepositoryView, sort: str, number: int) -> Page:
             .join(File, pw.JOIN.LEFT_OUTER, on=(File.project == Project.id))
             .where(where).group_by(Project.name).order_by(*order).limit(PAGE_SIZE).offset(offset).tuples())
     rows = list(rows)
-    shown = repository.cached_pages([name for name, _display_name in rows])
+    shown = repository.outlines([name for name, _display_name in rows])
     items = tuple(_summary(repository, name, display_name, shown.get(name)) for name, display_name in rows)
     return Page(items=items, number=number, pages=pages, total=total)
 
 
-def _summary(repository: RepositoryView, name: str, display_name: str, page: ProjectPage | None) -> ProjectSummary:
+def _summary(repository: RepositoryView, name: str, display_name: str, shown: Outline | None) -> ProjectSummary:
     """A project as the repository's page of it shows it; a name without a page to this reader shows none."""
-    files = page.files if page is not None else ()
     return ProjectSummary(
         name=name, display_name=display_name or name, repository=repository.name,
-        latest_version=_highest([(f.version, f.yanked) for f in files]) if files else "",
-        last_upload=max((f.upload_time for f in files if f.upload_time is not None), default=None),
-        files=len(files),
+        latest_version=_highest(list(shown.releases)) if shown is not None and shown.releases else "",
+        last_upload=shown.last_upload if shown is not None else None, files=shown.files if shown is not None else 0,
     )
 
 

@@ -67,6 +67,21 @@ class ProjectPage:
 
 
 @dataclass(frozen=True)
+class Outline:
+    """What a listing shows of a project's page: its releases (version, yanked) as its files say them, how
+    many files, and the last upload."""
+
+    releases: frozenset[tuple[str, bool]]
+    files: int
+    last_upload: datetime | None
+
+
+def outline(page: ProjectPage) -> Outline:
+    return Outline(releases=frozenset((f.version, f.yanked) for f in page.files), files=len(page.files),
+                   last_upload=max((f.upload_time for f in page.files if f.upload_time is not None), default=None))
+
+
+@dataclass(frozen=True)
 class ProjectIndex:
     names: tuple[str, ...]
     etag: str
@@ -167,10 +182,10 @@ class Repository(ABC):
         shows, so browsing stays fast and never fetches on anyone's behalf."""
         return self.project_page(name)
 
-    def cached_pages(self, names: Collection[str]) -> dict[str, ProjectPage]:
-        """cached_page for each of several names, those without a page left out: what a listing of many
-        projects shows, in a number of queries that does not grow with them."""
-        return {name: page for name in names if (page := self.cached_page(name)) is not None}
+    def outlines(self, names: Collection[str]) -> dict[str, Outline]:
+        """outline(cached_page(name)) for each of several names, those without a page left out: what a listing
+        of many projects shows, found without building their pages where the repository can."""
+        return {name: outline(page) for name in names if (page := self.cached_page(name)) is not None}
 
     @abstractmethod
     def dist_file(self, filename: str) -> DistFile | None:

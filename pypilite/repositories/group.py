@@ -26,10 +26,12 @@ from pypilite.models import earliest
 from pypilite.repositories.base import (
     BlobRef,
     DistFile,
+    Outline,
     PageTag,
     ProjectIndex,
     ProjectPage,
     Repository,
+    outline,
     sort_files,
 )
 from pypilite.repositories.hosted import HostedRepository
@@ -101,19 +103,22 @@ class GroupRepository(Repository):
     def cached_page(self, name: str) -> ProjectPage | None:
         return self._merged(name, cached=True)
 
-    def cached_pages(self, names: Collection[str]) -> dict[str, ProjectPage]:
-        """Each member's pages read at once, then chosen and merged by the same rules as cached_page."""
-        held = {leaf.name: leaf.cached_pages(names) for leaf in self.all_leaves
+    def outlines(self, names: Collection[str]) -> dict[str, Outline]:
+        """Each member's outlines read at once, the members serving each name chosen by the same guard as
+        cached_page; a name several members serve is outlined from its merged page."""
+        held = {leaf.name: leaf.outlines(names) for leaf in self.all_leaves
                 if leaf in self._readable or isinstance(leaf, HostedRepository)}
         privately = [held[leaf.name] for leaf in self._private_hosted]
-        merged = {}
+        found = {}
         for name in names:
             serving = self._serving(
                 name, lambda members, _merging: [(m, held[m.name][name]) for m in members if name in held[m.name]],
-                held_privately=any(name in pages for pages in privately))
-            if serving:
-                merged[name] = self._merge(name, serving)
-        return merged
+                held_privately=any(name in outlines for outlines in privately))
+            if len(serving) == 1:
+                found[name] = serving[0][1]
+            elif serving:
+                found[name] = outline(self._merge(name, [(m, m.cached_page(name)) for m, _outline in serving]))
+        return found
 
     def _merged(self, name: str, cached: bool) -> ProjectPage | None:
         held = self._serving(name, lambda members, merging: _pages(members, name, cached, tolerate_failures=merging))

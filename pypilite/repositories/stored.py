@@ -13,6 +13,7 @@ from pypilite.repositories.base import (
     NO_PAGE,
     BlobRef,
     DistFile,
+    Outline,
     PageTag,
     ProjectIndex,
     ProjectPage,
@@ -24,7 +25,10 @@ from pypilite.storage import BlobStore
 
 PROJECT = Project._meta.table_name
 FILE = File._meta.table_name
-_PROJECT_COLUMNS = columns(Project, "p")
+# A project's releases with their file counts and last uploads; none for a quarantined project, as its page.
+_OUTLINES = (f'SELECT p.name, f.version, f.yanked, COUNT(f.id), MAX(f.upload_time) FROM "{PROJECT}" p '
+             f'LEFT JOIN "{FILE}" f ON f.project_id = p.id AND p.status != \'{markers.QUARANTINED}\' '
+             "WHERE p.repository_id = ? AND p.name IN ({}) GROUP BY p.name, f.version, f.yanked")
 _FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
 # CROSS JOIN pins SQLite's join order, from the file's name to its project, whatever statistics an ANALYZE
 # leaves behind: the other order walks every project of the repository, and a download's cost would grow with
@@ -75,35 +79,29 @@ class StoredRepository(Repository):
                                     self.id, name))
         if project is None:
             return None
-        rows = []
-        if project.status != markers.QUARANTINED:
-            rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
-        return self._page(project, [from_row(File, values) for values in rows])
-
-    def cached_pages(self, names: Collection[str]) -> dict[str, ProjectPage]:
-        """The stored pages of several projects in one query; for a proxy too, whose cached_page this is."""
-        if not names:
-            return {}
-        placeholders = ", ".join("?" for _ in names)
-        cursor = database.execute_sql(
-            f'SELECT {_PROJECT_COLUMNS}, {columns(File, "f")} FROM "{PROJECT}" p LEFT JOIN "{FILE}" f '
-            f"ON f.project_id = p.id AND p.status != '{markers.QUARANTINED}' "
-            f"WHERE p.repository_id = ? AND p.name IN ({placeholders})", (self.id, *names))
-        projects: dict[int, tuple[Project, list[File]]] = {}
-        width = len(Project._meta.sorted_fields)
-        for values in cursor.fetchall():
-            project, files = projects.setdefault(values[0], (from_row(Project, values[:width]), []))
-            if values[width] is not None:
-                files.append(from_row(File, values[width:]))
-        return {project.name: self._page(project, files) for project, files in projects.values()}
-
-    def _page(self, project: Project, rows: list[File]) -> ProjectPage:
-        """A project's page from its row and its file rows (none when quarantined: PEP 792 offers no files)."""
         found = Markers(project.status, project.status_reason, markers.from_lines(project.tracks),
                         markers.from_lines(project.alternate_locations))
-        files = [self._dist_file(row) for row in rows] if project.status != markers.QUARANTINED else []
+        files = []
+        if project.status != markers.QUARANTINED:  # PEP 792: a quarantined project offers no files
+            rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
+            files = [self._dist_file(from_row(File, values)) for values in rows]
         return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial),
                            markers=found, serial=project.serial)
+
+    def outlines(self, names: Collection[str]) -> dict[str, Outline]:
+        """The stored projects' outlines in one query, without building their pages; for a proxy too, whose
+        cached_page this reads."""
+        if not names:
+            return {}
+        rows = database.execute_sql(_OUTLINES.format(", ".join("?" for _ in names)), (self.id, *names)).fetchall()
+        found: dict[str, list[tuple[str | None, bool, int, str | None]]] = {}
+        for name, version, yanked, files, last_upload in rows:
+            found.setdefault(name, []).append((version, yanked, files, last_upload))
+        return {name: Outline(
+            releases=frozenset((version, bool(yanked)) for version, yanked, _files, _last in releases if version),
+            files=sum(files for _version, _yanked, files, _last in releases),
+            last_upload=File.upload_time.python_value(max((last for *_rest, last in releases if last), default=None)),
+        ) for name, releases in found.items()}
 
     def _query_file_row(self, filename: str) -> File | None:
         values = database.execute_sql(_FILE_BY_NAME, (self.id, filename)).fetchone()

@@ -229,10 +229,11 @@ def test_flatten_walks_members_depth_first_each_once_through_cycles() -> None:
 
 
 @pytest.mark.parametrize("pass_through", [(), ("Tool",)])
-def test_a_listing_reads_pages_as_one_page_request_does(tmp_path, upstream, pass_through) -> None:
-    """cached_pages (the UI's listing) chooses and merges by the guard exactly as cached_page (the UI's project
+def test_a_listing_outlines_pages_as_one_page_request_does(tmp_path, upstream, pass_through) -> None:
+    """outlines (the UI's listing) chooses and merges by the guard exactly as cached_page (the UI's project
     page) does: hosted shadowing, pass-through, a private member's name, a quarantined project, no page."""
     from pypilite.auth import ANONYMOUS
+    from pypilite.repositories.base import outline
 
     index = Index(tmp_path / "data", {"repository": [
         {"name": "local", "repository_type": "hosted"},
@@ -252,6 +253,9 @@ def test_a_listing_reads_pages_as_one_page_request_does(tmp_path, upstream, pass
     repositories = index.app.extensions["pypilite"].repositories
     for who in (ANONYMOUS, None):  # the private member unseen, and seen
         group = index.run(repositories.get, "all", who)
-        one_by_one = {name: page for name in names if (page := index.run(group.cached_page, name)) is not None}
-        assert "tool" in one_by_one and ("only-up" in one_by_one) == (who is None)
-        assert index.run(group.cached_pages, names) == one_by_one
+        pages = {name: page for name in names if (page := index.run(group.cached_page, name)) is not None}
+        assert "tool" in pages and ("only-up" in pages) == (who is None)
+        assert index.run(group.outlines, names) == {name: outline(page) for name, page in pages.items()}
+        for leaf in group.all_leaves:  # each kind's own outlines, read without building pages
+            assert index.run(leaf.outlines, names) == {
+                name: outline(page) for name in names if (page := index.run(leaf.cached_page, name)) is not None}
