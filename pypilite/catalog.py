@@ -16,11 +16,12 @@ from datetime import datetime
 import peewee as pw
 
 from pypilite import access
+from pypilite.groups import flatten
 from pypilite.auth import Principal
 from pypilite.errors import BadRequest, NotFound
 from pypilite.models import File, GroupMember, Project, Repository, database
 from pypilite.repositories.base import Repository as RepositoryView
-from pypilite.repositories.base import version_key
+from pypilite.repositories.base import Outline, version_key
 
 PAGE_SIZE = 50
 MAX_SEARCH_LENGTH = 100
@@ -123,19 +124,13 @@ def _group_members(groups: list[Repository]) -> dict[int, list[int]]:
 
 
 def _leaf_ids(group_id: int, members: dict[int, list[int]], visible: dict[int, Repository]) -> list[int]:
-    """The readable non-group repositories under a group, nested groups flattened, each once."""
-    leaves: list[int] = []
-    todo, seen = list(members.get(group_id, ())), {group_id}
-    while todo:
-        member = todo.pop(0)
-        if member in seen:
-            continue
-        seen.add(member)
-        if member in members:
-            todo.extend(members[member])
-        elif member in visible:
-            leaves.append(member)
-    return leaves
+    """The readable repositories a group reaches (an unreadable empty group, taken for a leaf, is left out)."""
+    def members_of(repository: int) -> list[int] | None:
+        is_group = repository in members or repository in visible and visible[repository].repository_type == "group"
+        return members.get(repository, []) if is_group else None
+
+    return [leaf for leaf in flatten(members.get(group_id, ()), members_of, key=lambda leaf: leaf)
+            if leaf in visible]
 
 
 def _group_project_counts(leaves: dict[int, list[int]]) -> dict[int, int]:
@@ -153,38 +148,32 @@ def _group_project_counts(leaves: dict[int, list[int]]) -> dict[int, int]:
 
 
 def projects(repository: RepositoryView, sort: str, number: int) -> Page:
-    """One page of the projects `repository` serves its reader (a group: its readable members' merged)."""
-    leaves = {leaf.id: leaf.name for leaf in repository.leaves()}
-    where = Project.repository.in_(list(leaves)) if leaves else pw.SQL("0 = 1")
+    """One page of the projects `repository` serves its reader, each as its own page shows it (outlines: a
+    group's through its guard, so the listing never shows what the Simple API hides). The order comes from
+    its readable members' tables (newest: the last upload any of them holds); the page from the repository."""
+    leaves = [leaf.id for leaf in repository.leaves()]
+    where = Project.repository.in_(leaves) if leaves else pw.SQL("0 = 1")
     total = Project.select(pw.fn.COUNT(pw.fn.DISTINCT(Project.name))).where(where).scalar() or 0
     pages, offset = _bounds(number, total)
     latest = pw.fn.MAX(File.upload_time)
     order = (Project.name,) if sort == "name" else (pw.Case(None, [(latest.is_null(), 1)], 0), latest.desc(),
                                                      Project.name)
-    rows = list(Project.select(Project.name, pw.fn.MIN(Project.display_name).alias("display_name"),
-                               latest.alias("latest"), pw.fn.COUNT(File.id).alias("files"),
-                               pw.fn.MIN(Project.repository).alias("repository_id"))
-                .join(File, pw.JOIN.LEFT_OUTER, on=(File.project == Project.id))
-                .where(where).group_by(Project.name).order_by(*order).limit(PAGE_SIZE).offset(offset).dicts())
-    versions = _latest_versions([row["name"] for row in rows], list(leaves))
-    items = tuple(ProjectSummary(
-        name=row["name"], display_name=row["display_name"] or row["name"],
-        repository=repository.name, latest_version=versions.get(row["name"], ""),
-        last_upload=File.upload_time.python_value(row["latest"]), files=row["files"],
-    ) for row in rows)
+    rows = (Project.select(Project.name, pw.fn.MIN(Project.display_name))
+            .join(File, pw.JOIN.LEFT_OUTER, on=(File.project == Project.id))
+            .where(where).group_by(Project.name).order_by(*order).limit(PAGE_SIZE).offset(offset).tuples())
+    rows = list(rows)
+    shown = repository.outlines([name for name, _display_name in rows])
+    items = tuple(_summary(repository, name, display_name, shown.get(name)) for name, display_name in rows)
     return Page(items=items, number=number, pages=pages, total=total)
 
 
-def _latest_versions(names: list[str], repository_ids: list[int]) -> dict[str, str]:
-    """The highest version of each project (not yanked, when there is one), in one query for the page."""
-    if not names:
-        return {}
-    found: dict[str, list[tuple[str, bool]]] = defaultdict(list)
-    for name, version, yanked in (File.select(Project.name, File.version, File.yanked).join(Project)
-                                  .where(Project.repository.in_(repository_ids) & Project.name.in_(names))
-                                  .distinct().tuples()):
-        found[name].append((version, yanked))
-    return {name: _highest(releases) for name, releases in found.items()}
+def _summary(repository: RepositoryView, name: str, display_name: str, shown: Outline | None) -> ProjectSummary:
+    """A project as the repository's page of it shows it; a name without a page to this reader shows none."""
+    return ProjectSummary(
+        name=name, display_name=display_name or name, repository=repository.name,
+        latest_version=_highest(list(shown.releases)) if shown is not None and shown.releases else "",
+        last_upload=shown.last_upload if shown is not None else None, files=shown.files if shown is not None else 0,
+    )
 
 
 def _highest(releases: list[tuple[str, bool]]) -> str:

@@ -379,9 +379,11 @@ def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
                .where((File.origin_url != "") & (File.packagetype == "bdist_wheel") & File.metadata_sha256.is_null()
                       & File.info_sha256.is_null(False)).distinct().tuples())
     FetchedBlob.insert_from(offered, [FetchedBlob.repository, FetchedBlob.sha256]).on_conflict_ignore().execute()
-    Project.update(serial=Project.serial + 1).where(Project.id.in_(
-        File.select(File.project).where((File.origin_url != "") & (File.packagetype == "bdist_wheel")
-                                        & File.metadata_sha256.is_null() & File.info_sha256.is_null(False)))).execute()
+    from pypilite import serials
+
+    serials.projects_changed(File.select(File.project).where(
+        (File.origin_url != "") & (File.packagetype == "bdist_wheel") & File.metadata_sha256.is_null()
+        & File.info_sha256.is_null(False)))
 
 
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
@@ -394,6 +396,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
     archive once (one that fails the checks shows no description). In batches, each committed with its place,
     outside the start-up transaction: a start cut short (gunicorn times out a worker that boots for too long)
     goes on from there at the next."""
+    from pypilite import serials
     from pypilite.dists import InvalidDistribution, metadata_bytes, parse_filename
 
     while (cursor := Meta.get_or_none(Meta.key == RELEASE_INFO_CURSOR)) is not None:
@@ -410,6 +413,8 @@ def _extract_release_info(blobs: BlobStore) -> None:
         with write_transaction():
             for file_id, info in found.items():
                 File.update(info_sha256=info).where((File.id == file_id) & File.info_sha256.is_null()).execute()
+            if found:  # the JSON API's documents show it
+                serials.projects_changed(File.select(File.project).where(File.id.in_(list(found))))
             if rows:
                 Meta.update(value=str(rows[-1].id)).where(Meta.key == RELEASE_INFO_CURSOR).execute()
             else:

@@ -13,7 +13,7 @@ from typing import Any
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pypilite import audit, markers, models
+from pypilite import audit, markers, serials
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, NotFound
 from pypilite.models import File, Project, Tombstone, api_time, utcnow, write_transaction
@@ -93,8 +93,8 @@ def set_status(repository: Repository, project: str, status: str, reason: str, a
         row = Project.get_or_none((Project.repository == hosted.id) & (Project.name == name))
         if row is None:
             raise NotFound(f"project {project!r} not found in repository {hosted.name!r}")
-        Project.update(status=status, status_reason=reason, serial=Project.serial + 1).where(
-            Project.id == row.id).execute()
+        Project.update(status=status, status_reason=reason).where(Project.id == row.id).execute()
+        serials.projects_changed(row.id)
         audit.record(actor, "project.status", "project", f"{hosted.name}/{name}", status=status, reason=reason)
     return {"project": name, "status": status, "status_reason": reason}
 
@@ -108,10 +108,6 @@ def _release_files(repository: HostedRepository, project: str, version: str) -> 
     return row, files
 
 
-def _changed(project: Project) -> None:
-    Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
-
-
 def set_yanked(repository: Repository, project: str, version: str, yanked: bool, reason: str,
                actor: Actor) -> None:
     """Yank (or unyank) every file of a release: pip and uv then skip it unless pinned with ==."""
@@ -120,7 +116,7 @@ def set_yanked(repository: Repository, project: str, version: str, yanked: bool,
         row, files = _release_files(hosted, project, version)
         File.update(yanked=yanked, yanked_reason=reason if yanked else "").where(
             File.id.in_([f.id for f in files])).execute()
-        _changed(row)
+        serials.projects_changed(row.id)
         audit.record(actor, "release.yank" if yanked else "release.unyank", "release",
                      f"{hosted.name}/{row.name}/{files[0].version}", reason=reason)
 
@@ -131,11 +127,10 @@ def _delete(hosted: HostedRepository, project: Project, files: list[File]) -> No
          .on_conflict_replace().execute())
     File.delete().where(File.id.in_([f.id for f in files])).execute()
     if File.select().where(File.project == project.id).exists():
-        _changed(project)
+        serials.projects_changed(project.id)
     else:
         project.delete_instance()
-        models.Repository.update(serial=models.Repository.serial + 1).where(
-            models.Repository.id == hosted.id).execute()
+        serials.names_changed(hosted.id)
 
 
 def delete_release(repository: Repository, project: str, version: str, actor: Actor) -> list[str]:

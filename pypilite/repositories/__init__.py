@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pypilite import access, models
+from pypilite import access, groups, models
 from pypilite.auth import Principal
 from pypilite.errors import NotFound, UserError
 from pypilite.metrics import Metrics
@@ -52,7 +52,7 @@ class Repositories:
         values = models.database.execute_sql(_BY_NAME, (name,)).fetchone()
         if values is None:
             raise NotFound(f"repository {name!r} not found")
-        return self._build(self._row(values), principal, depth=0)
+        return self._build(self._row(values), principal)
 
     def _row(self, values: tuple[object, ...]) -> models.Repository:
         row = self._rows.get(values)
@@ -63,14 +63,11 @@ class Repositories:
             self._rows[values] = row
         return row
 
-    def _build(self, row: models.Repository, principal: Principal | None, depth: int) -> Repository:
+    def _build(self, row: models.Repository, principal: Principal | None) -> Repository:
         if row.repository_type == "group":
-            if depth > 16:
-                raise RuntimeError(f"group nesting too deep at {row.name!r}; a cycle slipped past validation")
-            rows = models.database.execute_sql(_MEMBERS, (row.id,)).fetchall()
-            members = [self._build(self._row(values), principal, depth + 1) for values in rows]
-            return GroupRepository(row.id, row.name, row.public, members, row.upload_to,
-                                   frozenset(row.pass_through.split()), _reader(principal))
+            leaves = groups.flatten(self._members(row), self._members, key=lambda member: member.id)
+            return GroupRepository(row.id, row.name, row.public, [self._build(leaf, principal) for leaf in leaves],
+                                   row.upload_to, frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":
             try:
                 upstream = Upstream(self.sessions, row.remote_url or pip_index_url(), row.remote_timeout, row.name,
@@ -79,6 +76,12 @@ class Repositories:
                 raise UserError(502, str(exc)) from None
             return ProxyRepository(row, self.blobs, self.etag_key, upstream, self.locks, self.metrics)
         return HostedRepository(row, self.blobs, self.etag_key)
+
+    def _members(self, row: models.Repository) -> list[models.Repository] | None:
+        """A group's members in order; None for another kind."""
+        if row.repository_type != "group":
+            return None
+        return [self._row(values) for values in models.database.execute_sql(_MEMBERS, (row.id,)).fetchall()]
 
 
 def _reader(principal: Principal | None) -> Callable[[Repository], bool] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +64,21 @@ class ProjectPage:
         live = sorted({f.version for f in self.files if not f.yanked}, key=version_key)
         final = [v for v in live if not _is_prerelease(v)]
         return (final or live or list(self.versions))[-1]
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What a listing shows of a project's page: its releases (version, yanked) as its files say them, how
+    many files, and the last upload."""
+
+    releases: frozenset[tuple[str, bool]]
+    files: int
+    last_upload: datetime | None
+
+
+def outline(page: ProjectPage) -> Outline:
+    return Outline(releases=frozenset((f.version, f.yanked) for f in page.files), files=len(page.files),
+                   last_upload=max((f.upload_time for f in page.files if f.upload_time is not None), default=None))
 
 
 @dataclass(frozen=True)
@@ -171,6 +186,11 @@ class Repository(ABC):
         """project_page(name) from what this server already holds, never asking an upstream: what the web UI
         shows, so browsing stays fast and never fetches on anyone's behalf."""
         return self.project_page(name)
+
+    def outlines(self, names: Collection[str]) -> dict[str, Outline]:
+        """outline(cached_page(name)) for each of several names, those without a page left out: what a listing
+        of many projects shows, found without building their pages where the repository can."""
+        return {name: outline(page) for name in names if (page := self.cached_page(name)) is not None}
 
     @abstractmethod
     def dist_file(self, filename: str) -> DistFile | None:

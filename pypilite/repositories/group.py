@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from pypilite import markers
@@ -26,10 +26,12 @@ from pypilite.models import earliest
 from pypilite.repositories.base import (
     BlobRef,
     DistFile,
+    Outline,
     PageTag,
     ProjectIndex,
     ProjectPage,
     Repository,
+    outline,
     sort_files,
 )
 from pypilite.repositories.hosted import HostedRepository
@@ -40,22 +42,15 @@ _T = TypeVar("_T")
 class GroupRepository(Repository):
     repository_type = "group"
 
-    def __init__(self, id: int, name: str, public: bool, members: list[Repository], upload_to: str,
+    def __init__(self, id: int, name: str, public: bool, all_leaves: list[Repository], upload_to: str,
                  pass_through: frozenset[str] = frozenset(), visible: Callable[[Repository], bool] | None = None
                  ) -> None:
         super().__init__(id, name, public)
-        self.members = members
+        # What its members reach (groups.flatten), readable or not.
+        self.all_leaves = all_leaves
         self.upload_to = upload_to
         self.pass_through = pass_through
         self._visible = visible or (lambda _leaf: True)
-
-    def all_leaves(self) -> list[Repository]:
-        """Members in order with nested groups flattened, each repository once, readable or not."""
-        seen: dict[str, Repository] = {}
-        for member in self.members:
-            for leaf in member.all_leaves() if isinstance(member, GroupRepository) else [member]:
-                seen.setdefault(leaf.name, leaf)
-        return list(seen.values())
 
     def leaves(self) -> list[Repository]:
         """The members this group's reader may read (worked out once: a group lives for one request)."""
@@ -63,7 +58,7 @@ class GroupRepository(Repository):
 
     @functools.cached_property
     def _readable(self) -> list[Repository]:
-        return [leaf for leaf in self.all_leaves() if self._visible(leaf)]
+        return [leaf for leaf in self.all_leaves if self._visible(leaf)]
 
     def index_etag(self) -> str | None:
         etags = [leaf.index_etag() for leaf in self.leaves()]
@@ -108,11 +103,30 @@ class GroupRepository(Repository):
     def cached_page(self, name: str) -> ProjectPage | None:
         return self._merged(name, cached=True)
 
+    def outlines(self, names: Collection[str]) -> dict[str, Outline]:
+        """Each member's outlines read at once, the members serving each name chosen by the same guard as
+        cached_page; a name several members serve is outlined from its merged page."""
+        held = {leaf.name: leaf.outlines(names) for leaf in self.all_leaves
+                if leaf in self._readable or isinstance(leaf, HostedRepository)}
+        privately = [held[leaf.name] for leaf in self._private_hosted]
+        found = {}
+        for name in names:
+            serving = self._serving(
+                name, lambda members, _merging: [(m, held[m.name][name]) for m in members if name in held[m.name]],
+                held_privately=any(name in outlines for outlines in privately))
+            if len(serving) == 1:
+                found[name] = serving[0][1]
+            elif serving:
+                found[name] = outline(self._merge(name, [(m, m.cached_page(name)) for m, _outline in serving]))
+        return found
+
     def _merged(self, name: str, cached: bool) -> ProjectPage | None:
-        passed_through = name in self.pass_through
         held = self._serving(name, lambda members, merging: _pages(members, name, cached, tolerate_failures=merging))
-        if not held:
-            return None
+        return self._merge(name, held) if held else None
+
+    def _merge(self, name: str, held: list[tuple[Repository, ProjectPage]]) -> ProjectPage:
+        """One page from the pages of the members that serve `name`, in member order."""
+        passed_through = name in self.pass_through
         pages = [page for _member, page in held]
         said = _merged_markers(pages)
         files: dict[str, DistFile] = {}
@@ -126,17 +140,19 @@ class GroupRepository(Repository):
                            etag=self._page_etag(name, [p.etag for p in pages]),
                            stale="; ".join(page.stale for page in pages if page.stale), markers=said)
 
-    def _serving(self, name: str, find: Callable[[list[Repository], bool], list[_T]]) -> list[_T]:
+    def _serving(self, name: str, find: Callable[[list[Repository], bool], list[_T]],
+                 held_privately: bool | None = None) -> list[_T]:
         """What `find(members, merging)` finds in the members that serve project `name` to this reader, in
         member order: every member for a pass-through name; else the hosted ones if any holds it; else the
-        others, unless a member the reader cannot see holds it. Pages and file URLs both obey this guard."""
+        others, unless a member the reader cannot see holds it (`held_privately`, if known already). Pages,
+        listings and file URLs all obey this guard."""
         hosted, others = self._split()
         if name in self.pass_through:
             return find(hosted + others, True)
         found = find(hosted, False)
         if not found:
             found = find(others, False)
-            if self._held_privately(name):
+            if held_privately if held_privately is not None else self._held_privately(name):
                 return []
         return found
 
@@ -150,8 +166,12 @@ class GroupRepository(Repository):
         return next((leaf for leaf, _status in held if leaf.name == member), None)
 
     def _held_privately(self, name: str) -> bool:
-        return any(isinstance(leaf, HostedRepository) and leaf.has_project(name)
-                   for leaf in self.all_leaves() if leaf not in self._readable)
+        return any(leaf.has_project(name) for leaf in self._private_hosted)
+
+    @property
+    def _private_hosted(self) -> list[Repository]:
+        """The hosted members the reader cannot see: the guard counts them all the same."""
+        return [leaf for leaf in self.all_leaves if isinstance(leaf, HostedRepository) and leaf not in self._readable]
 
     def dist_file(self, filename: str) -> DistFile | None:
         return next((dist for dist in (leaf.dist_file(filename) for leaf in self.leaves()) if dist), None)
@@ -168,7 +188,7 @@ class GroupRepository(Repository):
         return leaf.stored_blob(filename, metadata) if leaf is not None else None
 
     def upload_target(self) -> HostedRepository:
-        target = next((m for m in self.all_leaves() if m.name == self.upload_to), None)
+        target = next((m for m in self.all_leaves if m.name == self.upload_to), None)
         if not isinstance(target, HostedRepository):
             raise BadRequest(f"group {self.name!r} has no hosted upload_to repository; upload to a hosted repository")
         return target

@@ -6,7 +6,7 @@ import enum
 
 import peewee as pw
 
-from pypilite import audit, markers, models
+from pypilite import audit, markers, models, serials
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, Conflict
 from pypilite.models import File, Project, Tombstone, write_transaction
@@ -65,7 +65,7 @@ class HostedRepository(StoredRepository):
                 File.update(**values).where(File.id == existing.id).execute()
             else:
                 File.insert(**values).execute()
-            Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
+            serials.projects_changed(project.id)
             outcome = UploadOutcome.REPLACED if existing is not None else UploadOutcome.STORED
             audit.record(actor, "file.upload", "file", f"{self.name}/{dist.filename}",
                          sha256=sha256, size=dist.blob.size, outcome=outcome.value)
@@ -120,6 +120,5 @@ class HostedRepository(StoredRepository):
             project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
         except pw.IntegrityError:  # SQLite's write lock rules this out; PostgreSQL's isolation does not
             return Project.get((Project.repository == self.row.id) & (Project.name == name)), False
-        models.Repository.update(serial=models.Repository.serial + 1).where(
-            models.Repository.id == self.row.id).execute()
+        serials.names_changed(self.row.id)
         return project, True

@@ -13,7 +13,7 @@ from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
 
-from pypilite import audit, models
+from pypilite import audit, groups, models, serials
 from pypilite.audit import Actor
 from pypilite.config import (
     REPOSITORY_KEYS,
@@ -109,7 +109,10 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
         except ConfigError as exc:
             raise BadRequest(str(exc)) from None
         members = _member_rows(spec) if spec.repository_type == "group" else []
-        if any(row.id in {leaf.id for leaf in _group_closure(member)} for member in members):
+        # Counted as a leaf, the group is among what its new members reach only if one of them reaches it.
+        reached = groups.flatten(members, lambda member: None if member.id == row.id else _members_of(member),
+                                 key=lambda member: member.id)
+        if any(leaf.id == row.id for leaf in reached):
             raise BadRequest(f"group {name!r} cannot contain itself, directly or through another group")
         Repository.update(
             public=spec.public, allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url,
@@ -121,8 +124,7 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
             for position, member in enumerate(members):
                 GroupMember.create(group=row.id, member=member.id, position=position)
         # Every page of the repository may render differently now.
-        Repository.update(serial=Repository.serial + 1).where(Repository.id == row.id).execute()
-        models.Project.update(serial=models.Project.serial + 1).where(models.Project.repository == row.id).execute()
+        serials.repository_changed(row.id)
         audit.record(actor, "repository.update", "repository", name, **_settings(spec))
         return spec
 
@@ -140,32 +142,20 @@ def _member_rows(spec: RepositoryConfig) -> list[Repository]:
     if len(set(spec.members)) != len(spec.members):
         raise BadRequest(f"group {spec.name!r} lists a member twice")
     if spec.upload_to:
-        target = next((m for m in _leaf_rows(members) if m.name == spec.upload_to), None)
+        leaves = groups.flatten(members, _members_of, key=lambda member: member.id)
+        target = next((m for m in leaves if m.name == spec.upload_to), None)
         if target is None or target.repository_type != "hosted":
             raise BadRequest(f"group {spec.name!r}: upload_to must name a hosted member (or a hosted member of "
                              f"a member group), not {spec.upload_to!r}")
     return members
 
 
-def _group_closure(row: Repository) -> list[Repository]:
-    """A repository and, for a group, everything it reaches."""
-    found = [row]
-    if row.repository_type == "group":
-        for link in GroupMember.select().where(GroupMember.group == row.id):
-            found.extend(_group_closure(link.member))
-    return found
-
-
-def _leaf_rows(members: list[Repository]) -> list[Repository]:
-    """The repositories a group reaches through its members, nested groups flattened."""
-    leaves = []
-    for member in members:
-        if member.repository_type == "group":
-            nested = [link.member for link in GroupMember.select().where(GroupMember.group == member.id)]
-            leaves.extend(_leaf_rows(nested))
-        else:
-            leaves.append(member)
-    return leaves
+def _members_of(row: Repository) -> list[Repository] | None:
+    """A group's members in order; None for another kind."""
+    if row.repository_type != "group":
+        return None
+    return [link.member for link in GroupMember.select().where(GroupMember.group == row.id)
+            .order_by(GroupMember.position)]
 
 
 def remove_repository(name: str, actor: Actor) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pypilite import markers, models
+from pypilite import markers, models, serials
 from pypilite.dists import MAX_METADATA_BYTES, WHEEL, InvalidDistribution, metadata_bytes, parse_filename
 from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
@@ -106,8 +106,7 @@ class ProxyRepository(StoredRepository):
             if project is None:
                 raise NotFound(f"project {name!r} is not cached in repository {self.name!r}")
             project.delete_instance(recursive=True)
-            models.Repository.update(serial=models.Repository.serial + 1).where(
-                models.Repository.id == self.row.id).execute()
+            serials.names_changed(self.row.id)
 
     def page_tag(self, name: str) -> PageTag | None:
         """Known without a fetch only while the cached answer (a page, or the upstream's 404) is fresh."""
@@ -188,8 +187,7 @@ class ProxyRepository(StoredRepository):
         changed = False
         if project is None:
             project = Project.create(repository=self.row.id, name=name, display_name=name, **project_values)
-            models.Repository.update(serial=models.Repository.serial + 1).where(
-                models.Repository.id == self.row.id).execute()
+            serials.names_changed(self.row.id)
         else:
             existing = {row.filename: row for row in File.select().where(File.project == project.id)}
             if any(getattr(project, key) != value for key, value in project_values.items()):
@@ -211,7 +209,7 @@ class ProxyRepository(StoredRepository):
             File.delete().where(File.id.in_(gone)).execute()
             changed = True
         if changed:
-            Project.update(serial=Project.serial + 1).where(Project.id == project.id).execute()
+            serials.projects_changed(project.id)
 
     def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
         ref = super().stored_blob(filename, metadata)
@@ -359,7 +357,7 @@ class ProxyRepository(StoredRepository):
                 if offered:  # taken out of a wheel this proxy verified: its to hand out, and the page changes
                     self._record_fetched(info)
                     learned = File.select(File.project).where((File.id == row.id) & File.info_sha256.is_null())
-                    Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
+                    serials.projects_changed(learned)
                 File.update(info_sha256=info).where((File.id == row.id) & (File.sha256 == row.sha256)
                                                     & File.info_sha256.is_null()).execute()
         except Exception as exc:  # the download is complete; what the UI shows must not turn it into an error
@@ -450,7 +448,7 @@ class _StoringStream:
             self.proxy._record_fetched(row.sha256)
             if row.size is None:  # now known: the pages that list the file change, so their serials move
                 learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())
-                Project.update(serial=Project.serial + 1).where(Project.id.in_(learned)).execute()
+                serials.projects_changed(learned)
                 File.update(size=blob.size).where((File.sha256 == row.sha256) & File.size.is_null()).execute()
         self._complete = True
 

@@ -4,6 +4,7 @@ same tables from upstream), so a cached proxy project renders exactly like a hos
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 
 from pypilite import markers, models
 from pypilite.markers import Markers
@@ -12,6 +13,7 @@ from pypilite.repositories.base import (
     NO_PAGE,
     BlobRef,
     DistFile,
+    Outline,
     PageTag,
     ProjectIndex,
     ProjectPage,
@@ -23,6 +25,10 @@ from pypilite.storage import BlobStore
 
 PROJECT = Project._meta.table_name
 FILE = File._meta.table_name
+# A project's releases with their file counts and last uploads; none for a quarantined project, as its page.
+_OUTLINES = (f'SELECT p.name, f.version, f.yanked, COUNT(f.id), MAX(f.upload_time) FROM "{PROJECT}" p '
+             f'LEFT JOIN "{FILE}" f ON f.project_id = p.id AND p.status != \'{markers.QUARANTINED}\' '
+             "WHERE p.repository_id = ? AND p.name IN ({}) GROUP BY p.name, f.version, f.yanked")
 _FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
 # CROSS JOIN pins SQLite's join order, from the file's name to its project, whatever statistics an ANALYZE
 # leaves behind: the other order walks every project of the repository, and a download's cost would grow with
@@ -86,6 +92,21 @@ class StoredRepository(Repository):
             files = [self._dist_file(from_row(File, values)) for values in rows]
         return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial),
                            markers=found, serial=project.serial)
+
+    def outlines(self, names: Collection[str]) -> dict[str, Outline]:
+        """The stored projects' outlines in one query, without building their pages; for a proxy too, whose
+        cached_page this reads."""
+        if not names:
+            return {}
+        rows = database.execute_sql(_OUTLINES.format(", ".join("?" for _ in names)), (self.id, *names)).fetchall()
+        found: dict[str, list[tuple[str | None, bool, int, str | None]]] = {}
+        for name, version, yanked, files, last_upload in rows:
+            found.setdefault(name, []).append((version, yanked, files, last_upload))
+        return {name: Outline(
+            releases=frozenset((version, bool(yanked)) for version, yanked, _files, _last in releases if version),
+            files=sum(files for _version, _yanked, files, _last in releases),
+            last_upload=File.upload_time.python_value(max((last for *_rest, last in releases if last), default=None)),
+        ) for name, releases in found.items()}
 
     def _query_file_row(self, filename: str) -> File | None:
         values = database.execute_sql(_FILE_BY_NAME, (self.id, filename)).fetchone()

@@ -3,11 +3,13 @@ confusion, with a pass-through list, private members kept private, and uploads l
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
+from packaging.utils import canonicalize_name
 
 from tests.integration.conftest import LiveServer, build, isolated_env, make_project, new_venv, run, start_server, \
     stop_server
@@ -101,3 +103,27 @@ def test_private_member_is_invisible_to_anonymous_readers(published, client_env,
     result = run([python, "-m", "pip", "install", "--index-url", published.simple(), "secret-thing"],
                  env=client_env, check=False)
     assert result.returncode != 0 and "secret-thing" in result.stderr
+
+
+def ui_versions(server: LiveServer, repo: str, auth=None, sort: str = "name") -> dict[str, str]:
+    """The web UI's listing of a repository: the version it shows for each project."""
+    response = requests.get(f"{server.url}/ui/{repo}/", params={"sort": sort}, auth=auth, timeout=30)
+    response.raise_for_status()
+    rows = re.findall(r'<a class="name" href="[^"]*">([^<]*)</a>\s*<span class="version">([^<]*)</span>',
+                      response.text)
+    return {canonicalize_name(name): version for name, version in rows}
+
+
+@pytest.mark.parametrize("sort", ["name", "newest"])
+def test_the_ui_lists_a_group_as_its_pages_serve_it(published: LiveServer, sort: str) -> None:
+    """/ui/all/ shows the version /all/simple/ serves: never an upstream namesake's that the guard hides,
+    whether a hosted member holds the name or a private one the reader cannot see."""
+    for project in ("team-tool", "secret-thing", "shared-name"):  # the upstream's namesakes, cached by the proxy
+        assert requests.get(f"{published.simple('pypi')}{project}/", timeout=30).status_code == 200
+    admin = ("admin", published.admin_password)
+    assert ui_versions(published, "pypi", sort=sort)["team-tool"] == "9.0"
+    for auth in (None, admin):
+        shown = ui_versions(published, "all", auth, sort)
+        assert shown["team-tool"] == "1.0"
+        assert shown.get("secret-thing", "") == ("1.0" if auth else "")
+        assert shown["shared-name"] == "2.0"  # passed through: merged, as pip sees it

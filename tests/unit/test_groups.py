@@ -216,3 +216,46 @@ def test_a_private_member_decides_for_its_files_as_it_did_for_the_page(tmp_path,
     assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
     allowed = index.get(only_up.replace("/pypi/files/", "/closed/files/"), headers=index.auth)
     assert allowed.status_code == 200 and allowed.headers["Cache-Control"].startswith("private")
+
+
+def test_flatten_walks_members_depth_first_each_once_through_cycles() -> None:
+    """The one walk every place that looks through a group takes: nested groups in their place, a repository
+    reached twice counted where it is first reached, a cycle walked once."""
+    from pypilite.groups import flatten
+
+    links = {"outer": ["a", "inner", "b", "a"], "inner": ["c", "b", "outer"], "empty": []}
+    assert flatten(links["outer"], links.get, key=str) == ["a", "c", "b"]
+    assert flatten(["empty", "d"], links.get, key=str) == ["d"]
+
+
+@pytest.mark.parametrize("pass_through", [(), ("Tool",)])
+def test_a_listing_outlines_pages_as_one_page_request_does(tmp_path, upstream, pass_through) -> None:
+    """outlines (the UI's listing) chooses and merges by the guard exactly as cached_page (the UI's project
+    page) does: hosted shadowing, pass-through, a private member's name, a quarantined project, no page."""
+    from pypilite.auth import ANONYMOUS
+    from pypilite.repositories.base import outline
+
+    index = Index(tmp_path / "data", {"repository": [
+        {"name": "local", "repository_type": "hosted"},
+        {"name": "team", "repository_type": "hosted", "public": False},
+        {"name": "pypi", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 1},
+        {"name": "inner", "repository_type": "group", "members": ["team", "local"], "upload_to": "local"},
+        {"name": "all", "repository_type": "group", "members": ["inner", "pypi"], "upload_to": "local",
+         "pass_through": list(pass_through)}]})
+    for name, version, repo in (("tool", "1.0", "local"), ("only-up", "0.1", "team"), ("closed", "1.0", "local")):
+        filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+        assert index.upload(filename, wheel_bytes(name, version), repo=repo).status_code == 200
+    assert index.client.put("/api/v1/repos/local/projects/closed/status", json={"status": "quarantined"},
+                            headers=index.auth).status_code == 200
+    for project in ("tool", "only-up"):
+        assert index.get(f"/pypi/simple/{project}/", accept=JSON).status_code == 200
+    names = ["tool", "only-up", "closed", "nowhere"]
+    repositories = index.app.extensions["pypilite"].repositories
+    for who in (ANONYMOUS, None):  # the private member unseen, and seen
+        group = index.run(repositories.get, "all", who)
+        pages = {name: page for name in names if (page := index.run(group.cached_page, name)) is not None}
+        assert "tool" in pages and ("only-up" in pages) == (who is None)
+        assert index.run(group.outlines, names) == {name: outline(page) for name, page in pages.items()}
+        for leaf in group.all_leaves:  # each kind's own outlines, read without building pages
+            assert index.run(leaf.outlines, names) == {
+                name: outline(page) for name in names if (page := index.run(leaf.cached_page, name)) is not None}

@@ -4,9 +4,12 @@ when a merge of independent members changed)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+
+import pypilite
 
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
@@ -75,3 +78,90 @@ def test_a_proxy_sends_the_serial_of_its_cached_copy(tmp_path: Path) -> None:
         assert serial(index, "/up/simple/tool/") == (200, fetched.headers[SERIAL])  # from the fresh cache
     finally:
         upstream.stop()
+
+
+def page(index: Index, url: str) -> tuple[int, str | None, bytes]:
+    response = index.get(url, accept=JSON)
+    return response.status_code, response.headers.get("ETag"), response.data
+
+
+def api(index: Index, method: str, url: str, body: dict | None = None) -> None:
+    response = index.client.open(f"/api/v1/repos/{url}", method=method, json=body, headers=index.auth)
+    assert response.status_code in (200, 204), response.data
+
+
+def upload(index: Index, name: str, version: str) -> None:
+    assert index.upload(f"{name}-{version}-py3-none-any.whl", wheel_bytes(name, version)).status_code == 200
+
+
+# Every service that writes to a hosted repository, with the pages its write changes.
+HOSTED_WRITES = {
+    "upload to a project": (lambda index: upload(index, "demo", "3.0"), ["/local/simple/demo/"]),
+    "upload of a project": (lambda index: upload(index, "other", "1.0"), ["/local/simple/"]),
+    "yank": (lambda index: api(index, "POST", "local/projects/demo/2.0/yank", {"reason": "r"}),
+             ["/local/simple/demo/"]),
+    "status": (lambda index: api(index, "PUT", "local/projects/demo/status", {"status": "deprecated"}),
+               ["/local/simple/demo/"]),
+    "file deletion": (lambda index: api(index, "DELETE", "local/files/demo-2.0-py3-none-any.whl"),
+                      ["/local/simple/demo/"]),
+    "release deletion": (lambda index: api(index, "DELETE", "local/projects/demo/1.0"), ["/local/simple/demo/"]),
+    "last release deletion": (lambda index: [api(index, "DELETE", f"local/projects/demo/{v}") for v in ("1.0", "2.0")],
+                              ["/local/simple/", "/local/simple/demo/"]),
+    "settings": (lambda index: api(index, "PATCH", "local", {"allow_overwrite": True}),
+                 ["/local/simple/", "/local/simple/demo/"]),
+}
+
+
+@pytest.mark.parametrize("write", list(HOSTED_WRITES))
+def test_every_hosted_write_moves_the_etags_of_the_pages_it_changes(index: Index, write: str) -> None:
+    """A write that changes a page without moving its ETag leaves every client and worker cache holding the
+    old page for good (settings count: a page may render differently under them)."""
+    upload(index, "demo", "1.0")
+    upload(index, "demo", "2.0")
+    action, urls = HOSTED_WRITES[write]
+    urls = urls + [url.replace("/local/", "/all/") for url in urls]
+    before = {url: page(index, url) for url in urls}
+    action(index)
+    for url in urls:
+        status, etag, body = page(index, url)
+        assert etag != before[url][1] or status != before[url][0], url
+        if write != "settings":
+            assert (status, body) != (before[url][0], before[url][2]), f"{write} did not change {url}"
+
+
+def test_every_proxy_write_moves_the_etags_of_the_pages_it_changes(tmp_path: Path) -> None:
+    """Refreshing, learning a file's metadata by downloading it, and forgetting a project change pages."""
+    from pypilite.audit import Actor
+    from pypilite.repositories import manage
+
+    plain = wheel("tool", "1.0")
+    plain.metadata = None  # the upstream offers no .metadata: the proxy offers the wheel's own once fetched
+    upstream = Upstream(tmp_path / "up", [plain], json_api=True).start()
+    try:
+        index = Index(tmp_path / "data", {"repository": [
+            {"name": "up", "repository_type": "proxy", "remote_url": upstream.url}]})
+        repositories = index.app.extensions["pypilite"].repositories
+        actor = Actor("test")
+
+        def moved(url: str, action) -> None:
+            before = page(index, url)
+            action()
+            after = page(index, url)
+            assert after[:2] != before[:2] and after[2] != before[2], url
+
+        assert page(index, "/up/simple/tool/")[0] == 200
+        moved("/up/simple/tool/", lambda: index.get(f"/up/files/up/{plain.sha256}/{plain.filename}").data)
+        upstream.dists.append(wheel("tool", "2.0"))
+        moved("/up/simple/tool/",
+              lambda: index.run(manage.refresh_cached_project, repositories, "up", "tool", actor))
+        moved("/up/simple/", lambda: index.run(manage.forget_cached_project, repositories, "up", "tool", actor))
+    finally:
+        upstream.stop()
+
+
+def test_no_write_moves_a_serial_by_hand() -> None:
+    """serials.py is the one place a change counter moves: a write elsewhere calls it, so none forgets."""
+    root = Path(pypilite.__file__).parent
+    by_hand = [str(path.relative_to(root)) for path in root.rglob("*.py")
+               if path.name != "serials.py" and re.search(r"serial\s*\+", path.read_text())]
+    assert by_hand == []
