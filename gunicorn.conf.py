@@ -1,9 +1,7 @@
 """gunicorn settings for pypilite; the bind address comes from pypilite's own config (file or environment).
 
-Metrics: every worker counts into memory-mapped files in one directory, and a scrape adds them up. The
-directory must be named before anything imports prometheus_client (pypilite does, below), so it is chosen
-first: a private temp directory created by this master, removed when it exits. Counts are not state, so
-they do not belong in data_dir, and a restart begins from zero as Prometheus expects of a new process.
+Workers count metrics into files in a private temp directory, named before anything imports
+prometheus_client and removed when this master exits: counts are not state, and a restart begins from zero.
 """
 
 import logging
@@ -30,19 +28,14 @@ except ConfigError as exc:
 
 
 workers = min(2 * multiprocessing.cpu_count() + 1, 8)
-# pypilite believes X-Forwarded-* headers itself, where it needs them and only from a proxy on this machine
-# (pypilite/web/forwarded.py), so gunicorn is told to believe none from anyone: no scheme header and no
-# header it would map over the environ. Believing nothing, it need not parse the peer's address on every
-# request either ("*"). Never give gunicorn headers to believe here: with "*" it would believe them from
-# every client.
+# gunicorn believes no forwarded header (pypilite/web/forwarded.py does): never add one, "*" trusts every client.
 forwarded_allow_ips = "*"
 secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""
 # Large uploads stream for minutes on slow links; a sync worker must not be killed halfway through one.
 timeout = 600
 graceful_timeout = 30
-# No access log by default, as gunicorn itself: writing one costs a page request about a tenth of its time, and
-# the reverse proxy in front logs every request anyway. `GUNICORN_CMD_ARGS="--access-logfile -"` turns it on.
+# No access log, as gunicorn's default (the reverse proxy logs): `GUNICORN_CMD_ARGS="--access-logfile -"` adds one.
 
 
 def on_starting(server) -> None:

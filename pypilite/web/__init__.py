@@ -40,7 +40,7 @@ def register(app: Flask) -> None:
     public_url = app.extensions[SERVICES].config.server.public_url
     loop_marker = app.extensions[SERVICES].loop_marker
 
-    # Each pass through a context-local proxy costs about what the whole metrics update does: one pass each.
+    # Each hook goes through the context-local request proxy once (why: bench/README.md).
     @app.before_request
     def _connect() -> None:
         request._get_current_object().started = perf_counter()

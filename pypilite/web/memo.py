@@ -1,17 +1,8 @@
 """Answers a worker gave before, given again without Flask while nothing they depend on has changed.
 
-Most of what an index hears is the same few requests again: every pip and uv run asks for the same project
-pages and files with the same headers, and Flask's own work costs more than all pypilite decides for them.
-So a worker remembers the answers its views offer (Simple API pages and distribution files, 200s and 304s),
-keyed by everything in the request that can change them (SHAPING and CREDENTIALS, declared once below). It
-gives one again, without entering Flask,
-- while the database is as it was (changes.ChangeMarker: a commit by anyone, anywhere, ends every entry), and
-- until the deadline the view set (a proxy page going stale, a token expiring or due for its last-use note).
-A small file is kept with its answer (its blob looked for at most once a second); a larger one is sent
-from the blob store again, with sendfile.
-
-The views stay the only place where an answer is decided: the memo repeats only what a view offered, and
-every other request takes the Flask road unchanged. Without a change counter (PostgreSQL) it stays empty.
+Only what a view offered is repeated, keyed by the request parts declared in SHAPING and CREDENTIALS, while
+the database is unchanged (changes.ChangeMarker) and until the view's deadline; on PostgreSQL it stays
+empty. Why a worker remembers answers at all: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -39,18 +30,11 @@ from pypilite.models import earliest
 OFFER = "pypilite.memo.offer"
 MAX_ENTRIES = 16_384
 MAX_BYTES = 64 * 1024 * 1024
-# Blobs up to this size are kept with the answer, read once, and written in one go: cheaper than setting
-# sendfile up for them (measured under gunicorn: a 2 KB file a quarter faster, even at 32 KB; from 64 KB on
-# sendfile wins), and a stat at most once a second instead of an open, a read and a close. Core metadata files,
-# which pip asks for by the dozen, and most small wheels are this small.
+# Blobs up to this size (core metadata, small wheels) are kept with the answer: cheaper than sendfile.
 SMALL_BLOB = 32 * 1024
-# How long a kept small blob is taken to be still on disk, after a stat found it there: the longest a worker
-# sends the bytes it kept of a blob that has since gone missing (by the disk's doing or an operator's: pypilite
-# removes a blob only after its row, and that commit ends every answer) before the Flask road reports it.
+# How long a kept small blob is taken to be still on disk after a stat found it there.
 BLOB_CHECK_SECONDS = 1.0
-# Everything of a request an answer the memo repeats may depend on, besides the database: these parts, and the
-# credentials (keyed by a hash, never in clear). A view that offers its answer reads nothing else of the request;
-# tests/memo_rule.py holds every in-process test's remembered views to it.
+# All a remembered answer may depend on besides the database (credentials hashed); tests/memo_rule.py holds it.
 SHAPING = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING",
            "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE",
            "HTTP_X_PYPILITE_DECISION",
@@ -96,7 +80,7 @@ class _Entry:
     status: str
     headers: list[tuple[str, str]]
     body: bytes  # the page, or the bytes of a small blob at path
-    path: str | None  # of a blob to send: as os.stat and open take it, which costs a third of a Path's methods
+    path: str | None  # of a blob to send, as a str: os.stat and open take it faster than a Path
     size: int  # of the blob at path
     requires: str | None
     endpoint: str
@@ -203,9 +187,7 @@ class Memo:
         try:
             if entry.size > SMALL_BLOB:
                 return wrap_file(environ, open(entry.path, "rb"))
-            # A blob gone missing or no longer its size is the Flask road's to report; one still there is
-            # the bytes read when the answer was remembered (a blob is named by its sha256, and never
-            # rewritten).
+            # A blob gone or resized is the Flask road's to report; one still there is never rewritten.
             now = monotonic()
             if now >= entry.blob_seen_until:
                 if os.stat(entry.path).st_size != entry.size:
