@@ -1,10 +1,8 @@
 """The one place that decides whether a principal may do something to a repository.
 
-Levels are ordered: read < upload < admin. A principal's level on a repository is the highest of: admin for a
-global admin, the user's grant on it, and read for everyone on a public repository. A token can only lower
-its owner's level: a read-only token caps it at read, a narrowed token has no level (but public read) on
-repositories outside its list. Refusals are pypilite's own errors; the web layer turns them into 401 (with
-the Basic challenge) and 403.
+Levels are read < upload < admin: the highest of admin for a global admin, the user's grant, and read on a
+public repository. A token only lowers its owner's: read-only caps it at read, a narrowed one leaves only
+public read outside its list. Refusals are pypilite's own errors; the web layer makes them 401 and 403.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Who is asking: HTTP Basic with a password or an API token, or nobody.
 
-A request carries no credentials (anonymous), right ones (that user, or that user through a token), or wrong
-ones: refused whatever the repository, so a typo in ~/.netrc is reported instead of silently reading as
-anonymous. Passwords are werkzeug scrypt hashes, deliberately slow; a per-process cache of verified
-passwords keeps pip's dozens of requests per install from paying that cost each time, and failed logins are
-throttled by client address and by user name.
+Wrong credentials are refused whatever the repository, never read as anonymous. Passwords are scrypt
+hashes, so verified ones are cached per process for pip's many requests; failed logins are throttled by
+client address and by user name.
 """
 
 from __future__ import annotations

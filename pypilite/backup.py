@@ -1,12 +1,8 @@
 """`python app.py backup DEST`: a consistent copy of a live data dir, restorable by pointing data_dir at it.
 
-The database is copied first with SQLite's online backup API: one step, so it is one snapshot, taken while
-the server keeps serving (WAL readers do not block writers). Then every blob the *copy* lists is brought
-over: blobs are committed before the rows that name them, so each one the snapshot lists is already
-complete. Blobs are immutable and content-addressed, so on the same filesystem a hard link is as good as a
-copy (and costs no space); elsewhere they are copied through a temp file, checked against their address,
-fsync'd and renamed. The database is renamed into place last: a DEST holding pypilite.db is a whole backup,
-and one cut short holds none.
+The database first, in one step of SQLite's online backup API, then every blob that copy lists (complete,
+as blobs commit before their rows), hard-linked or copied and checked; pypilite.db is renamed into DEST
+last, so a DEST holding it is a whole backup.
 """
 
 from __future__ import annotations

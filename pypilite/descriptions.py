@@ -1,11 +1,8 @@
-"""A release's own words: its metadata as the stored files carry it, and its long description rendered the way
-Warehouse renders it (readme-renderer by Description-Content-Type, sanitized; plain text when that fails).
+"""A release's own words: its stored metadata, and its long description rendered as Warehouse renders it.
 
-A package's HTML never reaches a page as it is: readme-renderer cleans what reStructuredText and Markdown
-produce, and the templates escape every other field. Only the metadata extracted when a file was stored is
-read here, never an archive. Rendering runs in a child process, bounded in time and memory (a description
-can be written to take a renderer minutes), and results are kept per process, keyed by the sha256 of the
-bytes they came from (which never change), up to a number of bytes.
+readme-renderer sanitizes the HTML and the templates escape every other field; only metadata extracted when
+a file was stored is read, never an archive. Rendering runs in a child process bounded in time and memory,
+and results are kept per process, keyed by the sha256 of their source.
 """
 
 from __future__ import annotations

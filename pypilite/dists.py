@@ -1,10 +1,8 @@
 """Distribution files: what a filename says, whether the archive is sane, and what its own metadata says.
 
-Pure functions over a path and a filename, each answering with a value or an InvalidDistribution whose
-message is fit for a client's status line. Parsing is packaging's, pkginfo's, tarfile's and zipfile's; only
-the safety checks Warehouse adds on top (one root in an sdist, no polyglots, no bombs, no member that lands
-outside the directory it is unpacked into) are written here. Every read of an archive is bounded in memory
-and time: the caps below are what a large real package needs, and a hostile file meets them first.
+Pure functions answering a value or an InvalidDistribution fit for a client's status line. Parsing is
+packaging's, pkginfo's, tarfile's and zipfile's; only Warehouse's safety checks are written here, and every
+read of an archive is bounded in memory and time.
 """
 
 from __future__ import annotations

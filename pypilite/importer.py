@@ -1,10 +1,8 @@
 """`python app.py import DIR --repo NAME`: move in from another index's files (a pypiserver packages dir, a
 Nexus or Artifactory export, a `pip download` folder).
 
-Every distribution file under DIR goes through publish(), the road a web upload takes, so an imported file
-is checked exactly as an uploaded one and audited as an upload by the command-line actor. Identical bytes
-already stored are skipped, so a second run imports nothing new; a file that fails a check is reported with
-the reason and the rest carry on.
+Every file goes through publish(), as a web upload does, and is audited as one; identical bytes already
+stored are skipped, and a file that fails a check is reported while the rest carry on.
 """
 
 from __future__ import annotations

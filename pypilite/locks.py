@@ -1,9 +1,8 @@
-"""Named locks shared by every gunicorn worker and every thread: flock on a file per name.
+"""Named locks shared by every gunicorn worker and thread: flock on a file per name, where two workers at
+once would waste an upstream fetch.
 
-Used where two workers doing the same thing at once would waste an upstream download or fetch. The lock
-file is removed on release; a waiter that locked a file already removed notices (its inode is no longer
-the one at the path) and tries again, so removal never lets two holders in. A holder that dies leaves its
-file behind, unlocked: it never blocks anyone, and `sweep` removes it at the next start.
+A released lock's file is removed; a waiter that locked a removed file notices (another inode at the path)
+and tries again. A dead holder's file blocks no one, and `sweep` removes it at the next start.
 """
 
 from __future__ import annotations

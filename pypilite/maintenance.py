@@ -1,10 +1,8 @@
 """`python app.py check [--gc]`: the database against the blob store.
 
-Check: SQLite's own quick_check passes, every hosted file's blob (and metadata blob) exists and hashes to its
-address, every fetched proxy blob too, and no stray temp file lingers (an upload that died with its
-process; the server sweeps them at start). Garbage collection removes those temp files, and the blobs no
-row refers to, but only blobs untouched for an hour: an upload renames its blob into place a moment before
-its row is committed, and a re-upload of bytes already stored refreshes the blob's time first.
+Check: SQLite's quick_check, every referenced blob present and hashing to its address, no stray temp file.
+--gc removes stray temp files and the blobs no row names, if untouched for an hour (an upload renames its
+blob into place a moment before its row commits).
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """Content-addressed blob storage under data_dir/blobs.
 
-Every write goes to a temp file on the same filesystem, hashed while it streams, then fsync'd and renamed
-into place before any database row may point at it. A crash can leave an unreferenced blob or a stray temp
-file, never a row whose blob is missing or half-written.
-
-A temp file is flock'ed by its writer until it is renamed or removed; the kernel drops the lock when the
-writer dies, however it dies, so a temp file nobody holds is abandoned and can be swept at once, even while
-other workers keep writing theirs.
-
-A full disk (or quota, or file size limit) is an answer, not a crash: InsufficientStorage, 507. So is a write
-that would leave less than the configured floor free (storage.min_free_mb): no single upload or proxied
-download, however large it says or turns out to be, takes the data dir's disk to the end.
+A write streams into a flock'ed temp file on the same filesystem, hashed as it goes, then is fsync'd and
+renamed into place before any row may name it; a temp file nobody holds is abandoned and may be swept. A
+full disk, or a write that would pass storage.min_free_mb, is a 507 (InsufficientStorage), not a crash.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""The documents of Warehouse's JSON API (/pypi/<project>/json and /pypi/<project>/<version>/json), which
-dependency bots and audit tools read, built from a project page and the core metadata stored with its files.
+"""Warehouse's JSON API documents (/pypi/<project>/json and /pypi/<project>/<version>/json), which
+dependency bots and audit tools read, built from a project page and its files' stored core metadata.
 
-Shaped as Warehouse's: `info` from the release's own metadata, `releases` (the project document only), `urls`
-(the release's files), `last_serial` and `vulnerabilities`. Digests pypilite does not keep (md5, blake2b)
-are left out rather than guessed.
+Shaped as Warehouse's; digests pypilite does not keep (md5, blake2b) are left out rather than guessed.
 """
 
 from __future__ import annotations

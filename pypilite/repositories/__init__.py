@@ -1,11 +1,7 @@
 """Looking repositories up by name: one database read, then the right kind behind the common interface.
 
-A group is told which members the asking principal may read, so a private member's projects never show
-through a public group to someone who may not see them.
-
-Every request names a repository, so the lookup is on the hot path: it reads the row as a plain tuple and
-keeps the model built from it, keyed by that tuple, so an unchanged row costs one indexed read and no model
-building. Any change to a row (settings, or its serial when a project appears) is a new key.
+A group is told which members the asking principal may read. Rows are kept per process keyed by their
+values: an unchanged row costs one indexed read and no model building, a changed one is a new key.
 """
 
 from __future__ import annotations

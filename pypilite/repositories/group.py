@@ -1,14 +1,8 @@
 """Group repositories: several members behind one URL, safe from dependency confusion.
 
-A project that any hosted member holds is served from hosted members only, so a public upstream can never
-shadow (or outbid with a higher version) a name the team publishes itself; projects named in the group's
-pass-through list are merged from every member instead. Same filename in two members: the earlier member
-wins.
-
-A reader sees only the members they may read, but the guard counts every hosted member: a project in a
-private member is never replaced by an upstream namesake for readers who cannot see it (404), since that is
-how an internal name gets hijacked on a machine without credentials. Such a reader's request runs as for a
-name nobody holds, the other members asked alike, before its answer is hidden.
+A project any hosted member holds is served from hosted members only, unless the group passes it through.
+The guard counts members the reader cannot see; such a reader is answered, after the same members were
+asked, as for a name nobody holds. Same filename in two members: the earlier member wins.
 """
 
 from __future__ import annotations

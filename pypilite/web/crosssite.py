@@ -1,10 +1,8 @@
 """Writes another site's page makes a browser send here are refused, whatever the route.
 
-The UI logs in with HTTP Basic, which a browser then sends with every request to this server, a form that
-another site submits here included. Browsers say where a request comes from (Sec-Fetch-Site, Origin);
-twine, uv, poetry, pdm and curl send neither and are not affected. The API also takes bodies only as JSON,
-which no form can send (a page must ask first, a CORS preflight that pypilite never grants): that holds even
-for a browser too old to send either header.
+A browser sends the UI's HTTP Basic login with any request here, a cross-site form's too. Sec-Fetch-Site and
+Origin say where it comes from (command-line clients send neither), and the API takes only JSON bodies,
+which no form can send without a CORS preflight that pypilite never grants.
 """
 
 from __future__ import annotations

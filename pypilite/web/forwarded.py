@@ -1,10 +1,8 @@
-"""Who a client is and which address it used to reach this server: the request's own peer, scheme, host and
-sub-path, or what a reverse proxy on this machine says they were.
+"""Who a client is and which address it used: the request's own peer, scheme, host and sub-path, or what a
+reverse proxy on this machine says they were.
 
-X-Forwarded-* headers are believed only from a loopback peer: anyone else could make pypilite take someone
-else's host for its own, or an address of their choosing for theirs. Of X-Forwarded-For only the last hop
-counts, the one the proxy appended itself: every hop before it is the client's own word. Behind a proxy on
-another machine, set server.public_url (client addresses are then the proxy's).
+X-Forwarded-* is believed only from a loopback peer, and of X-Forwarded-For only the last hop (the one that
+proxy appended). Behind a proxy on another machine, set server.public_url.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The web UI: repositories, their projects, a project's versions, files and README, and client setup.
 
-Thin views over catalog (listings), descriptions (metadata and README) and clientsetup (snippets). Reading
-goes through the same permission decision as the Simple API, so what a caller may not read never appears;
-a private repository answers 401 with the Basic challenge, so the browser asks for credentials, and /login
-does the same on purpose, then sends the browser home (or back where it was).
+Thin views over catalog, descriptions and clientsetup, reading through the Simple API's permission decision;
+a private repository (and /login) answers 401 with the Basic challenge, so the browser asks.
 """
 
 from __future__ import annotations
