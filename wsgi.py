@@ -15,6 +15,5 @@ except StartupError as exc:
     print(f"pypilite: {exc}", file=sys.stderr)
     # This code stops gunicorn's master; any other exit and it boots workers again, failing each time.
     sys.exit(Arbiter.WORKER_BOOT_ERROR)
-# What start-up built lives as long as the process: out of the collector's way, every full collection would
-# walk all of it again (and touching it would unshare the workers' copy-on-write pages).
+# What start-up built lives as long as the process: out of the collector's way, and shared copy-on-write.
 gc.freeze()

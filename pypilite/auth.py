@@ -45,8 +45,7 @@ LOGIN_FAILED = "login.failed"
 FAILURE_WINDOW = timedelta(minutes=5)
 # ...more than this many from one address refuse further logins from it for the rest of the window;
 ADDRESS_FAILURES = 10
-# ...more than this many for one user name refuse further logins as that user, but only from addresses that
-# have themselves failed for it: an attacker cannot lock the real user out of their own account.
+# ...more than this many for one user name refuse it, from the failing addresses only (no lockout of its owner).
 USER_FAILURES = 20
 # last_used is written at most this often per token: a write per request would serialise every worker.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -65,8 +64,7 @@ class Principal:
     read_only: bool = False
     # repository ids a narrowed token may touch; None: not narrowed
     scope: frozenset[int] | None = None
-    # When these credentials must be checked again even if nothing changes in the database: a token expires,
-    # and its last use is written down once a LAST_USED_RESOLUTION. None: only a change can end them.
+    # When to check the credentials again though nothing changed (token expiry, last-use note); None: never.
     until: datetime | None = None
 
     @property

@@ -12,13 +12,9 @@ Marker = tuple[int, int, int]
 
 
 class ChangeMarker:
-    """Something that changes whenever the database may have: a commit by any connection in any process, or a
-    row written through this process's own connection. Answers remembered under one marker are still right
-    while the marker is the same. None on databases without such a counter (PostgreSQL).
-
-    The pragma counts per connection, and not the connection's own commits (hence total_changes), so the marker
-    starts a new epoch whenever another connection than the last one is asked; the last one is held, so no
-    later connection can take its identity."""
+    """Changes whenever the database may have: a commit by any connection, or a write through this one; None
+    without such a counter (PostgreSQL). The pragma skips a connection's own commits (hence total_changes) and
+    counts per connection (hence a new epoch with each connection, the last one held so none reuses its id)."""
 
     def __init__(self) -> None:
         self._connection: sqlite3.Connection | None = None

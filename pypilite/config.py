@@ -36,11 +36,9 @@ class ServerConfig:
     public_url: str = ""
     default_repository: str = "all"
     max_upload_mb: int = 1024
-    # Behind nginx: the internal location that serves the blob directory; downloads are then answered with
-    # an X-Accel-Redirect there and nginx sends the bytes. Empty: pypilite sends them itself.
+    # Behind nginx: its internal location of the blob directory, for X-Accel-Redirect. Empty: pypilite sends.
     x_accel_redirect: str = ""
-    # /metrics for anyone who can reach the port (what Prometheus expects on a private network); false: only
-    # global administrators (a read-only admin token is enough for a scraper).
+    # /metrics for anyone who reaches the port; false: global administrators only (a read-only admin token).
     public_metrics: bool = True
     # An upstream page larger than this once decoded (requests unpacks gzip) is refused: 502, or the cached page.
     max_upstream_page_mb: int = 64
@@ -86,8 +84,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     repositories: tuple[RepositoryConfig, ...] = DEFAULT_REPOSITORIES
-    # The keys the config file itself sets, per repository (none for the embedded defaults): what start-up
-    # compares with the database, since a default the file never wrote cannot have drifted.
+    # The keys the config file sets, per repository: only those are compared with the database at start-up.
     written: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     @property

@@ -31,8 +31,7 @@ from pypilite.storage import BlobStore
 
 # Rendering is bounded: past this many characters the description is shown as plain text, cut here.
 MAX_RENDERED_CHARS = 500_000
-# Rendered HTML over this is shown as plain text instead (at most six characters per character of text), so
-# that every description fits the cache below and is rendered once per process.
+# Rendered HTML over this is shown as plain text instead, so every description fits the cache below.
 MAX_RENDERED_HTML = 2 * 1024 * 1024
 # Parsed and rendered metadata kept per process; one README rendered can be megabytes.
 CACHE_BYTES = 32 * 1024 * 1024

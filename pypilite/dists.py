@@ -53,8 +53,7 @@ MAX_LINK_HOPS = 40
 MAX_LINKS = 1000
 # A member's name or a link's target: real ones are a few dozen characters, and judging one costs its length.
 MAX_PATH_LENGTH = 1024
-# How a member read here may be compressed: what wheels use. zipfile inflates deflate a bounded slice at a time
-# and keeps other methods' output whole (a 1 KiB bzip2 member can hold a gigabyte).
+# What wheels use, and zipfile inflates in bounded slices; others it inflates whole, a bomb's gigabyte too.
 _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 # The characters the wheel and sdist filename specifications allow (legacy sdist names included).
@@ -69,8 +68,7 @@ _NOT_TAR_GZ = "Invalid sdist: not a gzip-compressed tar archive, or a truncated 
 _ONE_ROOT = "Invalid sdist: the archive must hold exactly one top-level directory"
 _RATIO_MESSAGE = "Invalid distribution: suspicious compression ratio (possible decompression bomb)"
 
-# pkginfo warns about every Metadata-Version newer than itself; new versions are legitimate, and the fields
-# pypilite needs (Name, Version, Requires-Python) have not changed since 1.2.
+# Newer Metadata-Versions are legitimate, and the fields pypilite reads have not changed since 1.2.
 warnings.filterwarnings("ignore", category=pkginfo.distribution.UnknownMetadataVersion)
 
 WHEEL = "bdist_wheel"

@@ -21,8 +21,7 @@ from pypilite.repositories.hosted import HostedRepository, UploadOutcome
 from pypilite.storage import BlobStore, BlobTooLarge
 from pypilite.uploads import publish
 
-# Names a distribution file may end with. The legacy formats pypilite does not serve are offered too, so
-# they show up as rejected with the reason instead of vanishing among the ignored files.
+# Legacy formats included, so that they are reported as rejected, with the reason, rather than ignored.
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".egg", ".exe", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
 CHUNK = 1024 * 1024
 

@@ -30,9 +30,7 @@ _OUTLINES = (f'SELECT p.name, f.version, f.yanked, COUNT(f.id), MAX(f.upload_tim
              f'LEFT JOIN "{FILE}" f ON f.project_id = p.id AND p.status != \'{markers.QUARANTINED}\' '
              "WHERE p.repository_id = ? AND p.name IN ({}) GROUP BY p.name, f.version, f.yanked")
 _FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
-# CROSS JOIN pins SQLite's join order, from the file's name to its project, whatever statistics an ANALYZE
-# leaves behind: the other order walks every project of the repository, and a download's cost would grow with
-# the catalogue. A quarantined project's files are not there for anyone (PEP 792).
+# CROSS JOIN pins the join order (file name, then project) whatever ANALYZE says; no quarantined files (PEP 792).
 _FILE_BY_NAME = (f'SELECT {columns(File, "f")} FROM "{FILE}" f CROSS JOIN "{PROJECT}" p ON p.id = f.project_id '
                  f"WHERE p.repository_id = ? AND f.filename = ? AND p.status != '{markers.QUARANTINED}'")
 

@@ -120,8 +120,7 @@ def _verify_ssl(urls: Endpoints) -> str:
 
 
 def _pdm(urls: Endpoints) -> str:
-    # "pypi" is pdm's name for the index it otherwise asks besides any source: naming it replaces that index,
-    # so pdm asks nothing but pypilite (and the group's guard against dependency confusion holds).
+    # Named "pypi", the source replaces the index pdm would also ask, so the group's guard holds.
     text = f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{urls.index_url}"\n' + _verify_ssl(urls)
     if not urls.public:
         text += 'username = "__token__"\npassword = "${PYPILITE_TOKEN}"\n'

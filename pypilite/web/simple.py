@@ -27,8 +27,7 @@ from pypilite.web.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose_media_t
 bp = Blueprint("simple", __name__)
 
 API_VERSION = "1.1"
-# The version that brought each optional feature (the simple repository API's history): a page says the
-# highest one whose features it carries.
+# The API version that brought each optional feature: a page says the highest one whose features it carries.
 TRACKS_VERSION, PROVENANCE_VERSION, STATUS_VERSION = "1.2", "1.3", "1.4"
 # Set when a proxy serves its cached page because the upstream failed; the value says why.
 STALE_HEADER = "X-Pypilite-Stale"

@@ -24,8 +24,7 @@ bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/
 # Everything only from here: a README's remote image would tell its host who reads a private package, and when.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-# Where /login may send the browser back to: a path on this server in URL-safe characters only, so nothing a
-# browser strips or rewrites before it follows a Location (tab, newline, backslash) can make it another host.
+# Where /login may send back to: a local path in URL-safe characters, none a browser rewrites into another host.
 _LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*\Z")
 
 
