@@ -1,10 +1,7 @@
 """Benchmark corpus: valid wheels and sdists made in code, so a benchmark needs no network and no build backend.
 
-Each release is a wheel and an sdist, as most projects publish them (the corpus of issue 7, 200 projects x 5
-versions = 2,000 files, is that). A wheel carries what an index checks on upload (a `<name>-<version>.dist-info`
-with METADATA, WHEEL and RECORD) plus one module; an sdist a single `<name>-<version>/` root with PKG-INFO,
-pyproject.toml and the module; nothing more: the benchmark measures the index, not the archives. Contents are
-deterministic, so two runs upload byte-identical files.
+A release is a wheel and an sdist holding what an index checks on upload and one module, nothing more: the
+benchmark measures the index, not the archives. Contents are deterministic, so two runs upload the same bytes.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The floors: a minimal Flask view (`floor:app`) and a bare WSGI callable (`floor:wsgi`) answering every GET
-with the same constant body.
+with the same constant body (`FLOOR_PAGE_BYTES`), on pypilite's gunicorn settings.
 
-No Flask view can answer on gunicorn for less than the first, and nothing at all on gunicorn for less than the
-second, so `bench/limits.py` runs both on the same gunicorn settings as pypilite, with a body the size of a
-project page (and of a wheel, for downloads), and gives pypilite's rates as shares of them.
-`FLOOR_PAGE_BYTES` sets the body size.
+Nothing on gunicorn answers for less, so `bench/limits.py` gives pypilite's rates as shares of them.
 """
 
 from __future__ import annotations

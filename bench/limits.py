@@ -3,14 +3,7 @@
 `python bench/limits.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--installs 3]
 [--skip-install]`
 
-One sync gunicorn worker each (pypilite, and the Flask floor: bench/floor.py, a constant page of the size of
-pypilite's project pages) and one nginx worker, all pinned to CPU 0; wrk on CPU 1. nginx serves a static copy
-of pypilite's own tree (its rendered pages and its blobs under the same URLs), so every path is the same on
-both, and it also fronts a second pypilite instance on the same data dir with `server.x_accel_redirect`
-set, as deploy/nginx.conf ships: every download, with credentials or without, is sent by nginx after
-pypilite (or nginx's 5-second cache of its answer) said yes. Figures are measured in
-alternation within one run and given as ratios to the limits, since absolute numbers move with the machine
-and its neighbours.
+What runs and how to read it: bench/README.md. Figures are ratios measured in alternation within one run.
 """
 
 from __future__ import annotations

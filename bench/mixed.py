@@ -3,12 +3,7 @@
 `python bench/mixed.py [--projects 200] [--versions 5] [--duration 20] [--rounds 3] [--workers 4]
 [--connections 16]`
 
-pypilite runs under gunicorn with `--workers` sync workers, pinned to CPU 0, and is measured twice in
-alternating rounds: on its own, and behind nginx (deploy/nginx.conf as shipped, one nginx worker, also on
-CPU 0) with `server.x_accel_redirect` set, where nginx sends the files. wrk (`-t1`, pinned to CPU 1)
-cycles through every project page and every wheel, and every hundredth request uploads a file not seen
-before, as twine would. It reports requests per second and latency percentiles, and counts every answer
-but 200 as an error.
+Alone and behind deploy/nginx.conf, in alternating rounds; what it reports: bench/README.md.
 """
 
 from __future__ import annotations

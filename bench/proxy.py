@@ -4,13 +4,7 @@ static upstream on this machine.
 `python bench/proxy.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--no-peers]
 [--long-pages 3]`
 
-A generated corpus is served as a plain PEP 503 tree by `python -m http.server`; each server under test is
-configured with it as its upstream, warmed (every project page fetched, every file downloaded and checked
-against the sha256 its page declares) and then measured with wrk for cached project pages and cached file
-downloads, in alternating rounds; pypilite's cached pages also through its group, with credentials and as
-JSON, in the same rounds. Each server's first fetch of a few pages of 2,000 files is timed too. The servers
-and the upstream are pinned to CPU 0, the load generator to CPU 1. Everything runs on 127.0.0.1 in a temp dir,
-every loop is bounded, and every process started here is stopped on the way out, Ctrl-C and errors included.
+The setup and how to read it: bench/README.md. Every loop is bounded and every process stopped on the way out.
 """
 
 from __future__ import annotations

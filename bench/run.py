@@ -3,13 +3,8 @@
 `python bench/run.py [--projects 200] [--versions 5] [--duration 10] [--rounds 3] [--large-mb 500]
 [--skip-large] [--no-peer]`
 
-Both servers run under gunicorn with one sync worker pinned to CPU 0; the load generator (wrk, else a
-Python fallback) is pinned to CPU 1. Absolute numbers move with the machine and its neighbours, so the
-servers are measured in alternation within one run and every figure is also given as a ratio
-pypilite/pypiserver. Downloads are measured in the same rounds against the gunicorn floor too (bench/floor.py's
-bare WSGI callable answering as many bytes), which no server on one gunicorn sync worker can pass. Everything
-runs on 127.0.0.1 in a temp dir, every loop is bounded, and every process started here is stopped on the way
-out, Ctrl-C and errors included.
+What it measures and how to read it: bench/README.md. Every loop is bounded and every process stopped on the
+way out.
 """
 
 from __future__ import annotations
