@@ -9,9 +9,6 @@ from pathlib import Path
 import pypilite
 
 ROOT = Path(pypilite.__file__).parent
-# Still raising werkzeug's 401, 403 and 429 until the permission rules move (issue 21, step 3).
-NOT_YET = {"access.py", "auth.py"}
-
 
 def http_imports(path: Path) -> list[str]:
     """The HTTP exceptions a module imports: werkzeug.exceptions, or flask's abort."""
@@ -30,7 +27,7 @@ def test_no_module_outside_the_web_layer_raises_http_exceptions() -> None:
     outside = [path for path in ROOT.rglob("*.py") if path.relative_to(ROOT).parts[0] != "web"]
     assert len(outside) > 20
     assert {str(path.relative_to(ROOT)): found for path in outside
-            if path.name not in NOT_YET and (found := http_imports(path))} == {}
+            if (found := http_imports(path))} == {}
 
 
 def test_the_check_sees_what_it_looks_for(tmp_path: Path) -> None:
