@@ -18,9 +18,9 @@ from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.config import Config, ConfigError, load_config, parse_repository
+from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.markers import STATUSES
-from pypilite.models import database
 from pypilite.preflight import preflight
 from pypilite.repositories import manage
 from pypilite.services import Services, open_services

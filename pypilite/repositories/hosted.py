@@ -8,8 +8,9 @@ import peewee as pw
 
 from pypilite import audit, markers, models, serials
 from pypilite.audit import Actor
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, Conflict
-from pypilite.models import File, Project, Tombstone, write_transaction
+from pypilite.models import File, Project, Tombstone
 from pypilite.repositories.stored import StoredRepository
 from pypilite.dists import SDIST
 from pypilite.uploads import VerifiedUpload

@@ -22,8 +22,9 @@ from pypilite.config import (
     parse_repository,
     validate_repository_name,
 )
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, Conflict, NotFound
-from pypilite.models import GroupMember, Repository, write_transaction
+from pypilite.models import GroupMember, Repository
 from pypilite.repositories import Repositories
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.upstream import redact

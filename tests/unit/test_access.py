@@ -7,9 +7,10 @@ import pytest
 from pypilite import access
 from pypilite.audit import Actor
 from pypilite.auth import ANONYMOUS, Principal
+from pypilite.database import database
 from pypilite.errors import Forbidden, Unauthenticated
 from pypilite.grants import set_grant
-from pypilite.models import Repository, User, database
+from pypilite.models import Repository, User
 from pypilite.users import create_user
 from tests.conftest import Index
 
