@@ -10,7 +10,7 @@ import peewee
 from pypilite import loops, models
 from pypilite.config import Config, RepositoryConfig
 from pypilite.database import bind, close_pool, database, make_database
-from pypilite.repositories.manage import config_drift, describe
+from pypilite.repository_admin import config_drift, describe
 
 log = logging.getLogger(__name__)
 

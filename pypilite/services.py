@@ -17,7 +17,7 @@ from pypilite.database import bind, close_pool, database, make_database
 from pypilite.errors import UserError
 from pypilite.metrics import Metrics
 from pypilite.repositories import Repositories
-from pypilite.repositories.manage import ensure_configured
+from pypilite.repository_admin import ensure_configured
 from pypilite.storage import BlobStore
 from pypilite.users import ensure_initial_admin
 

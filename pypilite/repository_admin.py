@@ -1,4 +1,5 @@
-"""Creating, listing and removing repositories: the service functions behind the CLI (and the REST API).
+"""Managing repositories (create, list, update, remove, a proxy's cache): the service functions behind the
+CLI and the REST API.
 
 Repositories live in the database; the config's [[repository]] entries are created at start-up when
 missing and never overwrite what an operator changed since.
