@@ -1,4 +1,5 @@
-"""The one interface every kind of repository offers, and the plain page model the renderers consume.
+"""The one interface every kind of repository offers, the plain page model the renderers consume, and what
+an upload hands to the repository it lands in (UploadTarget).
 
 The Simple API, the files route and (later) the UI and REST API only ever hold a Repository; none of them
 asks which kind it is.
