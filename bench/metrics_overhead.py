@@ -27,7 +27,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     logging.disable(logging.WARNING)
     from pypilite.metrics import Metrics
-    from pypilite.models import database
+    from pypilite.database import database
     from tests.conftest import Index
     from tests.distfactory import wheel_bytes
 

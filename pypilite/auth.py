@@ -21,8 +21,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pypilite import audit
 from pypilite.audit import Actor
+from pypilite.database import database
 from pypilite.errors import TooManyRequests, Unauthenticated
-from pypilite.models import Token, TokenScope, User, database, earliest, utcnow
+from pypilite.models import Token, TokenScope, User, earliest, utcnow
 
 if TYPE_CHECKING:
     from werkzeug.wrappers import Request

@@ -14,7 +14,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from pypilite.models import ETAG_KEY, keep_private, new_etag_key
+from pypilite.database import keep_private
+from pypilite.models import ETAG_KEY, new_etag_key
 from pypilite.storage import BlobStore, TempBlob, fsync_dir
 
 DATABASE_NAME = "pypilite.db"

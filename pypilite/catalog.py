@@ -16,10 +16,11 @@ from datetime import datetime
 import peewee as pw
 
 from pypilite import access
+from pypilite.database import database
 from pypilite.groups import flatten
 from pypilite.auth import Principal
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import File, GroupMember, Project, Repository, database
+from pypilite.models import File, GroupMember, Project, Repository
 from pypilite.repositories.base import Repository as RepositoryView
 from pypilite.repositories.base import Outline, version_key
 

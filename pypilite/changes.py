@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from pypilite.models import database
+from pypilite.database import database
 
 Marker = tuple[int, int, int]
 

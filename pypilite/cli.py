@@ -13,16 +13,26 @@ from typing import Any
 import click
 from werkzeug.serving import run_simple
 
-from pypilite import StartupError, create_app, grants, importer, loops, maintenance, packages, tokens, users
+from pypilite import (
+    StartupError,
+    create_app,
+    grants,
+    importer,
+    loops,
+    maintenance,
+    packages,
+    repository_admin,
+    tokens,
+    users,
+)
 from pypilite import backup as backups
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.config import Config, ConfigError, load_config, parse_repository
+from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.markers import STATUSES
-from pypilite.models import database
 from pypilite.preflight import preflight
-from pypilite.repositories import manage
 from pypilite.services import Services, open_services
 from pypilite.upstream import UpstreamError, redact
 
@@ -122,7 +132,7 @@ def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> 
         entry["public"] = False
     entry.update({key: list(value) if key in ("members", "pass_through") else value
                   for key, value in options.items() if value not in (None, ())})
-    manage.create_repository(parse_repository(entry), Actor.command_line())
+    repository_admin.create_repository(parse_repository(entry), Actor.command_line())
     click.echo(f"created {repository_type} repository {name!r}")
 
 
@@ -149,7 +159,7 @@ def repo_update(name: str, no_pass_through: bool, **options: Any) -> None:
         changes["pass_through"] = []
     if not changes:
         raise click.UsageError("nothing to change: name at least one setting (see --help)")
-    manage.update_repository(name, changes, Actor.command_line())
+    repository_admin.update_repository(name, changes, Actor.command_line())
     click.echo(f"updated repository {name!r}: {', '.join(sorted(changes))}")
 
 
@@ -157,7 +167,7 @@ def repo_update(name: str, no_pass_through: bool, **options: Any) -> None:
 @with_database
 def repo_list() -> None:
     """List repositories."""
-    for spec in manage.list_repositories():
+    for spec in repository_admin.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
             "proxy": f"remote_url={_upstream(spec.remote_url)} cache_ttl={spec.cache_ttl}"
@@ -182,7 +192,7 @@ def _upstream(remote_url: str) -> str:
 @with_database
 def repo_remove(name: str) -> None:
     """Remove a repository and its file records; the files themselves stay in the blob store."""
-    manage.remove_repository(name, Actor.command_line())
+    repository_admin.remove_repository(name, Actor.command_line())
     click.echo(f"removed repository {name!r}")
 
 
@@ -197,7 +207,7 @@ def cache() -> None:
 @with_database
 def cache_refresh(repository: str, project: str) -> None:
     """Fetch PROJECT's page from REPOSITORY's upstream now."""
-    count = manage.refresh_cached_project(services().repositories, repository, project, Actor.command_line())
+    count = repository_admin.refresh_cached_project(services().repositories, repository, project, Actor.command_line())
     click.echo(f"refreshed {project!r} in {repository!r}: {count} files")
 
 
@@ -207,7 +217,7 @@ def cache_refresh(repository: str, project: str) -> None:
 @with_database
 def cache_forget(repository: str, project: str) -> None:
     """Drop PROJECT from REPOSITORY's cache; its next request fetches it afresh."""
-    manage.forget_cached_project(services().repositories, repository, project, Actor.command_line())
+    repository_admin.forget_cached_project(services().repositories, repository, project, Actor.command_line())
     click.echo(f"forgot {project!r} in {repository!r}")
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from pypilite import audit
 from pypilite.access import LEVELS
 from pypilite.audit import Actor
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import Grant, Repository, write_transaction
+from pypilite.models import Grant, Repository
 from pypilite.users import get_user
 
 

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from pypilite.audit import Actor
 from pypilite.errors import BadRequest, UserError
-from pypilite.repositories.hosted import HostedRepository, UploadOutcome
+from pypilite.repositories.base import UploadOutcome, UploadTarget
 from pypilite.storage import BlobStore, BlobTooLarge
 from pypilite.uploads import publish
 
@@ -51,7 +51,7 @@ def scan(directory: Path) -> tuple[list[Path], list[Path]]:
     return candidates, others
 
 
-def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path], blobs: BlobStore, limit: int,
+def import_files(target: UploadTarget, directory: Path, paths: Iterable[Path], blobs: BlobStore, limit: int,
                  actor: Actor, report: ImportReport, advance: Callable[[], None] = lambda: None) -> None:
     """Publish each file in turn, noting in `report` what became of it. A refused file is noted and the rest
     carry on; an OSError (a failing disk, a full data dir) ends the import, as it would end every upload."""
@@ -66,7 +66,7 @@ def import_files(target: HostedRepository, directory: Path, paths: Iterable[Path
         advance()
 
 
-def _import_one(target: HostedRepository, directory: Path, path: Path, blobs: BlobStore, limit: int,
+def _import_one(target: UploadTarget, directory: Path, path: Path, blobs: BlobStore, limit: int,
                 actor: Actor) -> UploadOutcome:
     blob = blobs.temp(limit=limit)
     try:

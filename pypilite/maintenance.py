@@ -14,7 +14,8 @@ from pathlib import Path
 
 import peewee as pw
 
-from pypilite.models import File, database
+from pypilite.database import database
+from pypilite.models import File
 from pypilite.storage import BlobStore
 
 GC_GRACE_SECONDS = 3600

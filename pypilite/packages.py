@@ -15,8 +15,9 @@ from packaging.version import InvalidVersion, Version
 
 from pypilite import audit, markers, serials
 from pypilite.audit import Actor
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import File, Project, Tombstone, api_time, utcnow, write_transaction
+from pypilite.models import File, Project, Tombstone, api_time, utcnow
 from pypilite.repositories.base import DistFile, Repository
 from pypilite.repositories.hosted import HostedRepository
 

@@ -9,7 +9,8 @@ import peewee
 
 from pypilite import loops, models
 from pypilite.config import Config, RepositoryConfig
-from pypilite.repositories.manage import config_drift, describe
+from pypilite.database import bind, close_pool, database, make_database
+from pypilite.repository_admin import config_drift, describe
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,12 @@ def _stored_repositories(config: Config) -> dict[str, RepositoryConfig]:
     this pypilite's (the workers migrate it, and the next start compares)."""
     if not config.database.url and not (config.data_dir / "pypilite.db").is_file():
         return {}
-    if models.database.obj is None:
-        models.bind(models.make_database(config.database.url, config.data_dir))
+    if database.obj is None:
+        bind(make_database(config.database.url, config.data_dir))
     try:
-        with models.database.connection_context():
+        with database.connection_context():
             return {row.name: describe(row) for row in models.Repository.select()}
     except peewee.DatabaseError:
         return {}
     finally:
-        models.close_pool()
+        close_pool()

@@ -10,13 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pypilite import locks, loops, models
+from pypilite import locks, loops, migrations, models
 from pypilite.auth import Authenticator
 from pypilite.config import Config, ConfigError
+from pypilite.database import bind, close_pool, database, make_database
 from pypilite.errors import UserError
 from pypilite.metrics import Metrics
 from pypilite.repositories import Repositories
-from pypilite.repositories.manage import ensure_configured
+from pypilite.repository_admin import ensure_configured
 from pypilite.storage import BlobStore
 from pypilite.users import ensure_initial_admin
 
@@ -42,17 +43,17 @@ def open_services(config: Config) -> Services:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         blobs = BlobStore(data_dir, min_free=config.min_free_bytes)
-        models.bind(models.make_database(config.database.url, data_dir))
-        with _startup_lock(data_dir), models.database.connection_context():
+        bind(make_database(config.database.url, data_dir))
+        with _startup_lock(data_dir), database.connection_context():
             blobs.sweep_temp()  # what uploads and downloads killed with their process left behind
             locks.sweep(data_dir / "locks")
-            models.migrate(blobs)
+            migrations.migrate(blobs)
             ensure_configured(config.repositories)
             ensure_initial_admin(data_dir)
             etag_key = models.etag_key()
             _remove_public_tree(data_dir)
-        models.close_pool()
-    except (ConfigError, models.SchemaError) as exc:
+        close_pool()
+    except (ConfigError, migrations.SchemaError) as exc:
         raise StartupError(str(exc)) from None
     except UserError as exc:
         raise StartupError(f"configured repositories: {exc.message}") from None

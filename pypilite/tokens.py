@@ -13,8 +13,9 @@ from typing import Any
 from pypilite import access, audit
 from pypilite.audit import Actor
 from pypilite.auth import new_token_secret, token_digest
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import Repository, Token, TokenScope, User, api_time, utcnow, write_transaction
+from pypilite.models import Repository, Token, TokenScope, User, api_time, utcnow
 from pypilite.users import get_user
 
 MAX_EXPIRY_DAYS = 3650

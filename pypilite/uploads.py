@@ -9,16 +9,14 @@ import hmac
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pypilite.audit import Actor
 from pypilite.dists import (
     SDIST,
     WHEEL,
-    DistMetadata,
     FilenameInfo,
     InvalidDistribution,
     check_metadata_version,
@@ -26,25 +24,14 @@ from pypilite.dists import (
     read_metadata,
 )
 from pypilite.errors import BadRequest
+from pypilite.repositories.base import UploadOutcome, UploadTarget, VerifiedUpload
 from pypilite.storage import TempBlob
-
-if TYPE_CHECKING:
-    from pypilite.audit import Actor
-    from pypilite.repositories.hosted import HostedRepository, UploadOutcome
 
 log = logging.getLogger(__name__)
 
 # form field -> TempBlob digest name and hex length
 DIGEST_FIELDS = {"sha256_digest": ("sha256", 64), "md5_digest": ("md5", 32), "blake2_256_digest": ("blake2_256", 64)}
 _HEX = re.compile(r"[0-9a-f]+\Z")
-
-
-@dataclass(frozen=True)
-class VerifiedUpload:
-    filename: str
-    info: FilenameInfo
-    metadata: DistMetadata
-    blob: TempBlob
 
 
 def _check_action(form: Mapping[str, str]) -> None:
@@ -108,7 +95,7 @@ def verify_file(filename: str, blob: TempBlob) -> VerifiedUpload:
     return _verify_archive(filename, info, blob)
 
 
-def publish(target: HostedRepository, filename: str | None, blob: TempBlob | None, actor: Actor,
+def publish(target: UploadTarget, filename: str | None, blob: TempBlob | None, actor: Actor,
             form: Mapping[str, str] | None = None) -> UploadOutcome:
     """Verify a file and store it in a hosted repository: the one road in, for the web upload (with the form
     it posted) and for `import` (a file alone). Raises a UserError saying why a file is refused."""

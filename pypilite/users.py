@@ -13,8 +13,9 @@ from typing import Any
 from pypilite import audit
 from pypilite.audit import Actor
 from pypilite.auth import TOKEN_PREFIX, TOKEN_USERNAME, hash_password
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, Conflict, NotFound
-from pypilite.models import User, api_time, write_transaction
+from pypilite.models import User, api_time
 
 log = logging.getLogger(__name__)
 

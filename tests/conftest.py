@@ -15,8 +15,8 @@ from werkzeug.security import generate_password_hash
 from pypilite import auth, create_app
 from pypilite.cli import main
 from pypilite.config import build_config
-from pypilite import models
-from pypilite.models import File, database
+from pypilite.database import bind, database
+from pypilite.models import File
 from tests import memo_rule
 
 ADMIN = "admin"
@@ -65,14 +65,14 @@ class Index:
         self.app = create_app(build_config(raw, {}))
         memo_rule.hold(self.app)
         # peewee's models are bound to one database per process; an Index kept across tests rebinds to its own.
-        self.database = models.database.obj
+        self.database = database.obj
         self._client = self.app.test_client()
         self.admin_password = (data_dir / "initial-admin-password").read_text().strip()
         self.auth = basic(ADMIN, self.admin_password)
 
     @property
     def client(self):
-        models.bind(self.database)
+        bind(self.database)
         return self._client
 
     def upload(self, filename: str, data: bytes, *, repo: str = "local", name: str | None = None,
@@ -101,12 +101,12 @@ class Index:
 
     def run(self, function, *args, **kwargs):
         """Call a service function against this index's database, as the CLI does."""
-        models.bind(self.database)
+        bind(self.database)
         with database.connection_context():
             return function(*args, **kwargs)
 
     def file_rows(self) -> list[File]:
-        models.bind(self.database)
+        bind(self.database)
         with database.connection_context():
             return list(File.select())
 

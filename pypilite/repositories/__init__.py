@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pypilite import access, groups, models
 from pypilite.auth import Principal
+from pypilite.database import columns, database, from_row
 from pypilite.errors import NotFound, UserError
 from pypilite.metrics import Metrics
 from pypilite.repositories.base import Repository
@@ -23,7 +24,7 @@ from pypilite.upstream import Sessions, Upstream, UpstreamError, pip_index_url
 
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
-_COLUMNS = models.columns(models.Repository, "r")
+_COLUMNS = columns(models.Repository, "r")
 _BY_NAME = f'SELECT {_COLUMNS} FROM "{REPOSITORY}" r WHERE r.name = ?'
 _MEMBERS = (f'SELECT {_COLUMNS} FROM "{GROUP_MEMBER}" m JOIN "{REPOSITORY}" r ON r.id = m.member_id '
             "WHERE m.group_id = ? ORDER BY m.position")
@@ -45,7 +46,7 @@ class Repositories:
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
-        values = models.database.execute_sql(_BY_NAME, (name,)).fetchone()
+        values = database.execute_sql(_BY_NAME, (name,)).fetchone()
         if values is None:
             raise NotFound(f"repository {name!r} not found")
         return self._build(self._row(values), principal)
@@ -55,7 +56,7 @@ class Repositories:
         if row is None:
             if len(self._rows) >= _ROW_CACHE_SIZE:
                 self._rows.clear()
-            row = models.from_row(models.Repository, values)
+            row = from_row(models.Repository, values)
             self._rows[values] = row
         return row
 
@@ -77,7 +78,7 @@ class Repositories:
         """A group's members in order; None for another kind."""
         if row.repository_type != "group":
             return None
-        return [self._row(values) for values in models.database.execute_sql(_MEMBERS, (row.id,)).fetchall()]
+        return [self._row(values) for values in database.execute_sql(_MEMBERS, (row.id,)).fetchall()]
 
 
 def _reader(principal: Principal | None) -> Callable[[Repository], bool] | None:

@@ -1,4 +1,5 @@
-"""The one interface every kind of repository offers, and the plain page model the renderers consume.
+"""The one interface every kind of repository offers, the plain page model the renderers consume, and what
+an upload hands to the repository it lands in (UploadTarget).
 
 The Simple API, the files route and (later) the UI and REST API only ever hold a Repository; none of them
 asks which kind it is.
@@ -6,21 +7,21 @@ asks which kind it is.
 
 from __future__ import annotations
 
+import enum
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
+from pypilite.audit import Actor
+from pypilite.dists import DistMetadata, FilenameInfo
 from pypilite.errors import BadRequest
 from pypilite.markers import NONE, Markers
-
-if TYPE_CHECKING:
-    from pypilite.repositories.hosted import HostedRepository
+from pypilite.storage import TempBlob
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,33 @@ class Repository(ABC):
         metadata) without fetching anything: what nginx may send in its place. None when there is none: a
         proxy hands out only bytes it fetched from its own upstream and verified, whatever else is stored."""
 
-    def upload_target(self) -> HostedRepository:
-        """The hosted repository an upload addressed to this one lands in."""
+    def upload_target(self) -> UploadTarget:
+        """The repository an upload addressed to this one lands in."""
         raise BadRequest(f"repository {self.name!r} ({self.repository_type}) does not accept uploads")
+
+
+@dataclass(frozen=True)
+class VerifiedUpload:
+    """A distribution file that passed every check of the upload pipeline (pypilite.uploads)."""
+
+    filename: str
+    info: FilenameInfo
+    metadata: DistMetadata
+    blob: TempBlob
+
+
+class UploadOutcome(enum.Enum):
+    STORED = "stored"
+    IDENTICAL = "identical"  # the same bytes under the same name were already there: nothing changed
+    REPLACED = "replaced"
+
+
+class UploadTarget(Repository):
+    """A repository that stores the files uploaded to it: what upload_target() answers."""
+
+    def upload_target(self) -> UploadTarget:
+        return self
+
+    @abstractmethod
+    def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
+        """Store a verified file, or raise a UserError saying why not."""

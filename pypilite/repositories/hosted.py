@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import enum
-
 import peewee as pw
 
 from pypilite import audit, markers, models, serials
 from pypilite.audit import Actor
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, Conflict
-from pypilite.models import File, Project, Tombstone, write_transaction
-from pypilite.repositories.stored import StoredRepository
+from pypilite.models import File, Project, Tombstone
 from pypilite.dists import SDIST
-from pypilite.uploads import VerifiedUpload
+from pypilite.repositories.base import UploadOutcome, UploadTarget, VerifiedUpload
+from pypilite.repositories.stored import StoredRepository
 
 
-class UploadOutcome(enum.Enum):
-    STORED = "stored"
-    IDENTICAL = "identical"  # the same bytes under the same name were already there: nothing changed
-    REPLACED = "replaced"
-
-
-class HostedRepository(StoredRepository):
+class HostedRepository(StoredRepository, UploadTarget):
     repository_type = "hosted"
-
-    def upload_target(self) -> HostedRepository:
-        return self
 
     def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
         """Store the verified file: blob first (durable), then the row, so no row ever lacks its blob."""

@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pypilite import markers, models, serials
+from pypilite.database import database, first, write_transaction
 from pypilite.dists import MAX_METADATA_BYTES, WHEEL, InvalidDistribution, metadata_bytes, parse_filename
 from pypilite.errors import BadRequest, InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
-from pypilite.models import FetchedBlob, File, Project, UpstreamPage, database, first, utcnow, write_transaction
+from pypilite.models import FetchedBlob, File, Project, UpstreamPage, utcnow
 from pypilite.repositories.base import BlobRef, PageTag, ProjectPage
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.stored import PROJECT, StoredRepository

@@ -7,8 +7,9 @@ import hashlib
 from collections.abc import Collection
 
 from pypilite import markers, models
+from pypilite.database import columns, database, first, from_row
 from pypilite.markers import Markers
-from pypilite.models import File, Project, columns, database, first, from_row
+from pypilite.models import File, Project
 from pypilite.repositories.base import (
     NO_PAGE,
     BlobRef,

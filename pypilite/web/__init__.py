@@ -9,7 +9,7 @@ from time import perf_counter
 from flask import Flask, Response, request
 
 from pypilite import loops
-from pypilite.models import database, release_connection
+from pypilite.database import database, release_connection
 from pypilite.services import Services
 from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
 from pypilite.web.context import PAGES, SERVICES

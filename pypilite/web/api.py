@@ -7,12 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from pypilite import access, audit, grants, packages, tokens, users
+from pypilite import access, audit, grants, packages, repository_admin, tokens, users
 from pypilite.audit import Actor
 from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
 from pypilite.errors import BadRequest, NotFound
-from pypilite.repositories import manage
 from pypilite.upstream import redact
 from pypilite.web import openapi
 from pypilite.web.context import principal, readable_repository, repository_for, services
@@ -89,7 +88,7 @@ def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
 @bp.get("/repos")
 def list_repos() -> Response:
     _global_admin()
-    return _collection([_repo_json(spec) for spec in manage.list_repositories()])
+    return _collection([_repo_json(spec) for spec in repository_admin.list_repositories()])
 
 
 @bp.post("/repos")
@@ -100,26 +99,26 @@ def create_repo() -> Response:
         spec = parse_repository(body, "repository")
     except ConfigError as exc:
         raise BadRequest(str(exc)) from None
-    manage.create_repository(spec, _actor(who))
+    repository_admin.create_repository(spec, _actor(who))
     return _created(_repo_json(spec))
 
 
 @bp.get("/repos/<name>")
 def show_repo(name: str) -> Response:
     repository_for(name, access.ADMIN)
-    return jsonify(_repo_json(manage.get_repository(name)))
+    return jsonify(_repo_json(repository_admin.get_repository(name)))
 
 
 @bp.patch("/repos/<name>")
 def update_repo(name: str) -> Response:
     who = _global_admin()
-    return jsonify(_repo_json(manage.update_repository(name, _repository_body(), _actor(who))))
+    return jsonify(_repo_json(repository_admin.update_repository(name, _repository_body(), _actor(who))))
 
 
 @bp.delete("/repos/<name>")
 def delete_repo(name: str) -> Response:
     who = _global_admin()
-    manage.remove_repository(name, _actor(who))
+    repository_admin.remove_repository(name, _actor(who))
     return _no_content()
 
 
@@ -182,7 +181,7 @@ def unyank(name: str, project: str, version: str) -> Response:
 def refresh_cached_project(name: str, project: str) -> Response:
     repository_for(name, access.ADMIN)
     who = principal()
-    files = manage.refresh_cached_project(services().repositories, name, project, _actor(who))
+    files = repository_admin.refresh_cached_project(services().repositories, name, project, _actor(who))
     return jsonify({"repository": name, "project": project, "files": files})
 
 
@@ -190,7 +189,7 @@ def refresh_cached_project(name: str, project: str) -> Response:
 def forget_cached_project(name: str, project: str) -> Response:
     repository_for(name, access.ADMIN)
     who = principal()
-    manage.forget_cached_project(services().repositories, name, project, _actor(who))
+    repository_admin.forget_cached_project(services().repositories, name, project, _actor(who))
     return _no_content()
 
 

@@ -14,8 +14,8 @@ from flask import Request
 
 from pypilite import audit
 from pypilite.audit import Actor
+from pypilite.database import write_transaction
 from pypilite.errors import UserError
-from pypilite.models import write_transaction
 from pypilite.web.errors import API_PREFIX
 from pypilite.web.forwarded import external
 from pypilite.web.wrappers import PypiliteRequest

@@ -22,8 +22,8 @@ from typing import Any
 from flask import request
 from werkzeug.wsgi import wrap_file
 
-from pypilite import models
 from pypilite.changes import ChangeMarker, Marker
+from pypilite.database import release_connection
 from pypilite.metrics import Metrics
 from pypilite.models import earliest
 
@@ -115,7 +115,7 @@ class Memo:
         if entry is not None:
             body = self._body(entry, environ)
             if body is not None:
-                models.release_connection(read_only=True)
+                release_connection(read_only=True)
                 start_response(entry.status, list(entry.headers))
                 self.metrics.request(entry.endpoint, "GET", int(entry.status[:3]), perf_counter() - started)
                 for kind, result in entry.lookups:

@@ -11,9 +11,9 @@ from flask import Blueprint, Response, jsonify
 
 from pypilite import __version__, access, maintenance
 from pypilite.auth import ANONYMOUS, Principal
+from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.metrics import CONTENT_TYPE, storage_gauges
-from pypilite.models import database
 from pypilite.web.context import principal, services
 
 bp = Blueprint("ops", __name__)

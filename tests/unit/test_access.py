@@ -7,9 +7,10 @@ import pytest
 from pypilite import access
 from pypilite.audit import Actor
 from pypilite.auth import ANONYMOUS, Principal
+from pypilite.database import database
 from pypilite.errors import Forbidden, Unauthenticated
 from pypilite.grants import set_grant
-from pypilite.models import Repository, User, database
+from pypilite.models import Repository, User
 from pypilite.users import create_user
 from tests.conftest import Index
 
@@ -32,7 +33,7 @@ def setup(module_index: Index):
     """Users holding each level on a public and a private repository."""
     module_index.client  # binds the database
     with database.connection_context():
-        from pypilite.repositories.manage import create_repository
+        from pypilite.repository_admin import create_repository
         from pypilite.config import RepositoryConfig
         create_repository(RepositoryConfig(name="open", repository_type="hosted"), ACTOR)
         create_repository(RepositoryConfig(name="closed", repository_type="hosted", public=False), ACTOR)

@@ -72,7 +72,7 @@ def test_narrowed_token_is_refused_elsewhere(team: Index) -> None:
 
 
 def test_narrowed_token_stays_narrow_when_its_repository_goes(team: Index) -> None:
-    from pypilite.repositories.manage import remove_repository
+    from pypilite.repository_admin import remove_repository
     _, secret = new_token(team, "alice", repos=["other"])
     team.run(remove_repository, "other", ACTOR)
     assert upload(team, basic("__token__", secret)).status_code == 403

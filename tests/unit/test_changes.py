@@ -9,6 +9,7 @@ import sys
 
 from pypilite import changes, models
 from pypilite.changes import ChangeMarker
+from pypilite.database import close_pool, database
 from tests.conftest import Index
 
 
@@ -60,7 +61,7 @@ def test_a_restarted_wal_is_noticed(index: Index) -> None:
 def test_another_connection_starts_another_epoch(index: Index) -> None:
     marker = ChangeMarker()
     first = _read(index, marker)
-    models.close_pool()
+    close_pool()
     second = _read(index, marker)
     assert second[0] == first[0] + 1
     _commit_elsewhere(index)
@@ -68,5 +69,5 @@ def test_another_connection_starts_another_epoch(index: Index) -> None:
 
 
 def test_it_is_none_without_sqlite(index: Index, monkeypatch) -> None:
-    monkeypatch.setattr(models.database.obj, "connection", lambda: object())
+    monkeypatch.setattr(database.obj, "connection", lambda: object())
     assert ChangeMarker()() is None

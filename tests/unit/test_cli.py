@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pypilite import audit, models
+from pypilite import audit
 from pypilite.cli import cli
+from pypilite.database import database
 from pypilite.models import File, User
 from tests.conftest import call
 from tests.distfactory import wheel_bytes
@@ -84,7 +85,7 @@ def test_commands_refuse_a_data_dir_that_does_not_exist(capsys, monkeypatch, tmp
 def test_user_add_reads_the_password_from_stdin(capsys, monkeypatch, config: str) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass\n"))
     assert call(capsys, "user", "add", "alice", "--admin", "--password-stdin", "--config", config)[0] == 0
-    with models.database.connection_context():
+    with database.connection_context():
         alice = User.get(User.name == "alice")
     from werkzeug.security import check_password_hash
     assert alice.admin and check_password_hash(alice.password_hash, "s3cret-pass")
@@ -98,7 +99,7 @@ def test_user_add_prompts_twice(config: str) -> None:
 
 def test_robot_needs_no_password(capsys, config: str) -> None:
     assert call(capsys, "user", "add", "ci", "--robot", "--config", config)[0] == 0
-    with models.database.connection_context():
+    with database.connection_context():
         assert User.get(User.name == "ci").password_hash == ""
 
 
@@ -131,7 +132,7 @@ def test_user_passwd_list_remove(capsys, monkeypatch, config: str) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\nnew-password\n"))
     call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
     assert call(capsys, "user", "passwd", "alice", "--password-stdin", "--config", config)[0] == 0
-    with models.database.connection_context():
+    with database.connection_context():
         from werkzeug.security import check_password_hash
         assert check_password_hash(User.get(User.name == "alice").password_hash, "new-password")
     assert call(capsys, "user", "list", "--config", config)[1].splitlines() == ["admin\tadmin", "alice\tuser"]
@@ -143,7 +144,7 @@ def test_user_passwd_list_remove(capsys, monkeypatch, config: str) -> None:
 def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: str) -> None:
     from pypilite import audit
     call(capsys, "repo", "add", "extra", "--type", "hosted", "--config", config)
-    with models.database.connection_context():
+    with database.connection_context():
         [event] = audit.query(q="extra")
     assert event.action == "repository.create" and event.actor.startswith("cli:") and event.address == "local"
 
@@ -187,12 +188,12 @@ def test_yank_and_unyank_a_release(capsys, config: str, tmp_path: Path) -> None:
     assert _yanked() == {"demo-1.0-py3-none-any.whl": "broken build", "demo-2.0-py3-none-any.whl": None}
     assert call(capsys, "unyank", "local", "demo", "1.0", "--config", config)[1] == "unyanked 'demo' 1.0 in 'local'\n"
     assert set(_yanked().values()) == {None}
-    with models.database.connection_context():
+    with database.connection_context():
         assert [e.action for e in audit.query(q="demo")][:2] == ["release.unyank", "release.yank"]
 
 
 def _yanked() -> dict[str, str | None]:
-    with models.database.connection_context():
+    with database.connection_context():
         return {f.filename: f.yanked_reason if f.yanked else None for f in File.select()}
 
 

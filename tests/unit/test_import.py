@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pypilite import models
+from pypilite.database import database
 from pypilite.models import AuditEvent, File
 from tests.distfactory import sdist_bytes, wheel_bytes
 from tests.conftest import call
@@ -90,7 +90,7 @@ def test_a_thousand_files_counted_exactly_and_a_second_run_imports_nothing(capsy
     for i in range(CONFLICTS):
         assert reasons[f"c/proj{i:03d}-1.0-py3-none-any.whl"].startswith("File already exists")
 
-    with models.database.connection_context():
+    with database.connection_context():
         assert File.select().count() == 2 * GOOD_PROJECTS
         uploads = AuditEvent.select().where(AuditEvent.action == "file.upload")
         assert uploads.count() == 2 * GOOD_PROJECTS
@@ -109,7 +109,7 @@ def test_a_clean_directory_exits_zero_and_a_group_imports_into_its_upload_to(cap
     code, out, _ = call(capsys, "import", str(tmp_path / "dl"), "--repo", "all", "--config", config)
     assert code == 0 and out == "1 imported, 0 skipped as identical, 0 rejected, 0 ignored (not distributions) " \
                                 "into 'local'\n"
-    with models.database.connection_context():
+    with database.connection_context():
         assert [f.filename for f in File.select()] == ["demo-1.0-py3-none-any.whl"]
 
 
@@ -163,7 +163,7 @@ def test_links_out_of_the_directory_and_special_files_are_not_imported(capsys, t
     # A link inside the folder is the same bytes as the file it names; the FIFO is never opened.
     assert out.splitlines()[-1] == "1 imported, 1 skipped as identical, 1 rejected, 1 ignored (not distributions) " \
                                    "into 'local'"
-    with models.database.connection_context():
+    with database.connection_context():
         assert [f.filename for f in File.select()] == ["inside-1.0-py3-none-any.whl"]
 
 
@@ -231,5 +231,5 @@ def test_a_full_disk_stops_the_import_in_one_line(capsys, tmp_path: Path, config
     assert code == 1 and out == ""
     assert err == "pypilite: import into 'local' stopped after 1 of 2 files: No space left on device\n"
     assert list((tmp_path / "data" / "tmp").iterdir()) == []
-    with models.database.connection_context():
+    with database.connection_context():
         assert [f.filename for f in File.select()] == ["demo-1.0-py3-none-any.whl"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pypilite import models
-from pypilite.models import File, FetchedBlob, Project, Repository, Token, User, database
+from pypilite import migrations, models
+from pypilite.database import database
+from pypilite.models import FetchedBlob, File, Project, Repository, Token, User
 from pypilite.storage import BlobStore
 from tests.conftest import Index
 from tests.distfactory import metadata_text, sdist_bytes, wheel_bytes
@@ -74,7 +75,7 @@ def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path
     index = Index(data_dir)
 
     def inspect() -> None:
-        assert models.schema_version() == models.SCHEMA_VERSION
+        assert migrations.schema_version() == migrations.SCHEMA_VERSION
         assert len(models.etag_key()) == 32  # ETags are keyed hashes now: every validator a client holds retires
         assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
         assert database.execute_sql("PRAGMA foreign_key_check").fetchall() == []
@@ -97,7 +98,7 @@ def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path
         info = {f.filename: f.info_sha256 for f in File.select().where(File.origin_url == "")}
         assert info["demo-1.0-py3-none-any.whl"] == _sha(METADATA)
         assert info["demo-1.0.tar.gz"] == _sha(metadata_text("demo", "1.0").encode())
-        assert models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR) is None  # done
+        assert models.Meta.get_or_none(models.Meta.key == migrations.RELEASE_INFO_CURSOR) is None  # done
         # Migration 6: no project has said a status (PEP 792: active), no proxied file names a provenance.
         assert {(p.status, p.status_reason, p.tracks, p.alternate_locations) for p in Project.select()} == {
             ("", "", "", "")}
@@ -130,13 +131,11 @@ def test_a_new_data_dir_never_reuses_ids_either(index: Index) -> None:
 def test_a_start_cut_short_while_taking_metadata_out_goes_on_at_the_next(tmp_path: Path, monkeypatch) -> None:
     """gunicorn kills a worker that boots for too long: what one start took out of the archives stays, and the
     next start goes on from there instead of beginning again."""
-    import pypilite.dists
-
     data_dir = tmp_path / "data"
     version_4_data_dir(data_dir)
     (data_dir / "initial-admin-password").write_text("unused\n")
-    monkeypatch.setattr(models, "RELEASE_INFO_BATCH", 1)
-    real = pypilite.dists.metadata_bytes
+    monkeypatch.setattr(migrations, "RELEASE_INFO_BATCH", 1)
+    real = migrations.metadata_bytes
     opened: list[str] = []
 
     def killed_after_one(path, info, filename):
@@ -145,14 +144,14 @@ def test_a_start_cut_short_while_taking_metadata_out_goes_on_at_the_next(tmp_pat
         opened.append(filename)
         return real(path, info, filename)
 
-    monkeypatch.setattr(pypilite.dists, "metadata_bytes", killed_after_one)
+    monkeypatch.setattr(migrations, "metadata_bytes", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         Index(data_dir)
-    monkeypatch.setattr(pypilite.dists, "metadata_bytes", lambda *args: opened.append(args[2]) or real(*args))
+    monkeypatch.setattr(migrations, "metadata_bytes", lambda *args: opened.append(args[2]) or real(*args))
     index = Index(data_dir)
     # The second start took out only what the first had not (a hosted wheel stored without METADATA of its own).
     assert opened == ["demo-1.0.tar.gz", "shared-3.0-py3-none-any.whl"]
-    assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == models.RELEASE_INFO_CURSOR)) is None
+    assert index.run(lambda: models.Meta.get_or_none(models.Meta.key == migrations.RELEASE_INFO_CURSOR)) is None
     assert index.run(lambda: File.get(File.filename == "demo-1.0.tar.gz").info_sha256) is not None
 
 
@@ -167,7 +166,7 @@ def test_version_5_proxied_wheels_offer_the_metadata_taken_out_of_them(index: In
                     packagetype="bdist_wheel", sha256=_sha(PROXIED), size=len(PROXIED), info_sha256="c" * 64,
                     origin_url="http://127.0.0.1:9/files/fetched-2.0-py3-none-any.whl")
         models.Meta.replace(key="schema_version", value="5").execute()
-        models.migrate()
+        migrations.migrate()
         return ([(b.repository_id, b.sha256) for b in FetchedBlob.select()],
                 Project.get_by_id(project.id).serial)
 
@@ -187,7 +186,7 @@ def test_migration_6_hands_no_deleted_id_out_again(index: Index) -> None:
                               ("project", "alternate_locations"), ("file", "provenance_url")):
             database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
         models.Meta.replace(key="schema_version", value="5").execute()
-        models.migrate()
+        migrations.migrate()
         return project.id, Project.create(repository=1, name="again", display_name="again").id
 
     deleted, created = index.run(delete_downgrade_migrate_create)

@@ -82,8 +82,8 @@ def test_stored_bytes_count_distinct_hosted_files(index: Index) -> None:
 
 def _add_hosted(name: str) -> None:
     from pypilite.config import parse_repository
-    from pypilite.repositories import manage
-    manage.create_repository(parse_repository({"name": name, "repository_type": "hosted"}), ACTOR)
+    from pypilite import repository_admin
+    repository_admin.create_repository(parse_repository({"name": name, "repository_type": "hosted"}), ACTOR)
 
 
 def test_failed_logins_count_but_good_ones_do_not(index: Index) -> None:

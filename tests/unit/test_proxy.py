@@ -179,7 +179,7 @@ def test_root_lists_what_is_cached(tmp_path, upstream) -> None:
 def test_refresh_and_forget_services(tmp_path, upstream) -> None:
     from pypilite.audit import Actor
     from pypilite.errors import UserError
-    from pypilite.repositories.manage import forget_cached_project, refresh_cached_project
+    from pypilite.repository_admin import forget_cached_project, refresh_cached_project
     index = proxy_index(tmp_path, upstream)
     repositories = index.app.extensions["pypilite"].repositories
     actor = Actor("test")

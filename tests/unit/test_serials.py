@@ -132,7 +132,7 @@ def test_every_hosted_write_moves_the_etags_of_the_pages_it_changes(index: Index
 def test_every_proxy_write_moves_the_etags_of_the_pages_it_changes(tmp_path: Path) -> None:
     """Refreshing, learning a file's metadata by downloading it, and forgetting a project change pages."""
     from pypilite.audit import Actor
-    from pypilite.repositories import manage
+    from pypilite import repository_admin
 
     plain = wheel("tool", "1.0")
     plain.metadata = None  # the upstream offers no .metadata: the proxy offers the wheel's own once fetched
@@ -153,8 +153,9 @@ def test_every_proxy_write_moves_the_etags_of_the_pages_it_changes(tmp_path: Pat
         moved("/up/simple/tool/", lambda: index.get(f"/up/files/up/{plain.sha256}/{plain.filename}").data)
         upstream.dists.append(wheel("tool", "2.0"))
         moved("/up/simple/tool/",
-              lambda: index.run(manage.refresh_cached_project, repositories, "up", "tool", actor))
-        moved("/up/simple/", lambda: index.run(manage.forget_cached_project, repositories, "up", "tool", actor))
+              lambda: index.run(repository_admin.refresh_cached_project, repositories, "up", "tool", actor))
+        moved("/up/simple/",
+              lambda: index.run(repository_admin.forget_cached_project, repositories, "up", "tool", actor))
     finally:
         upstream.stop()
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from pypilite.models import database
+from pypilite.database import database
 from pypilite.repositories import stored
 from tests.conftest import Index
 from tests.distfactory import sdist_bytes, wheel_bytes

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pypilite import StartupError, create_app, models
+from pypilite import StartupError, create_app, migrations, models
 from pypilite.config import build_config
+from pypilite.database import database
 from pypilite.models import Meta, User
 from pypilite.users import initial_password
 from tests.conftest import Index
@@ -25,7 +26,7 @@ def test_first_start_creates_admin_with_a_private_password_file(tmp_path: Path, 
     password = path.read_text().strip()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(password) >= 20 and password in caplog.text
-    with models.database.connection_context():
+    with database.connection_context():
         admin = User.get(User.name == "admin")
     assert admin.admin
 
@@ -42,7 +43,7 @@ def test_second_start_keeps_the_admin(tmp_path: Path) -> None:
     first = (tmp_path / "data" / "initial-admin-password").read_text()
     app_for(tmp_path / "data")
     assert (tmp_path / "data" / "initial-admin-password").read_text() == first
-    with models.database.connection_context():
+    with database.connection_context():
         assert User.select().count() == 1
 
 
@@ -54,22 +55,22 @@ def test_everything_lives_in_the_data_dir(tmp_path: Path) -> None:
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
     app_for(tmp_path / "data")
-    with models.database.connection_context():
-        assert models.database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert models.database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert models.database.execute_sql("PRAGMA busy_timeout").fetchone()[0] > 0
+    with database.connection_context():
+        assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert database.execute_sql("PRAGMA busy_timeout").fetchone()[0] > 0
 
 
 def test_schema_version_is_recorded(tmp_path: Path) -> None:
     app_for(tmp_path / "data")
-    with models.database.connection_context():
-        assert models.schema_version() == models.SCHEMA_VERSION >= 1
+    with database.connection_context():
+        assert migrations.schema_version() == migrations.SCHEMA_VERSION >= 1
 
 
 def test_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     app_for(tmp_path / "data")
-    with models.database.connection_context():
-        Meta.replace(key="schema_version", value=str(models.SCHEMA_VERSION + 1)).execute()
+    with database.connection_context():
+        Meta.replace(key="schema_version", value=str(migrations.SCHEMA_VERSION + 1)).execute()
     with pytest.raises(StartupError, match="newer than this pypilite") as caught:
         app_for(tmp_path / "data")
     assert "\n" not in str(caught.value)
@@ -116,7 +117,7 @@ def test_a_request_that_dies_inside_a_transaction_does_not_hold_the_next_ones(in
     """A sync worker keeps its connection between requests; a transaction a failure left open must not
     stay open with it, holding the write lock against every other worker."""
     def abandon() -> str:
-        models.database.begin()
+        database.begin()
         models.Meta.insert(key="abandoned", value="1").execute()
         raise RuntimeError("a bug, halfway through a write")
 

@@ -1,4 +1,5 @@
-"""Creating, listing and removing repositories: the service functions behind the CLI (and the REST API).
+"""Managing repositories (create, list, update, remove, a proxy's cache): the service functions behind the
+CLI and the REST API.
 
 Repositories live in the database; the config's [[repository]] entries are created at start-up when
 missing and never overwrite what an operator changed since.
@@ -22,8 +23,9 @@ from pypilite.config import (
     parse_repository,
     validate_repository_name,
 )
+from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, Conflict, NotFound
-from pypilite.models import GroupMember, Repository, write_transaction
+from pypilite.models import GroupMember, Repository
 from pypilite.repositories import Repositories
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.upstream import redact

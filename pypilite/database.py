@@ -1,0 +1,127 @@
+"""The database connection: the proxy the models are bound to, its factory and pool, and transactions.
+
+One deferred DatabaseProxy so the same models serve SQLite today and PostgreSQL later.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import peewee as pw
+from playhouse.db_url import connect as connect_url
+from playhouse.pool import PooledSqliteDatabase
+
+from pypilite.errors import InsufficientStorage
+
+database = pw.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,
+    # FULL: a 200 answered to an upload must survive a power cut, and uploads are rare enough to afford it.
+    "synchronous": "full",
+}
+
+# Requests still connect and close, but close hands the connection back to a pool: opening one (and
+# applying the pragmas) costs more than answering a cached page.
+POOL = {"max_connections": 32, "stale_timeout": 300, "timeout": 30}
+
+
+def make_database(url: str, data_dir: Path) -> pw.Database:
+    """The database that `url` names (empty: SQLite inside the data dir), not yet connected."""
+    if not url:
+        keep_private(data_dir / "pypilite.db")
+        return PooledSqliteDatabase(str(data_dir / "pypilite.db"), pragmas=SQLITE_PRAGMAS,
+                                    check_same_thread=False, **POOL)
+    if url.startswith("sqlite:"):
+        database = connect_url(url.replace("sqlite:", "sqlite+pool:", 1), pragmas=SQLITE_PRAGMAS,
+                               check_same_thread=False, **POOL)
+        if database.database != ":memory:":
+            keep_private(Path(database.database))
+        return database
+    return connect_url(url)
+
+
+def keep_private(path: Path) -> None:
+    """A SQLite file readable by its owner alone: it holds password hashes and upstream credentials. SQLite
+    gives the -wal and -shm files it creates the database file's own mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for companion in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            mode = companion.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            companion.chmod(mode & 0o700)
+
+
+def bind(db: pw.Database) -> None:
+    database.initialize(db)
+
+
+def close_pool() -> None:
+    """Really close pooled connections: none may outlive start-up into a forked worker (gunicorn --preload)."""
+    close_all = getattr(database.obj, "close_all", None)
+    if close_all is not None:
+        close_all()
+
+
+def release_connection(read_only: bool = False) -> None:
+    """At the end of a request. A gunicorn sync worker answers every request on its main thread: its
+    connection stays open for the next one, never inside a transaction a failure left behind (`read_only`: the
+    request ran nothing that opens one, so there is nothing to look for). Threads of the development server
+    come and go, and hand theirs back to the pool."""
+    if threading.current_thread() is not threading.main_thread():
+        database.close()
+    elif not read_only and not database.is_closed() and getattr(
+            connection := database.connection(), "in_transaction", False):
+        connection.rollback()
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
+    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. A full disk is a 507."""
+    db = database.obj
+    try:
+        with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():  # pooled too
+            yield
+    except pw.OperationalError as exc:
+        if not _disk_full(exc):
+            raise
+        raise InsufficientStorage("Insufficient storage: the database cannot grow (disk full); nothing was "
+                                  "stored") from None
+
+
+def _disk_full(exc: pw.OperationalError) -> bool:
+    """SQLite's SQLITE_FULL, PostgreSQL's disk_full: peewee keeps the driver's own error as `orig`."""
+    driver_error = getattr(exc, "orig", None)
+    return (getattr(driver_error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or getattr(driver_error, "pgcode", None) == "53100")
+
+
+def first(query: pw.ModelRaw) -> Any:
+    """The first row of a raw query, or None. Hot paths read with raw SQL: peewee spends far longer building
+    a statement's text than SQLite spends running it."""
+    return next(iter(query), None)
+
+
+M = TypeVar("M", bound=pw.Model)
+
+
+def columns(model: type[pw.Model], alias: str) -> str:
+    """The select list that from_row() reads, for a table aliased as `alias`."""
+    return ", ".join(f'{alias}."{field.column_name}"' for field in model._meta.sorted_fields)
+
+
+def from_row(model: type[M], values: tuple[Any, ...]) -> M:
+    """A model instance from a plain row selected with columns(): what peewee's raw queries return, at a
+    fraction of their cost on paths every request takes."""
+    return model(**{field.name: field.python_value(value) for field, value in zip(model._meta.sorted_fields, values)})
