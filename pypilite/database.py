@@ -29,8 +29,7 @@ SQLITE_PRAGMAS = {
     "synchronous": "full",
 }
 
-# Requests still connect and close, but close hands the connection back to a pool: opening one (and
-# applying the pragmas) costs more than answering a cached page.
+# close() hands the connection back to the pool: a new one and its pragmas are not free.
 POOL = {"max_connections": 32, "stale_timeout": 300, "timeout": 30}
 
 
@@ -122,6 +121,6 @@ def columns(model: type[pw.Model], alias: str) -> str:
 
 
 def from_row(model: type[M], values: tuple[Any, ...]) -> M:
-    """A model instance from a plain row selected with columns(): what peewee's raw queries return, at a
-    fraction of their cost on paths every request takes."""
+    """A model instance from a plain row selected with columns(): what peewee's raw queries return, without
+    their machinery, on paths every request takes."""
     return model(**{field.name: field.python_value(value) for field, value in zip(model._meta.sorted_fields, values)})
