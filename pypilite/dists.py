@@ -445,7 +445,8 @@ def check_metadata_version(value: str | None, where: str) -> Version:
     try:
         version = Version(value)
     except InvalidVersion:
-        raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version {value!r} is not a version") from None
+        raise InvalidDistribution(
+            f"Invalid distribution: {where} Metadata-Version {value!r} is not a version") from None
     if version.major > 2:
         raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version {value} is newer than this index "
                                   "understands (2.x)")

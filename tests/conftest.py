@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from werkzeug.security import generate_password_hash
 
-from pypilite import auth, create_app
+from pypilite import auth, create_app, models
 from pypilite.cli import main
 from pypilite.config import build_config
-from pypilite import models
 from pypilite.models import File, database
 from tests import memo_rule
 

@@ -24,7 +24,6 @@ from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
 from pypilite.upstream import Sessions, Upstream, UpstreamError, pip_index_url
 
-
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
 _COLUMNS = models.columns(models.Repository, "r")

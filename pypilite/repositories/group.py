@@ -112,7 +112,8 @@ class GroupRepository(Repository):
         found = {}
         for name in names:
             serving = self._serving(
-                name, lambda members, _merging: [(m, held[m.name][name]) for m in members if name in held[m.name]],
+                name, lambda members, _merging, name=name: [(m, held[m.name][name]) for m in members
+                                                            if name in held[m.name]],
                 held_privately=any(name in outlines for outlines in privately))
             if len(serving) == 1:
                 found[name] = serving[0][1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-
 from typing import Any
 
 from flask import Request

@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic, perf_counter, time
 from typing import Any
@@ -86,7 +86,7 @@ def _str(path: Path | None) -> str | None:
 
 
 def _timestamp(moment: datetime | None) -> float | None:
-    return moment.replace(tzinfo=timezone.utc).timestamp() if moment is not None else None
+    return moment.replace(tzinfo=UTC).timestamp() if moment is not None else None
 
 
 @dataclass(slots=True)

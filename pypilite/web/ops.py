@@ -9,7 +9,8 @@ import tempfile
 
 from flask import Blueprint, Response, jsonify
 
-from pypilite import __version__, access, maintenance
+from pypilite.version import __version__
+from pypilite import access, maintenance
 from pypilite.auth import ANONYMOUS, Principal
 from pypilite.errors import UserError
 from pypilite.metrics import CONTENT_TYPE, storage_gauges

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pypilite import models
-from pypilite.models import File, FetchedBlob, Project, Repository, Token, User, database
+from pypilite.models import FetchedBlob, File, Project, Repository, Token, User, database
 from pypilite.storage import BlobStore
 from tests.conftest import Index
 from tests.distfactory import metadata_text, sdist_bytes, wheel_bytes

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import pypilite
-
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
