@@ -28,13 +28,13 @@ from pathlib import Path
 from time import monotonic, perf_counter, time
 from typing import Any
 
-from flask import request
 from werkzeug.wsgi import wrap_file
 
 from pypilite import models
 from pypilite.changes import ChangeMarker, Marker
 from pypilite.metrics import Metrics
 from pypilite.models import earliest
+from pypilite.web.context import request
 
 OFFER = "pypilite.memo.offer"
 MAX_ENTRIES = 16_384
