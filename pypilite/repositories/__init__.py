@@ -64,7 +64,7 @@ class Repositories:
 
     def _build(self, row: models.Repository, principal: Principal | None) -> Repository:
         if row.repository_type == "group":
-            leaves = groups.flatten(self._members(row), self._members, key=lambda member: member.id)
+            leaves = groups.flatten(self._members(row) or [], self._members, key=lambda member: member.id)
             return GroupRepository(row.id, row.name, row.public, [self._build(leaf, principal) for leaf in leaves],
                                    row.upload_to, frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":

@@ -155,9 +155,10 @@ class Memo:
             body, path = (offered.body, offered.path) if sent[0][:3] == "200" else (b"", None)
             size = int(dict(sent[1]).get("Content-Length", 0)) if path is not None else 0
             if path is not None and size <= SMALL_BLOB:
-                body = _read(str(path), size)
-                if body is None:
+                read = _read(str(path), size)
+                if read is None:
                     return result
+                body = read
             self._put(key, _Entry(marker, offered.until, sent[0], list(sent[1]), body, _str(path), size,
                                   _str(offered.requires), offered.endpoint, tuple(lookups)))
         return result
