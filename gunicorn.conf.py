@@ -4,11 +4,18 @@ Workers count metrics into files in a private temp directory, named before anyth
 prometheus_client and removed when this master exits: counts are not state, and a restart begins from zero.
 """
 
+from __future__ import annotations
+
+import importlib
 import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pypilite.config import Config
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PREFIX = "pypilite-metrics-"
@@ -17,14 +24,20 @@ if METRICS_ENV not in os.environ:
     os.environ[METRICS_ENV] = tempfile.mkdtemp(prefix=METRICS_PREFIX)
 os.makedirs(os.environ[METRICS_ENV], exist_ok=True)
 
-from pypilite.config import ConfigError, load_config  # noqa: E402  (after the metrics directory is set)
-import pypilite.web  # noqa: E402, F401  (loaded once here, so every worker forks with it and boots at once)
 
-try:
-    _config = load_config()
-    bind = f"{_config.server.host}:{_config.server.port}"
-except ConfigError as exc:
-    raise SystemExit(f"pypilite: {exc}") from None
+def _load_config() -> Config:
+    """pypilite's config, imported only now that the metrics directory is set."""
+    from pypilite.config import ConfigError, load_config
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise SystemExit(f"pypilite: {exc}") from None
+
+
+_config = _load_config()
+bind = f"{_config.server.host}:{_config.server.port}"
+importlib.import_module("pypilite.web")  # loaded once here, so every worker forks with it and boots at once
 
 
 workers = min(2 * multiprocessing.cpu_count() + 1, 8)

@@ -23,9 +23,28 @@ from pathlib import Path
 
 import requests
 
-from common import (CLIENT_CPU, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK, BenchError, Load,
-                    basic_auth, bench_main, bench_parser, clean_env, free_port, launch, load_wrk,
-                    median_rps, parse_bench_args, pinned, start_floor)
+from common import (
+    CLIENT_CPU,
+    CONNECTIONS,
+    LOOPBACK,
+    PINNED,
+    REPO_ROOT,
+    SERVER_CPU,
+    WRK,
+    BenchError,
+    Load,
+    basic_auth,
+    bench_main,
+    bench_parser,
+    clean_env,
+    free_port,
+    launch,
+    load_wrk,
+    median_rps,
+    parse_bench_args,
+    pinned,
+    start_floor,
+)
 from corpus import install_project_name, median_wheel_size, wheels, write_corpus, write_install_corpus
 from run import Server, start_pypilite, upload_corpus
 

@@ -26,8 +26,8 @@ def main() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pypilite-bench-metrics-")
     sys.path.insert(0, str(ROOT))
     logging.disable(logging.WARNING)
-    from pypilite.metrics import Metrics
     from pypilite.database import database
+    from pypilite.metrics import Metrics
     from tests.conftest import Index
     from tests.distfactory import wheel_bytes
 

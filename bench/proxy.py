@@ -31,9 +31,33 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import requests
 
-from common import (CLIENT_CPU, bench_main, by_round, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK,
-                    BenchError, Load, basic_auth, bench_parser, clean_env, free_port, gunicorn_args, install_venv,
-                    launch, load_python, load_wrk, median_rps, stop, parse_bench_args, tail, versions)
+from common import (
+    CLIENT_CPU,
+    CONNECTIONS,
+    LOOPBACK,
+    PINNED,
+    REPO_ROOT,
+    SERVER_CPU,
+    WRK,
+    BenchError,
+    Load,
+    basic_auth,
+    bench_main,
+    bench_parser,
+    by_round,
+    clean_env,
+    free_port,
+    gunicorn_args,
+    install_venv,
+    launch,
+    load_python,
+    load_wrk,
+    median_rps,
+    parse_bench_args,
+    stop,
+    tail,
+    versions,
+)
 from corpus import Dist, wheels, write_corpus
 
 # The same freshness everywhere: pypilite's cache_ttl, proxpi's PROXPI_INDEX_TTL, devpi's mirror expiry.

@@ -29,10 +29,34 @@ from urllib.parse import urlsplit
 
 import requests
 
-from common import (CLIENT_CPU, bench_main, by_round, CONNECTIONS, LOOPBACK, PINNED, REPO_ROOT, SERVER_CPU, WRK,
-                    BenchError, Load, basic_auth, bench_parser, children, clean_env, free_port, gunicorn_args,
-                    install_venv, launch, load_python, load_wrk, median_rps, parse_bench_args, start_floor, tail,
-                    versions)
+from common import (
+    CLIENT_CPU,
+    CONNECTIONS,
+    LOOPBACK,
+    PINNED,
+    REPO_ROOT,
+    SERVER_CPU,
+    WRK,
+    BenchError,
+    Load,
+    basic_auth,
+    bench_main,
+    bench_parser,
+    by_round,
+    children,
+    clean_env,
+    free_port,
+    gunicorn_args,
+    install_venv,
+    launch,
+    load_python,
+    load_wrk,
+    median_rps,
+    parse_bench_args,
+    start_floor,
+    tail,
+    versions,
+)
 from corpus import Dist, median_wheel_size, wheels, write_corpus, write_large_wheel
 
 UPLOAD_TIMEOUT = 900

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import ipaddress
+import logging
+from typing import TYPE_CHECKING
 
-import ipaddress  # noqa: E402  (the version comes first: submodules import it)
-import logging  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-from pypilite.config import Config, ConfigError, load_config  # noqa: E402
-from pypilite.services import StartupError, open_services  # noqa: E402
+from pypilite.version import __version__
+from pypilite.config import Config, ConfigError, load_config
+from pypilite.services import StartupError, open_services
 
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["StartupError", "create_app", "open_services"]
+__all__ = ["StartupError", "__version__", "create_app", "open_services"]
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ def level(principal: Principal, repository_id: int, public: bool,
     saves the query per repository when deciding for many."""
     rank = 0
     in_scope = principal.scope is None or repository_id in principal.scope
-    if principal.authenticated and in_scope:
+    if principal.user_id is not None and in_scope:  # authenticated
         if principal.admin:
             rank = _RANK[ADMIN]
         else:
@@ -59,8 +59,8 @@ def allowed(principal: Principal, repository_id: int, public: bool, action: str)
 
 def readable(principal: Principal, repositories: list[tuple[int, bool]]) -> set[int]:
     """The ids, among (id, public) pairs, of the repositories the principal may read, in at most one query."""
-    needs_grants = principal.authenticated and not principal.admin and any(not public for _, public in repositories)
-    grants = granted_levels(principal.user_id) if needs_grants else {}
+    needs_grants = not principal.admin and any(not public for _, public in repositories)
+    grants = granted_levels(principal.user_id) if principal.user_id is not None and needs_grants else {}
     return {id for id, public in repositories if level(principal, id, public, grants) is not None}
 
 

@@ -16,13 +16,13 @@ from datetime import datetime
 import peewee as pw
 
 from pypilite import access
-from pypilite.database import database
-from pypilite.groups import flatten
 from pypilite.auth import Principal
+from pypilite.database import database
 from pypilite.errors import BadRequest, NotFound
+from pypilite.groups import flatten
 from pypilite.models import File, GroupMember, Project, Repository
-from pypilite.repositories.base import Repository as RepositoryView
 from pypilite.repositories.base import Outline, version_key
+from pypilite.repositories.base import Repository as RepositoryView
 
 PAGE_SIZE = 50
 MAX_SEARCH_LENGTH = 100

@@ -155,7 +155,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
         sections[section] = cls(**values)
     _reject_unknown_env(environ)
 
-    repositories = DEFAULT_REPOSITORIES
+    repositories: tuple[RepositoryConfig, ...] = DEFAULT_REPOSITORIES
     written: dict[str, frozenset[str]] = {}
     if "repository" in raw:
         entries = raw["repository"]
@@ -169,7 +169,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
 
 
 def _field_type(cls: type, section: str, name: str) -> type:
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}  # annotations are strings here
     if name not in types:
         raise ConfigError(f"unknown config key: {section}.{name}")
     return {"str": str, "int": int, "bool": bool}[types[name]]
@@ -179,7 +179,7 @@ def _typed(key: str, value: Any, expected: type) -> Any:
     # bool is an int subclass in Python; a port of `true` is a mistake, not 1.
     if type(value) is not expected:
         raise ConfigError(f"{key} must be {_TYPE_WORDS[expected]}, not {value!r}")
-    if expected is int and value < 0:
+    if isinstance(value, int) and value < 0:  # true and false are never negative
         raise ConfigError(f"{key} must not be negative")
     return value
 
@@ -247,7 +247,7 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
     if entry.get("format", "pypi") != "pypi":
         raise ConfigError(f"{where}: format must be \"pypi\"")
     values: dict[str, Any] = {}
-    types = {f.name: f.type for f in dataclasses.fields(RepositoryConfig)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(RepositoryConfig)}
     for key in REPOSITORY_KEYS[kind]:
         if key not in entry:
             continue

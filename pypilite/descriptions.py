@@ -68,14 +68,18 @@ def render(text: str, content_type: str) -> str:
     """HTML for a long description, as Warehouse does it: reStructuredText when no type is given, Markdown
     (GFM or CommonMark) or plain text when said, plain text for anything unknown or unrenderable."""
     if len(text) > MAX_RENDERED_CHARS:
-        return readme_renderer.txt.render(text[:MAX_RENDERED_CHARS] + "\n\n[… description cut here …]")
+        return _plain(text[:MAX_RENDERED_CHARS] + "\n\n[… description cut here …]")
     try:
         rendered = _render_markup(text, content_type)
     except Exception:  # a renderer's own failure on hostile input (docutils' RecursionError, say)
         rendered = None
     if rendered is None or len(rendered) > MAX_RENDERED_HTML:
-        return readme_renderer.txt.render(text)
+        return _plain(text)
     return rendered
+
+
+def _plain(text: str) -> str:
+    return readme_renderer.txt.render(text) or ""  # typed as optional, but plain text always renders
 
 
 def _render_markup(text: str, content_type: str) -> str | None:
@@ -124,7 +128,7 @@ def render_bounded(text: str, content_type: str) -> str:
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
     if not complete or not chunks or os.waitstatus_to_exitcode(status) != 0:
-        return readme_renderer.txt.render(text[:MAX_RENDERED_CHARS])
+        return _plain(text[:MAX_RENDERED_CHARS])
     return b"".join(chunks).decode()
 
 

@@ -19,11 +19,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import pkginfo
 from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
-from packaging.metadata import parse_email
+from packaging.metadata import RawMetadata, parse_email
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
@@ -61,9 +61,11 @@ _FILENAME = re.compile(r"[A-Za-z0-9._+!-]+\Z")
 # One component of a wheel's python, abi or platform tag, as packaging lowercases it.
 _TAG_PART = re.compile(r"[a-z0-9_]+\Z")
 _DRIVE = re.compile(r"[A-Za-z]:")
+# zipfile's own end-record reader and its constants: private, so absent from its type stubs.
+_ZIP: Any = zipfile
 _ZIP_START = b"PK\x03\x04"  # a zip's first local file header
 _GZIP_START = b"\x1f\x8b"
-_ZIP64_END_BYTES = zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+_ZIP64_END_BYTES = _ZIP.sizeEndCentDir64 + _ZIP.sizeEndCentDir64Locator
 _NOT_TAR_GZ = "Invalid sdist: not a gzip-compressed tar archive, or a truncated one"
 _ONE_ROOT = "Invalid sdist: the archive must hold exactly one top-level directory"
 _RATIO_MESSAGE = "Invalid distribution: suspicious compression ratio (possible decompression bomb)"
@@ -192,23 +194,23 @@ def _check_zip_directory(fh: BinaryIO, kind: str) -> None:
     """Where the central directory is and how large, as zipfile's own reader of the end record (zip64
     included) says, so that this check and zipfile cannot disagree about which bytes they read."""
     try:
-        end = zipfile._EndRecData(fh)
+        end = _ZIP._EndRecData(fh)
     except (zipfile.BadZipFile, OSError):
         end = None
     if not end:
         raise InvalidDistribution(f"Invalid {kind}: not a zip archive, or a truncated one")
-    size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
+    size, offset = end[_ZIP._ECD_SIZE], end[_ZIP._ECD_OFFSET]
     if size > MAX_ZIP_DIRECTORY_BYTES:
         raise InvalidDistribution(
             f"Invalid {kind}: its central directory is over {MAX_ZIP_DIRECTORY_BYTES // 2**20} MiB")
-    if end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
+    if end[_ZIP._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
         raise InvalidDistribution(f"Invalid {kind}: more than {MAX_MEMBERS} members")
-    zip64 = _ZIP64_END_BYTES if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64 else 0
-    if offset + size + zip64 != end[zipfile._ECD_LOCATION]:
+    zip64 = _ZIP64_END_BYTES if end[_ZIP._ECD_SIGNATURE] == _ZIP.stringEndArchive64 else 0
+    if offset + size + zip64 != end[_ZIP._ECD_LOCATION]:
         raise InvalidDistribution(f"Invalid {kind}: bytes before or inside the zip archive")
     fh.seek(offset)
     # Every entry zipfile parses begins with this signature: the count bounds them whatever the end record says.
-    if fh.read(size).count(zipfile.stringCentralDir) > MAX_MEMBERS:
+    if fh.read(size).count(_ZIP.stringCentralDir) > MAX_MEMBERS:
         raise InvalidDistribution(f"Invalid {kind}: more than {MAX_MEMBERS} members")
 
 
@@ -292,7 +294,7 @@ class _BoundedStream:
     memory whole, following a chain of them by recursion, before it returns the member: the reads allowed
     before the next member (`allowance`) bound both. How far the stream may go bounds the decompression."""
 
-    def __init__(self, fileobj: BinaryIO, limit: int) -> None:
+    def __init__(self, fileobj: io.BufferedIOBase, limit: int) -> None:
         self._fileobj = fileobj
         self._limit = limit
         self.allowance = MAX_TAR_HEADER_BYTES
@@ -329,7 +331,8 @@ def _tar_sdist_metadata(path: Path) -> tuple[bytes, HasLicense]:
     try:
         with gzip.open(path) as decompressed:
             stream = _BoundedStream(decompressed, limit)
-            return _walk_tar(tarfile.TarFile(fileobj=stream), stream)
+            # Reading, tarfile only reads, seeks and tells.
+            return _walk_tar(tarfile.TarFile(fileobj=cast(IO[bytes], stream)), stream)
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error):
         raise InvalidDistribution(_NOT_TAR_GZ) from None
 
@@ -349,7 +352,8 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> tuple[bytes, 
         member = archive.next()
         if member is None:
             break
-        archive.members.clear()  # tarfile keeps every member it has read; one at a time is enough here
+        # tarfile keeps every member it has read (in a list its stubs omit); one at a time is enough here.
+        archive.members.clear()  # type: ignore[attr-defined]
         count += 1
         if count > MAX_MEMBERS:
             raise InvalidDistribution(f"Invalid sdist: more than {MAX_MEMBERS} members")
@@ -376,7 +380,7 @@ def _walk_tar(archive: tarfile.TarFile, stream: _BoundedStream) -> tuple[bytes, 
             if member.size > MAX_METADATA_BYTES:
                 raise InvalidDistribution("Invalid sdist: PKG-INFO too large")
             stream.allowance = member.size
-            pkg_info = archive.extractfile(member).read()
+            pkg_info = cast(IO[bytes], archive.extractfile(member)).read()  # a regular file's: never None
     if root is None:
         raise InvalidDistribution("Invalid sdist: the archive is empty")
     if pkg_info is None:
@@ -441,14 +445,15 @@ def check_metadata_version(value: str | None, where: str) -> Version:
     try:
         version = Version(value)
     except InvalidVersion:
-        raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version {value!r} is not a version") from None
+        raise InvalidDistribution(
+            f"Invalid distribution: {where} Metadata-Version {value!r} is not a version") from None
     if version.major > 2:
         raise InvalidDistribution(f"Invalid distribution: {where} Metadata-Version {value} is newer than this index "
                                   "understands (2.x)")
     return version
 
 
-def _check_licenses(fields: dict, has_license: HasLicense) -> None:
+def _check_licenses(fields: RawMetadata, has_license: HasLicense) -> None:
     """License-Expression must be valid SPDX, and every License-File must be in the archive (PEP 639)."""
     expression = fields.get("license_expression")
     if expression:

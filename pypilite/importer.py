@@ -41,7 +41,8 @@ class ImportReport:
 def scan(directory: Path) -> tuple[list[Path], list[Path]]:
     """Distribution files and everything else under `directory`, each sorted; links to directories are not
     followed, so a link loop cannot trap the walk."""
-    candidates, others = [], []
+    candidates: list[Path] = []
+    others: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs.sort()
         for name in sorted(names):

@@ -6,7 +6,7 @@ Stored times are naive UTC; the helpers below read and write them so.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import peewee as pw
 
@@ -19,7 +19,7 @@ def api_time(value: datetime | None) -> str | None:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def earliest(*moments: datetime | None) -> datetime | None:

@@ -30,7 +30,6 @@ from pypilite.repositories import Repositories
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.upstream import redact
 
-
 CONFIG_ACTOR = Actor("config", "local")
 
 

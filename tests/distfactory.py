@@ -218,7 +218,8 @@ def wheel_with_compressed_metadata(name: str, version: str, method: int, size: i
     stem = f"{name.replace('-', '_')}-{version}"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(_member(f"{stem}.dist-info/WHEEL"), "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(_member(f"{stem}.dist-info/WHEEL"),
+                    "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         zf.writestr(_member(f"{stem}.dist-info/RECORD"), "")
         info = _member(f"{stem}.dist-info/METADATA")
         info.compress_type = method

@@ -21,7 +21,6 @@ from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
 from pypilite.upstream import Sessions, Upstream, UpstreamError, pip_index_url
 
-
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
 _COLUMNS = columns(models.Repository, "r")
@@ -62,7 +61,7 @@ class Repositories:
 
     def _build(self, row: models.Repository, principal: Principal | None) -> Repository:
         if row.repository_type == "group":
-            leaves = groups.flatten(self._members(row), self._members, key=lambda member: member.id)
+            leaves = groups.flatten(self._members(row) or [], self._members, key=lambda member: member.id)
             return GroupRepository(row.id, row.name, row.public, [self._build(leaf, principal) for leaf in leaves],
                                    row.upload_to, frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":

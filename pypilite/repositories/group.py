@@ -56,7 +56,8 @@ class GroupRepository(Repository):
 
     def index_etag(self) -> str | None:
         etags = [leaf.index_etag() for leaf in self.leaves()]
-        return None if None in etags else _combine(self.name, etags)
+        known = [etag for etag in etags if etag is not None]
+        return _combine(self.name, known) if len(known) == len(etags) else None
 
     def project_index(self) -> ProjectIndex:
         indexes = [leaf.project_index() for leaf in self.leaves()]
@@ -104,14 +105,18 @@ class GroupRepository(Repository):
                 if leaf in self._readable or isinstance(leaf, HostedRepository)}
         privately = [held[leaf.name] for leaf in self._private_hosted]
         found = {}
+
+        def holding(name: str, members: list[Repository], _merging: bool) -> list[tuple[Repository, Outline]]:
+            return [(m, held[m.name][name]) for m in members if name in held[m.name]]
+
         for name in names:
-            serving = self._serving(
-                name, lambda members, _merging: [(m, held[m.name][name]) for m in members if name in held[m.name]],
-                held_privately=any(name in outlines for outlines in privately))
+            serving = self._serving(name, functools.partial(holding, name),
+                                    held_privately=any(name in outlines for outlines in privately))
             if len(serving) == 1:
                 found[name] = serving[0][1]
             elif serving:
-                found[name] = outline(self._merge(name, [(m, m.cached_page(name)) for m, _outline in serving]))
+                pages = [(m, page) for m, _outline in serving if (page := m.cached_page(name)) is not None]
+                found[name] = outline(self._merge(name, pages))
         return found
 
     def _merged(self, name: str, cached: bool) -> ProjectPage | None:
@@ -228,7 +233,8 @@ def _pages(members: list[Repository], name: str, cached: bool,
 def _tags(members: list[Repository], name: str) -> list[PageTag] | None:
     """The members' page tags, in member order; None when one cannot tell."""
     tags = [member.page_tag(name) for member in members]
-    return None if None in tags else tags
+    known = [tag for tag in tags if tag is not None]
+    return known if len(known) == len(tags) else None
 
 
 def _held(tags: list[PageTag]) -> list[str]:

@@ -7,9 +7,9 @@ import peewee as pw
 from pypilite import audit, markers, models, serials
 from pypilite.audit import Actor
 from pypilite.database import write_transaction
+from pypilite.dists import SDIST
 from pypilite.errors import BadRequest, Conflict
 from pypilite.models import File, Project, Tombstone
-from pypilite.dists import SDIST
 from pypilite.repositories.base import UploadOutcome, UploadTarget, VerifiedUpload
 from pypilite.repositories.stored import StoredRepository
 

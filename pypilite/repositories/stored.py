@@ -23,7 +23,6 @@ from pypilite.repositories.base import (
 )
 from pypilite.storage import BlobStore
 
-
 PROJECT = Project._meta.table_name
 FILE = File._meta.table_name
 # A project's releases with their file counts and last uploads; none for a quarantined project, as its page.

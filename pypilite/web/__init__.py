@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from time import perf_counter
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from pypilite import loops
 from pypilite.database import database, release_connection
 from pypilite.services import Services
 from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
-from pypilite.web.context import PAGES, SERVICES
+from pypilite.web.context import PAGES, SERVICES, current_request, request
 from pypilite.web.memo import Memo
 from pypilite.web.pagecache import PageCache
 from pypilite.web.wrappers import MAX_BODY, MAX_FORM_MEMORY, PypiliteRequest
@@ -43,13 +43,13 @@ def register(app: Flask) -> None:
     # Each hook goes through the context-local request proxy once (why: bench/README.md).
     @app.before_request
     def _connect() -> None:
-        request._get_current_object().started = perf_counter()
+        current_request().started = perf_counter()
         database.connect(reuse_if_open=True)
 
     # Before any view reads a byte of the body, whatever the route: one written later is covered too.
     @app.before_request
     def _guard() -> None:
-        current = request._get_current_object()
+        current = current_request()
         loops.refuse_own(current.headers.get(loops.HEADER), loop_marker)
         crosssite.refuse_cross_site_write(current, public_url)
         if current.blueprint != upload.bp.name:  # uploads keep their own, larger limit
@@ -58,7 +58,7 @@ def register(app: Flask) -> None:
 
     @app.after_request
     def _count(response: Response) -> Response:
-        current = request._get_current_object()
+        current = current_request()
         started = getattr(current, "started", None)
         if started is not None:
             metrics.request(current.endpoint, current.method, response.status_code, perf_counter() - started)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast, overload
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -26,7 +27,7 @@ def _actor(who: Principal) -> Actor:
     return Actor(who.name or "-", request.remote_addr or "")
 
 
-def _body(fields: dict[str, type | tuple[type, ...]], required: tuple[str, ...] = ()) -> dict[str, Any]:
+def _body(fields: Mapping[str, type | tuple[type, ...]], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The JSON object sent, with exactly the fields allowed and each of the right type."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -236,7 +237,7 @@ def create_token() -> Response:
     who = principal()
     access.require_token_manager(who)
     body = _body({"user": str, "repos": list, "read_only": bool, "expires_days": int})
-    owner = body.get("user", who.name)
+    owner: str = body.get("user", cast(str, who.name))  # a token manager is a user, with a name
     access.require_tokens_of(who, owner)
     repos = body.get("repos", [])
     if not all(isinstance(r, str) for r in repos):
@@ -291,6 +292,12 @@ def audit_log() -> Response:
                          limit=limit, before=before)
     full_page = len(events) == min(max(limit, 1), audit.MAX_LIMIT)
     return _collection([audit.as_json(e) for e in events], events[-1].id if events and full_page else None)
+
+
+@overload
+def _int_arg(name: str, default: int) -> int: ...
+@overload
+def _int_arg(name: str, default: None) -> int | None: ...
 
 
 def _int_arg(name: str, default: int | None) -> int | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from typing import TYPE_CHECKING, cast
+
+import flask
+from flask import current_app
 
 from pypilite import access
 from pypilite.auth import Principal
@@ -10,8 +13,13 @@ from pypilite.repositories.base import Repository
 from pypilite.services import Services
 from pypilite.web.pagecache import PageCache
 
+if TYPE_CHECKING:
+    from pypilite.web.wrappers import PypiliteRequest
+
 SERVICES = "pypilite"
 PAGES = "pypilite.pages"
+# Flask's request proxy, typed (as Flask types it) as the request class the app builds.
+request = cast("PypiliteRequest", flask.request)
 
 
 def services() -> Services:
@@ -21,6 +29,11 @@ def services() -> Services:
 def page_cache() -> PageCache:
     """Rendered pages this process keeps: the web layer's own cache, not a service."""
     return current_app.extensions[PAGES]
+
+
+def current_request() -> PypiliteRequest:
+    """The request object itself, past the context-local proxy: one pass for several reads."""
+    return flask.request._get_current_object()  # type: ignore[attr-defined]
 
 
 def principal() -> Principal:

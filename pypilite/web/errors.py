@@ -4,7 +4,6 @@ phrase (twine prints the reason), and the Basic challenge kept on 401s."""
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 
 from flask import Blueprint, Flask, Response, request

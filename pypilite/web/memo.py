@@ -14,18 +14,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic, perf_counter, time
 from typing import Any
 
-from flask import request
 from werkzeug.wsgi import wrap_file
 
 from pypilite.changes import ChangeMarker, Marker
 from pypilite.database import release_connection
 from pypilite.metrics import Metrics
 from pypilite.models import earliest
+from pypilite.web.context import request
 
 OFFER = "pypilite.memo.offer"
 MAX_ENTRIES = 16_384
@@ -70,7 +70,7 @@ def _str(path: Path | None) -> str | None:
 
 
 def _timestamp(moment: datetime | None) -> float | None:
-    return moment.replace(tzinfo=timezone.utc).timestamp() if moment is not None else None
+    return moment.replace(tzinfo=UTC).timestamp() if moment is not None else None
 
 
 @dataclass(slots=True)
@@ -139,9 +139,10 @@ class Memo:
             body, path = (offered.body, offered.path) if sent[0][:3] == "200" else (b"", None)
             size = int(dict(sent[1]).get("Content-Length", 0)) if path is not None else 0
             if path is not None and size <= SMALL_BLOB:
-                body = _read(str(path), size)
-                if body is None:
+                read = _read(str(path), size)
+                if read is None:
                     return result
+                body = read
             self._put(key, _Entry(marker, offered.until, sent[0], list(sent[1]), body, _str(path), size,
                                   _str(offered.requires), offered.endpoint, tuple(lookups)))
         return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pypilite import __version__
+from pypilite.version import __version__
 from pypilite.markers import MAX_REASON, STATUSES
 
 JSON = "application/json"

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from pypilite import __version__, access, maintenance
+from pypilite.version import __version__
+from pypilite import access, maintenance
 from pypilite.auth import ANONYMOUS, Principal
 from pypilite.database import database
 from pypilite.errors import UserError
@@ -48,7 +50,7 @@ def health() -> Response:
     free = _free_bytes()
     checks = {"database": _database_ok(), "storage": _storage_ok(), "disk": free is not None and free >= floor}
     failing = [name for name, ok in checks.items() if not ok]
-    body = {"status": "ok" if not failing else "error", "version": __version__,
+    body: dict[str, Any] = {"status": "ok" if not failing else "error", "version": __version__,
             **{name: "ok" if ok else "failing" for name, ok in checks.items()}}
     if services().config.server.public_metrics or access.may_read_metrics(_caller()):
         body.update(free_bytes=free, min_free_bytes=floor)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, request
 from packaging.utils import InvalidName, canonicalize_name
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
 from pypilite import warehousejson
 from pypilite.errors import NotFound
@@ -31,7 +32,7 @@ answer_errors(bp, json_error)
 
 @bp.get("/<repo>/pypi/<project>/json", defaults={"version": None})
 @bp.get("/<repo>/pypi/<project>/<version>/json")
-def release(repo: str, project: str, version: str | None) -> Response:
+def release(repo: str, project: str, version: str | None) -> BaseResponse:
     repository = readable_repository(repo)
     if not isinstance(repository, HostedRepository):
         raise NotFound(f"the JSON API covers hosted repositories; {repository.name!r} is a "

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, redirect, render_template, request
 from packaging.utils import InvalidName, canonicalize_name
 from werkzeug.http import quote_etag
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectIndex, ProjectPage, Repository
@@ -43,7 +44,7 @@ def _files_prefix() -> str:
     return "../" * (request.path.count("/") - 2)
 
 
-def _redirect(target: str) -> Response:
+def _redirect(target: str) -> BaseResponse:
     query = request.query_string.decode("latin-1")
     response = redirect(target + (f"?{query}" if query else ""), 301)
     response.autocorrect_location_header = False
@@ -52,7 +53,7 @@ def _redirect(target: str) -> Response:
 
 @bp.get("/simple/", defaults={"repo": None}, strict_slashes=False)
 @bp.get("/<repo>/simple/", strict_slashes=False)
-def root_index(repo: str | None) -> Response:
+def root_index(repo: str | None) -> BaseResponse:
     repository = readable_repository(repo)
     if not request.path.endswith("/"):
         return _redirect("simple/")
@@ -72,7 +73,7 @@ def root_index(repo: str | None) -> Response:
 
 @bp.get("/simple/<project>/", defaults={"repo": None}, strict_slashes=False)
 @bp.get("/<repo>/simple/<project>/", strict_slashes=False)
-def project_page(repo: str | None, project: str) -> Response:
+def project_page(repo: str | None, project: str) -> BaseResponse:
     repository = readable_repository(repo)
     try:
         normalized = canonicalize_name(project, validate=True)

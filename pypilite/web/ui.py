@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, url_for
 from packaging.utils import InvalidName, canonicalize_name
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
 from pypilite import access, catalog, descriptions
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
 from pypilite.web import clientsetup, crosssite
-from pypilite.web.context import principal, readable_repository, services
+from pypilite.web.context import principal, readable_repository, request, services
 from pypilite.web.errors import answer_errors
 
 bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/ui")
@@ -84,7 +85,7 @@ def home() -> str:
 
 
 @bp.get("/login")
-def login() -> Response:
+def login() -> BaseResponse:
     """Basic credentials are sent to the paths under the one that asked: asking at the root means the
     browser sends them everywhere on this server from now on. Another site's link here only leads home: it
     must not have the browser asked for credentials, nor send them on where that site chose."""
@@ -96,7 +97,7 @@ def login() -> Response:
 
 
 @bp.get("/ui/", strict_slashes=False)
-def ui_root() -> Response:
+def ui_root() -> BaseResponse:
     return redirect(url("ui.home"))
 
 
@@ -111,7 +112,7 @@ def repository(repo: str) -> str:
 
 
 @bp.get("/ui/<repo>/<project>/")
-def project(repo: str, project: str) -> Response | str:
+def project(repo: str, project: str) -> BaseResponse | str:
     repo_view = readable_repository(repo)
     try:
         normalized = canonicalize_name(project, validate=True)

@@ -25,6 +25,8 @@ MAX_BODY = 1024 * 1024
 
 
 class PypiliteRequest(Request):
+    started: float  # set when the request begins, for its duration metric
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.remote_addr = client_address(self.environ)  # the peer stays in environ["REMOTE_ADDR"]

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+# A failing test shows the end of its live server's log, as the integration tests do (a re-exported hook).
+from tests.integration.conftest import pytest_runtest_makereport as pytest_runtest_makereport
 from tests.integration.conftest import required
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,7 +50,3 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if SCREENSHOTS in config.stash:
         terminalreporter.write_line(f"web UI screenshots: {config.stash[SCREENSHOTS]}")
-
-
-# A failing test shows the end of its live server's log, as the integration tests do.
-from tests.integration.conftest import pytest_runtest_makereport  # noqa: E402,F401

@@ -14,8 +14,8 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.browser.conftest import DESKTOP, PHONE
-from tests.distfactory import metadata_text, wheel_bytes
 from tests.conftest import CLOSED_UPSTREAM
+from tests.distfactory import metadata_text, wheel_bytes
 from tests.integration.conftest import (
     LiveServer,
     build,

@@ -20,8 +20,17 @@ import requests
 
 from pypilite.web import clientsetup
 from tests import clients
-from tests.integration.conftest import LiveServer, build, client, isolated_env, make_project, run, \
-    start_server, stop_server, uv
+from tests.integration.conftest import (
+    LiveServer,
+    build,
+    client,
+    isolated_env,
+    make_project,
+    run,
+    start_server,
+    stop_server,
+    uv,
+)
 from tests.upstream import Upstream, wheel
 
 API = "/api/v1"

@@ -19,8 +19,17 @@ import pytest
 import requests
 
 from tests.distfactory import wheel_bytes, write
-from tests.integration.conftest import (LiveServer, described, group_processes, isolated_env, listed, run,
-                                       start_server, stop_server, twine_form)
+from tests.integration.conftest import (
+    LiveServer,
+    described,
+    group_processes,
+    isolated_env,
+    listed,
+    run,
+    start_server,
+    stop_server,
+    twine_form,
+)
 from tests.upstream import Dist, Upstream
 
 MB = 1024 * 1024

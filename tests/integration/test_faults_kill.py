@@ -18,8 +18,16 @@ import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import (TEST_REPOSITORIES, LiveServer, described, kill_server, listed, start_server,
-                                       stop_server, twine_form)
+from tests.integration.conftest import (
+    TEST_REPOSITORIES,
+    LiveServer,
+    described,
+    kill_server,
+    listed,
+    start_server,
+    stop_server,
+    twine_form,
+)
 from tests.upstream import Dist, Upstream
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -13,8 +13,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
-from tests.distfactory import wheel_bytes
 from tests import clients
+from tests.distfactory import wheel_bytes
 from tests.integration.conftest import LiveServer, client, new_venv, run, start_server, stop_server, uv
 from tests.upstream import Upstream, wheel
 

@@ -11,8 +11,16 @@ import pytest
 import requests
 from packaging.utils import canonicalize_name
 
-from tests.integration.conftest import LiveServer, build, isolated_env, make_project, new_venv, run, start_server, \
-    stop_server
+from tests.integration.conftest import (
+    LiveServer,
+    build,
+    isolated_env,
+    make_project,
+    new_venv,
+    run,
+    start_server,
+    stop_server,
+)
 from tests.upstream import Upstream, wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -9,8 +9,16 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.integration.conftest import LiveServer, build, isolated_env, make_project, new_venv, run, start_server, \
-    stop_server
+from tests.integration.conftest import (
+    LiveServer,
+    build,
+    isolated_env,
+    make_project,
+    new_venv,
+    run,
+    start_server,
+    stop_server,
+)
 
 API = "/api/v1"
 ADMIN, UPLOADER, READER, ANONYMOUS = "admin", "uploader", "reader", "anonymous"

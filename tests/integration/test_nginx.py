@@ -24,9 +24,20 @@ import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
+from tests.integration.conftest import (
+    BIN,
+    ROOT,
+    LiveServer,
+    build,
+    free_port,
+    make_project,
+    new_venv,
+    required,
+    run,
+    start_server,
+    stop_server,
+)
 from tests.upstream import Upstream, wheel
-from tests.integration.conftest import (BIN, ROOT, LiveServer, build, free_port, make_project, new_venv, required,
-                                        run, start_server, stop_server)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOCATION = "/_pypilite_blobs/"

@@ -16,8 +16,17 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import (ROOT, LiveServer, build, isolated_env, make_project, new_venv, run,
-                                        start_server, stop_server)
+from tests.integration.conftest import (
+    ROOT,
+    LiveServer,
+    build,
+    isolated_env,
+    make_project,
+    new_venv,
+    run,
+    start_server,
+    stop_server,
+)
 from tests.integration.test_concurrency import post
 
 UPLOADS_BEFORE_BACKUP = 5

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import LiveServer, described, new_venv, run, start_server, stop_server, uv
 from tests.distfactory import metadata_text
+from tests.integration.conftest import LiveServer, described, new_venv, run, start_server, stop_server, uv
 from tests.upstream import Upstream, wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -100,7 +100,7 @@ def assert_nothing_kept(server: LiveServer, sha256: str) -> None:
 
 
 def test_file_urls_to_private_addresses_and_other_schemes_are_refused(server, upstream, internal, cases) -> None:
-    for project, (named_url, refusal) in cases.items():
+    for project, (_named_url, refusal) in cases.items():
         url, sha256 = file_url(server, project)
         for suffix in ("", ".metadata"):
             response = requests.get(url + suffix, timeout=30)

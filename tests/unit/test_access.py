@@ -33,8 +33,8 @@ def setup(module_index: Index):
     """Users holding each level on a public and a private repository."""
     module_index.client  # binds the database
     with database.connection_context():
-        from pypilite.repository_admin import create_repository
         from pypilite.config import RepositoryConfig
+        from pypilite.repository_admin import create_repository
         create_repository(RepositoryConfig(name="open", repository_type="hosted"), ACTOR)
         create_repository(RepositoryConfig(name="closed", repository_type="hosted", public=False), ACTOR)
         principals = {"anonymous": ANONYMOUS}

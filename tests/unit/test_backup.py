@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from pypilite.maintenance import check
-from tests.conftest import Index
+from tests.conftest import Index, call
 from tests.distfactory import sdist_bytes, wheel_bytes
-from tests.conftest import call
 
 FILES = {
     "demo-1.0-py3-none-any.whl": wheel_bytes("demo", "1.0"),

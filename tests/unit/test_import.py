@@ -11,8 +11,8 @@ import pytest
 
 from pypilite.database import database
 from pypilite.models import AuditEvent, File
-from tests.distfactory import sdist_bytes, wheel_bytes
 from tests.conftest import call
+from tests.distfactory import sdist_bytes, wheel_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_PROJECTS = 449  # a wheel and an sdist each

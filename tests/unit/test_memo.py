@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -40,7 +40,7 @@ class Spy:
 
 
 def epoch(moment: datetime) -> float:
-    return moment.replace(tzinfo=timezone.utc).timestamp()
+    return moment.replace(tzinfo=UTC).timestamp()
 
 
 def answer(index: Index, url: str, method: str = "GET", **headers: str) -> tuple[int, list, bytes]:
@@ -311,7 +311,8 @@ def test_a_request_from_this_index_s_own_proxy_is_refused_even_when_its_answer_w
     ({}, "listed file", {"auth": "admin"}),
     ({"server": {"x_accel_redirect": "/_blobs/"}}, "file", {"auth": "admin"}),
     ({"server": {"x_accel_redirect": "/_blobs/"}}, "file", {"auth": "admin", "X-Pypilite-Decision": "1"}),
-], ids=["index", "page", "group page", "file", "metadata", "file a group lists", "file behind nginx", "nginx's decision"])
+], ids=["index", "page", "group page", "file", "metadata", "file a group lists", "file behind nginx",
+        "nginx's decision"])
 def test_every_remembered_view_reads_only_what_the_memo_keys_by(tmp_path: Path, config: dict, url: str,
                                                                 headers: dict) -> None:
     """tests/memo_rule.py holds every in-process request to the rule; here each view that offers its answer

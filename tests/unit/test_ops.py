@@ -81,8 +81,8 @@ def test_stored_bytes_count_distinct_hosted_files(index: Index) -> None:
 
 
 def _add_hosted(name: str) -> None:
-    from pypilite.config import parse_repository
     from pypilite import repository_admin
+    from pypilite.config import parse_repository
     repository_admin.create_repository(parse_repository({"name": name, "repository_type": "hosted"}), ACTOR)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import pypilite
-
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
@@ -131,8 +130,8 @@ def test_every_hosted_write_moves_the_etags_of_the_pages_it_changes(index: Index
 
 def test_every_proxy_write_moves_the_etags_of_the_pages_it_changes(tmp_path: Path) -> None:
     """Refreshing, learning a file's metadata by downloading it, and forgetting a project change pages."""
-    from pypilite.audit import Actor
     from pypilite import repository_admin
+    from pypilite.audit import Actor
 
     plain = wheel("tool", "1.0")
     plain.metadata = None  # the upstream offers no .metadata: the proxy offers the wheel's own once fetched
