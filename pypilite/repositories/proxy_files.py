@@ -191,9 +191,9 @@ class _StoringStream:
     server always calls) releases the lock and the temp file whether or not the body was ever iterated, as
     for a HEAD request or a client that hung up."""
 
-    def __init__(self, proxy: ProxyFiles, chunks: Iterator[bytes], row: File, lock: FileLock,
+    def __init__(self, files: ProxyFiles, chunks: Iterator[bytes], row: File, lock: FileLock,
                  blob: TempBlob) -> None:
-        self.proxy = proxy
+        self.files = files
         self.chunks = chunks
         self.row = row
         self.lock = lock
@@ -238,32 +238,32 @@ class _StoringStream:
                 with database.connection_context():  # the request's own connection is closed by now
                     self._finish()
             except UpstreamError:
-                self.proxy.metrics.upstream_error("file")
+                self.files.metrics.upstream_error("file")
                 raise  # the response breaks off: the client's download fails, and nothing is kept
             yield held
         self.lock.release()
         # The client has every byte now: what the UI shows of the file is taken out of it after.
         with database.connection_context():
-            self.proxy._describe(self.row)
+            self.files._describe(self.row)
 
     def _write(self, chunk: bytes) -> None:
         try:
             self.blob.write(chunk)
         except InsufficientStorage as exc:
-            log.error("%s: %s not cached: %s", self.proxy.name, self.row.filename, exc.message)
+            log.error("%s: %s not cached: %s", self.files.name, self.row.filename, exc.message)
             raise  # the response breaks off (or is a 507, before it starts): nothing is kept
         if self.row.size is not None and self.blob.size > self.row.size:
-            raise self.proxy._mismatch(self.row, f"is longer than the {self.row.size} bytes its page declared")
+            raise self.files._mismatch(self.row, f"is longer than the {self.row.size} bytes its page declared")
 
     def _finish(self) -> None:
         """Keep the file if it is what the upstream declared; raise UpstreamError if not."""
         row, blob = self.row, self.blob
         if not hmac.compare_digest(blob.sha256, row.sha256) or row.size not in (None, blob.size):
-            raise self.proxy._mismatch(row, "does not match its declared sha256",
+            raise self.files._mismatch(row, "does not match its declared sha256",
                                        f" (sha256 {blob.sha256}, {blob.size} bytes; declared {row.sha256})")
-        self.proxy.blobs.commit(blob)
+        self.files.blobs.commit(blob)
         with write_transaction():
-            self.proxy._record_fetched(row.sha256)
+            self.files._record_fetched(row.sha256)
             if row.size is None:  # now known: the pages that list the file change, so their serials move
                 learned = File.select(File.project).where((File.sha256 == row.sha256) & File.size.is_null())
                 serials.projects_changed(learned)
