@@ -6,9 +6,9 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
-from pypilite.version import __version__
 from pypilite.config import Config, ConfigError, load_config
 from pypilite.services import StartupError, open_services
+from pypilite.version import __version__
 
 if TYPE_CHECKING:
     from flask import Flask

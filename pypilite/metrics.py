@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -40,25 +40,6 @@ SCRAPE_RETRY_SECONDS = 0.01
 
 
 _recorded: ContextVar[list[tuple[str, str]] | None] = ContextVar("pypilite_recorded_lookups", default=None)
-
-_process_id = os.getpid()
-
-
-def _forked() -> None:
-    global _process_id
-    _process_id = os.getpid()
-
-
-def _current_process_id() -> int:
-    return _process_id
-
-
-# Counting into files, prometheus_client asks for the process id before every increment, to notice a fork
-# (a system call each time, three a request). It takes any id no two running processes share (its
-# MultiProcessValue's `process_identifier`): this one, renewed in every child os.fork makes.
-os.register_at_fork(after_in_child=_forked)
-if values.ValueClass is not values.MutexValue:
-    values.ValueClass = values.MultiProcessValue(_current_process_id)
 
 
 def multiprocess_dir() -> str | None:

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
@@ -35,8 +35,9 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.retry import Retry
 
-from pypilite import __version__, markers
+from pypilite import markers
 from pypilite.markers import Markers
+from pypilite.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +493,7 @@ def _parse_time(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.astimezone(timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def _from_anchor(attrs: dict[str, str | None], text: str, base_url: str) -> UpstreamFile:

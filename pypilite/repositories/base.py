@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -96,7 +96,7 @@ class BlobRef:
     path: Path
     sha256: str
     download_name: str
-    stream: Iterator[bytes] | None = None
+    stream: Iterable[bytes] | None = None
     size: int | None = None
 
 

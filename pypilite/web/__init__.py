@@ -12,10 +12,10 @@ from pypilite import loops
 from pypilite.database import database, release_connection
 from pypilite.services import Services
 from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
-from pypilite.web.context import PAGES, SERVICES, current_request, request
+from pypilite.web.context import PAGES, SERVICES
 from pypilite.web.memo import Memo
 from pypilite.web.pagecache import PageCache
-from pypilite.web.wrappers import MAX_BODY, MAX_FORM_MEMORY, PypiliteRequest
+from pypilite.web.wrappers import MAX_BODY, MAX_FORM_MEMORY, PypiliteRequest, current_request, request
 
 
 def build_app(services: Services) -> Flask:

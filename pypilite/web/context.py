@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import flask
 from flask import current_app
@@ -13,13 +13,15 @@ from pypilite.repositories.base import Repository
 from pypilite.services import Services
 from pypilite.web.pagecache import PageCache
 
-if TYPE_CHECKING:
-    from pypilite.web.wrappers import PypiliteRequest
-
 SERVICES = "pypilite"
 PAGES = "pypilite.pages"
-# Flask's request proxy, typed (as Flask types it) as the request class the app builds.
-request = cast("PypiliteRequest", flask.request)
+
+
+class _Identified(Protocol):
+    """What this module reads of a request (pypilite.web.wrappers.PypiliteRequest has it)."""
+
+    @property
+    def principal(self) -> Principal: ...
 
 
 def services() -> Services:
@@ -31,14 +33,9 @@ def page_cache() -> PageCache:
     return current_app.extensions[PAGES]
 
 
-def current_request() -> PypiliteRequest:
-    """The request object itself, past the context-local proxy: one pass for several reads."""
-    return flask.request._get_current_object()  # type: ignore[attr-defined]
-
-
 def principal() -> Principal:
     """Who sent this request, authenticated once per request (see PypiliteRequest.principal)."""
-    return request.principal
+    return cast(_Identified, flask.request).principal
 
 
 def repository_for(name: str | None, action: str) -> Repository:

@@ -9,13 +9,12 @@ and nginx sends the bytes (deploy/nginx.conf).
 from __future__ import annotations
 
 import logging
-import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Blueprint, Response, request
-from werkzeug.http import quote_etag, quote_header_value
-from werkzeug.wsgi import wrap_file
+from flask import Blueprint, Response, request, send_file
+from werkzeug.http import quote_header_value
 
 from pypilite.dists import InvalidDistribution, parse_filename
 from pypilite.errors import NotFound, UserError
@@ -33,6 +32,9 @@ PROVENANCE_SUFFIX = ".provenance"
 PROVENANCE_KEPT = 600  # seconds an upstream's provenance is passed on again without asking it
 # Sent by nginx (deploy/nginx.conf) when it asks whether it may send a file itself.
 DECISION_HEADER = "X-Pypilite-Decision"
+# A file's Last-Modified is its upload time (its page says it too), never the blob's mtime, which tells when any
+# repository, a private one included, first stored the same bytes; without an upload time, the epoch.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @bp.get("/simple/files/<member>/<sha256>/<filename>", defaults={"repo": None})
@@ -99,25 +101,18 @@ def _sent(repository: Repository, filename: str) -> Response:
     if not ref.path.is_file():
         log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
         raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
-    return _send_blob(ref)
+    dist = repository.dist_file(dist_name)
+    return _send_blob(ref, dist.upload_time if dist is not None else None)
 
 
-def _send_blob(ref: BlobRef) -> Response:
-    """What send_file does for a blob, without its per-call option handling (a tenth of a download's time):
-    the open file goes to gunicorn's sendfile, and werkzeug still decides 304, 206 and 416."""
-    file = ref.path.open("rb")
-    try:
-        size = os.fstat(file.fileno()).st_size
-        response = Response(wrap_file(request.environ, file), direct_passthrough=True, headers=[
-            ("Content-Type", "application/octet-stream"), ("Content-Length", str(size)),
-            ("Content-Disposition", _disposition(ref.download_name)), ("ETag", quote_etag(ref.sha256))])
-        response = response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
-        # werkzeug dates a conditional answer, but the server dates every answer as it sends it: werkzeug's
-        # development server would send both dates, and the memo would repeat the first one for good.
-        del response.headers["Date"]
-    except BaseException:
-        file.close()
-        raise
+def _send_blob(ref: BlobRef, uploaded: datetime | None) -> Response:
+    """Range, 304 and 416 are werkzeug's; the open file goes to gunicorn's sendfile."""
+    response = send_file(ref.path, mimetype="application/octet-stream", etag=ref.sha256, conditional=True,
+                         last_modified=uploaded or EPOCH)
+    response.headers["Content-Disposition"] = _disposition(ref.download_name)
+    # werkzeug dates a conditional answer, but the server dates every answer as it sends it: werkzeug's
+    # development server would send both dates, and the memo would repeat the first one for good.
+    del response.headers["Date"]
     memo.offer(path=ref.path)  # the URL names the bytes: only a database change can change the answer
     return response
 

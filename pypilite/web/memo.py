@@ -25,7 +25,7 @@ from pypilite.changes import ChangeMarker, Marker
 from pypilite.database import release_connection
 from pypilite.metrics import Metrics
 from pypilite.models import earliest
-from pypilite.web.context import request
+from pypilite.web.wrappers import request
 
 OFFER = "pypilite.memo.offer"
 MAX_ENTRIES = 16_384

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pypilite.version import __version__
 from pypilite.markers import MAX_REASON, STATUSES
+from pypilite.version import __version__
 
 JSON = "application/json"
 

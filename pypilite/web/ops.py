@@ -10,12 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from pypilite.version import __version__
 from pypilite import access, maintenance
 from pypilite.auth import ANONYMOUS, Principal
 from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.metrics import CONTENT_TYPE, storage_gauges
+from pypilite.version import __version__
 from pypilite.web.context import principal, services
 
 bp = Blueprint("ops", __name__)

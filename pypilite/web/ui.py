@@ -17,8 +17,9 @@ from pypilite import access, catalog, descriptions
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
 from pypilite.web import clientsetup, crosssite
-from pypilite.web.context import principal, readable_repository, request, services
+from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import answer_errors
+from pypilite.web.wrappers import request
 
 bp = Blueprint("ui", __name__, static_folder="static", static_url_path="/static/ui")
 

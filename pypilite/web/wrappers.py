@@ -8,8 +8,9 @@ leaves behind uncommitted is removed when it ends.
 from __future__ import annotations
 
 import functools
-from typing import IO
+from typing import IO, cast
 
+import flask
 from flask import Request
 
 from pypilite.auth import ANONYMOUS, Principal
@@ -60,3 +61,12 @@ class PypiliteRequest(Request):
         for blob in self.temp_blobs:
             blob.discard()
         self.temp_blobs.clear()
+
+
+# Flask's request proxy, typed (as Flask types it) as the request class the app builds.
+request = cast(PypiliteRequest, flask.request)
+
+
+def current_request() -> PypiliteRequest:
+    """The request object itself, past the context-local proxy: one pass for several reads."""
+    return flask.request._get_current_object()  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pypilite.repositories.proxy import READ_AHEAD
+from pypilite.repositories.proxy_files import READ_AHEAD
 from tests.distfactory import wheel_bytes
 from tests.integration.conftest import LiveServer, described, start_server, stop_server
 from tests.upstream import Dist, Upstream

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
 import pytest
@@ -190,6 +193,17 @@ def test_files_support_range_and_conditional_requests(populated: Index) -> None:
     assert populated.get(url, headers={"If-None-Match": full.headers["ETag"]}).status_code == 304
     head = populated.client.head(url)
     assert head.status_code == 200 and head.data == b"" and head.headers["Content-Length"] == str(len(full.data))
+
+
+def test_a_download_is_dated_by_its_upload_not_by_its_blob(populated: Index) -> None:
+    """The blob's mtime would tell when any repository, a private one included, first stored the same bytes."""
+    page = populated.get("/local/simple/demo/", accept=JSON).json
+    url = _resolve("/local/simple/demo/", page["files"][0]["url"])
+    uploaded = datetime.fromisoformat(page["files"][0]["upload-time"].replace("Z", "+00:00"))
+    blob = populated.data_dir / "blobs" / page["files"][0]["hashes"]["sha256"][:2]
+    for path in blob.rglob("*"):
+        os.utime(path, (0, 0))
+    assert parsedate_to_datetime(populated.get(url).headers["Last-Modified"]) == uploaded.replace(microsecond=0)
 
 
 def test_a_download_leaves_its_date_to_the_server(populated: Index) -> None:

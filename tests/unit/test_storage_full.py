@@ -15,7 +15,7 @@ import pytest
 
 from pypilite import audit, maintenance, storage
 from pypilite.errors import InsufficientStorage
-from pypilite.repositories.proxy import READ_AHEAD
+from pypilite.repositories.proxy_files import READ_AHEAD
 from pypilite.upstream import CHUNK
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
