@@ -71,7 +71,7 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
         if path.name in referenced:
             continue
         report.unreferenced.append(path.name)
-        if gc and path.stat().st_mtime < cutoff:
+        if gc and path.stat().st_ctime < cutoff:  # ctime: a blob's mtime is always 0 (BlobStore.commit)
             report.removed_bytes += path.stat().st_size
             path.unlink()
             report.removed += 1

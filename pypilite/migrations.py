@@ -3,6 +3,7 @@ pypilite refuses a data dir written by a newer one instead of corrupting it."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -148,6 +149,14 @@ def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
         & File.info_sha256.is_null(False)))
 
 
+def _migration_7(_db: pw.Database, blobs: BlobStore | None) -> None:
+    """Stored blobs carry no time of their own from now on (see BlobStore.commit): the ones stored before
+    lose theirs."""
+    if blobs is not None:
+        for path in blobs.root.glob("*/*/*"):
+            os.utime(path, (0, 0))
+
+
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
 RELEASE_INFO_CURSOR = "release_info_cursor"
 RELEASE_INFO_BATCH = 100
@@ -183,7 +192,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
 MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6, _migration_7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

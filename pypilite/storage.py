@@ -153,18 +153,22 @@ class BlobStore:
 
     def commit(self, blob: TempBlob) -> str:
         """Move a finished temp blob to its content address; identical bytes already stored are kept once.
-        Renamed while still open, so its writer's lock covers it until it has left the temp area."""
+        Renamed while still open, so its writer's lock covers it until it has left the temp area.
+
+        A stored blob carries no time of its own (mtime 0): nginx dates and validates the downloads it sends
+        by mtime, which would tell any reader when some repository, a private one too, last stored the same
+        bytes. Setting it moves the ctime, which garbage collection reads instead (maintenance.check)."""
         blob.finish()
         sha256 = blob.sha256
         final = self.path(sha256)
         if final.is_file():
             blob.discard()
-            os.utime(final)  # young again: garbage collection spares blobs touched within the hour
         else:
             with out_of_space_is_507():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(blob.path, final)
                 fsync_dir(final.parent)
+        os.utime(final, (0, 0))
         blob.committed = True
         blob.close()
         return sha256

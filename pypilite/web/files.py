@@ -67,19 +67,20 @@ def download(repo: str, sha256: str, filename: str) -> Response:
 def _download(listing: Repository, holder: Repository, sha256: str, filename: str) -> Response:
     if filename.endswith(PROVENANCE_SUFFIX):
         return _provenance(holder, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
-    blob = _blob(holder, sha256, filename)
+    blob, uploaded = _blob(holder, sha256, filename)
     accel = services().config.server.x_accel_redirect
-    response = _accelerated(holder, filename, blob, accel) if accel else None
+    response = _accelerated(holder, filename, blob, uploaded, accel) if accel else None
     if response is None:
-        response = _sent(holder, filename)
+        response = _sent(holder, filename, uploaded)
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
     shared = listing.public and not principal().authenticated
     response.headers["Cache-Control"] = f"{'public' if shared else 'private'}, max-age={ONE_YEAR}, immutable"
     return response
 
 
-def _blob(repository: Repository, sha256: str, filename: str) -> str:
-    """The sha256 of the bytes the URL `<repository>/<sha256>/<filename>` stands for."""
+def _blob(repository: Repository, sha256: str, filename: str) -> tuple[str, datetime]:
+    """The sha256 of the bytes the URL `<repository>/<sha256>/<filename>` stands for, and the date a download
+    of them carries: the file's upload time, as its page shows it (1970 where none is known)."""
     dist_name = filename.removesuffix(METADATA_SUFFIX)
     dist = repository.dist_file(dist_name)
     if dist is None or dist.sha256 != sha256:
@@ -87,10 +88,10 @@ def _blob(repository: Repository, sha256: str, filename: str) -> str:
     blob = dist.metadata_sha256 if filename.endswith(METADATA_SUFFIX) else dist.sha256
     if blob is None:
         raise NotFound(f"{dist_name!r} has no core metadata file")
-    return blob
+    return blob, dist.upload_time or EPOCH
 
 
-def _sent(repository: Repository, filename: str) -> Response:
+def _sent(repository: Repository, filename: str, uploaded: datetime) -> Response:
     dist_name = filename.removesuffix(METADATA_SUFFIX)
     want_metadata = filename.endswith(METADATA_SUFFIX)
     ref = repository.open_metadata(dist_name) if want_metadata else repository.open_file(dist_name)
@@ -101,14 +102,13 @@ def _sent(repository: Repository, filename: str) -> Response:
     if not ref.path.is_file():
         log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
         raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
-    dist = repository.dist_file(dist_name)
-    return _send_blob(ref, dist.upload_time if dist is not None else None)
+    return _send_blob(ref, uploaded)
 
 
-def _send_blob(ref: BlobRef, uploaded: datetime | None) -> Response:
+def _send_blob(ref: BlobRef, uploaded: datetime) -> Response:
     """Range, 304 and 416 are werkzeug's; the open file goes to gunicorn's sendfile."""
     response = send_file(ref.path, mimetype="application/octet-stream", etag=ref.sha256, conditional=True,
-                         last_modified=uploaded or EPOCH)
+                         last_modified=uploaded)
     response.headers["Content-Disposition"] = _disposition(ref.download_name)
     # werkzeug dates a conditional answer, but the server dates every answer as it sends it: werkzeug's
     # development server would send both dates, and the memo would repeat the first one for good.
@@ -123,7 +123,8 @@ def _stored(repository: Repository, filename: str, blob: str) -> Path | None:
     return ref.path if ref is not None and ref.sha256 == blob else None
 
 
-def _accelerated(repository: Repository, filename: str, blob: str, location: str) -> Response | None:
+def _accelerated(repository: Repository, filename: str, blob: str, uploaded: datetime,
+                 location: str) -> Response | None:
     """No body: nginx sends the stored blob from its internal location, with Range and conditional GETs of
     its own, and keeps the headers set here that it passes on. None when pypilite must send it itself (a
     proxied file it has not fetched itself yet, or a blob gone missing); but when nginx only asks whether it
@@ -135,6 +136,7 @@ def _accelerated(repository: Repository, filename: str, blob: str, location: str
     response = Response(mimetype="application/octet-stream")
     response.headers["X-Accel-Redirect"] = location + path.relative_to(services().blobs.root).as_posix()
     response.headers["Content-Disposition"] = _disposition(filename)
+    response.last_modified = uploaded  # nginx's own date of the blob is 1970 (BlobStore.commit)
     memo.offer(requires=path)
     return response
 

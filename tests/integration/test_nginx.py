@@ -17,6 +17,8 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -160,6 +162,28 @@ def test_a_private_blob_needs_credentials_through_nginx_too(behind_nginx) -> Non
     wrong = requests.get(file_url, auth=("admin", "not-the-password"), timeout=10)
     assert wrong.status_code == 401 and wrong.content != data
     assert requests.get(file_url, auth=("admin", server.admin_password), timeout=10).content == data
+
+
+def test_a_download_through_nginx_tells_nothing_of_a_private_copy_of_its_bytes(behind_nginx) -> None:
+    """nginx dates and validates what it sends by the blob's mtime: a later private upload of the same bytes
+    must not show, to an anonymous reader of the public file, in a header or a conditional answer."""
+    url, server = behind_nginx
+    data = wheel_bytes("stored-twice", "1.0")
+    assert _upload(url, server, "local", data, "stored-twice", "1.0").status_code == 200
+    time.sleep(2.1)  # HTTP dates count whole seconds
+    assert _upload(url, server, "team", data, "stored-twice", "1.0").status_code == 200
+    page = f"{url}/local/simple/stored-twice/"
+    listed = requests.get(page, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=10).json()
+    file_url = urljoin(page, listed["files"][0]["url"]).split("#")[0]
+    uploaded = datetime.fromisoformat(listed["files"][0]["upload-time"].replace("Z", "+00:00")).replace(microsecond=0)
+    between = format_datetime(uploaded + timedelta(seconds=1), usegmt=True)  # before the private upload
+    plain = requests.get(file_url, timeout=10)
+    assert plain.content == data and parsedate_to_datetime(plain.headers["Last-Modified"]) == uploaded
+    # nginx answers 304 to the exact date it holds: guessing it must not find the private upload's second.
+    guesses = [format_datetime(uploaded + timedelta(seconds=s), usegmt=True) for s in range(-1, 8)]
+    assert len({requests.get(file_url, headers={"If-Modified-Since": guess}, timeout=10).status_code
+                for guess in guesses}) == 1
+    assert requests.get(file_url, headers={"If-Unmodified-Since": between}, timeout=10).status_code == 200
 
 
 def test_what_nginx_cannot_send_pypilite_answers(behind_nginx) -> None:

@@ -4,6 +4,7 @@ table, then the start-up migration, checked row by row."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -191,3 +192,17 @@ def test_migration_6_hands_no_deleted_id_out_again(index: Index) -> None:
 
     deleted, created = index.run(delete_downgrade_migrate_create)
     assert created == deleted + 1
+
+
+def test_version_6_blobs_lose_their_times(index: Index) -> None:
+    """Migration 7: blobs stored before carry the time they were last stored, which nginx would tell."""
+    blobs = index.app.extensions["pypilite"].blobs
+    dated = blobs.path(blobs.put_bytes(b"stored by an older pypilite"))
+    os.utime(dated)
+
+    def downgrade_and_migrate() -> None:
+        models.Meta.replace(key="schema_version", value="6").execute()
+        migrations.migrate(blobs)
+
+    index.run(downgrade_and_migrate)
+    assert dated.stat().st_mtime == 0

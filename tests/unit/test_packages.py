@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pypilite import grants, users
@@ -204,15 +202,16 @@ def test_package_changes_need_upload_rights(api: Index, headers, status: int) ->
         error(call(api, method, url, headers=headers), status)
 
 
-def test_check_and_gc(api: Index) -> None:
+def test_check_and_gc(api: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypilite import maintenance
     from pypilite.maintenance import check
     blobs = api.app.extensions["pypilite"].blobs
     assert api.run(check, blobs).clean
     call(api, "delete", "/api/v1/repos/local/projects/demo/1.0")
     report = api.run(check, blobs, gc=True)
     assert len(report.unreferenced) == 2 and report.removed == 0  # too young to collect
-    for path in blobs.root.glob("*/*/*"):
-        os.utime(path, (0, 0))
+    assert {path.stat().st_mtime for path in blobs.root.glob("*/*/*")} == {0}  # so the age is the ctime
+    monkeypatch.setattr(maintenance, "GC_GRACE_SECONDS", -60)  # an hour later
     report = api.run(check, blobs, gc=True)
     assert report.removed == 2 and api.run(check, blobs).unreferenced == []
     victim = next(blobs.root.glob("*/*/*"))

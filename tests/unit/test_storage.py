@@ -43,6 +43,16 @@ def test_identical_bytes_are_kept_once(tmp_path: Path) -> None:
     assert list(store.tmp.iterdir()) == []
 
 
+def test_a_stored_blob_carries_no_time_of_its_own(tmp_path: Path) -> None:
+    """nginx dates downloads by mtime: it must not say when these bytes were stored, first or again."""
+    store = BlobStore(tmp_path)
+    path = store.path(store.put_bytes(b"same"))
+    assert path.stat().st_mtime == 0
+    os.utime(path)  # as a blob stored by an older pypilite is dated
+    store.put_bytes(b"same")
+    assert path.stat().st_mtime == 0
+
+
 def test_discard_removes_the_temp_file(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     blob = store.temp()
