@@ -1,11 +1,9 @@
-"""The HTTP client for upstream indexes: conditional GETs of Simple API pages, parsed from PEP 691 JSON or
-PEP 503 HTML into plain records, and streamed file downloads.
+"""The HTTP client for upstream indexes: conditional GETs of Simple API pages parsed into plain records, and
+streamed downloads.
 
-Neither an upstream nor the URLs its pages name are trusted. Redirects are followed here, one checked hop at
-a time (http and https only); connections go only to global addresses unless the host is remote_url's own
-(_Guard); a page is bounded in decoded bytes and in time, a download in rate. Every failure is an
-UpstreamError that says in one line which repository's upstream failed and how, naming no URL: the URL
-(redacted) goes to the server log alone.
+Nothing an upstream says is trusted: redirects are checked hop by hop, connections go to global addresses
+only (_Guard), pages are bounded in bytes and time and downloads in rate; an UpstreamError names no URL (the
+server log has it, redacted).
 """
 
 from __future__ import annotations

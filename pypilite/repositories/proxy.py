@@ -243,10 +243,8 @@ def _differs(row: File, values: dict[str, object]) -> bool:
 
 
 def _insert_files(rows: list[dict[str, object]]) -> None:
-    """New file rows, one statement run once per row: peewee builds it from the first row, and each row then
-    costs only the conversion of its values (and SQLite finds the statement compiled in its cache). A project on
-    a public index can list thousands of files, and peewee building a multi-row INSERT value by value was a third
-    of the first fetch of such a listing. Through execute_sql, so that a driver's error (a full disk) is peewee's."""
+    """New file rows, one statement run once per row (a listing can have thousands; see bench/README.md):
+    peewee builds it from the first row only. Through execute_sql, so a driver's error (a full disk) is peewee's."""
     if not rows:
         return
     sql, _ = File.insert_many([tuple(rows[0][field.name] for field in _FILE_FIELDS)], fields=_FILE_FIELDS).sql()

@@ -1,9 +1,6 @@
-"""Distribution files and their PEP 658 metadata, served from the blob store.
-
-The URL carries the file's sha256, so a URL always means the same bytes: clients and proxies may cache it
-for a year, and Range and conditional requests come from werkzeug (gunicorn hands the open file to
-sendfile(2)). Behind nginx with `server.x_accel_redirect` set, pypilite decides who may read every download
-and nginx sends the bytes (deploy/nginx.conf).
+"""Distribution files and their PEP 658 metadata. The URL carries the sha256, so it is cached for a year;
+sent with send_file, or, behind nginx (server.x_accel_redirect), named in X-Accel-Redirect once pypilite
+decided who may read it (deploy/nginx.conf).
 """
 
 from __future__ import annotations
