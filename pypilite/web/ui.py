@@ -45,29 +45,35 @@ def url(endpoint: str, **values: Any) -> str:
     return relative(url_for(endpoint, **values))
 
 
-@bp.context_processor
+def dress(blueprint: Blueprint) -> None:
+    """What every UI page has, whichever blueprint serves it: the url helper, the security headers, and
+    refusals answered as a page."""
+    blueprint.context_processor(_helpers)
+    blueprint.after_request(_security_headers)
+    answer_errors(blueprint, error_page)
+
+
 def _helpers() -> dict[str, Any]:
     return {"url": url}
 
 
-@bp.after_request
 def _security_headers(response: Response) -> Response:
     if request.endpoint != "ui.static":
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        # What a page shows depends on who asks: never from a shared cache.
-        response.headers["Cache-Control"] = "private, no-cache"
+        # What a page shows depends on who asks: never from a shared cache (a page may ask for none at all).
+        response.headers.setdefault("Cache-Control", "private, no-cache")
     return response
 
 
-def _error_page(status: int, message: str) -> Response:
+def error_page(status: int, message: str) -> Response:
     # An error page may be the answer to credentials that failed: it must not try them again.
     body = render_template("ui/error.html", status=status, message=message, who=request.principal_if_known())
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
-answer_errors(bp, _error_page)
+dress(bp)
 
 
 def _common() -> dict[str, Any]:
