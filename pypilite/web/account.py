@@ -14,18 +14,11 @@ from pypilite.audit import Actor
 from pypilite.auth import ANONYMOUS, CHALLENGE, Principal
 from pypilite.errors import BadRequest, Unauthenticated, UserError
 from pypilite.web.context import principal, services
-from pypilite.web.ui import dress, url
+from pypilite.web.ui import dress, notice, url
 from pypilite.web.wrappers import request
 
 bp = Blueprint("account", __name__)
 dress(bp)
-
-# What a redirect after a write says, by a key in its query string: the page never echoes text it is sent.
-NOTICES = {
-    "revoked": "Token revoked, with every token made with it.",
-    "password": "Password changed.",
-}
-
 
 def _user() -> Principal:
     who = principal()
@@ -49,8 +42,7 @@ def _page(who: Principal, status: int = 200, **extra: Any) -> Response:
         held: list[dict[str, Any]] | None = grants.list_grants(user=who.name)
     except UserError:  # a narrowed token: its owner's grants elsewhere are not its to show
         held = None
-    notice = NOTICES.get(request.args.get("done", ""))
-    body = render_template("ui/account.html", who=who, tokens=listed, grants=held, notice=notice,
+    body = render_template("ui/account.html", who=who, tokens=listed, grants=held, notice=notice(),
                            repositories=[r.name for r in catalog.repositories(who)],
                            robot=who.robot, **extra)
     return Response(body, status=status, content_type="text/html; charset=utf-8")
