@@ -79,7 +79,7 @@ dress(bp)
 # What a page says after a write sent it there, by a key in its query string: no page echoes text it is sent.
 NOTICES = {
     "revoked": "Token revoked, with every token made with it.",
-    "password": "Password changed: log out, then in again with the new one.",
+    "password": "Password changed.",
     "yanked": "Release yanked: pip and uv now skip it unless it is pinned with ==.",
     "unyanked": "Release unyanked.",
     "deleted": "File deleted.",
