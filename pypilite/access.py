@@ -153,6 +153,18 @@ def listed_token_owner(principal: Principal, owner: str | None) -> str | None:
     return principal.name
 
 
+def require_grants_of(principal: Principal, user: str) -> None:
+    """Listing a user's grants: their own (a narrowed token excepted: it would name repositories outside its
+    list), or a global admin for anyone's; a repository's grants are for its admins (require ADMIN)."""
+    require_user(principal)
+    if principal.admin and principal.scope is None:  # reading: a read-only admin token is enough
+        return
+    if user != principal.name:
+        raise Forbidden("only administrators see other users' grants")
+    if principal.scope is not None:
+        raise Forbidden("a narrowed token cannot list grants on other repositories")
+
+
 def require_password_change(principal: Principal, user: str, old_password: str | None,
                             authenticator: Authenticator, address: str) -> None:
     """A global admin sets anyone's password; a user changes their own by giving the old one, which is checked

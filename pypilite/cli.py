@@ -359,15 +359,40 @@ def token_revoke(token_id: int) -> None:
     click.echo(f"revoked token {token_id}")
 
 
-@cli.command("grant")
+class _GrantGroup(click.Group):
+    """`grant USER REPO LEVEL` as before, beside `grant list`: a first word that is no subcommand sets."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["set", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("grant", cls=_GrantGroup)
+def grant() -> None:
+    """Give a level on a repository (grant USER REPOSITORY LEVEL), or list grants (grant list)."""
+
+
+@grant.command("set")
 @click.argument("user_name")
 @click.argument("repository")
 @click.argument("level", type=click.Choice(list(LEVELS)))
 @with_database
-def grant(user_name: str, repository: str, level: str) -> None:
+def grant_set(user_name: str, repository: str, level: str) -> None:
     """Give USER the LEVEL (read, upload or admin) on REPOSITORY."""
     grants.set_grant(user_name, repository, level, Actor.command_line())
     click.echo(f"granted {level} on {repository!r} to {user_name!r}")
+
+
+@grant.command("list")
+@click.option("--repo", "repository", help="only the grants on this repository")
+@click.option("--user", "user_name", help="only this user's grants")
+@with_database
+def grant_list(repository: str | None, user_name: str | None) -> None:
+    """List who holds which level on which repository."""
+    click.echo("REPOSITORY\tUSER\tLEVEL")
+    for row in grants.list_grants(repository=repository, user=user_name):
+        click.echo(f"{row['repository']}\t{row['user']}\t{row['level']}")
 
 
 @cli.command("revoke")

@@ -1,5 +1,5 @@
-"""Per-repository grants (read, upload, admin): the service functions behind `app.py grant|revoke` and
-/api/v1/repos/<name>/permissions/<user>."""
+"""Per-repository grants (read, upload, admin): the service functions behind `app.py grant|revoke`,
+/api/v1/repos/<name>/permissions and the UI's Access section."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pypilite.access import LEVELS
 from pypilite.audit import Actor
 from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import Grant, Repository
+from pypilite.models import Grant, Repository, User
 from pypilite.users import get_user
 
 
@@ -23,6 +23,18 @@ def _repository(name: str) -> Repository:
 
 def as_json(user: str, repository: str, level: str) -> dict[str, Any]:
     return {"user": user, "repository": repository, "level": level}
+
+
+def list_grants(repository: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+    """Who holds which level, on one repository, of one user, or everywhere; by repository, then user."""
+    query = (Grant.select(Grant.level, User.name, Repository.name.alias("repository_name"))
+             .join(User).switch(Grant).join(Repository)
+             .order_by(Repository.name, User.name))
+    if repository is not None:
+        query = query.where(Repository.id == _repository(repository).id)
+    if user is not None:
+        query = query.where(User.id == get_user(user).id)
+    return [as_json(user_name, repository_name, level) for level, user_name, repository_name in query.tuples()]
 
 
 def set_grant(user: str, repository: str, level: str, actor: Actor) -> bool:

@@ -19,6 +19,8 @@ from pypilite.models import Repository, Token, TokenScope, User, api_time, utcno
 from pypilite.users import get_user
 
 MAX_EXPIRY_DAYS = 3650
+# What the database's integer column can hold: a larger id names no token.
+MAX_ID = 2**63 - 1
 
 
 def as_json(token: Token) -> dict[str, Any]:
@@ -80,6 +82,8 @@ def list_tokens(owner: str | None = None) -> list[Token]:
 
 
 def get_token(token_id: int) -> Token:
+    if not 0 <= token_id <= MAX_ID:
+        raise NotFound(f"token {token_id} not found")
     token = Token.select(Token, User).join(User).where(Token.id == token_id).first()
     if token is None:
         raise NotFound(f"token {token_id} not found")

@@ -11,7 +11,7 @@ from flask import Flask, Response
 from pypilite import loops
 from pypilite.database import database, release_connection
 from pypilite.services import Services
-from pypilite.web import api, crosssite, errors, files, ops, pypijson, simple, ui, upload
+from pypilite.web import account, api, crosssite, errors, files, maintainers, ops, pypijson, simple, ui, upload
 from pypilite.web.context import PAGES, SERVICES
 from pypilite.web.memo import Memo
 from pypilite.web.pagecache import PageCache
@@ -33,7 +33,8 @@ def build_app(services: Services) -> Flask:
 
 def register(app: Flask) -> None:
     app.request_class = PypiliteRequest
-    for blueprint in (ops.bp, api.bp, simple.bp, pypijson.bp, files.bp, upload.bp, ui.bp):
+    for blueprint in (ops.bp, api.bp, simple.bp, pypijson.bp, files.bp, upload.bp, ui.bp, account.bp,
+                      maintainers.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     metrics = app.extensions[SERVICES].metrics

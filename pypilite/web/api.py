@@ -264,6 +264,18 @@ def revoke_token(token_id: int) -> Response:
     return _no_content()
 
 
+@bp.get("/repos/<name>/permissions")
+def list_repository_permissions(name: str) -> Response:
+    repository_for(name, access.ADMIN)
+    return _collection(grants.list_grants(repository=name))
+
+
+@bp.get("/users/<name>/permissions")
+def list_user_permissions(name: str) -> Response:
+    access.require_grants_of(principal(), name)
+    return _collection(grants.list_grants(user=name))
+
+
 @bp.put("/repos/<name>/permissions/<user>")
 def set_permission(name: str, user: str) -> Response:
     repository_for(name, access.ADMIN)

@@ -205,6 +205,15 @@ PATHS: dict[str, Any] = {
         "delete": _operation("Drop a project from a proxy's cache; its next request fetches it afresh (its admins; "
                              "proxy only)", {**_NO_CONTENT, **_errors("400", "401", "403", "404")}, [REPO, PROJECT]),
     },
+    "/api/v1/repos/{name}/permissions": {
+        "get": _operation("Who holds which level on the repository (its admins)",
+                          {**_ok(_collection("Grant")), **_errors("401", "403", "404")}, [REPO]),
+    },
+    "/api/v1/users/{name}/permissions": {
+        "get": _operation("The user's grants (the user, or a global admin)",
+                          {**_ok(_collection("Grant")), **_errors("401", "403", "404")},
+                          [_path_param("name", "user name")]),
+    },
     "/api/v1/repos/{name}/permissions/{user}": {
         "put": _operation("Grant a level on the repository (its admins)",
                           {**_ok(_ref("Grant")), **_ok(_ref("Grant"), "201", "Created"),

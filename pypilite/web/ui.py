@@ -13,7 +13,7 @@ from flask import Blueprint, Response, redirect, render_template, url_for
 from packaging.utils import InvalidName, canonicalize_name
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
-from pypilite import access, catalog, descriptions
+from pypilite import access, catalog, descriptions, grants
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
 from pypilite.web import clientsetup, crosssite
@@ -45,33 +45,59 @@ def url(endpoint: str, **values: Any) -> str:
     return relative(url_for(endpoint, **values))
 
 
-@bp.context_processor
+def dress(blueprint: Blueprint) -> None:
+    """What every UI page has, whichever blueprint serves it: the url helper, the security headers, and
+    refusals answered as a page."""
+    blueprint.context_processor(_helpers)
+    blueprint.after_request(_security_headers)
+    answer_errors(blueprint, error_page)
+
+
 def _helpers() -> dict[str, Any]:
     return {"url": url}
 
 
-@bp.after_request
 def _security_headers(response: Response) -> Response:
     if request.endpoint != "ui.static":
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        # What a page shows depends on who asks: never from a shared cache.
-        response.headers["Cache-Control"] = "private, no-cache"
+        # What a page shows depends on who asks: never from a shared cache (a page may ask for none at all).
+        response.headers.setdefault("Cache-Control", "private, no-cache")
     return response
 
 
-def _error_page(status: int, message: str) -> Response:
+def error_page(status: int, message: str) -> Response:
     # An error page may be the answer to credentials that failed: it must not try them again.
     body = render_template("ui/error.html", status=status, message=message, who=request.principal_if_known())
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
-answer_errors(bp, _error_page)
+dress(bp)
+
+
+# What a page says after a write sent it there, by a key in its query string: no page echoes text it is sent.
+NOTICES = {
+    "revoked": "Token revoked, with every token made with it.",
+    "password": "Password changed.",
+    "yanked": "Release yanked: pip and uv now skip it unless it is pinned with ==.",
+    "unyanked": "Release unyanked.",
+    "deleted": "File deleted.",
+    "granted": "Access granted.",
+    "revoked-grant": "Access revoked.",
+}
+
+
+def notice() -> str | None:
+    return NOTICES.get(request.args.get("done", ""))
 
 
 def _common() -> dict[str, Any]:
-    return {"who": principal()}
+    return {"who": principal(), "notice": notice()}
+
+
+def _may(repo_view: Repository, action: str) -> bool:
+    return access.allowed(principal(), repo_view.id, repo_view.public, action)
 
 
 @bp.get("/")
@@ -108,8 +134,10 @@ def repository(repo: str) -> str:
     sort = catalog.parse_sort(request.args.get("sort"))
     page = catalog.projects(repo_view, sort, catalog.parse_page(request.args.get("page")))
     urls = _endpoints(repo_view)
+    holders = grants.list_grants(repository=repo_view.name) if _may(repo_view, access.ADMIN) else None
     return render_template("ui/repository.html", repository=repo_view, page=page, sort=sort, urls=urls,
-                           snippets=clientsetup.snippets(urls), **_common())
+                           snippets=clientsetup.snippets(urls), grants=holders, levels=access.LEVELS,
+                           **_common())
 
 
 @bp.get("/ui/<repo>/<project>/")
@@ -133,7 +161,13 @@ def project(repo: str, project: str) -> BaseResponse | str:
     return render_template("ui/project.html", repository=repo_view, page=page, version=version, files=files,
                            versions=_versions(page), info=info, name=name,
                            install=clientsetup.pip_install(urls, f"{normalized}=={version}"),
-                           safe_url=descriptions.safe_url, **_common())
+                           safe_url=descriptions.safe_url, maintain=_maintainable(repo_view), **_common())
+
+
+def _maintainable(repo_view: Repository) -> bool:
+    """Whether the page offers yanking and deleting: the API's right (upload) on a hosted repository, the only
+    kind whose packages it yanks or deletes."""
+    return repo_view.repository_type == "hosted" and _may(repo_view, access.UPLOAD)
 
 
 def _endpoints(repo_view: Repository) -> clientsetup.Endpoints:

@@ -1,8 +1,8 @@
 """Another site's page against a browser logged in to pypilite, in headless Chromium against gunicorn: pages
 served from a second loopback port submit forms here (an upload to a repository and to the root, an empty
-yank and unyank, a JSON-looking text/plain body to the API, a login) and fetch with the browser's
-credentials; each is refused and audited, and nothing is stored or changed. Its link to /login only leads
-home."""
+yank and unyank, a JSON-looking text/plain body to the API, a login, and the UI's own forms) and fetch with
+the browser's credentials; each is refused and audited, and nothing is stored or changed. Its link to /login
+only leads home."""
 
 from __future__ import annotations
 
@@ -80,6 +80,18 @@ def attacks(live: LiveServer) -> dict[str, tuple[str, str, str]]:
         "api-text-plain": (form(f"{live.url}/api/v1/users", {json_name: '"}'}, "text/plain"),
                            "POST", "/api/v1/users"),
         "login": (form(f"{live.url}/login", {"next": "/"}), "POST", "/login"),
+        "ui-yank": (form(f"{live.url}/ui/local/victim/-/yank", {"version": "1.0", "reason": "x"}), "POST",
+                    "/ui/local/victim/-/yank"),
+        "ui-delete": (form(f"{live.url}/ui/local/victim/-/delete", {"filename": "victim-1.0-py3-none-any.whl",
+                                                                     "confirm": "on"}),
+                      "POST", "/ui/local/victim/-/delete"),
+        "ui-grant": (form(f"{live.url}/ui/local/-/access", {"user": "admin", "level": "read"}), "POST",
+                     "/ui/local/-/access"),
+        "ui-token": (form(f"{live.url}/ui/-/account/tokens", {}), "POST", "/ui/-/account/tokens"),
+        "ui-password": (form(f"{live.url}/ui/-/account/password", {"old_password": "x", "password": "taken-over-1",
+                                                                    "confirm": "taken-over-1"}),
+                        "POST", "/ui/-/account/password"),
+        "ui-logout": (form(f"{live.url}/ui/-/logout", {}), "POST", "/ui/-/logout"),
         "fetch-yank": (script(f'fetch("{live.url}{release}/1.0/yank", {{method: "POST", mode: "no-cors", '
                               'credentials: "include"}).then(() => document.title = "sent");'),
                        "POST", f"{release}/1.0/yank"),

@@ -6,6 +6,8 @@ the API takes bodies only as JSON; another site's link to /login only leads home
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +103,17 @@ def writes(world: dict[str, int]) -> list[tuple[str, str, str, dict]]:
         ("POST", "/api/v1/tokens", f"{API}/tokens", {"json": {}}),
         ("DELETE", "/api/v1/tokens/{token_id}", f"{API}/tokens/{world['token']}", {}),
         ("POST", "login", "/login", {"data": {"next": "/"}}),
+        ("POST", "ui", "/ui/local/victim/-/yank", {"data": {"version": "1.0", "reason": "x"}}),
+        ("POST", "ui", "/ui/local/victim/-/unyank", {"data": {"version": "0.9"}}),
+        ("POST", "ui", "/ui/local/victim/-/delete", {"data": {"filename": "victim-1.0-py3-none-any.whl",
+                                                               "confirm": "on"}}),
+        ("POST", "ui", "/ui/local/-/access", {"data": {"user": "alice", "level": "admin"}}),
+        ("POST", "ui", "/ui/local/-/access/revoke", {"data": {"user": "bob"}}),
+        ("POST", "ui", "/ui/-/account/tokens", {"data": {}}),
+        ("POST", "ui", f"/ui/-/account/tokens/{world['token']}/revoke", {}),
+        ("POST", "ui", "/ui/-/account/password", {"data": {"old_password": "x", "password": "taken-over-password",
+                                                           "confirm": "taken-over-password"}}),
+        ("POST", "ui", "/ui/-/logout", {}),
         ("PUT", "no route", "/ui/local/victim/", {"data": "x"}),
     ]
 
@@ -129,6 +142,14 @@ def state(live: LiveServer) -> dict:
     }
 
 
+def page_message(response: requests.Response) -> str:
+    """A refusal's one line: the plain-text body, or the message a UI page shows."""
+    if response.headers["Content-Type"].startswith("text/html"):
+        found = re.search(r'<section class="error">\s*<h1>\d+</h1>\s*<p>([^<]*)</p>', response.text)
+        return html.unescape(found.group(1)) if found else ""
+    return response.text
+
+
 def refusals(live: LiveServer) -> list[dict]:
     return api(live, "GET", f"/admin/audit?q={ACTION}&limit=1000").json()["items"]
 
@@ -140,7 +161,7 @@ def test_every_write_from_another_site_is_refused_and_changes_nothing(live: Live
         response = requests.request(method, f"{live.url}{path}", headers=headers, auth=admin(live), timeout=30,
                                     **kwargs)
         assert response.status_code == 403, (method, path, response.text)
-        message = response.json()["error"] if path.startswith(API) else response.text
+        message = response.json()["error"] if path.startswith(API) else page_message(response)
         assert message.startswith("Cross-site request refused") and message.count("\n") <= 1, (method, path)
     assert state(live) == before
     after = refusals(live)

@@ -152,6 +152,35 @@ def test_permissions_by_repository_admin(api: Index) -> None:
     assert_error(call(api, "delete", url, headers=BOSS), 404, "no grant")
 
 
+def test_grants_are_listed_per_repository_to_its_admins_and_per_user_to_themselves(api: Index) -> None:
+    api.run(grants.set_grant, "alice", "team", "read", ACTOR)
+    by_repo = call(api, "get", "/api/v1/repos/team/permissions", headers=BOSS)
+    assert by_repo.status_code == 200 and by_repo.json == {"items": [
+        {"user": "alice", "repository": "team", "level": "read"},
+        {"user": "boss", "repository": "team", "level": "admin"}], "next": None}
+    assert call(api, "get", "/api/v1/repos/team/permissions").json == by_repo.json  # a global admin
+    assert_error(call(api, "get", "/api/v1/repos/team/permissions", headers=ALICE), 403, "may not administer")
+    assert_error(call(api, "get", "/api/v1/repos/team/permissions", headers={}), 401)
+    assert_error(call(api, "get", "/api/v1/repos/nope/permissions"), 404, "repository 'nope'")
+    own = call(api, "get", "/api/v1/users/alice/permissions", headers=ALICE)
+    assert own.json["items"] == [{"user": "alice", "repository": "team", "level": "read"}]
+    assert call(api, "get", "/api/v1/users/alice/permissions").json == own.json
+    assert_error(call(api, "get", "/api/v1/users/boss/permissions", headers=ALICE), 403, "other users' grants")
+    assert_error(call(api, "get", "/api/v1/users/alice/permissions", headers={}), 401)
+    assert_error(call(api, "get", "/api/v1/users/ghost/permissions"), 404, "user 'ghost'")
+
+
+def test_a_narrowed_or_read_only_token_lists_grants_only_as_far_as_it_reaches(api: Index) -> None:
+    def token(**body) -> dict[str, str]:
+        secret = call(api, "post", "/api/v1/tokens", headers=BOSS, json=body).json["token"]
+        return basic("__token__", secret)
+
+    narrowed, read_only = token(repos=["team"]), token(read_only=True)
+    assert_error(call(api, "get", "/api/v1/users/boss/permissions", headers=narrowed), 403, "narrowed token")
+    assert call(api, "get", "/api/v1/users/boss/permissions", headers=read_only).status_code == 200
+    assert_error(call(api, "get", "/api/v1/repos/team/permissions", headers=read_only), 403, "read-only")
+
+
 @pytest.mark.parametrize("url, body, status, words", [
     ("/api/v1/repos/team/permissions/alice", {"level": "owner"}, 400, "level must be one of"),
     ("/api/v1/repos/team/permissions/alice", {}, 400, "missing field 'level'"),

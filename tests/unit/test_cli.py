@@ -128,6 +128,21 @@ def test_grant_and_revoke(capsys, monkeypatch, config: str) -> None:
     assert code == 2 and err.count("\n") == 1
 
 
+def test_grant_list_prints_headers_and_filters(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\nbob-password\n"))
+    for name in ("alice", "bob"):
+        call(capsys, "user", "add", name, "--password-stdin", "--config", config)
+    call(capsys, "grant", "bob", "local", "read", "--config", config)
+    call(capsys, "grant", "alice", "local", "upload", "--config", config)
+    code, out, _ = call(capsys, "grant", "list", "--config", config)
+    assert code == 0 and out.splitlines() == ["REPOSITORY\tUSER\tLEVEL", "local\talice\tupload", "local\tbob\tread"]
+    assert call(capsys, "grant", "list", "--user", "bob", "--config", config)[1].splitlines()[1:] == [
+        "local\tbob\tread"]
+    assert call(capsys, "grant", "list", "--repo", "local", "--config", config)[1].count("\n") == 3
+    code, _, err = call(capsys, "grant", "list", "--repo", "nowhere", "--config", config)
+    assert code == 1 and err.count("\n") == 1 and "nowhere" in err
+
+
 def test_user_passwd_list_remove(capsys, monkeypatch, config: str) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\nnew-password\n"))
     call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
