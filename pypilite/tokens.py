@@ -12,7 +12,7 @@ from typing import Any
 
 from pypilite import access, audit
 from pypilite.audit import Actor
-from pypilite.auth import new_token_secret, token_digest
+from pypilite.auth import Principal, new_token_secret, token_digest
 from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, NotFound
 from pypilite.models import Repository, Token, TokenScope, User, api_time, utcnow
@@ -34,9 +34,11 @@ def as_json(token: Token) -> dict[str, Any]:
 
 
 def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only: bool = False,
-                 expires_days: int | None = None, parent: int | None = None) -> tuple[Token, str]:
+                 expires_days: int | None = None, parent: int | None = None,
+                 asker: Principal | None = None) -> tuple[Token, str]:
     """A new token and its secret: the only moment the secret exists outside the client. `parent`: the
-    token whose secret asked for this one."""
+    token whose secret asked for this one; `asker`: who asked over the web, to whom a repository they may
+    not read does not exist either (None: the command line, which sees every repository)."""
     if expires_days is not None and not 1 <= expires_days <= MAX_EXPIRY_DAYS:
         raise BadRequest(f"expires_days must be between 1 and {MAX_EXPIRY_DAYS}")
     repos = sorted(set(repos))
@@ -46,7 +48,7 @@ def create_token(owner: str, actor: Actor, repos: Iterable[str] = (), read_only:
         rows = []
         for name in repos:
             row = Repository.get_or_none(Repository.name == name)
-            if row is None:
+            if row is None or (asker is not None and not access.allowed(asker, row.id, row.public, access.READ)):
                 raise NotFound(f"repository {name!r} not found")
             rows.append(row)
         expires = utcnow() + timedelta(days=expires_days) if expires_days is not None else None

@@ -71,7 +71,7 @@ def create_token() -> Response:
         token, secret = tokens.create_token(
             who.name or "", _actor(who), repos=request.form.getlist("repos"),
             read_only=request.form.get("read_only") == "on", expires_days=int(expires) if expires else None,
-            parent=who.token_id)
+            parent=who.token_id, asker=who)
     except UserError as exc:
         return _refused(who, exc)
     response = _page(who, 201, created=tokens.as_json(token), secret=secret)

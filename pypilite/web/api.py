@@ -243,7 +243,7 @@ def create_token() -> Response:
     if not all(isinstance(r, str) for r in repos):
         raise BadRequest("field 'repos' must be a list of repository names")
     token, secret = tokens.create_token(owner, _actor(who), repos=repos, read_only=body.get("read_only", False),
-                                        expires_days=body.get("expires_days"), parent=who.token_id)
+                                        expires_days=body.get("expires_days"), parent=who.token_id, asker=who)
     return _created({**tokens.as_json(token), "token": secret})
 
 

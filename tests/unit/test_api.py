@@ -129,6 +129,12 @@ def test_create_token_refusals(api: Index, body, status: int, words: str) -> Non
     assert_error(call(api, "post", "/api/v1/tokens", json=body), status, words)
 
 
+def test_a_token_narrowed_to_a_private_repository_tells_no_outsider_it_exists(api: Index) -> None:
+    hidden = call(api, "post", "/api/v1/tokens", headers=ALICE, json={"repos": ["team"]})
+    missing = call(api, "post", "/api/v1/tokens", headers=ALICE, json={"repos": ["maet"]})
+    assert (hidden.status_code, hidden.json["error"].replace("team", "maet")) == (404, missing.json["error"])
+
+
 def test_restricted_tokens_cannot_mint_tokens(api: Index) -> None:
     secret = call(api, "post", "/api/v1/tokens", headers=ALICE, json={"read_only": True}).json["token"]
     assert_error(call(api, "post", "/api/v1/tokens", headers=basic("alice", secret), json={}), 403)
