@@ -66,6 +66,17 @@ def test_create_user_refusals(api: Index, body, status: int, words: str) -> None
     assert_error(call(api, "post", "/api/v1/users", json=body), status, words)
 
 
+def test_a_write_whose_fields_are_all_optional_needs_no_body(api: Index) -> None:
+    created = call(api, "post", "/api/v1/tokens", headers=ALICE)
+    assert created.status_code == 201 and created.json["user"] == "alice" and created.json["read_only"] is False
+    assert_error(call(api, "post", "/api/v1/users"), 400, "missing field 'name'")
+
+
+def test_a_json_body_that_does_not_parse_says_so(api: Index) -> None:
+    response = call(api, "post", "/api/v1/tokens", headers=ALICE, data="{", content_type="application/json")
+    assert_error(response, 400, "not valid JSON")
+
+
 def test_create_user_with_a_body_that_is_not_json(api: Index) -> None:
     response = call(api, "post", "/api/v1/users", data="name=x", content_type="application/x-www-form-urlencoded")
     assert_error(response, 415, "application/json")
