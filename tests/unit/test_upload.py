@@ -149,6 +149,12 @@ def test_broken_wheels_are_refused(index: Index, data, words) -> None:
     assert_refused(index.upload(WHEEL, data), 400, words, index)
 
 
+def test_the_expected_dist_info_is_named_as_the_wheel_format_spells_it(index: Index) -> None:
+    data = wheel_bytes("nc-delta", "1.0", dist_info="other-1.0")
+    assert_refused(index.upload("nc_delta-1.0-py3-none-any.whl", data), 400,
+                   "expected one nc_delta-1.0.dist-info directory", index)
+
+
 @pytest.mark.parametrize("data, words", [
     (sdist_bytes("demo", "1.0")[:-30], "truncated"),
     (b"\x1f\x8b\x08 not really gzip", "truncated"),
