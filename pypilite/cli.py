@@ -390,8 +390,9 @@ def check_command(gc: bool) -> None:
                          ("stray temp file", report.stray_temp)):
         for item in items:
             click.echo(f"{label}: {item}")
-    click.echo(f"checked {report.checked} blobs: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
-               f"{len(report.unreferenced)} unreferenced, {len(report.stray_temp)} stray temp files"
+    click.echo(f"{report.records} file records; checked {report.checked} blobs: {len(report.missing)} missing, "
+               f"{len(report.corrupt)} corrupt, {len(report.unreferenced)} unreferenced, "
+               f"{len(report.stray_temp)} stray temp files"
                + (f"; removed {report.removed} blobs ({report.removed_bytes} bytes) and {report.removed_temp} "
                   "temp files" if gc else ""))
     if not report.clean:
