@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pypilite import audit, grants, users
+from pypilite import audit, cli, grants, users
 from pypilite.audit import Actor
 from pypilite.auth import ADDRESS_FAILURES
 from tests.conftest import Index, basic
@@ -303,6 +303,17 @@ def test_cache_refusals(proxied, method: str, url: str, headers, status: int, wo
     index, upstream = proxied
     assert_error(call(index, method, url, headers=headers), status, words)
     assert upstream.log.count("/demo/") == 0
+
+
+def test_cache_refresh_of_a_project_the_upstream_lacks_is_a_404(proxied, capsys) -> None:
+    index, _upstream = proxied
+    assert_error(call(index, "post", "/api/v1/repos/pypi/cache/nothing-here/refresh"), 404,
+                 "the upstream of repository 'pypi' has no project 'nothing-here'")
+    config = index.data_dir.parent / "pypilite.toml"
+    config.write_text(f'[storage]\ndata_dir = "{index.data_dir}"\n')
+    assert cli.main(["cache", "refresh", "pypi", "nothing-here", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "pypilite: the upstream of repository 'pypi' has no project 'nothing-here'\n")
 
 
 def test_cache_refresh_says_when_the_upstream_fails(proxied) -> None:
