@@ -1,0 +1,28 @@
+"""Issue 22's rough edges, on the real server: answers that tell a user what to do next."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.distfactory import wheel_bytes
+from tests.integration.conftest import LiveServer, twine_form
+
+
+@pytest.mark.parametrize("path, repo", [("/simple/", "all"), ("/local/simple/", "local"),
+                                        ("/local/simple/demo/", "local"), ("/all/simple", "all")])
+def test_an_upload_to_an_index_url_names_the_upload_url(live: LiveServer, path: str, repo: str) -> None:
+    body, content_type = twine_form("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"))
+    response = requests.post(live.url + path, data=body, headers={"Content-Type": content_type},
+                             auth=("admin", live.admin_password), timeout=30)
+    expected = (f"Upload to {live.url}/{repo}/ (the repository's URL without /simple/), not to its index: "
+                f"twine upload --repository-url {live.url}/{repo}/")
+    assert (response.status_code, response.reason, response.text) == (405, expected, expected + "\n")
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_an_upload_to_a_proxys_index_says_where_uploads_go(live: LiveServer) -> None:
+    body, content_type = twine_form("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"))
+    response = requests.post(f"{live.url}/pypi/simple/", data=body, headers={"Content-Type": content_type},
+                             auth=("admin", live.admin_password), timeout=30)
+    assert response.status_code == 400 and "upload to a hosted repository" in response.text
