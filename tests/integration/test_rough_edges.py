@@ -26,3 +26,27 @@ def test_an_upload_to_a_proxys_index_says_where_uploads_go(live: LiveServer) -> 
     response = requests.post(f"{live.url}/pypi/simple/", data=body, headers={"Content-Type": content_type},
                              auth=("admin", live.admin_password), timeout=30)
     assert response.status_code == 400 and "upload to a hosted repository" in response.text
+
+
+@pytest.mark.parametrize("path, target", [
+    ("/local/demo/", "/ui/local/demo/"),
+    ("/local/Demo/", "/ui/local/Demo/"),
+    ("/local/demo/1.0/", "/ui/local/demo/?version=1.0"),
+])
+def test_the_urls_flit_and_hatch_print_lead_to_the_ui(live: LiveServer, path: str, target: str) -> None:
+    body, content_type = twine_form("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"))
+    assert requests.post(f"{live.url}/local/", data=body, headers={"Content-Type": content_type},
+                         auth=("admin", live.admin_password), timeout=30).ok
+    response = requests.get(live.url + path, allow_redirects=False, timeout=10)
+    assert response.status_code == 302
+    assert requests.compat.urljoin(live.url + path, response.headers["Location"]) == live.url + target
+    page = requests.get(live.url + path, timeout=10)
+    assert page.status_code == 200 and "demo" in page.text and "1.0" in page.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/", "/api/nothing/", "/static/x/", "/files/x/"])
+def test_the_fixed_routes_words_are_no_repository(live: LiveServer, path: str) -> None:
+    response = requests.get(live.url + path, allow_redirects=False, timeout=10)
+    assert response.status_code == 404
+    if path.startswith("/api/"):
+        assert response.headers["Content-Type"] == "application/json"
