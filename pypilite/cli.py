@@ -289,8 +289,11 @@ def user_add(name: str, admin: bool, robot: bool, password_stdin: bool) -> None:
 def user_passwd(name: str, password_stdin: bool) -> None:
     """Set a user's password."""
     users.get_user(name)  # an unknown name fails before the prompt
-    users.set_password(name, _read_password(password_stdin), Actor.command_line())
+    removed = users.set_password(name, _read_password(password_stdin), Actor.command_line(),
+                                 services().config.data_dir)
     click.echo(f"changed the password of {name!r}")
+    if removed is not None:
+        click.echo(f"removed {removed}, which held the initial one")
 
 
 @user.command("list")

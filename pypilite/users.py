@@ -66,7 +66,9 @@ def create_user(name: str, password: str | None, actor: Actor, admin: bool = Fal
     return user
 
 
-def set_password(name: str, password: str, actor: Actor) -> None:
+def set_password(name: str, password: str, actor: Actor, data_dir: Path) -> Path | None:
+    """Change a user's password. The first admin's new one retires the initial password file: the path
+    removed is returned, for the caller to say so."""
     _check_password(password)
     with write_transaction():
         user = get_user(name)
@@ -74,6 +76,12 @@ def set_password(name: str, password: str, actor: Actor) -> None:
             raise BadRequest(f"{name!r} is a robot user: robots log in with tokens only")
         User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
         audit.record(actor, "user.password", "user", name)
+    path = data_dir / INITIAL_PASSWORD_FILE
+    if user.name != INITIAL_ADMIN or not path.exists():
+        return None
+    path.unlink(missing_ok=True)
+    log.info("removed %s: %r has a new password", path, INITIAL_ADMIN)
+    return path
 
 
 def remove_user(name: str, actor: Actor) -> None:

@@ -234,7 +234,7 @@ def set_password(name: str) -> Response:
     body = _body({"password": str, "old_password": str}, required=("password",))
     address = request.remote_addr or ""
     access.require_password_change(who, name, body.get("old_password"), services().authenticator, address)
-    users.set_password(name, body["password"], _actor(who))
+    users.set_password(name, body["password"], _actor(who), services().config.data_dir)
     return _no_content()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import LiveServer, twine_form
+from tests.integration.conftest import LiveServer, start_server, stop_server, twine_form
 
 
 @pytest.mark.parametrize("path, repo", [("/simple/", "all"), ("/local/simple/", "local"),
@@ -50,3 +52,16 @@ def test_the_fixed_routes_words_are_no_repository(live: LiveServer, path: str) -
     assert response.status_code == 404
     if path.startswith("/api/"):
         assert response.headers["Content-Type"] == "application/json"
+
+
+def test_the_first_admins_new_password_retires_the_initial_one(tmp_path: Path) -> None:
+    server = start_server("app", tmp_path)
+    try:
+        initial = server.data_dir / "initial-admin-password"
+        changed = requests.put(f"{server.url}/api/v1/users/admin/password", json={"password": "a-new-password"},
+                               auth=("admin", server.admin_password), timeout=30)
+        assert changed.status_code == 204 and not initial.exists()
+        assert requests.get(f"{server.url}/api/v1/users", auth=("admin", "a-new-password"), timeout=30).ok
+        assert f"removed {initial}: 'admin' has a new password" in server.log.read_text()
+    finally:
+        stop_server(server.process)

@@ -145,7 +145,7 @@ def test_credential_cache_skips_the_slow_hash_and_follows_password_changes(team:
     for _ in range(5):
         assert team.get("/team/simple/", headers=headers).status_code == 200
     assert calls == ["alice-password"]
-    team.run(users.set_password, "alice", "brand-new-password", ACTOR)
+    team.run(users.set_password, "alice", "brand-new-password", ACTOR, team.data_dir)
     assert team.get("/team/simple/", headers=headers).status_code == 401
     assert team.get("/team/simple/", headers=basic("alice", "brand-new-password")).status_code == 200
 

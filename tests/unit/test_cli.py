@@ -141,6 +141,21 @@ def test_user_passwd_list_remove(capsys, monkeypatch, config: str) -> None:
     assert code == 1 and "last administrator" in err
 
 
+def test_the_first_admins_new_password_retires_the_initial_one(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\nnew-password\nnewer-password\nnewest-password\n"))
+    call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
+    initial = Path(config).parent / "data" / "initial-admin-password"
+    call(capsys, "user", "list", "--config", config)  # the first command made the admin and the file
+    assert initial.is_file()
+    assert call(capsys, "user", "passwd", "alice", "--password-stdin", "--config", config)[0] == 0
+    assert initial.is_file()  # another user's password is no reason
+    code, out, _ = call(capsys, "user", "passwd", "admin", "--password-stdin", "--config", config)
+    assert (code, out) == (0, f"changed the password of 'admin'\nremoved {initial}, which held the initial one\n")
+    assert not initial.exists()
+    code, out, _ = call(capsys, "user", "passwd", "admin", "--password-stdin", "--config", config)
+    assert (code, out) == (0, "changed the password of 'admin'\n")
+
+
 def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: str) -> None:
     from pypilite import audit
     call(capsys, "repo", "add", "extra", "--type", "hosted", "--config", config)
