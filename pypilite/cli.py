@@ -167,6 +167,7 @@ def repo_update(name: str, no_pass_through: bool, **options: Any) -> None:
 @with_database
 def repo_list() -> None:
     """List repositories."""
+    _header("NAME", "TYPE", "ACCESS", "SETTINGS")
     for spec in repository_admin.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
@@ -176,6 +177,11 @@ def repo_list() -> None:
                      f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]
         click.echo(f"{spec.name}\t{spec.repository_type}\t{'public' if spec.public else 'private'}\t{details}")
+
+
+def _header(*columns: str) -> None:
+    """A list's first line names its tab-separated columns (`tail -n +2` skips it)."""
+    click.echo("\t".join(columns))
 
 
 def _upstream(remote_url: str) -> str:
@@ -300,6 +306,7 @@ def user_passwd(name: str, password_stdin: bool) -> None:
 @with_database
 def user_list() -> None:
     """List users."""
+    _header("NAME", "KIND")
     for row in users.list_users():
         kind = "admin" if row.admin else "robot" if row.robot else "user"
         click.echo(f"{row.name}\t{kind}")
@@ -344,6 +351,7 @@ def token_create(owner: str, repos: tuple[str, ...], read_only: bool, expires_da
 @with_database
 def token_list(owner: str | None) -> None:
     """List tokens (never their secrets)."""
+    _header("ID", "USER", "REPOSITORIES", "ACCESS", "STATE", "LAST USED")
     for row in tokens.list_tokens(owner):
         info = tokens.as_json(row)
         state = "revoked" if info["revoked"] else f"expires {info['expires']}" if info["expires"] else "active"
