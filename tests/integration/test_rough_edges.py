@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.distfactory import wheel_bytes
-from tests.integration.conftest import LiveServer, start_server, stop_server, twine_form
+from tests.integration.conftest import (
+    ROOT,
+    LiveServer,
+    isolated_env,
+    kill_server,
+    run,
+    start_server,
+    stop_server,
+    twine_form,
+)
 
 
 @pytest.mark.parametrize("path, repo", [("/simple/", "all"), ("/local/simple/", "local"),
@@ -65,3 +75,22 @@ def test_the_first_admins_new_password_retires_the_initial_one(tmp_path: Path) -
         assert f"removed {initial}: 'admin' has a new password" in server.log.read_text()
     finally:
         stop_server(server.process)
+
+
+def test_gunicorn_refusing_its_config_leaves_no_metrics_directory(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path / "home", PYPILITE_STORAGE_DATA_DIR=str(tmp_path / "data"),
+                       PYPILITE_SERVER_PORT="not-a-port")
+    result = run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env=env, cwd=ROOT,
+                 check=False, timeout=60)
+    assert (result.returncode, result.stderr) == (
+        1, "pypilite: PYPILITE_SERVER_PORT must be an integer, not 'not-a-port'\n")
+    assert list((tmp_path / "home" / "tmp").iterdir()) == []
+
+
+def test_a_killed_test_server_leaves_its_metrics_in_the_tests_directory(tmp_path: Path) -> None:
+    """The suite's servers make their temp files under the test's own directory: one SIGKILLed (as the fault
+    tests do) leaves nothing in the machine's /tmp."""
+    server = start_server("gunicorn", tmp_path, workers=1)
+    made = list((tmp_path / "server-home" / "tmp").glob("pypilite-metrics-*"))
+    kill_server(server.process)
+    assert len(made) == 1 and made[0].is_dir()
