@@ -7,9 +7,10 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import peewee
 import pytest
 
-from pypilite import migrations, models
+from pypilite import StartupError, migrations, models
 from pypilite.database import database
 from pypilite.models import FetchedBlob, File, Project, Repository, Token, User
 from pypilite.storage import BlobStore
@@ -191,3 +192,26 @@ def test_migration_6_hands_no_deleted_id_out_again(index: Index) -> None:
 
     deleted, created = index.run(delete_downgrade_migrate_create)
     assert created == deleted + 1
+
+
+def test_users_differing_only_in_case_stop_the_upgrade_until_one_is_left(tmp_path: Path) -> None:
+    """Migration 7: names become one in any case; users that would merge are named, and nothing changes."""
+    data_dir = tmp_path / "data"
+    version_4_data_dir(data_dir)
+    (data_dir / "initial-admin-password").write_text("unused\n")
+    db = sqlite3.connect(data_dir / "pypilite.db")
+    db.execute("INSERT INTO user VALUES (3, 'Carol', 'x', 0, 0, '2026-01-01 00:00:00')")
+    db.commit()
+    with pytest.raises(StartupError) as refused:
+        Index(data_dir)
+    assert str(refused.value) == (
+        "user names now ignore case, and these differ only in case: 'Carol', 'carol'; remove all but one of each "
+        "with the pypilite you ran before (app.py user remove NAME), then start this one again")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    db.execute("DELETE FROM user WHERE name = 'Carol'")
+    db.commit()
+    db.close()
+    index = Index(data_dir)
+    assert index.run(lambda: [u.name for u in User.select().order_by(User.id)]) == ["admin", "carol"]
+    with pytest.raises(peewee.IntegrityError):
+        index.run(lambda: User.create(name="CAROL"))
