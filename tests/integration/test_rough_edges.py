@@ -94,3 +94,43 @@ def test_a_killed_test_server_leaves_its_metrics_in_the_tests_directory(tmp_path
     made = list((tmp_path / "server-home" / "tmp").glob("pypilite-metrics-*"))
     kill_server(server.process)
     assert len(made) == 1 and made[0].is_dir()
+
+
+def test_user_names_ignore_case_on_every_door(live: LiveServer) -> None:
+    admin = ("admin", live.admin_password)
+    api = f"{live.url}/api/v1"
+    created = requests.post(f"{api}/users", json={"name": "Case-User", "password": "case-password"}, auth=admin,
+                            timeout=30)
+    assert created.status_code == 201 and created.json()["name"] == "Case-User"
+    clash = requests.post(f"{api}/users", json={"name": "case-user", "password": "case-password"}, auth=admin,
+                          timeout=30)
+    assert clash.status_code == 409 and "names differ in more than case" in clash.json()["error"]
+    granted = requests.put(f"{api}/repos/local/permissions/CASE-USER", json={"level": "upload"}, auth=admin,
+                           timeout=30)
+    assert granted.status_code == 201
+    body, content_type = twine_form("cased-1.0-py3-none-any.whl", wheel_bytes("cased", "1.0"))
+    uploaded = requests.post(f"{live.url}/local/", data=body, headers={"Content-Type": content_type},
+                             auth=("case-user", "case-password"), timeout=30)
+    assert uploaded.status_code == 200, uploaded.text
+    token = requests.post(f"{api}/tokens", json={"read_only": True}, auth=("CASE-user", "case-password"), timeout=30)
+    assert token.status_code == 201 and token.json()["user"] == "Case-User"
+    assert requests.get(f"{live.url}/local/simple/", auth=("case-USER", token.json()["token"]), timeout=30).ok
+    changed = requests.put(f"{api}/users/case-user/password", auth=("Case-user", "case-password"), timeout=30,
+                           json={"old_password": "case-password", "password": "case-password-2"})
+    assert changed.status_code == 204
+    assert requests.delete(f"{api}/users/CASE-USER", auth=admin, timeout=30).status_code == 204
+
+
+def test_failed_logins_under_every_spelling_count_for_one_user(live: LiveServer) -> None:
+    """A guesser spread over addresses (each under the per-address limit) who varies the case of the name
+    still meets the per-user limit of 20: the spellings are one user."""
+    admin = ("admin", live.admin_password)
+    assert requests.post(f"{live.url}/api/v1/users", json={"name": "guessed", "password": "guessed-password"},
+                         auth=admin, timeout=30).status_code == 201
+    spellings = ["".join(c.upper() if n >> i & 1 else c for i, c in enumerate("guessed")) for n in range(21)]
+    answers = [requests.get(f"{live.url}/api/v1/tokens", auth=(name, "a-guess"), timeout=30,
+                            headers={"X-Forwarded-For": f"10.77.0.{n % 20}"}).status_code
+               for n, name in enumerate(spellings)]
+    assert answers == [401] * 20 + [429]
+    assert requests.get(f"{live.url}/api/v1/tokens", auth=("guessed", "guessed-password"), timeout=30,
+                        headers={"X-Forwarded-For": "10.77.1.1"}).ok  # the owner, elsewhere, is not locked out
