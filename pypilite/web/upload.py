@@ -53,10 +53,12 @@ def upload(repo: str | None) -> Response:
 @bp.post("/<repo>/simple/<path:_rest>")
 def upload_to_index(repo: str | None, _rest: str = "") -> NoReturn:
     """An upload sent to an index page (the URL pip reads) is told the URL uploads go to; who may not read
-    the index hears what its GET would answer."""
+    the index hears what its GET would answer. Only a body its sender could upload anyway is read to the end
+    (so that the client reads the answer): anyone else's is not read at all."""
     repository = readable_repository(repo)
-    _drain()
-    repository.upload_target()  # a proxy's refusal, or a group's without upload_to, says more
+    target = repository.upload_target()  # a proxy's refusal, or a group's without upload_to, says more
+    if access.allowed(principal(), target.id, target.public, access.UPLOAD):
+        _drain()
     url = f"{base_url(request, services().config.server.public_url)}/{repository.name}/"
     raise MethodNotAllowed(["GET", "HEAD"], f"Upload to {url} (the repository's URL without /simple/), not to "
                                             "its index: twine upload --repository-url " + url)

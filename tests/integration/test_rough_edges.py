@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -134,3 +135,13 @@ def test_failed_logins_under_every_spelling_count_for_one_user(live: LiveServer)
     assert answers == [401] * 20 + [429]
     assert requests.get(f"{live.url}/api/v1/tokens", auth=("guessed", "guessed-password"), timeout=30,
                         headers={"X-Forwarded-For": "10.77.1.1"}).ok  # the owner, elsewhere, is not locked out
+
+
+def test_an_upload_to_an_index_from_a_reader_is_not_read(live: LiveServer) -> None:
+    """Anyone may read a public index: the body of who could not upload there anyway is left unread, so a
+    large or trickling one holds no worker."""
+    with socket.create_connection(("127.0.0.1", int(live.url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(b"POST /local/simple/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Length: 1073741824\r\n\r\n" + b"x" * 1024)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 405 ") or answer.startswith(b"HTTP/1.0 405 "), answer[:200]
