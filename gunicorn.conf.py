@@ -25,6 +25,14 @@ if METRICS_ENV not in os.environ:
 os.makedirs(os.environ[METRICS_ENV], exist_ok=True)
 
 
+def _remove_metrics_dir() -> None:
+    """Remove the directory if this master made it; one the operator named stays."""
+    directory = os.environ[METRICS_ENV]
+    made_here = os.path.dirname(directory) == tempfile.gettempdir()
+    if made_here and os.path.basename(directory).startswith(METRICS_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _load_config() -> Config:
     """pypilite's config, imported only now that the metrics directory is set."""
     from pypilite.config import ConfigError, load_config
@@ -32,6 +40,7 @@ def _load_config() -> Config:
     try:
         return load_config()
     except ConfigError as exc:
+        _remove_metrics_dir()  # gunicorn stops before on_exit could
         raise SystemExit(f"pypilite: {exc}") from None
 
 
@@ -76,8 +85,4 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
-    """Remove the directory if this master made it; one the operator named stays."""
-    directory = os.environ[METRICS_ENV]
-    made_here = os.path.dirname(directory) == tempfile.gettempdir()
-    if made_here and os.path.basename(directory).startswith(METRICS_PREFIX):
-        shutil.rmtree(directory, ignore_errors=True)
+    _remove_metrics_dir()

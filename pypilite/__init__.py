@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-from typing import TYPE_CHECKING
+import sys
 
-from pypilite.config import Config, ConfigError, load_config
-from pypilite.services import StartupError, open_services
-from pypilite.version import __version__
+# Here, first: every way in (app.py, the `pypilite` script, wsgi.py) imports this package before anything else.
+if sys.version_info < (3, 11):  # noqa: UP036 (the point is to run on older ones)
+    raise SystemExit("pypilite: needs Python 3.11 or newer; this is Python {}.{}".format(*sys.version_info))
+
+import ipaddress  # noqa: E402
+import logging  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+from pypilite.config import Config, ConfigError, load_config  # noqa: E402
+from pypilite.services import StartupError, open_services  # noqa: E402
+from pypilite.version import __version__  # noqa: E402
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -12,7 +12,7 @@ import dataclasses
 from pypilite.auth import Authenticator, Principal
 from pypilite.errors import Forbidden, Unauthenticated
 from pypilite.markers import QUARANTINED
-from pypilite.models import Grant, Token
+from pypilite.models import Grant, Token, user_key
 
 READ = "read"
 UPLOAD = "upload"
@@ -136,10 +136,14 @@ def require_token_parent(parent: Token) -> None:
         raise Forbidden("a read-only, narrowed or revoked token cannot create tokens")
 
 
+def _same_user(name: str, principal: Principal) -> bool:
+    return principal.name is not None and user_key(name) == user_key(principal.name)
+
+
 def require_tokens_of(principal: Principal, owner: str) -> None:
     """Creating or revoking `owner`'s tokens: their own token manager, or a global admin for anyone's."""
     require_token_manager(principal)
-    if owner != principal.name:
+    if not _same_user(owner, principal):
         require_global_admin(principal)
 
 
@@ -148,7 +152,7 @@ def listed_token_owner(principal: Principal, owner: str | None) -> str | None:
     require_token_manager(principal)
     if is_global_admin(principal):
         return owner
-    if owner not in (None, principal.name):
+    if owner is not None and not _same_user(owner, principal):
         raise Forbidden("only administrators see other users' tokens")
     return principal.name
 
@@ -159,7 +163,7 @@ def require_grants_of(principal: Principal, user: str) -> None:
     require_user(principal)
     if principal.admin and principal.scope is None:  # reading: a read-only admin token is enough
         return
-    if user != principal.name:
+    if not _same_user(user, principal):
         raise Forbidden("only administrators see other users' grants")
     if principal.scope is not None:
         raise Forbidden("a narrowed token cannot list grants on other repositories")
@@ -174,7 +178,7 @@ def require_password_change(principal: Principal, user: str, old_password: str |
         return
     if principal.token_id is not None and (principal.read_only or principal.scope is not None):
         raise Forbidden("a read-only or narrowed token cannot change a password")
-    if user != principal.name:
+    if not _same_user(user, principal):
         raise Forbidden("only administrators change other users' passwords")
     if old_password is None:
         raise Forbidden("give your current password as old_password to change it")

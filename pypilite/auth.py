@@ -23,7 +23,7 @@ from pypilite import audit
 from pypilite.audit import Actor
 from pypilite.database import database
 from pypilite.errors import TooManyRequests, Unauthenticated
-from pypilite.models import Token, TokenScope, User, earliest, utcnow
+from pypilite.models import Token, TokenScope, User, earliest, user_key, utcnow
 
 if TYPE_CHECKING:
     from werkzeug.wrappers import Request
@@ -33,7 +33,7 @@ USER = User._meta.table_name
 TOKEN = Token._meta.table_name
 TOKEN_SCOPE = TokenScope._meta.table_name
 # Credentials are checked on every authenticated request: plain tuples, no model building.
-_USER_BY_NAME = f'SELECT id, name, admin, robot, password_hash FROM "{USER}" WHERE name = ?'
+_USER_BY_NAME = f'SELECT id, name, admin, robot, password_hash FROM "{USER}" WHERE LOWER(name) = ?'
 _TOKEN_BY_DIGEST = (f'SELECT t.id, t.read_only, t.narrowed, t.expires, t.last_used, t.revoked, '
                     f'u.id, u.name, u.admin, u.robot FROM "{TOKEN}" t JOIN "{USER}" u ON u.id = t.user_id '
                     "WHERE t.digest = ?")
@@ -141,7 +141,7 @@ class Authenticator:
         """The principal these credentials prove; Unauthenticated otherwise (TooManyRequests while throttled)."""
         if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             return self._check_token(username, password, address)
-        user = database.execute_sql(_USER_BY_NAME, (username,)).fetchone()
+        user = database.execute_sql(_USER_BY_NAME, (user_key(username),)).fetchone()
         user_id, name, admin, robot, password_hash = user if user is not None else (None, None, 0, 0, "")
         can_use_password = user is not None and not robot and bool(password_hash)
         principal = Principal(name=name, user_id=user_id, admin=bool(admin), robot=bool(robot))
@@ -159,7 +159,7 @@ class Authenticator:
     def _check_token(self, username: str, secret: str, address: str) -> Principal:
         row = (database.execute_sql(_TOKEN_BY_DIGEST, (token_digest(secret),)).fetchone()
                if secret.startswith(TOKEN_PREFIX) else None)
-        if row is None or username not in (TOKEN_USERNAME, row[7]):
+        if row is None or user_key(username) not in (TOKEN_USERNAME, user_key(row[7])):
             _throttle(username, address)
             raise _failed(username, address, "unknown token")
         token_id, read_only, narrowed, expires, last_used, revoked, owner_id, owner, admin, robot = row
@@ -182,14 +182,15 @@ class Authenticator:
 def _throttle(username: str, address: str) -> None:
     """Refuse to even check credentials for an address, or a user from a failing address, over the limit."""
     later = f"try again in {int(FAILURE_WINDOW.total_seconds()) // 60} minutes"
+    key = user_key(username)  # ALICE and alice are one user: their failures count together
     if audit.recent_count(LOGIN_FAILED, address=address, window=FAILURE_WINDOW) >= ADDRESS_FAILURES:
         raise TooManyRequests(f"Too many failed logins from {address}; {later}")
-    if (audit.recent_count(LOGIN_FAILED, resource=username, window=FAILURE_WINDOW) >= USER_FAILURES
-            and audit.recent_count(LOGIN_FAILED, resource=username, address=address, window=FAILURE_WINDOW)):
+    if (audit.recent_count(LOGIN_FAILED, resource=key, window=FAILURE_WINDOW) >= USER_FAILURES
+            and audit.recent_count(LOGIN_FAILED, resource=key, address=address, window=FAILURE_WINDOW)):
         raise TooManyRequests(f"Too many failed logins for {username!r}; {later}")
 
 
 def _failed(username: str, address: str, reason: str,
             message: str = "Invalid username or password") -> Unauthenticated:
-    audit.record(Actor(username or "-", address), LOGIN_FAILED, "user", username, reason=reason)
+    audit.record(Actor(username or "-", address), LOGIN_FAILED, "user", user_key(username), reason=reason)
     return Unauthenticated(message)

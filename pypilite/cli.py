@@ -167,6 +167,7 @@ def repo_update(name: str, no_pass_through: bool, **options: Any) -> None:
 @with_database
 def repo_list() -> None:
     """List repositories."""
+    _header("NAME", "TYPE", "ACCESS", "SETTINGS")
     for spec in repository_admin.list_repositories():
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
@@ -176,6 +177,11 @@ def repo_list() -> None:
                      f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]
         click.echo(f"{spec.name}\t{spec.repository_type}\t{'public' if spec.public else 'private'}\t{details}")
+
+
+def _header(*columns: str) -> None:
+    """A list's first line names its tab-separated columns (`tail -n +2` skips it)."""
+    click.echo("\t".join(columns))
 
 
 def _upstream(remote_url: str) -> str:
@@ -289,14 +295,18 @@ def user_add(name: str, admin: bool, robot: bool, password_stdin: bool) -> None:
 def user_passwd(name: str, password_stdin: bool) -> None:
     """Set a user's password."""
     users.get_user(name)  # an unknown name fails before the prompt
-    users.set_password(name, _read_password(password_stdin), Actor.command_line())
+    removed = users.set_password(name, _read_password(password_stdin), Actor.command_line(),
+                                 services().config.data_dir)
     click.echo(f"changed the password of {name!r}")
+    if removed is not None:
+        click.echo(f"removed {removed}, which held the initial one")
 
 
 @user.command("list")
 @with_database
 def user_list() -> None:
     """List users."""
+    _header("NAME", "KIND")
     for row in users.list_users():
         kind = "admin" if row.admin else "robot" if row.robot else "user"
         click.echo(f"{row.name}\t{kind}")
@@ -341,6 +351,7 @@ def token_create(owner: str, repos: tuple[str, ...], read_only: bool, expires_da
 @with_database
 def token_list(owner: str | None) -> None:
     """List tokens (never their secrets)."""
+    _header("ID", "USER", "REPOSITORIES", "ACCESS", "STATE", "LAST USED")
     for row in tokens.list_tokens(owner):
         info = tokens.as_json(row)
         state = "revoked" if info["revoked"] else f"expires {info['expires']}" if info["expires"] else "active"
@@ -390,7 +401,7 @@ def grant_set(user_name: str, repository: str, level: str) -> None:
 @with_database
 def grant_list(repository: str | None, user_name: str | None) -> None:
     """List who holds which level on which repository."""
-    click.echo("REPOSITORY\tUSER\tLEVEL")
+    _header("REPOSITORY", "USER", "LEVEL")
     for row in grants.list_grants(repository=repository, user=user_name):
         click.echo(f"{row['repository']}\t{row['user']}\t{row['level']}")
 
@@ -415,8 +426,9 @@ def check_command(gc: bool) -> None:
                          ("stray temp file", report.stray_temp)):
         for item in items:
             click.echo(f"{label}: {item}")
-    click.echo(f"checked {report.checked} blobs: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
-               f"{len(report.unreferenced)} unreferenced, {len(report.stray_temp)} stray temp files"
+    click.echo(f"{report.records} file records; checked {report.checked} blobs: {len(report.missing)} missing, "
+               f"{len(report.corrupt)} corrupt, {len(report.unreferenced)} unreferenced, "
+               f"{len(report.stray_temp)} stray temp files"
                + (f"; removed {report.removed} blobs ({report.removed_bytes} bytes) and {report.removed_temp} "
                   "temp files" if gc else ""))
     if not report.clean:

@@ -243,9 +243,8 @@ def _wheel_metadata(path: Path, info: FilenameInfo) -> tuple[bytes, HasLicense]:
         dist_infos = {top for top in tops if top.endswith(".dist-info")}
         matching = [d for d in dist_infos if _names_release(d.removesuffix(".dist-info"), info)]
         if len(matching) != 1:
-            raise InvalidDistribution(
-                f"Invalid wheel: expected one {info.project}-{info.version}.dist-info directory, found {len(matching)}"
-            )
+            raise InvalidDistribution(f"Invalid wheel: expected one {_dist_info_name(info)} directory, found "
+                                      f"{len(matching)}")
         dist_info = matching[0]
         names = archive.namelist()
         if f"{dist_info}/WHEEL" not in names:
@@ -257,6 +256,11 @@ def _wheel_metadata(path: Path, info: FilenameInfo) -> tuple[bytes, HasLicense]:
         licenses = {name for name in names if name.startswith(f"{dist_info}/licenses/")}
         return (_read_member(archive, archive.getinfo(f"{dist_info}/METADATA"), "wheel"),
                 lambda license_file: f"{dist_info}/licenses/{license_file}" in licenses)
+
+
+def _dist_info_name(info: FilenameInfo) -> str:
+    """The directory name the wheel format prescribes: the name's dashes escaped as underscores."""
+    return f"{info.project.replace('-', '_')}-{info.version}.dist-info"
 
 
 def _names_release(stem: str, info: FilenameInfo) -> bool:

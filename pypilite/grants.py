@@ -48,7 +48,7 @@ def set_grant(user: str, repository: str, level: str, actor: Actor) -> bool:
             Grant.create(user=owner.id, repository=repo.id, level=level)
         else:
             Grant.update(level=level).where(Grant.id == existing.id).execute()
-        audit.record(actor, "grant.set", "repository", repository, user=user, level=level)
+        audit.record(actor, "grant.set", "repository", repository, user=owner.name, level=level)
     return existing is None
 
 
@@ -58,4 +58,4 @@ def remove_grant(user: str, repository: str, actor: Actor) -> None:
         removed = Grant.delete().where((Grant.user == owner.id) & (Grant.repository == repo.id)).execute()
         if not removed:
             raise NotFound(f"{user!r} has no grant on repository {repository!r}")
-        audit.record(actor, "grant.remove", "repository", repository, user=user)
+        audit.record(actor, "grant.remove", "repository", repository, user=owner.name)

@@ -23,7 +23,8 @@ GC_GRACE_SECONDS = 3600
 
 @dataclass
 class Report:
-    checked: int = 0
+    records: int = 0  # file rows: one blob each, plus a .metadata and a UI metadata blob for most wheels
+    checked: int = 0  # distinct blobs found and hashed
     missing: list[str] = field(default_factory=list)  # "filename (sha256)" of rows without their blob
     corrupt: list[str] = field(default_factory=list)  # blobs whose bytes no longer hash to their name
     stray_temp: list[str] = field(default_factory=list)  # left in place: check without --gc
@@ -50,6 +51,7 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
         report.database_errors = [] if found == ["ok"] else found
     referenced: set[str] = set()
     for row in File.select(File.filename, File.sha256, File.metadata_sha256, File.info_sha256, File.origin_url):
+        report.records += 1
         for sha256, what in ((row.sha256, row.filename), (row.metadata_sha256, f"{row.filename}.metadata"),
                              (row.info_sha256, f"{row.filename} (metadata shown in the UI)")):
             if sha256 is None or sha256 in referenced:

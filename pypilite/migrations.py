@@ -157,6 +157,25 @@ def _migration_7(_db: pw.Database, blobs: BlobStore | None) -> None:
             os.utime(path, (0, 0))
 
 
+def _migration_8(db: pw.Database, _blobs: BlobStore | None) -> None:
+    """User names are one in any case, as on PyPI, kept unique by an index on LOWER(name). Users whose names
+    differ only in case stop the upgrade, named: which of them stays is for a person to decide."""
+    table = User._meta.table_name
+    clashing = [name for (name,) in db.execute_sql(
+        f'SELECT name FROM "{table}" WHERE LOWER(name) IN (SELECT LOWER(name) FROM "{table}" GROUP BY LOWER(name) '
+        "HAVING COUNT(*) > 1) ORDER BY LOWER(name), name").fetchall()]
+    if clashing:
+        shown = ", ".join(repr(name) for name in clashing[:_SHOWN_CLASHES])
+        more = f" and {len(clashing) - _SHOWN_CLASHES} more" if len(clashing) > _SHOWN_CLASHES else ""
+        raise SchemaError(f"user names now ignore case, and these differ only in case: {shown}{more}; remove all "
+                          "but one of each with the pypilite you ran before (app.py user remove NAME), then start "
+                          "this one again")
+    db.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{table}_name_key" ON "{table}" (LOWER(name))')
+
+
+# Clashing user names a refused upgrade names in its one line.
+_SHOWN_CLASHES = 10
+
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
 RELEASE_INFO_CURSOR = "release_info_cursor"
 RELEASE_INFO_BATCH = 100
@@ -192,7 +211,8 @@ def _extract_release_info(blobs: BlobStore) -> None:
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
 MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6, _migration_7)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6, _migration_7,
+    _migration_8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -120,9 +120,15 @@ class File(BaseModel):
         indexes = ((("project", "filename"), True),)
 
 
+def user_key(name: str) -> str:
+    """What makes two user names the same user: case is ignored, as on PyPI (names are ASCII, so SQL's LOWER
+    agrees with this; migration 8 makes the key unique)."""
+    return name.lower()
+
+
 class User(BaseModel):
     id = NeverReusedId()
-    name = pw.CharField(unique=True)
+    name = pw.CharField(unique=True)  # as its owner spelled it; unique in any case through LOWER(name)
     password_hash = pw.TextField(default="")
     admin = pw.BooleanField(default=False)
     robot = pw.BooleanField(default=False)

@@ -265,12 +265,15 @@ def _project_name(project: str) -> str:
 
 
 def refresh_cached_project(repositories: Repositories, name: str, project: str, actor: Actor) -> int:
-    """Refetch one project's page from the proxy's upstream now; the number of files it lists."""
+    """Refetch one project's page from the proxy's upstream now; the number of files it lists. A project the
+    upstream does not have is a 404, not a refresh of nothing."""
     project = _project_name(project)
     page = _proxy(repositories, name).refresh(project)
     with write_transaction():
         audit.record(actor, "cache.refresh", "repository", name, project=project)
-    return len(page.files) if page is not None else 0
+    if page is None:
+        raise NotFound(f"the upstream of repository {name!r} has no project {project!r}")
+    return len(page.files)
 
 
 def forget_cached_project(repositories: Repositories, name: str, project: str, actor: Actor) -> None:

@@ -10,12 +10,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import peewee as pw
+
 from pypilite import access, audit
 from pypilite.audit import Actor
 from pypilite.auth import Principal, new_token_secret, token_digest
 from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, NotFound
-from pypilite.models import Repository, Token, TokenScope, User, api_time, utcnow
+from pypilite.models import Repository, Token, TokenScope, User, api_time, user_key, utcnow
 from pypilite.users import get_user
 
 MAX_EXPIRY_DAYS = 3650
@@ -79,7 +81,7 @@ def _within_parent(parent: Token, expires: datetime | None) -> datetime | None:
 def list_tokens(owner: str | None = None) -> list[Token]:
     query = Token.select(Token, User).join(User).order_by(Token.id)
     if owner is not None:
-        query = query.where(User.name == owner)
+        query = query.where(pw.fn.LOWER(User.name) == user_key(owner))
     return list(query)
 
 

@@ -10,12 +10,14 @@ import string
 from pathlib import Path
 from typing import Any
 
+import peewee as pw
+
 from pypilite import audit
 from pypilite.audit import Actor
 from pypilite.auth import TOKEN_PREFIX, TOKEN_USERNAME, hash_password
 from pypilite.database import write_transaction
 from pypilite.errors import BadRequest, Conflict, NotFound
-from pypilite.models import User, api_time
+from pypilite.models import User, api_time, user_key
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,13 @@ def _check_password(password: str) -> None:
         raise BadRequest(f"a password cannot start with {TOKEN_PREFIX!r}, which marks API tokens")
 
 
+def find_user(name: str) -> User | None:
+    """The user of that name in any case."""
+    return User.get_or_none(pw.fn.LOWER(User.name) == user_key(name))
+
+
 def get_user(name: str) -> User:
-    user = User.get_or_none(User.name == name)
+    user = find_user(name)
     if user is None:
         raise NotFound(f"user {name!r} not found")
     return user
@@ -49,7 +56,7 @@ def list_users() -> list[User]:
 
 
 def create_user(name: str, password: str | None, actor: Actor, admin: bool = False, robot: bool = False) -> User:
-    if not _USER_NAME.match(name) or name == TOKEN_USERNAME:
+    if not _USER_NAME.match(name) or user_key(name) == TOKEN_USERNAME:
         raise BadRequest(f"invalid user name {name!r}: letters, digits, '.', '_', '@' and '-', at most 128")
     if robot and password:
         raise BadRequest("robot users log in with tokens only: give no password")
@@ -58,22 +65,32 @@ def create_user(name: str, password: str | None, actor: Actor, admin: bool = Fal
             raise BadRequest("a password is required")
         _check_password(password)
     with write_transaction():
-        if User.get_or_none(User.name == name) is not None:
-            raise Conflict(f"user {name!r} already exists")
+        existing = find_user(name)
+        if existing is not None:
+            raise Conflict(f"user {existing.name!r} already exists" if existing.name == name else
+                           f"user {existing.name!r} already exists: names differ in more than case")
         user = User.create(name=name, password_hash=hash_password(password) if password else "",
                            admin=admin, robot=robot)
         audit.record(actor, "user.create", "user", name, admin=admin, robot=robot)
     return user
 
 
-def set_password(name: str, password: str, actor: Actor) -> None:
+def set_password(name: str, password: str, actor: Actor, data_dir: Path) -> Path | None:
+    """Change a user's password. The first admin's new one retires the initial password file: the path
+    removed is returned, for the caller to say so."""
     _check_password(password)
     with write_transaction():
         user = get_user(name)
         if user.robot:
             raise BadRequest(f"{name!r} is a robot user: robots log in with tokens only")
         User.update(password_hash=hash_password(password)).where(User.id == user.id).execute()
-        audit.record(actor, "user.password", "user", name)
+        audit.record(actor, "user.password", "user", user.name)
+    path = data_dir / INITIAL_PASSWORD_FILE
+    if user.name != INITIAL_ADMIN or not path.exists():
+        return None
+    path.unlink(missing_ok=True)
+    log.info("removed %s: %r has a new password", path, INITIAL_ADMIN)
+    return path
 
 
 def remove_user(name: str, actor: Actor) -> None:
@@ -82,7 +99,7 @@ def remove_user(name: str, actor: Actor) -> None:
         if user.admin and User.select().where(User.admin & (User.id != user.id)).count() == 0:
             raise Conflict(f"{name!r} is the last administrator; make another one first")
         user.delete_instance(recursive=True)
-        audit.record(actor, "user.delete", "user", name)
+        audit.record(actor, "user.delete", "user", user.name)
 
 
 def initial_password() -> str:

@@ -33,6 +33,7 @@ def build_app(services: Services) -> Flask:
 
 def register(app: Flask) -> None:
     app.request_class = PypiliteRequest
+    app.url_map.converters["repository"] = ui.RepositoryName
     for blueprint in (ops.bp, api.bp, simple.bp, pypijson.bp, files.bp, upload.bp, ui.bp, account.bp,
                       maintainers.bp):
         app.register_blueprint(blueprint)

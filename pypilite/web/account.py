@@ -101,7 +101,7 @@ def change_password() -> BaseResponse:
         old = form.get("old_password", "")
         access.require_password_change(who, who.name or "", old, services().authenticator,
                                        request.remote_addr or "")
-        users.set_password(who.name or "", form.get("password", ""), _actor(who))
+        users.set_password(who.name or "", form.get("password", ""), _actor(who), services().config.data_dir)
     except UserError as exc:
         return _refused(who, exc)
     return redirect(url("account.account", done="password"), 303)

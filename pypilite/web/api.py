@@ -28,8 +28,14 @@ def _actor(who: Principal) -> Actor:
 
 
 def _body(fields: Mapping[str, type | tuple[type, ...]], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The JSON object sent, with exactly the fields allowed and each of the right type."""
-    data = request.get_json(silent=True)
+    """The JSON object sent, with exactly the fields allowed and each of the right type; no body at all is an
+    empty object, so a write whose fields are all optional needs none."""
+    if not request.get_data():
+        data: Any = {}
+    else:
+        data = request.get_json(silent=True)
+        if data is None:
+            raise BadRequest("the body is not valid JSON")
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     unknown = sorted(set(data) - set(fields))
@@ -165,7 +171,7 @@ def set_project_status(name: str, project: str) -> Response:
 def yank(name: str, project: str, version: str) -> Response:
     repository = repository_for(name, access.UPLOAD)
     who = principal()
-    reason = _body({"reason": str}).get("reason", "") if request.get_data() else ""
+    reason = _body({"reason": str}).get("reason", "")
     packages.set_yanked(repository, project, version, True, reason, _actor(who))
     return jsonify({"project": project, "version": version, "yanked": True, "yanked_reason": reason})
 
@@ -228,7 +234,7 @@ def set_password(name: str) -> Response:
     body = _body({"password": str, "old_password": str}, required=("password",))
     address = request.remote_addr or ""
     access.require_password_change(who, name, body.get("old_password"), services().authenticator, address)
-    users.set_password(name, body["password"], _actor(who))
+    users.set_password(name, body["password"], _actor(who), services().config.data_dir)
     return _no_content()
 
 

@@ -225,19 +225,19 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/users": {
         "get": _operation("List users (global admin)", {**_ok(_collection("User")), **_errors("401", "403")}),
-        "post": _operation("Create a user (global admin); a robot has no password",
+        "post": _operation("Create a user (global admin); a robot has no password; a name taken in another case: 409",
                            {**_ok(_ref("User"), "201", "Created"), **_errors("400", "401", "403", "409")},
                            body=_body(_ref("NewUser"))),
     },
     "/api/v1/users/{name}/password": {
         "put": _operation("Change your own password (with the old one), or anyone's as a global admin",
                           {**_NO_CONTENT, **_errors("400", "401", "403", "404", "429")},
-                          [_path_param("name", "user name")], _body(_ref("PasswordChange"))),
+                          [_path_param("name", "user name, in any case")], _body(_ref("PasswordChange"))),
     },
     "/api/v1/users/{name}": {
         "delete": _operation("Delete a user with their tokens and grants (global admin)",
                              {**_NO_CONTENT, **_errors("401", "403", "404", "409")},
-                             [_path_param("name", "user name")]),
+                             [_path_param("name", "user name, in any case")]),
     },
     "/api/v1/tokens": {
         "get": _operation("Your tokens (all, or ?user=, for a global admin)",

@@ -11,9 +11,11 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, url_for
 from packaging.utils import InvalidName, canonicalize_name
+from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
 from pypilite import access, catalog, descriptions, grants
+from pypilite.config import RESERVED_NAMES
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
 from pypilite.web import clientsetup, crosssite
@@ -28,6 +30,12 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # Where /login may send back to: a local path in URL-safe characters, none a browser rewrites into another host.
 _LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*\Z")
+
+
+class RepositoryName(BaseConverter):
+    """A first path segment that may name a repository: none of the fixed routes' words, so `/api/v1/` stays
+    the API's own 404."""
+    regex = rf"(?!(?:{'|'.join(sorted(RESERVED_NAMES))})(?![a-z0-9._-]))[a-z0-9][a-z0-9._-]*"
 
 
 def relative(path: str) -> str:
@@ -168,6 +176,15 @@ def _maintainable(repo_view: Repository) -> bool:
     """Whether the page offers yanking and deleting: the API's right (upload) on a hosted repository, the only
     kind whose packages it yanks or deletes."""
     return repo_view.repository_type == "hosted" and _may(repo_view, access.UPLOAD)
+
+
+@bp.get("/<repository:repo>/<project>/", defaults={"version": None})
+@bp.get("/<repository:repo>/<project>/<version>/")
+def published(repo: str, project: str, version: str | None) -> BaseResponse:
+    """The project and release URLs flit and hatch print after publishing (PyPI's, under the upload URL):
+    the UI's page, which decides who may see it."""
+    values = {"version": version} if version is not None else {}
+    return redirect(url("ui.project", repo=repo, project=project, **values))
 
 
 def _endpoints(repo_view: Repository) -> clientsetup.Endpoints:

@@ -6,16 +6,19 @@ fail on a redirect and flit turns it into a GET.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import FileStorage, MultiDict
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from pypilite import access
 from pypilite.audit import Actor
 from pypilite.errors import InsufficientStorage, UserError
 from pypilite.storage import BlobTooLarge, TempBlob
 from pypilite.uploads import publish
-from pypilite.web.context import principal, repository_name, services
+from pypilite.web.clientsetup import base_url
+from pypilite.web.context import principal, readable_repository, repository_name, services
 from pypilite.web.wrappers import MAX_FORM_MEMORY
 
 bp = Blueprint("upload", __name__)
@@ -42,6 +45,23 @@ def upload(repo: str | None) -> Response:
         raise
     metrics.upload(outcome.value, blob.size if blob is not None else 0)
     return Response("OK\n", content_type="text/plain; charset=utf-8")
+
+
+@bp.post("/simple/", defaults={"repo": None}, strict_slashes=False)
+@bp.post("/simple/<path:_rest>", defaults={"repo": None})
+@bp.post("/<repo>/simple/", strict_slashes=False)
+@bp.post("/<repo>/simple/<path:_rest>")
+def upload_to_index(repo: str | None, _rest: str = "") -> NoReturn:
+    """An upload sent to an index page (the URL pip reads) is told the URL uploads go to; who may not read
+    the index hears what its GET would answer. Only a body its sender could upload anyway is read to the end
+    (so that the client reads the answer): anyone else's is not read at all."""
+    repository = readable_repository(repo)
+    target = repository.upload_target()  # a proxy's refusal, or a group's without upload_to, says more
+    if access.allowed(principal(), target.id, target.public, access.UPLOAD):
+        _drain()
+    url = f"{base_url(request, services().config.server.public_url)}/{repository.name}/"
+    raise MethodNotAllowed(["GET", "HEAD"], f"Upload to {url} (the repository's URL without /simple/), not to "
+                                            "its index: twine upload --repository-url " + url)
 
 
 def _read_body() -> tuple[MultiDict[str, str], FileStorage | None]:

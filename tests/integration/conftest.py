@@ -38,13 +38,15 @@ def free_port() -> int:
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of a user with no configuration of any client (pip, uv, twine, poetry, pdm, pipenv, hatch,
-    flit) at all, and no keyring."""
+    flit) at all, and no keyring; its temp files (a gunicorn's metrics directory too) stay in `home`, removed
+    with the test's own directory even when a test kills the server."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PIP_", "UV_", "TWINE_", "POETRY_", "PDM_", "PIPENV_", "HATCH_", "FLIT_",
                                    "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
-    home.mkdir(parents=True, exist_ok=True)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
     env.update({
         "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_NO_INPUT": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",

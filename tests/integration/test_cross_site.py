@@ -267,6 +267,8 @@ def test_json_and_bodiless_api_writes_work(live: LiveServer, world) -> None:
     typed = requests.post(yank, data='{"reason": "typed"}', auth=admin(live), timeout=10,
                           headers={"Content-Type": "application/json; charset=utf-8"})
     assert typed.json()["yanked_reason"] == "typed"
+    token = requests.post(f"{live.url}{API}/tokens", auth=admin(live), timeout=10)  # every field is optional
+    assert token.status_code == 201 and token.json()["user"] == "admin"
     unyank = requests.post(f"{live.url}{API}/repos/local/projects/bodies/1.0/unyank", auth=admin(live), timeout=10)
     assert unyank.status_code == 200 and unyank.json()["yanked"] is False
     patched = requests.patch(f"{live.url}{API}/repos/scratch", data='{"allow_overwrite": true}', auth=admin(live),

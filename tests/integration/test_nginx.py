@@ -45,6 +45,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 LOCATION = "/_pypilite_blobs/"
 SITE = ROOT / "deploy" / "nginx.conf"
 PROXIED = wheel("from-upstream", "1.0")
+FIRST_TIME = wheel("first-time", "1.0")  # downloaded by one test only: its first download is that test's
 # How long nginx remembers pypilite's yes to a download (proxy_cache_valid in the site; the README says it).
 DECISION_BOUND = 5
 
@@ -74,7 +75,7 @@ def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> P
 def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LiveServer]]:
     required(Path(NGINX), "apt-get install nginx-light (.ci/run does)")
     tmp = tmp_path_factory.mktemp("nginx")
-    upstream = Upstream(tmp / "upstream", [PROXIED], json_api=True).start()
+    upstream = Upstream(tmp / "upstream", [PROXIED, FIRST_TIME], json_api=True).start()
     repositories = [{"name": "local", "repository_type": "hosted"},
                     {"name": "team", "repository_type": "hosted", "public": False},
                     {"name": "up", "repository_type": "proxy", "remote_url": upstream.url},
@@ -197,6 +198,21 @@ def test_what_nginx_cannot_send_pypilite_answers(behind_nginx) -> None:
     assert first.status_code == 200 and first.content == PROXIED.data
     again = requests.get(file_url, timeout=30)  # stored now: nginx sends it
     assert again.content == PROXIED.data and PROXIED.sha256 not in again.headers["ETag"]
+
+
+def test_downloads_nginx_leaves_to_pypilite_log_no_error(behind_nginx) -> None:
+    """A proxied file's first download, and one of a file that does not exist, are pypilite's to answer:
+    normal work, which must not fill nginx's error log."""
+    url, server = behind_nginx
+    error_log = server.data_dir.parent / "error.log"
+    before = error_log.stat().st_size
+    first = requests.get(_file_url(url, "/up/simple/", "first-time"), timeout=30)
+    assert first.status_code == 200 and first.content == FIRST_TIME.data
+    unknown = requests.get(f"{url}/files/local/{'0' * 64}/nothing-1.0-py3-none-any.whl", timeout=10)
+    assert unknown.status_code == 404
+    with error_log.open("rb") as log:
+        log.seek(before)
+        assert [line for line in log.read().decode(errors="replace").splitlines() if "[error]" in line] == []
 
 
 def _file_url(url: str, index: str, project: str, **kwargs) -> str:

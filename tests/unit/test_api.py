@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pypilite import audit, grants, users
+from pypilite import audit, cli, grants, users
 from pypilite.audit import Actor
 from pypilite.auth import ADDRESS_FAILURES
 from tests.conftest import Index, basic
@@ -64,6 +64,17 @@ def test_user_lifecycle(api: Index) -> None:
 ])
 def test_create_user_refusals(api: Index, body, status: int, words: str) -> None:
     assert_error(call(api, "post", "/api/v1/users", json=body), status, words)
+
+
+def test_a_write_whose_fields_are_all_optional_needs_no_body(api: Index) -> None:
+    created = call(api, "post", "/api/v1/tokens", headers=ALICE)
+    assert created.status_code == 201 and created.json["user"] == "alice" and created.json["read_only"] is False
+    assert_error(call(api, "post", "/api/v1/users"), 400, "missing field 'name'")
+
+
+def test_a_json_body_that_does_not_parse_says_so(api: Index) -> None:
+    response = call(api, "post", "/api/v1/tokens", headers=ALICE, data="{", content_type="application/json")
+    assert_error(response, 400, "not valid JSON")
 
 
 def test_create_user_with_a_body_that_is_not_json(api: Index) -> None:
@@ -327,6 +338,17 @@ def test_cache_refusals(proxied, method: str, url: str, headers, status: int, wo
     index, upstream = proxied
     assert_error(call(index, method, url, headers=headers), status, words)
     assert upstream.log.count("/demo/") == 0
+
+
+def test_cache_refresh_of_a_project_the_upstream_lacks_is_a_404(proxied, capsys) -> None:
+    index, _upstream = proxied
+    assert_error(call(index, "post", "/api/v1/repos/pypi/cache/nothing-here/refresh"), 404,
+                 "the upstream of repository 'pypi' has no project 'nothing-here'")
+    config = index.data_dir.parent / "pypilite.toml"
+    config.write_text(f'[storage]\ndata_dir = "{index.data_dir}"\n')
+    assert cli.main(["cache", "refresh", "pypi", "nothing-here", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "pypilite: the upstream of repository 'pypi' has no project 'nothing-here'\n")
 
 
 def test_cache_refresh_says_when_the_upstream_fails(proxied) -> None:

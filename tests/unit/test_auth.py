@@ -9,6 +9,7 @@ import pytest
 
 from pypilite import audit, auth, grants, tokens, users
 from pypilite.audit import Actor
+from pypilite.errors import BadRequest, Conflict
 from pypilite.models import Token, utcnow
 from tests.conftest import Index, basic
 from tests.distfactory import wheel_bytes
@@ -145,7 +146,7 @@ def test_credential_cache_skips_the_slow_hash_and_follows_password_changes(team:
     for _ in range(5):
         assert team.get("/team/simple/", headers=headers).status_code == 200
     assert calls == ["alice-password"]
-    team.run(users.set_password, "alice", "brand-new-password", ACTOR)
+    team.run(users.set_password, "alice", "brand-new-password", ACTOR, team.data_dir)
     assert team.get("/team/simple/", headers=headers).status_code == 401
     assert team.get("/team/simple/", headers=basic("alice", "brand-new-password")).status_code == 200
 
@@ -183,3 +184,28 @@ def test_a_distributed_attack_on_one_user_spares_the_user(team: Index, monkeypat
 def test_malformed_authorization_headers(team: Index, header: str) -> None:
     response = team.get("/team/simple/", headers={"Authorization": header})
     assert response.status_code == 401
+
+
+def test_user_names_ignore_case_and_keep_their_spelling(team: Index) -> None:
+    """As on PyPI: ALICE logs in as alice, and is alice everywhere a name is taken."""
+    assert team.get("/team/simple/", headers=basic("ALICE", "alice-password")).status_code == 200
+    assert team.run(auth.Authenticator().check, "Alice", "alice-password", "10.0.0.1").name == "alice"
+    with pytest.raises(Conflict, match="user 'alice' already exists: names differ in more than case"):
+        team.run(users.create_user, "Alice", "another-password", ACTOR)
+    with pytest.raises(BadRequest, match="invalid user name"):
+        team.run(users.create_user, "__TOKEN__", "another-password", ACTOR)
+    team.run(grants.set_grant, "READER", "team", "upload", ACTOR)
+    assert team.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"), repo="team",
+                       auth=basic("Reader", "reader-password")).status_code == 200
+    _row, secret = team.run(tokens.create_token, "CI", ACTOR)
+    assert team.get("/team/simple/", headers=basic("Ci", secret)).status_code == 200
+    assert [t.user.name for t in team.run(tokens.list_tokens, "cI")] == ["ci"]
+
+
+def test_failed_logins_count_for_the_user_whatever_the_case(team: Index, monkeypatch) -> None:
+    """Otherwise each spelling of a name would get its own allowance of guesses."""
+    monkeypatch.setattr(auth, "USER_FAILURES", 4)
+    for n, spelling in enumerate(("alice", "Alice", "aLice", "ALICE")):
+        team.get("/team/simple/", headers=basic(spelling, "guess"), environ_base={"REMOTE_ADDR": f"10.9.1.{n}"})
+    again = team.get("/team/simple/", headers=basic("alIce", "guess"), environ_base={"REMOTE_ADDR": "10.9.1.1"})
+    assert again.status_code == 429

@@ -129,7 +129,7 @@ def test_inside_the_data_dir_and_postgresql_are_refused(capsys, tmp_path: Path, 
 def test_check_exit_status_tells(capsys, tmp_path: Path, source) -> None:
     index, config = source
     assert call(capsys, "check", "--config", config)[:2] == (
-        0, "checked 5 blobs: 0 missing, 0 corrupt, 0 unreferenced, 0 stray temp files\n")
+        0, "3 file records; checked 5 blobs: 0 missing, 0 corrupt, 0 unreferenced, 0 stray temp files\n")
 
     # The command opens the data dir as the server does, which sweeps abandoned temp files first; the check
     # itself still reports one that outlived that.

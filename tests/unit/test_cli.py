@@ -23,8 +23,10 @@ def test_repo_add_list_remove(capsys, config: str) -> None:
     assert call(capsys, "repo", "add", "both", "--type", "group", "--member", "team", "--member", "local",
                 "--upload-to", "team", "--config", config)[0] == 0
     code, out, _ = call(capsys, "repo", "list", "--config", config)
-    lines = dict(line.split("\t", 1) for line in out.splitlines())
+    header, *rows = out.splitlines()
+    lines = dict(line.split("\t", 1) for line in rows)
     assert code == 0 and sorted(lines) == ["all", "both", "local", "pypi", "team"]
+    assert header == "NAME\tTYPE\tACCESS\tSETTINGS"
     assert lines["team"].startswith("hosted\tprivate")
     assert "members=team,local upload_to=team" in lines["both"]
     assert call(capsys, "repo", "remove", "both", "--config", config)[0] == 0
@@ -110,7 +112,8 @@ def test_token_create_prints_the_secret_alone(capsys, monkeypatch, config: str) 
                           "--expires", "7", "--config", config)
     assert code == 0 and out.count("\n") == 1 and out.startswith("pypl_")
     code, out, _ = call(capsys, "token", "list", "--user", "alice", "--config", config)
-    [line] = out.splitlines()
+    header, line = out.splitlines()
+    assert header == "ID\tUSER\tREPOSITORIES\tACCESS\tSTATE\tLAST USED"
     token_id, owner, scope, mode, state, _last = line.split("\t")
     assert (owner, scope, mode) == ("alice", "local", "read-only") and state.startswith("expires")
     assert call(capsys, "token", "revoke", token_id, "--config", config)[0] == 0
@@ -150,10 +153,26 @@ def test_user_passwd_list_remove(capsys, monkeypatch, config: str) -> None:
     with database.connection_context():
         from werkzeug.security import check_password_hash
         assert check_password_hash(User.get(User.name == "alice").password_hash, "new-password")
-    assert call(capsys, "user", "list", "--config", config)[1].splitlines() == ["admin\tadmin", "alice\tuser"]
+    listed = call(capsys, "user", "list", "--config", config)[1].splitlines()
+    assert listed == ["NAME\tKIND", "admin\tadmin", "alice\tuser"]
     assert call(capsys, "user", "remove", "alice", "--config", config)[0] == 0
     code, _, err = call(capsys, "user", "remove", "admin", "--config", config)
     assert code == 1 and "last administrator" in err
+
+
+def test_the_first_admins_new_password_retires_the_initial_one(capsys, monkeypatch, config: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("alice-password\nnew-password\nnewer-password\nnewest-password\n"))
+    call(capsys, "user", "add", "alice", "--password-stdin", "--config", config)
+    initial = Path(config).parent / "data" / "initial-admin-password"
+    call(capsys, "user", "list", "--config", config)  # the first command made the admin and the file
+    assert initial.is_file()
+    assert call(capsys, "user", "passwd", "alice", "--password-stdin", "--config", config)[0] == 0
+    assert initial.is_file()  # another user's password is no reason
+    code, out, _ = call(capsys, "user", "passwd", "admin", "--password-stdin", "--config", config)
+    assert (code, out) == (0, f"changed the password of 'admin'\nremoved {initial}, which held the initial one\n")
+    assert not initial.exists()
+    code, out, _ = call(capsys, "user", "passwd", "admin", "--password-stdin", "--config", config)
+    assert (code, out) == (0, "changed the password of 'admin'\n")
 
 
 def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: str) -> None:

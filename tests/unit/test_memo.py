@@ -153,7 +153,7 @@ def test_a_changed_password_or_grant_is_checked_at_once(index: Index) -> None:
     index.run(grants.set_grant, "ann", "team", "read", ACTOR)
     spy = Spy(index)
     twice(index, spy, "/team/simple/demo/", **basic("ann", "first-password-1"))
-    index.run(users.set_password, "ann", "second-password-2", ACTOR)
+    index.run(users.set_password, "ann", "second-password-2", ACTOR, index.data_dir)
     assert answer(index, "/team/simple/demo/", **basic("ann", "first-password-1"))[0] == 401
     twice(index, spy, "/team/simple/demo/", **basic("ann", "second-password-2"))
     index.run(grants.remove_grant, "ann", "team", ACTOR)

@@ -8,9 +8,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+import peewee
 import pytest
 
-from pypilite import migrations, models
+from pypilite import StartupError, migrations, models
 from pypilite.database import database
 from pypilite.models import FetchedBlob, File, Project, Repository, Token, User
 from pypilite.storage import BlobStore
@@ -206,3 +207,26 @@ def test_version_6_blobs_lose_their_times(index: Index) -> None:
 
     index.run(downgrade_and_migrate)
     assert dated.stat().st_mtime == 0
+
+
+def test_users_differing_only_in_case_stop_the_upgrade_until_one_is_left(tmp_path: Path) -> None:
+    """Migration 8: names become one in any case; users that would merge are named, and nothing changes."""
+    data_dir = tmp_path / "data"
+    version_4_data_dir(data_dir)
+    (data_dir / "initial-admin-password").write_text("unused\n")
+    db = sqlite3.connect(data_dir / "pypilite.db")
+    db.execute("INSERT INTO user VALUES (3, 'Carol', 'x', 0, 0, '2026-01-01 00:00:00')")
+    db.commit()
+    with pytest.raises(StartupError) as refused:
+        Index(data_dir)
+    assert str(refused.value) == (
+        "user names now ignore case, and these differ only in case: 'Carol', 'carol'; remove all but one of each "
+        "with the pypilite you ran before (app.py user remove NAME), then start this one again")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    db.execute("DELETE FROM user WHERE name = 'Carol'")
+    db.commit()
+    db.close()
+    index = Index(data_dir)
+    assert index.run(lambda: [u.name for u in User.select().order_by(User.id)]) == ["admin", "carol"]
+    with pytest.raises(peewee.IntegrityError):
+        index.run(lambda: User.create(name="CAROL"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from pypilite.models import Meta, User
 from pypilite.users import initial_password
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def app_for(data_dir: Path, **raw):
@@ -136,3 +140,17 @@ def test_a_port_open_past_the_reverse_proxy_is_warned_about(tmp_path: Path, capl
     app_for(tmp_path / "b", server={"x_accel_redirect": "/_pypilite_blobs/", "host": "127.0.0.1"})
     app_for(tmp_path / "c", server={"host": "0.0.0.0"})
     assert "past the reverse proxy" not in caplog.text
+
+
+
+@pytest.mark.parametrize("entry", [
+    "sys.argv = ['app.py', '--help']; runpy.run_path('app.py', run_name='__main__')",
+    "from pypilite.cli import main; main(['--help'])",  # what the installed `pypilite` script runs
+])
+def test_an_older_python_is_one_line(entry: str) -> None:
+    """Python before 3.11 (faked here: the machine has none) is told so in one line, before anything that
+    needs 3.11 is imported."""
+    fake = f"import runpy, sys; sys.version_info = (3, 10, 12, 'final', 0); {entry}"
+    result = subprocess.run([sys.executable, "-c", fake], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "pypilite: needs Python 3.11 or newer; this is Python 3.10\n"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 
+from pypilite import repository_admin
+from pypilite.audit import Actor
 from tests.conftest import Index, basic
 from tests.distfactory import metadata_text, sdist_bytes, wheel_bytes
 
@@ -149,6 +152,12 @@ def test_broken_wheels_are_refused(index: Index, data, words) -> None:
     assert_refused(index.upload(WHEEL, data), 400, words, index)
 
 
+def test_the_expected_dist_info_is_named_as_the_wheel_format_spells_it(index: Index) -> None:
+    data = wheel_bytes("nc-delta", "1.0", dist_info="other-1.0")
+    assert_refused(index.upload("nc_delta-1.0-py3-none-any.whl", data), 400,
+                   "expected one nc_delta-1.0.dist-info directory", index)
+
+
 @pytest.mark.parametrize("data, words", [
     (sdist_bytes("demo", "1.0")[:-30], "truncated"),
     (b"\x1f\x8b\x08 not really gzip", "truncated"),
@@ -257,3 +266,13 @@ def test_an_upload_with_attestations_is_refused(index: Index, attestations: str)
     response = index.upload(WHEEL, wheel_bytes("demo", "1.0"), extra={"attestations": attestations})
     assert response.status_code == 400 and "Attestations are not verified here (PEP 740)" in response.text
     assert index.file_rows() == []
+
+
+def test_an_upload_to_an_index_it_may_not_read_answers_as_its_get(index: Index) -> None:
+    """The 405 naming the upload URL is for those who may read the index: others learn nothing new."""
+    assert index.client.post("/ghost/simple/").status_code == index.get("/ghost/simple/").status_code == 404
+    index.run(repository_admin.update_repository, "local", {"public": False}, Actor.command_line())
+    anonymous = index.client.post("/local/simple/", data={"content": (io.BytesIO(b"x"), "x.whl")},
+                                  content_type="multipart/form-data")
+    assert anonymous.status_code == index.get("/local/simple/").status_code == 401
+    assert index.client.post("/local/simple/", headers=index.auth).status_code == 405
