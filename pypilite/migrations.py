@@ -148,6 +148,13 @@ def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
         & File.info_sha256.is_null(False)))
 
 
+def _migration_7(db: pw.Database, _blobs: BlobStore | None) -> None:
+    """A proxy's offline switch."""
+    if "offline" not in {column.name for column in db.get_columns("repository")}:
+        kind = "INTEGER NOT NULL DEFAULT 0" if isinstance(db, pw.SqliteDatabase) else "BOOLEAN NOT NULL DEFAULT FALSE"
+        db.execute_sql(f'ALTER TABLE "repository" ADD COLUMN "offline" {kind}')  # see _migration_6
+
+
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
 RELEASE_INFO_CURSOR = "release_info_cursor"
 RELEASE_INFO_BATCH = 100
@@ -183,7 +190,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
 # Append only: step N brings schema version N-1 to N. A step that creates tables does so from the models as
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
 MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
-    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6)
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6, _migration_7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

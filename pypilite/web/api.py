@@ -8,7 +8,7 @@ from typing import Any, cast, overload
 
 from flask import Blueprint, Response, jsonify, request
 
-from pypilite import access, audit, grants, packages, repository_admin, tokens, users
+from pypilite import access, audit, breakers, grants, packages, repository_admin, tokens, users
 from pypilite.audit import Actor
 from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
@@ -82,7 +82,7 @@ def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
     """A repository in the shape of the config file (and other registries' APIs: "format" is accepted)."""
     fields = {"name": str, "repository_type": str, "format": str, "public": bool, "allow_overwrite": bool,
               "remote_url": str, "cache_ttl": int, "remote_timeout": int, "members": list, "upload_to": str,
-              "pass_through": list}
+              "pass_through": list, "offline": bool}
     return _body(fields, required)
 
 
@@ -107,7 +107,10 @@ def create_repo() -> Response:
 @bp.get("/repos/<name>")
 def show_repo(name: str) -> Response:
     repository_for(name, access.ADMIN)
-    return jsonify(_repo_json(repository_admin.get_repository(name)))
+    shown = _repo_json(repository_admin.get_repository(name))
+    if shown["repository_type"] == "proxy":
+        shown["upstream"] = breakers.summary(services().repositories.breaker_state(name))
+    return jsonify(shown)
 
 
 @bp.patch("/repos/<name>")

@@ -79,6 +79,7 @@ _REPOSITORY_FIELDS = {
     "remote_url": {"type": "string", "description": "proxy: the upstream's simple root"},
     "cache_ttl": {"type": "integer", "minimum": 0, "description": "proxy"},
     "remote_timeout": {"type": "integer", "minimum": 1, "description": "proxy"},
+    "offline": {"type": "boolean", "description": "proxy: serve the cache alone, never asking the upstream"},
     "members": {"type": "array", "items": {"type": "string"}, "description": "group"},
     "upload_to": {"type": "string", "description": "group"},
     "pass_through": {"type": "array", "items": {"type": "string"}, "description": "group"},
