@@ -13,9 +13,10 @@ from flask import Blueprint, Response, redirect, render_template, url_for
 from packaging.utils import InvalidName, canonicalize_name
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
-from pypilite import access, catalog, descriptions
+from pypilite import access, breakers, catalog, descriptions
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
+from pypilite.repositories.proxy import ProxyRepository
 from pypilite.web import clientsetup, crosssite
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import answer_errors
@@ -109,7 +110,14 @@ def repository(repo: str) -> str:
     page = catalog.projects(repo_view, sort, catalog.parse_page(request.args.get("page")))
     urls = _endpoints(repo_view)
     return render_template("ui/repository.html", repository=repo_view, page=page, sort=sort, urls=urls,
-                           snippets=clientsetup.snippets(urls), **_common())
+                           snippets=clientsetup.snippets(urls), upstream=_upstream(repo_view), **_common())
+
+
+def _upstream(repo_view: Repository) -> dict[str, object] | None:
+    """A proxy's offline switch and its upstream's breaker, for the repository page; None for another kind."""
+    if not isinstance(repo_view, ProxyRepository):
+        return None
+    return {"offline": repo_view.offline, **breakers.summary(repo_view.breaker.state())}
 
 
 @bp.get("/ui/<repo>/<project>/")

@@ -115,6 +115,7 @@ def test_the_api_and_repo_list_show_the_breaker(tmp_path, upstream) -> None:
     shown = index.get("/api/v1/repos/pypi", headers=index.auth).json["upstream"]
     assert shown["breaker"] == OPEN and shown["failures"] == 1 and 0 < shown["retry_in"] <= 30
     assert "is unreachable" in shown["reason"] and "127.0.0.1" not in shown["reason"]
+    assert "The upstream is not answering" in index.get("/ui/pypi/").get_data(as_text=True)
 
 
 def breaker(tmp_path: Path, backoff: float = 10) -> Breaker:
@@ -189,6 +190,8 @@ def test_offline_serves_the_cache_alone(tmp_path, upstream) -> None:
     assert index.get("/all/simple/mine/").status_code == 200  # the group still serves its hosted member
     assert index.get("/all/simple/newer/").status_code == 404
     assert index.get("/api/v1/repos/pypi", headers=index.auth).json["offline"] is True
+    assert "Offline: this proxy serves only" in index.get("/ui/pypi/").get_data(as_text=True)
+    assert 'id="upstream"' not in index.get("/ui/local/").get_data(as_text=True)
 
 
 def test_offline_is_a_config_key_and_its_drift_is_reported(tmp_path, upstream) -> None:
