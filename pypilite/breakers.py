@@ -51,6 +51,11 @@ def summary(state: BreakerState | None) -> dict[str, object]:
             "reason": state.reason}
 
 
+def not_closed(directory: Path) -> int:
+    """How many upstreams have their breaker open or half-open: a file each, removed when it closes."""
+    return sum(1 for _ in directory.glob("*.json")) if directory.is_dir() else 0
+
+
 class Breaker:
     """One upstream origin's breaker. `backoff` (seconds) 0 turns it off: every request asks the upstream."""
 

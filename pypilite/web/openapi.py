@@ -87,7 +87,12 @@ _REPOSITORY_FIELDS = {
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-    "Repository": {"type": "object", "required": ["name", "repository_type"], "properties": _REPOSITORY_FIELDS},
+    "Repository": {"type": "object", "required": ["name", "repository_type"], "properties": {
+        **_REPOSITORY_FIELDS,
+        "upstream": {"type": "object", "description": "a proxy, shown alone: its upstream's circuit breaker",
+                     "properties": {"breaker": {"type": "string", "enum": ["closed", "open", "half-open"]},
+                                    "failures": {"type": "integer"}, "retry_in": {"type": "integer"},
+                                    "reason": {"type": "string"}}}}},
     "NewRepository": {"type": "object", "required": ["name", "repository_type"], "additionalProperties": False,
                       "properties": _REPOSITORY_FIELDS},
     "RepositoryChanges": {"type": "object", "additionalProperties": False, "properties": _REPOSITORY_FIELDS},

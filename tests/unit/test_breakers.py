@@ -110,12 +110,15 @@ def test_the_api_and_repo_list_show_the_breaker(tmp_path, upstream) -> None:
     index = proxy_index(tmp_path, upstream)
     shown = index.get("/api/v1/repos/pypi", headers=index.auth).json
     assert shown["upstream"] == {"breaker": "closed"} and shown["offline"] is False
+    assert index.get("/health").json["upstreams_not_answering"] == 0
     upstream.stop()
     index.get("/pypi/simple/demo/")
     shown = index.get("/api/v1/repos/pypi", headers=index.auth).json["upstream"]
     assert shown["breaker"] == OPEN and shown["failures"] == 1 and 0 < shown["retry_in"] <= 30
     assert "is unreachable" in shown["reason"] and "127.0.0.1" not in shown["reason"]
     assert "The upstream is not answering" in index.get("/ui/pypi/").get_data(as_text=True)
+    health = index.get("/health")
+    assert health.status_code == 200 and health.json["upstreams_not_answering"] == 1  # the node itself serves
 
 
 def breaker(tmp_path: Path, backoff: float = 10) -> Breaker:
