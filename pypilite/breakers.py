@@ -34,7 +34,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 class BreakerState:
     failures: int  # in a row, the one that opened the breaker included
     retry_at: float  # epoch seconds: nobody asks the upstream before then
-    reason: str  # the last failure's one line
+    reason: str  # how the upstream last failed, naming no repository: proxies of one host share it
     timeout: bool  # whether that failure was a timeout (504) rather than a broken upstream (502)
     probing_until: float = 0.0  # a worker is probing the upstream until then
 
@@ -57,10 +57,12 @@ def not_closed(directory: Path) -> int:
 
 
 class Breaker:
-    """One upstream origin's breaker. `backoff` (seconds) 0 turns it off: every request asks the upstream."""
+    """One upstream origin's breaker, as the proxy `repository` sees it. `backoff` (seconds) 0 turns it off:
+    every request asks the upstream."""
 
-    def __init__(self, directory: Path, locks: Path, upstream: Origin, backoff: float, probe_seconds: float,
-                 metrics: Metrics) -> None:
+    def __init__(self, directory: Path, locks: Path, repository: str, upstream: Origin, backoff: float,
+                 probe_seconds: float, metrics: Metrics) -> None:
+        self.repository = repository
         key = hashlib.sha256(f"{upstream[0]}:{upstream[1]}".encode()).hexdigest()[:32]
         self.path = directory / f"{key}.json"
         self.locks = locks
@@ -108,17 +110,18 @@ class Breaker:
         state = self.state() if self.backoff > 0 else None
         return self._refused(state) if state is not None and time.time() < state.retry_at else None
 
-    def succeeded(self, repository: str) -> None:
+    def succeeded(self) -> None:
         if not self.path.exists():
             return
         try:
-            self.path.unlink()
-        except FileNotFoundError:
-            return  # closed by another worker's success just now
-        log.warning("%s: upstream answers again; breaker closed", repository)
+            with FileLock(self.locks, self.lock_name).acquire(LOCK_WAIT):  # not undone by a probe's claim
+                self.path.unlink()
+        except (FileNotFoundError, LockTimeout):
+            return  # closed by another worker's success just now, or that worker is closing it
+        log.warning("%s: upstream answers again; breaker closed", self.repository)
         self.metrics.breaker("close")
 
-    def failed(self, repository: str, exc: UpstreamError) -> None:
+    def failed(self, exc: UpstreamError) -> None:
         """Count a failure of an upstream that is down; a bad answer from a live one opens nothing."""
         if self.backoff <= 0 or not exc.down:
             return
@@ -133,15 +136,17 @@ class Breaker:
                 return  # already open: a request started before it opened adds no failure
             failures = 1 if state is None else state.failures + 1
             wait = min(self.backoff * 2 ** (failures - 1), self.backoff * MAX_BACKOFF_FACTOR)
-            self._write(BreakerState(failures, now + wait, str(exc), exc.timeout))
+            how = str(exc).removeprefix(f"upstream of repository {self.repository!r} ")
+            self._write(BreakerState(failures, now + wait, how, exc.timeout))
         if state is None:
-            log.warning("%s: %s; breaker open: the cache alone is served for %g s", repository, exc, wait)
+            log.warning("%s: %s; breaker open: the cache alone is served for %g s", self.repository, exc, wait)
             self.metrics.breaker("open")
 
     def _refused(self, state: BreakerState) -> UpstreamError:
         wait = round(state.retry_at - time.time())
         when = f"asked again in {wait} s" if wait > 0 else "being asked again"
-        return UpstreamError(f"{state.reason} ({when})", state.timeout, down=True)
+        return UpstreamError(f"upstream of repository {self.repository!r} {state.reason} ({when})", state.timeout,
+                             down=True)
 
     def _write(self, state: BreakerState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ class Repositories:
                                     self.max_upstream_page_bytes, self.upstream_headers)
             except UpstreamError as exc:
                 raise UserError(502, str(exc)) from None
-            breaker = Breaker(self.breakers, self.locks, upstream.origin, self.upstream_backoff,
+            breaker = Breaker(self.breakers, self.locks, row.name, upstream.origin, self.upstream_backoff,
                               PAGE_TIMEOUTS * upstream.timeout, self.metrics)
             return ProxyRepository(row, self.blobs, self.etag_key, upstream, self.locks, self.metrics, breaker)
         return HostedRepository(row, self.blobs, self.etag_key)

@@ -165,9 +165,9 @@ class ProxyRepository(StoredRepository):
             saved = self._refetch(name, state, conditional)
         except UpstreamError as exc:
             self.metrics.upstream_error("page")
-            self.breaker.failed(self.name, exc)
+            self.breaker.failed(exc)
             raise
-        self.breaker.succeeded(self.name)
+        self.breaker.succeeded()
         return saved
 
     def _refetch(self, name: str, state: UpstreamPage | None, conditional: bool = True) -> UpstreamPage:

@@ -138,9 +138,9 @@ class ProxyFiles:
             answer = self.upstream.download(url, size)
         except UpstreamError as exc:
             self.metrics.upstream_error("file")
-            self.breaker.failed(self.name, exc)
+            self.breaker.failed(exc)
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
-        self.breaker.succeeded(self.name)
+        self.breaker.succeeded()
         return answer
 
     def _lock_blob(self, sha256: str) -> FileLock:

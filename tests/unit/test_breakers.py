@@ -122,7 +122,7 @@ def test_the_api_and_repo_list_show_the_breaker(tmp_path, upstream) -> None:
 
 
 def breaker(tmp_path: Path, backoff: float = 10) -> Breaker:
-    return Breaker(tmp_path / "breakers", tmp_path / "locks", ("upstream.test", 443), backoff, 5, Metrics())
+    return Breaker(tmp_path / "breakers", tmp_path / "locks", "pypi", ("upstream.test", 443), backoff, 5, Metrics())
 
 
 def test_the_back_off_doubles_while_failures_go_on_and_is_capped(tmp_path) -> None:
@@ -130,11 +130,11 @@ def test_the_back_off_doubles_while_failures_go_on_and_is_capped(tmp_path) -> No
     down = UpstreamError("upstream of repository 'pypi' is unreachable", down=True)
     waits = []
     for _ in range(8):
-        subject.failed("pypi", down)
+        subject.failed(down)
         state = subject.state()
         assert state is not None
         waits.append(round(state.retry_at - time.time()))
-        subject.failed("pypi", down)  # while open, another failure adds nothing
+        subject.failed(down)  # while open, another failure adds nothing
         assert subject.state().failures == state.failures
         subject._write(state.__class__(state.failures, time.time() - 1, state.reason, state.timeout))
     assert waits == [10, 20, 40, 80, 160, 160, 160, 160] and MAX_BACKOFF_FACTOR == 16
@@ -142,7 +142,7 @@ def test_the_back_off_doubles_while_failures_go_on_and_is_capped(tmp_path) -> No
 
 def test_half_open_lets_one_probe_through(tmp_path) -> None:
     subject = breaker(tmp_path)
-    subject.failed("pypi", UpstreamError("slow", timeout=True))
+    subject.failed(UpstreamError("slow", timeout=True))
     refused = subject.refusal()
     assert refused is not None and refused.timeout
     state = subject.state()
@@ -150,13 +150,13 @@ def test_half_open_lets_one_probe_through(tmp_path) -> None:
     assert summary(subject.state())["breaker"] == HALF_OPEN
     assert subject.refusal() is None  # the probe
     assert "being asked again" in str(subject.refusal())  # everyone else, meanwhile
-    subject.succeeded("pypi")
+    subject.succeeded()
     assert subject.state() is None and subject.refusal() is None
 
 
 def test_a_bad_answer_is_no_failure(tmp_path) -> None:
     subject = breaker(tmp_path)
-    subject.failed("pypi", UpstreamError("sent a page that cannot be parsed"))
+    subject.failed(UpstreamError("sent a page that cannot be parsed"))
     assert subject.state() is None
 
 
@@ -206,3 +206,21 @@ def test_offline_is_a_config_key_and_its_drift_is_reported(tmp_path, upstream) -
     [line] = config_drift(config.repositories, config.written,
                           {"pypi": RepositoryConfig("pypi", "proxy", offline=True)})
     assert "offline = false" in line and "repo update pypi --offline false" in line
+
+
+def test_proxies_of_one_upstream_share_its_breaker_and_no_name_crosses(tmp_path, upstream) -> None:
+    """A failure met by a private proxy opens the breaker of a public proxy of the same upstream host; what the
+    public one's readers are told names their repository alone."""
+    hidden = {"name": "hidden", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 1,
+              "public": False}
+    index = Index(tmp_path / "data", {"repository": [
+        {"name": "pypi", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 1}, hidden],
+        "server": {"default_repository": "pypi"}})
+    upstream.delay = 3
+    assert index.get("/hidden/simple/demo/", headers=index.auth).status_code == 504
+    before = asked(upstream)
+    refused = index.get("/pypi/simple/demo/")
+    assert refused.status_code == 504 and asked(upstream) == before
+    text = refused.get_data(as_text=True)
+    assert "repository 'pypi'" in text and "hidden" not in text
+    assert "hidden" not in index.get("/api/v1/repos/pypi", headers=index.auth).json["upstream"]["reason"]
