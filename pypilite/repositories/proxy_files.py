@@ -198,9 +198,12 @@ class ProxyFiles:
                 raw = metadata_bytes(self.blobs.path(row.sha256), parse_filename(row.filename), row.filename)
                 info = self.blobs.put_bytes(raw)
             offered = row.metadata_sha256 is None and row.packagetype == WHEEL  # see ProxyRepository._core_metadata
+            # The upstream's declared .metadata, byte for byte: served from the cache when the upstream is not asked.
+            declared = info == row.metadata_sha256
             with write_transaction():
-                if offered:  # taken out of a wheel this proxy verified: its to hand out, and the page changes
+                if offered or declared:  # taken out of a wheel this proxy verified: its to hand out
                     self._record_fetched(info)
+                if offered:  # and the page changes
                     learned = File.select(File.project).where((File.id == row.id) & File.info_sha256.is_null())
                     serials.projects_changed(learned)
                 File.update(info_sha256=info).where((File.id == row.id) & (File.sha256 == row.sha256)

@@ -224,3 +224,18 @@ def test_proxies_of_one_upstream_share_its_breaker_and_no_name_crosses(tmp_path,
     text = refused.get_data(as_text=True)
     assert "repository 'pypi'" in text and "hidden" not in text
     assert "hidden" not in index.get("/api/v1/repos/pypi", headers=index.auth).json["upstream"]["reason"]
+
+
+def test_a_wheel_fetched_without_its_metadata_serves_that_too_without_the_upstream(tmp_path, upstream) -> None:
+    """A client that downloaded the wheel alone (no PEP 658 request) leaves the proxy its METADATA, the same bytes
+    as the upstream's declared .metadata: a resolve while the upstream hangs reads it from the cache."""
+    index = proxy_index(tmp_path, upstream)
+    url = file_url(index, "demo")
+    [dist] = [d for d in upstream.dists if d.filename == url.rsplit("/", 1)[1]]
+    assert index.get(url).data == dist.data
+    upstream.delay = 3
+    assert STALE in index.get("/pypi/simple/demo/").headers  # the breaker opens
+    before = asked(upstream)
+    metadata = index.get(f"{url}.metadata")
+    assert metadata.status_code == 200 and metadata.data == dist.metadata
+    assert asked(upstream) == before
