@@ -82,8 +82,10 @@ def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
     """A repository in the shape of the config file (and other registries' APIs: "format" is accepted)."""
     fields = {"name": str, "repository_type": str, "format": str, "public": bool, "allow_overwrite": bool,
               "remote_url": str, "cache_ttl": int, "remote_timeout": int, "members": list, "upload_to": str,
-              "pass_through": list, "offline": bool}
-    return _body(fields, required)
+              "pass_through": list, "offline": bool, "upstream": dict}
+    body = _body(fields, required)
+    body.pop("upstream", None)  # a proxy's breaker, which GET shows: sent back by a read-modify-write, and ignored
+    return body
 
 
 @bp.get("/repos")
