@@ -30,6 +30,10 @@ LOCK_WAIT = 1.0
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 
+class Refused(UpstreamError):
+    """The upstream was not asked: its breaker is open. Logged once, when it opened, not for each request."""
+
+
 @dataclass(frozen=True)
 class BreakerState:
     failures: int  # in a row, the one that opened the breaker included
@@ -142,11 +146,11 @@ class Breaker:
             log.warning("%s: %s; breaker open: the cache alone is served for %g s", self.repository, exc, wait)
             self.metrics.breaker("open")
 
-    def _refused(self, state: BreakerState) -> UpstreamError:
+    def _refused(self, state: BreakerState) -> Refused:
         wait = round(state.retry_at - time.time())
         when = f"asked again in {wait} s" if wait > 0 else "being asked again"
-        return UpstreamError(f"upstream of repository {self.repository!r} {state.reason} ({when})", state.timeout,
-                             down=True)
+        return Refused(f"upstream of repository {self.repository!r} {state.reason} ({when})", state.timeout,
+                       down=True)
 
     def _write(self, state: BreakerState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pypilite import markers, models, serials
-from pypilite.breakers import Breaker
+from pypilite.breakers import Breaker, Refused
 from pypilite.database import database, first, write_transaction
 from pypilite.dists import WHEEL, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, Conflict, NotFound, UserError
@@ -148,7 +148,8 @@ class ProxyRepository(StoredRepository):
             timeout = isinstance(exc, LockTimeout) or getattr(exc, "timeout", False)
             raise UserError(504 if timeout else 502, f"{exc}; and {name!r} is not cached")
         reason = f"{exc}; serving the page fetched at {state.fetched:%Y-%m-%dT%H:%M:%SZ}"
-        log.warning("%s: %s: %s", self.name, name, reason)
+        if not isinstance(exc, Refused):
+            log.warning("%s: %s: %s", self.name, name, reason)
         return dataclasses.replace(page, stale=reason)
 
     def _offline(self, name: str, state: UpstreamPage | None) -> ProjectPage | None:

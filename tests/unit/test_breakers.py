@@ -50,7 +50,7 @@ def file_url(index: Index, project: str) -> str:
     return "/" + index.get(f"/pypi/simple/{project}/", accept=JSON).json["files"][0]["url"].lstrip("./")
 
 
-def test_a_hung_upstream_is_waited_for_once_then_the_cache_is_served_at_once(tmp_path, upstream) -> None:
+def test_a_hung_upstream_is_waited_for_once_then_the_cache_is_served_at_once(tmp_path, upstream, caplog) -> None:
     index = proxy_index(tmp_path, upstream)
     fresh = index.get("/pypi/simple/demo/", accept=JSON)
     other_file = file_url(index, "other")
@@ -68,6 +68,9 @@ def test_a_hung_upstream_is_waited_for_once_then_the_cache_is_served_at_once(tmp
     refused = index.get(other_file)
     assert refused.status_code == 504 and "asked again in" in refused.get_data(as_text=True)
     assert asked(upstream) == before  # none of them went to the upstream
+    logged = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert sum("breaker open" in line for line in logged) == 1
+    assert sum("serving the page fetched" in line for line in logged) == 1  # the first request's, not one each
 
 
 def test_after_the_back_off_one_request_probes_and_a_success_closes_the_breaker(tmp_path, upstream) -> None:
