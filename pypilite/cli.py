@@ -15,6 +15,7 @@ from werkzeug.serving import run_simple
 
 from pypilite import (
     StartupError,
+    breakers,
     create_app,
     grants,
     importer,
@@ -120,6 +121,7 @@ def repo() -> None:
 @click.option("--remote-url", help="proxy: the upstream's simple root")
 @click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
 @click.option("--remote-timeout", type=int, help="proxy: seconds to wait for the upstream")
+@click.option("--offline", type=click.BOOL, help="proxy: true: serve the cache alone, never asking the upstream")
 @click.option("--member", "members", multiple=True, help="group: a member repository (repeat, in order)")
 @click.option("--upload-to", help="group: the hosted member uploads land in")
 @click.option("--pass-through", "pass_through", multiple=True,
@@ -144,6 +146,7 @@ def repo_add(name: str, repository_type: str, private: bool, **options: Any) -> 
 @click.option("--remote-url", help="proxy: the upstream's simple root")
 @click.option("--cache-ttl", type=int, help="proxy: seconds a cached page counts as fresh")
 @click.option("--remote-timeout", type=int, help="proxy: seconds to wait for the upstream")
+@click.option("--offline", type=click.BOOL, help="proxy: true: serve the cache alone, never asking the upstream")
 @click.option("--member", "members", multiple=True, help="group: the members, all of them, in order (repeat)")
 @click.option("--upload-to", help="group: the hosted member uploads land in ('' for none)")
 @click.option("--pass-through", "pass_through", multiple=True, help="group: the pass-through projects (repeat)")
@@ -172,7 +175,8 @@ def repo_list() -> None:
         details = {
             "hosted": f"allow_overwrite={str(spec.allow_overwrite).lower()}",
             "proxy": f"remote_url={_upstream(spec.remote_url)} cache_ttl={spec.cache_ttl}"
-                     f" remote_timeout={spec.remote_timeout}",
+                     f" remote_timeout={spec.remote_timeout} offline={str(spec.offline).lower()}"
+                     f" {_breaker(spec.name)}",
             "group": f"members={','.join(spec.members)} upload_to={spec.upload_to or '-'}"
                      f" pass_through={','.join(spec.pass_through) or '-'}",
         }[spec.repository_type]
@@ -182,6 +186,14 @@ def repo_list() -> None:
 def _header(*columns: str) -> None:
     """A list's first line names its tab-separated columns (`tail -n +2` skips it)."""
     click.echo("\t".join(columns))
+
+
+def _breaker(name: str) -> str:
+    shown = breakers.summary(services().repositories.breaker_state(name))
+    if shown["breaker"] == breakers.CLOSED:
+        return "upstream=ok"
+    return (f"upstream={shown['breaker']} (failed {shown['failures']} times, asked again in {shown['retry_in']} s:"
+            f" {shown['reason']})")
 
 
 def _upstream(remote_url: str) -> str:

@@ -42,6 +42,9 @@ class ServerConfig:
     public_metrics: bool = True
     # An upstream page larger than this once decoded (requests unpacks gzip) is refused: 502, or the cached page.
     max_upstream_page_mb: int = 64
+    # After an upstream fails, proxies serve their cache alone this long before asking it again (doubling while
+    # it keeps failing); 0: ask it on every request (pypilite/breakers.py).
+    upstream_backoff: int = 30
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class RepositoryConfig:
     # Projects a group merges from all members even when a hosted member has them (normalized names).
     pass_through: tuple[str, ...] = ()
     upload_to: str = ""
+    # A proxy that serves its cache alone and never asks its upstream.
+    offline: bool = False
 
 
 DEFAULT_REPOSITORIES = (
@@ -223,7 +228,7 @@ def _reject_unknown_env(environ: Mapping[str, str]) -> None:
 
 REPOSITORY_KEYS: dict[str, set[str]] = {
     "hosted": {"public", "allow_overwrite"},
-    "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout"},
+    "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout", "offline"},
     "group": {"public", "members", "upload_to", "pass_through"},
 }
 

@@ -63,6 +63,9 @@ class Metrics:
         self._upstream_errors = Counter("pypilite_proxy_upstream_errors", "Upstream requests that failed "
                                         "(timeouts, connection errors, 5xx, bad bytes)", ("kind",),
                                         registry=self.registry)
+        self._breakers = Counter("pypilite_proxy_breaker_changes", "Upstream circuit breakers opened (the "
+                                 "cache alone served after a failure) and closed (the upstream answers again)",
+                                 ("change",), registry=self.registry)
         self._failed_logins = Counter("pypilite_failed_logins", "Credentials refused (wrong password, unknown "
                                       "user or token, revoked or expired token)", registry=self.registry)
         # Decided once, as prometheus_client decided how to keep the values when it was imported.
@@ -108,6 +111,9 @@ class Metrics:
 
     def upstream_error(self, kind: str) -> None:
         self._upstream_errors.labels(kind).inc()
+
+    def breaker(self, change: str) -> None:
+        self._breakers.labels(change).inc()
 
     def failed_login(self) -> None:
         self._failed_logins.inc()

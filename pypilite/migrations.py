@@ -176,6 +176,13 @@ def _migration_8(db: pw.Database, _blobs: BlobStore | None) -> None:
 # Clashing user names a refused upgrade names in its one line.
 _SHOWN_CLASHES = 10
 
+def _migration_9(db: pw.Database, _blobs: BlobStore | None) -> None:
+    """A proxy's offline switch."""
+    if "offline" not in {column.name for column in db.get_columns("repository")}:
+        kind = "INTEGER NOT NULL DEFAULT 0" if isinstance(db, pw.SqliteDatabase) else "BOOLEAN NOT NULL DEFAULT FALSE"
+        db.execute_sql(f'ALTER TABLE "repository" ADD COLUMN "offline" {kind}')  # see _migration_6
+
+
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
 RELEASE_INFO_CURSOR = "release_info_cursor"
 RELEASE_INFO_BATCH = 100
@@ -212,7 +219,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
 MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6, _migration_7,
-    _migration_8)
+    _migration_8, _migration_9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

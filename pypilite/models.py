@@ -63,6 +63,7 @@ class Repository(BaseModel):
     remote_timeout = pw.IntegerField(default=10)
     upload_to = pw.CharField(default="")
     pass_through = pw.TextField(default="")  # a group's pass-through project names, one per line
+    offline = pw.BooleanField(default=False)  # a proxy that serves its cache alone
     # Bumped whenever the set of project names changes: the root index's ETag.
     serial = pw.IntegerField(default=0)
     created = pw.DateTimeField(default=utcnow)

@@ -40,7 +40,7 @@ def describe(row: Repository) -> RepositoryConfig:
         name=row.name, repository_type=row.repository_type, public=row.public,
         allow_overwrite=row.allow_overwrite, remote_url=row.remote_url, cache_ttl=row.cache_ttl,
         remote_timeout=row.remote_timeout, members=members, upload_to=row.upload_to,
-        pass_through=tuple(row.pass_through.split()),
+        pass_through=tuple(row.pass_through.split()), offline=row.offline,
     )
 
 
@@ -73,6 +73,7 @@ def _insert(spec: RepositoryConfig, actor: Actor) -> None:
         name=spec.name, repository_type=spec.repository_type, public=spec.public,
         allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url, cache_ttl=spec.cache_ttl,
         remote_timeout=spec.remote_timeout, upload_to=spec.upload_to, pass_through="\n".join(spec.pass_through),
+        offline=spec.offline,
     )
     for position, member in enumerate(members):
         GroupMember.create(group=row.id, member=member.id, position=position)
@@ -118,7 +119,7 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
         Repository.update(
             public=spec.public, allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url,
             cache_ttl=spec.cache_ttl, remote_timeout=spec.remote_timeout, upload_to=spec.upload_to,
-            pass_through="\n".join(spec.pass_through),
+            pass_through="\n".join(spec.pass_through), offline=spec.offline,
         ).where(Repository.id == row.id).execute()
         if spec.repository_type == "group":
             GroupMember.delete().where(GroupMember.group == row.id).execute()
@@ -231,6 +232,8 @@ def _option(key: str, value: Any) -> str:
     flag = "--" + key.replace("_", "-")
     if key == "public":
         return "--public" if value else "--private"
+    if key == "offline":
+        return f"{flag} {str(value).lower()}"
     if key == "allow_overwrite":
         return flag if value else "--no-allow-overwrite"
     if key in ("members", "pass_through"):

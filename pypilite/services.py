@@ -64,7 +64,8 @@ def open_services(config: Config) -> Services:
     loop_marker = loops.marker(etag_key)
     repositories = Repositories(blobs, etag_key, locks=data_dir / "locks", metrics=metrics,
                                 max_upstream_page_bytes=config.max_upstream_page_bytes,
-                                upstream_headers={loops.HEADER: loop_marker})
+                                upstream_headers={loops.HEADER: loop_marker}, breakers=data_dir / "breakers",
+                                upstream_backoff=config.server.upstream_backoff)
     return Services(config=config, blobs=blobs, repositories=repositories,
                     authenticator=Authenticator(on_failure=metrics.failed_login), metrics=metrics,
                     loop_marker=loop_marker)

@@ -57,11 +57,13 @@ Origin = tuple[str, int]
 
 
 class UpstreamError(Exception):
-    """The upstream could not answer usefully; `timeout` tells a slow upstream from a broken one."""
+    """The upstream could not answer usefully; `timeout` tells a slow upstream from a broken one, and `down`
+    an upstream that is not answering at all (a timeout, no connection, a 5xx) from one answering badly."""
 
-    def __init__(self, message: str, timeout: bool = False) -> None:
+    def __init__(self, message: str, timeout: bool = False, down: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.down = down or timeout
 
 
 class PrivateAddress(Exception):
@@ -289,7 +291,8 @@ class Upstream:
             if response.status_code in (404, 410):
                 return NOT_FOUND
             if response.status_code != 200:
-                raise self._failed(f"answered {response.status_code}", response.url)
+                raise self._failed(f"answered {response.status_code}", response.url,
+                                   down=response.status_code >= 500)
             body = self._page_body(response, deadline)
             try:
                 parsed = parse_page(body, response.headers.get("Content-Type", ""), response.url)
@@ -309,7 +312,7 @@ class Upstream:
             response.close()
             how = (f"answered {response.status_code} for a file" if response.status_code != 200
                    else f"sent a file of {length} bytes where its page declared {size}")
-            raise self._failed(how, response.url)
+            raise self._failed(how, response.url, down=response.status_code >= 500)
 
         def chunks() -> Generator[bytes, None, None]:
             received, waited = 0, 0.0
@@ -347,7 +350,7 @@ class Upstream:
         try:
             return response.raw.read1(CHUNK, decode_content=decode)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self._failed(f"broke off ({type(exc).__name__})", response.url,
+            raise self._failed(f"broke off ({type(exc).__name__})", response.url, down=True,
                                timeout=isinstance(exc, (ReadTimeoutError, TimeoutError))) from None
 
     def _get(self, url: str, headers: dict[str, str], deadline: float | None = None) -> requests.Response:
@@ -378,7 +381,7 @@ class Upstream:
             except requests.RequestException as exc:
                 garbled = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
                 how = "hung up or sent a malformed answer" if garbled else "is unreachable"
-                raise self._failed(f"{how} ({type(exc).__name__})", url) from None
+                raise self._failed(f"{how} ({type(exc).__name__})", url, down=True) from None
             location = self.session.get_redirect_target(response)
             if location is None:
                 return response
@@ -397,10 +400,10 @@ class Upstream:
         except (socket.gaierror, UnicodeError):
             pass
 
-    def _failed(self, how: str, url: str, timeout: bool = False) -> UpstreamError:
+    def _failed(self, how: str, url: str, timeout: bool = False, down: bool = False) -> UpstreamError:
         """The one-line error for answers, which names no URL; the URL, redacted, goes to the log."""
         log.warning("%s: upstream %s %s", self.name, redact(url), how)
-        return UpstreamError(f"upstream of repository {self.name!r} {how}", timeout)
+        return UpstreamError(f"upstream of repository {self.name!r} {how}", timeout, down)
 
 
 def parse_page(body: bytes, content_type: str, base_url: str) -> ParsedPage:

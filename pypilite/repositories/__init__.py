@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pypilite import access, groups, models
 from pypilite.auth import Principal
+from pypilite.breakers import Breaker, BreakerState
 from pypilite.database import columns, database, from_row
 from pypilite.errors import NotFound, UserError
 from pypilite.metrics import Metrics
@@ -19,7 +20,7 @@ from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
-from pypilite.upstream import Sessions, Upstream, UpstreamError, pip_index_url
+from pypilite.upstream import PAGE_TIMEOUTS, Sessions, Upstream, UpstreamError, pip_index_url
 
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
@@ -33,13 +34,16 @@ _ROW_CACHE_SIZE = 512
 
 class Repositories:
     def __init__(self, blobs: BlobStore, etag_key: bytes, locks: Path, metrics: Metrics,
-                 max_upstream_page_bytes: int, upstream_headers: Mapping[str, str] | None = None) -> None:
+                 max_upstream_page_bytes: int, upstream_headers: Mapping[str, str] | None = None,
+                 breakers: Path | None = None, upstream_backoff: float = 0) -> None:
         self.blobs = blobs
         self.etag_key = etag_key
         self.locks = locks
         self.metrics = metrics
         self.max_upstream_page_bytes = max_upstream_page_bytes
         self.upstream_headers = dict(upstream_headers or {})
+        self.breakers = breakers or locks.parent / "breakers"
+        self.upstream_backoff = upstream_backoff
         self.sessions = Sessions()  # connection pools for the process's life, shared by the proxies of an upstream
         self._rows: dict[tuple[object, ...], models.Repository] = {}
 
@@ -70,8 +74,18 @@ class Repositories:
                                     self.max_upstream_page_bytes, self.upstream_headers)
             except UpstreamError as exc:
                 raise UserError(502, str(exc)) from None
-            return ProxyRepository(row, self.blobs, self.etag_key, upstream, self.locks, self.metrics)
+            breaker = Breaker(self.breakers, self.locks, row.name, upstream.origin, self.upstream_backoff,
+                              PAGE_TIMEOUTS * upstream.timeout, self.metrics)
+            return ProxyRepository(row, self.blobs, self.etag_key, upstream, self.locks, self.metrics, breaker)
         return HostedRepository(row, self.blobs, self.etag_key)
+
+    def breaker_state(self, name: str) -> BreakerState | None:
+        """A proxy's upstream breaker (breakers.py), None while closed or for another kind."""
+        try:
+            repository = self.get(name, None)
+        except UserError:
+            return None  # a proxy without an upstream has no breaker either
+        return repository.breaker.state() if isinstance(repository, ProxyRepository) else None
 
     def _members(self, row: models.Repository) -> list[models.Repository] | None:
         """A group's members in order; None for another kind."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from pypilite import markers
-from pypilite.errors import BadRequest, UserError
+from pypilite.errors import BadRequest, NotFound, UserError
 from pypilite.markers import Markers
 from pypilite.models import earliest
 from pypilite.repositories.base import (
@@ -215,6 +215,8 @@ def _pages(members: list[Repository], name: str, cached: bool,
     for member in members:
         try:
             page = member.cached_page(name) if cached else member.project_page(name)
+        except NotFound:
+            continue  # an offline proxy that has not cached the name: it is not there
         except UserError as exc:
             if not tolerate_failures or exc.status < 500:
                 raise

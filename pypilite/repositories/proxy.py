@@ -2,7 +2,8 @@
 
 Pages are fetched into the same tables hosted repositories use (so they render through the same code) and
 count as fresh for `cache_ttl`; after that they are revalidated with a conditional GET. When the upstream
-fails, the cached page is served and marked stale. A file the upstream gives no sha256 for is not offered at
+fails, the cached page is served and marked stale, at once while the upstream's breaker is open
+(breakers.py); an offline proxy serves its cache alone. A file the upstream gives no sha256 for is not offered at
 all, since nothing could vouch for its bytes; the files themselves are proxy_files.py's.
 """
 
@@ -15,9 +16,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pypilite import markers, models, serials
+from pypilite.breakers import Breaker, Refused
 from pypilite.database import database, first, write_transaction
 from pypilite.dists import WHEEL, InvalidDistribution, parse_filename
-from pypilite.errors import BadRequest, NotFound, UserError
+from pypilite.errors import BadRequest, Conflict, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
 from pypilite.models import File, Project, UpstreamPage, utcnow
@@ -42,15 +44,18 @@ class ProxyRepository(StoredRepository):
     repository_type = "proxy"
 
     def __init__(self, row: models.Repository, blobs: BlobStore, etag_key: bytes, upstream: Upstream,
-                 locks: Path, metrics: Metrics) -> None:
+                 locks: Path, metrics: Metrics, breaker: Breaker) -> None:
         super().__init__(row, blobs, etag_key)
         self.upstream = upstream
+        self.breaker = breaker
+        self.offline = row.offline
         self.locks = locks
         self.metrics = metrics
         self.ttl = timedelta(seconds=row.cache_ttl)
         # Waiting for another worker's fetch or download beyond this would outlast the client's patience.
         self.lock_wait = 3.0 * upstream.timeout
-        self.files = ProxyFiles(row.id, row.name, blobs, upstream, locks, self.lock_wait, metrics)
+        self.files = ProxyFiles(row.id, row.name, blobs, upstream, locks, self.lock_wait, metrics, breaker,
+                                self.offline)
 
     def upload_target(self) -> HostedRepository:
         raise BadRequest(f"repository {self.name!r} is a proxy of an upstream index; upload to a hosted repository")
@@ -60,16 +65,23 @@ class ProxyRepository(StoredRepository):
         if state is not None and self._fresh(state.fetched, state.not_found):
             self.metrics.proxy("page", "hit")
             return self._cached(name, state)
+        if self.offline:
+            self.metrics.proxy("page", "stale")
+            return self._offline(name, state)
         result = "hit"
         try:
+            refused = self.breaker.refusal()
+            if refused is not None:
+                raise refused
             with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._state(name)  # another worker may have fetched it while this one waited
                 if state is None or not self._fresh(state.fetched, state.not_found):
                     result = "miss"
-                    state = self._refetch(name, state)
+                    refused = self.breaker.opened()  # by the fetch this one waited for
+                    if refused is not None:
+                        raise refused
+                    state = self._fetch(name, state)
         except (UpstreamError, LockTimeout) as exc:
-            if isinstance(exc, UpstreamError):
-                self.metrics.upstream_error("page")
             page = self._stale(name, state, exc)
             self.metrics.proxy("page", "stale")
             return page
@@ -80,10 +92,12 @@ class ProxyRepository(StoredRepository):
         return super().project_page(name)
 
     def refresh(self, name: str) -> ProjectPage | None:
-        """Fetch the project's page from upstream now, whatever its age."""
+        """Fetch the project's page from upstream now, whatever its age or the upstream's breaker."""
+        if self.offline:
+            raise Conflict(f"repository {self.name!r} is offline: it serves its cache alone and asks no upstream")
         try:
             with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
-                state = self._refetch(name, self._state(name), conditional=False)
+                state = self._fetch(name, self._state(name), conditional=False)
         except (UpstreamError, LockTimeout) as exc:
             raise UserError(504 if getattr(exc, "timeout", True) else 502, str(exc)) from None
         return self._cached(name, state)
@@ -134,8 +148,28 @@ class ProxyRepository(StoredRepository):
             timeout = isinstance(exc, LockTimeout) or getattr(exc, "timeout", False)
             raise UserError(504 if timeout else 502, f"{exc}; and {name!r} is not cached")
         reason = f"{exc}; serving the page fetched at {state.fetched:%Y-%m-%dT%H:%M:%SZ}"
-        log.warning("%s: %s: %s", self.name, name, reason)
+        if not isinstance(exc, Refused):
+            log.warning("%s: %s: %s", self.name, name, reason)
         return dataclasses.replace(page, stale=reason)
+
+    def _offline(self, name: str, state: UpstreamPage | None) -> ProjectPage | None:
+        page = super().project_page(name) if state is not None and not state.not_found else None
+        if page is None or state is None:
+            raise NotFound(f"repository {self.name!r} is offline (it serves its cache alone) and has not cached "
+                           f"{name!r}")
+        return dataclasses.replace(page, stale=f"repository {self.name!r} is offline; serving the page fetched "
+                                                f"at {state.fetched:%Y-%m-%dT%H:%M:%SZ}")
+
+    def _fetch(self, name: str, state: UpstreamPage | None, conditional: bool = True) -> UpstreamPage:
+        """_refetch, its outcome told to the upstream's breaker."""
+        try:
+            saved = self._refetch(name, state, conditional)
+        except UpstreamError as exc:
+            self.metrics.upstream_error("page")
+            self.breaker.failed(exc)
+            raise
+        self.breaker.succeeded()
+        return saved
 
     def _refetch(self, name: str, state: UpstreamPage | None, conditional: bool = True) -> UpstreamPage:
         validators = {}

@@ -14,9 +14,10 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from pypilite import serials
+from pypilite.breakers import Breaker
 from pypilite.database import database, write_transaction
 from pypilite.dists import MAX_METADATA_BYTES, WHEEL, metadata_bytes, parse_filename
-from pypilite.errors import InsufficientStorage, UserError
+from pypilite.errors import InsufficientStorage, NotFound, UserError
 from pypilite.locks import FileLock, LockTimeout
 from pypilite.metrics import Metrics
 from pypilite.models import FetchedBlob, File
@@ -37,7 +38,7 @@ class ProxyFiles:
     """The files of one proxy repository, by their rows in the tables its pages fill."""
 
     def __init__(self, repository_id: int, name: str, blobs: BlobStore, upstream: Upstream, locks: Path,
-                 lock_wait: float, metrics: Metrics) -> None:
+                 lock_wait: float, metrics: Metrics, breaker: Breaker, offline: bool) -> None:
         self.id = repository_id
         self.name = name
         self.blobs = blobs
@@ -45,6 +46,8 @@ class ProxyFiles:
         self.locks = locks
         self.lock_wait = lock_wait
         self.metrics = metrics
+        self.breaker = breaker
+        self.offline = offline
 
     def fetched(self, sha256: str) -> bool:
         """Whether this proxy fetched these bytes from its upstream and verified them."""
@@ -60,6 +63,7 @@ class ProxyFiles:
         if local is not None:
             self.metrics.proxy("file", "hit")
             return local
+        self._may_ask(row.filename)
         lock = self._lock_blob(row.sha256)
         local = self._kept(row.sha256, row.filename)
         if local is not None:  # fetched by whoever held the lock before
@@ -73,12 +77,11 @@ class ProxyFiles:
             lock.release()
             raise
         try:
-            chunks, length = self.upstream.download(row.origin_url, row.size)
-        except UpstreamError as exc:
+            chunks, length = self._download(row.origin_url, row.size)
+        except UserError:
             blob.discard()
             lock.release()
-            self.metrics.upstream_error("file")
-            raise UserError(504 if exc.timeout else 502, str(exc)) from None
+            raise
         stream = _StoringStream(self, chunks, row, lock, blob)
         try:
             stream.read_ahead()
@@ -95,6 +98,8 @@ class ProxyFiles:
     def open_metadata(self, row: File) -> BlobRef | None:
         """The upstream's PEP 658 file of a row that declares one, fetched and verified once."""
         name = f"{row.filename}.metadata"
+        if self._kept(row.metadata_sha256, name) is None:
+            self._may_ask(name)
         with self._lock_blob(row.metadata_sha256):
             if self._kept(row.metadata_sha256, name) is None:
                 self._fetch_metadata(row)
@@ -103,8 +108,9 @@ class ProxyFiles:
     def open_provenance(self, row: File) -> bytes:
         """The upstream's PEP 740 provenance of a file, fetched through the upstream's guarded session and
         passed on whole, never stored: clients check its signatures against the file's hash themselves."""
+        self._may_ask(f"the provenance of {row.filename}")
+        chunks, _length = self._download(row.provenance_url)
         try:
-            chunks, _length = self.upstream.download(row.provenance_url)
             body = bytearray()
             for chunk in chunks:
                 body += chunk
@@ -116,6 +122,26 @@ class ProxyFiles:
             self.metrics.upstream_error("file")
             raise UserError(504 if exc.timeout else 502, str(exc)) from None
         return bytes(body)
+
+    def _may_ask(self, what: str) -> None:
+        """Refuse at once what only the upstream could give while the proxy is offline or its breaker open."""
+        if self.offline:
+            raise NotFound(f"repository {self.name!r} is offline (it serves its cache alone) and has not cached "
+                           f"{what}")
+        refused = self.breaker.refusal()
+        if refused is not None:
+            raise UserError(504 if refused.timeout else 502, str(refused))
+
+    def _download(self, url: str, size: int | None = None) -> tuple[Generator[bytes, None, None], int | None]:
+        """The upstream's answer for a file, its outcome told to the breaker; a UserError if it failed."""
+        try:
+            answer = self.upstream.download(url, size)
+        except UpstreamError as exc:
+            self.metrics.upstream_error("file")
+            self.breaker.failed(exc)
+            raise UserError(504 if exc.timeout else 502, str(exc)) from None
+        self.breaker.succeeded()
+        return answer
 
     def _lock_blob(self, sha256: str) -> FileLock:
         try:
@@ -132,7 +158,7 @@ class ProxyFiles:
         name = f"{row.filename}.metadata"
         blob = self.blobs.temp(limit=MAX_METADATA_BYTES)
         try:
-            chunks, _length = self.upstream.download(url)
+            chunks, _length = self._download(url)
             for chunk in chunks:
                 blob.write(chunk)
             if not hmac.compare_digest(blob.sha256, row.metadata_sha256):
@@ -172,9 +198,12 @@ class ProxyFiles:
                 raw = metadata_bytes(self.blobs.path(row.sha256), parse_filename(row.filename), row.filename)
                 info = self.blobs.put_bytes(raw)
             offered = row.metadata_sha256 is None and row.packagetype == WHEEL  # see ProxyRepository._core_metadata
+            # The upstream's declared .metadata, byte for byte: served from the cache when the upstream is not asked.
+            declared = info == row.metadata_sha256
             with write_transaction():
-                if offered:  # taken out of a wheel this proxy verified: its to hand out, and the page changes
+                if offered or declared:  # taken out of a wheel this proxy verified: its to hand out
                     self._record_fetched(info)
+                if offered:  # and the page changes
                     learned = File.select(File.project).where((File.id == row.id) & File.info_sha256.is_null())
                     serials.projects_changed(learned)
                 File.update(info_sha256=info).where((File.id == row.id) & (File.sha256 == row.sha256)

@@ -8,7 +8,7 @@ from typing import Any, cast, overload
 
 from flask import Blueprint, Response, jsonify, request
 
-from pypilite import access, audit, grants, packages, repository_admin, tokens, users
+from pypilite import access, audit, breakers, grants, packages, repository_admin, tokens, users
 from pypilite.audit import Actor
 from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
@@ -88,8 +88,10 @@ def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
     """A repository in the shape of the config file (and other registries' APIs: "format" is accepted)."""
     fields = {"name": str, "repository_type": str, "format": str, "public": bool, "allow_overwrite": bool,
               "remote_url": str, "cache_ttl": int, "remote_timeout": int, "members": list, "upload_to": str,
-              "pass_through": list}
-    return _body(fields, required)
+              "pass_through": list, "offline": bool, "upstream": dict}
+    body = _body(fields, required)
+    body.pop("upstream", None)  # a proxy's breaker, which GET shows: sent back by a read-modify-write, and ignored
+    return body
 
 
 @bp.get("/repos")
@@ -113,7 +115,10 @@ def create_repo() -> Response:
 @bp.get("/repos/<name>")
 def show_repo(name: str) -> Response:
     repository_for(name, access.ADMIN)
-    return jsonify(_repo_json(repository_admin.get_repository(name)))
+    shown = _repo_json(repository_admin.get_repository(name))
+    if shown["repository_type"] == "proxy":
+        shown["upstream"] = breakers.summary(services().repositories.breaker_state(name))
+    return jsonify(shown)
 
 
 @bp.patch("/repos/<name>")

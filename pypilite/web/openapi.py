@@ -79,17 +79,25 @@ _REPOSITORY_FIELDS = {
     "remote_url": {"type": "string", "description": "proxy: the upstream's simple root"},
     "cache_ttl": {"type": "integer", "minimum": 0, "description": "proxy"},
     "remote_timeout": {"type": "integer", "minimum": 1, "description": "proxy"},
+    "offline": {"type": "boolean", "description": "proxy: serve the cache alone, never asking the upstream"},
     "members": {"type": "array", "items": {"type": "string"}, "description": "group"},
     "upload_to": {"type": "string", "description": "group"},
     "pass_through": {"type": "array", "items": {"type": "string"}, "description": "group"},
 }
 
+_UPSTREAM = {"type": "object", "description": "a proxy's upstream circuit breaker, shown by GET alone (ignored when "
+              "sent back)", "properties": {"breaker": {"type": "string", "enum": ["closed", "open", "half-open"]},
+                                           "failures": {"type": "integer"}, "retry_in": {"type": "integer"},
+                                           "reason": {"type": "string"}}}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-    "Repository": {"type": "object", "required": ["name", "repository_type"], "properties": _REPOSITORY_FIELDS},
+    "Repository": {"type": "object", "required": ["name", "repository_type"],
+                   "properties": {**_REPOSITORY_FIELDS, "upstream": _UPSTREAM}},
     "NewRepository": {"type": "object", "required": ["name", "repository_type"], "additionalProperties": False,
                       "properties": _REPOSITORY_FIELDS},
-    "RepositoryChanges": {"type": "object", "additionalProperties": False, "properties": _REPOSITORY_FIELDS},
+    "RepositoryChanges": {"type": "object", "additionalProperties": False,
+                          "properties": {**_REPOSITORY_FIELDS, "upstream": _UPSTREAM}},
     "ProjectName": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
     "File": {"type": "object", "properties": {
         "filename": {"type": "string"}, "packagetype": {"type": "string"}, "size": {"type": ["integer", "null"]},

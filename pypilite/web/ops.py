@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from pypilite import access, maintenance
+from pypilite import access, breakers, maintenance
 from pypilite.auth import ANONYMOUS, Principal
 from pypilite.database import database
 from pypilite.errors import UserError
@@ -53,7 +53,8 @@ def health() -> Response:
     body: dict[str, Any] = {"status": "ok" if not failing else "error", "version": __version__,
             **{name: "ok" if ok else "failing" for name, ok in checks.items()}}
     if services().config.server.public_metrics or access.may_read_metrics(_caller()):
-        body.update(free_bytes=free, min_free_bytes=floor)
+        body.update(free_bytes=free, min_free_bytes=floor,
+                    upstreams_not_answering=breakers.not_closed(services().repositories.breakers))
     if failing:
         body["failing"] = failing
     response = jsonify(body)

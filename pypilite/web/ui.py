@@ -14,10 +14,11 @@ from packaging.utils import InvalidName, canonicalize_name
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
-from pypilite import access, catalog, descriptions, grants
+from pypilite import access, breakers, catalog, descriptions, grants
 from pypilite.config import RESERVED_NAMES
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import DistFile, ProjectPage, Repository
+from pypilite.repositories.proxy import ProxyRepository
 from pypilite.web import clientsetup, crosssite
 from pypilite.web.context import principal, readable_repository, services
 from pypilite.web.errors import answer_errors
@@ -145,7 +146,14 @@ def repository(repo: str) -> str:
     holders = grants.list_grants(repository=repo_view.name) if _may(repo_view, access.ADMIN) else None
     return render_template("ui/repository.html", repository=repo_view, page=page, sort=sort, urls=urls,
                            snippets=clientsetup.snippets(urls), grants=holders, levels=access.LEVELS,
-                           **_common())
+                           upstream=_upstream(repo_view), **_common())
+
+
+def _upstream(repo_view: Repository) -> dict[str, object] | None:
+    """A proxy's offline switch and its upstream's breaker, for the repository page; None for another kind."""
+    if not isinstance(repo_view, ProxyRepository):
+        return None
+    return {"offline": repo_view.offline, **breakers.summary(repo_view.breaker.state())}
 
 
 @bp.get("/ui/<repo>/<project>/")

@@ -105,7 +105,9 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
                  data_dir: Path | None = None, settings: dict[str, str] | None = None, *, workers: int = 2,
                  preexec_fn: Callable[[], None] | None = None) -> LiveServer:
     """The real server; its `pypi` proxy points at `repositories`' upstreams, never at the internet.
-    `data_dir` may be one an earlier server used (a restart); `settings` are more PYPILITE_* variables;
+    `data_dir` may be one an earlier server used (a restart); `settings` are more PYPILITE_* variables (the
+    upstream breaker is off unless they turn it on: tests that break an upstream expect the next request to ask
+    it again; test_upstream_breaker.py turns it on);
     `preexec_fn` runs in the server process before it starts (e.g. to set a resource limit that its gunicorn
     workers inherit)."""
     port = free_port()
@@ -113,7 +115,8 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
     config = tmp / f"pypilite-{port}.toml"
     config.write_text(repositories_toml(repositories))
     env = isolated_env(tmp / "server-home", PYPILITE_CONFIG=str(config), PYPILITE_STORAGE_DATA_DIR=str(data_dir),
-                       PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port), **(settings or {}))
+                       PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port),
+                       **{"PYPILITE_SERVER_UPSTREAM_BACKOFF": "0", **(settings or {})})
     if mode == "app":
         command = [sys.executable, "app.py"]  # no command: serve
     else:

@@ -185,11 +185,12 @@ def test_commands_are_audited_as_the_command_line(capsys, monkeypatch, config: s
 
 def test_repo_update_changes_what_the_api_patch_changes(capsys, config: str) -> None:
     assert call(capsys, "repo", "update", "pypi", "--cache-ttl", "60", "--remote-timeout", "3", "--private",
-                "--remote-url", "http://u:p@127.0.0.1:9/simple/", "--config", config)[0] == 0
+                "--remote-url", "http://u:p@127.0.0.1:9/simple/", "--offline", "true", "--config", config)[0] == 0
     assert call(capsys, "repo", "update", "all", "--pass-through", "Foo_Bar", "--upload-to", "", "--config",
                 config)[0] == 0
     lines = dict(line.split("\t", 1) for line in call(capsys, "repo", "list", "--config", config)[1].splitlines())
-    assert lines["pypi"] == "proxy\tprivate\tremote_url=http://***@127.0.0.1:9/simple/ cache_ttl=60 remote_timeout=3"
+    assert lines["pypi"] == ("proxy\tprivate\tremote_url=http://***@127.0.0.1:9/simple/ cache_ttl=60 remote_timeout=3"
+                             " offline=true upstream=ok")
     assert lines["all"].endswith("members=local,pypi upload_to=- pass_through=foo-bar")
     assert call(capsys, "repo", "update", "all", "--no-pass-through", "--config", config)[0] == 0
     assert call(capsys, "repo", "list", "--config", config)[1].count("pass_through=-") == 1

@@ -117,10 +117,11 @@ def test_proxy_hits_misses_stale_serves_and_upstream_errors(tmp_path, upstream: 
 
     upstream.fail_status = 503
     assert index.get("/pypi/simple/demo/").status_code == 200  # ttl 0: revalidation fails, cache served
-    assert index.get("/pypi/simple/other/").status_code == 502
+    assert index.get("/pypi/simple/other/").status_code == 502  # at once: the breaker is open
     found = samples(index)
     assert value(found, "pypilite_proxy_cache_total", kind="page", result="stale") == 1
-    assert value(found, "pypilite_proxy_upstream_errors_total", kind="page") == 2
+    assert value(found, "pypilite_proxy_upstream_errors_total", kind="page") == 1
+    assert value(found, "pypilite_proxy_breaker_changes_total", change="open") == 1
 
 
 def test_private_metrics_want_a_global_admin(tmp_path) -> None:

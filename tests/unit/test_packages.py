@@ -55,7 +55,7 @@ def test_a_proxy_sent_back_as_listed_keeps_its_credentials(api: Index) -> None:
     assert call(api, "post", "/api/v1/repos", json={"name": "fury", "repository_type": "proxy",
                                                      "remote_url": secret}).status_code == 201
     listed = call(api, "get", "/api/v1/repos/fury").json
-    assert listed["remote_url"] == "http://***@127.0.0.1:9/simple/"
+    assert listed["remote_url"] == "http://***@127.0.0.1:9/simple/" and listed["upstream"] == {"breaker": "closed"}
     changed = call(api, "patch", "/api/v1/repos/fury", json={**listed, "cache_ttl": 60})
     assert changed.status_code == 200 and changed.json["cache_ttl"] == 60
     assert api.run(lambda: Repository.get(Repository.name == "fury").remote_url) == secret
