@@ -176,6 +176,7 @@ def _migration_8(db: pw.Database, _blobs: BlobStore | None) -> None:
 # Clashing user names a refused upgrade names in its one line.
 _SHOWN_CLASHES = 10
 
+
 def _migration_9(db: pw.Database, _blobs: BlobStore | None) -> None:
     """A proxy's offline switch."""
     if "offline" not in {column.name for column in db.get_columns("repository")}:

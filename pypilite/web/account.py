@@ -20,6 +20,7 @@ from pypilite.web.wrappers import request
 bp = Blueprint("account", __name__)
 dress(bp)
 
+
 def _user() -> Principal:
     who = principal()
     access.require_user(who, "Log in with your user name and password, or __token__ and an API token")
