@@ -1,19 +1,5 @@
-"""`gunicorn -c gunicorn.conf.py wsgi:app`: the production entry point."""
+"""`gunicorn -c gunicorn.conf.py wsgi:app` in a checkout; `pypilite` serves the same app by itself."""
 
-import gc
-import logging
-import sys
+from pypilite.serving import worker_app
 
-from gunicorn.arbiter import Arbiter
-
-from pypilite import StartupError, create_app
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-try:
-    app = create_app()
-except StartupError as exc:
-    print(f"pypilite: {exc}", file=sys.stderr)
-    # This code stops gunicorn's master; any other exit and it boots workers again, failing each time.
-    sys.exit(Arbiter.WORKER_BOOT_ERROR)
-# What start-up built lives as long as the process: out of the collector's way, and shared copy-on-write.
-gc.freeze()
+app = worker_app()

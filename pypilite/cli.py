@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from werkzeug.serving import run_simple
 
 from pypilite import (
     StartupError,
     breakers,
-    create_app,
     grants,
     importer,
     loops,
     maintenance,
     packages,
     repository_admin,
+    serving,
     tokens,
     users,
 )
@@ -33,7 +31,6 @@ from pypilite.config import Config, ConfigError, load_config, parse_repository
 from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.markers import STATUSES
-from pypilite.preflight import preflight
 from pypilite.services import Services, open_services
 from pypilite.upstream import UpstreamError, redact
 
@@ -80,32 +77,33 @@ def services() -> Services:
     return click.get_current_context().meta[_SERVICES]
 
 
+DEV_OPTION = click.option("--dev", is_flag=True,
+                          help="werkzeug's development server (one process) instead of gunicorn")
+
+
 @click.group(invoke_without_command=True)
 @config_option
+@DEV_OPTION
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, dev: bool) -> None:
     """pypilite: a private Python package index. Without a command: serve."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(serve, config_path=config_path)
+        ctx.invoke(serve, config_path=config_path, dev=dev)
+    elif dev:
+        raise click.UsageError("--dev goes with serving: `pypilite --dev` or `pypilite serve --dev`")
 
 
 @cli.command()
 @config_option
 @click.option("--host", help="address to listen on (default: server.host)")
 @click.option("--port", type=click.IntRange(1, 65535), help="port to listen on (default: server.port)")
-def serve(config_path: str | None = None, host: str | None = None, port: int | None = None) -> None:
-    """Serve with the development server (one process); use gunicorn in production."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@DEV_OPTION
+def serve(config_path: str | None = None, host: str | None = None, port: int | None = None,
+          dev: bool = False) -> None:
+    """Serve with gunicorn (workers from the cores) until Ctrl-C or SIGTERM; --dev for werkzeug's server."""
     config = command_config(config_path)
     server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
-    config = dataclasses.replace(config, server=server)
-    app = create_app(config)
-    try:
-        preflight(config)
-    except loops.UpstreamLoop as exc:
-        raise StartupError(str(exc)) from None
-    logging.getLogger("pypilite").info("serving %s on http://%s:%d/", config.data_dir, server.host, server.port)
-    run_simple(server.host, server.port, app, threaded=True)
+    serving.serve(dataclasses.replace(config, server=server), dev=dev)
 
 
 @cli.group()
@@ -507,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every refusal is one line on stderr and a non-zero exit, never a traceback."""
     try:
         # Without standalone mode click returns a command's exit status instead of exiting.
-        status = cli.main(args=argv, prog_name="app.py", standalone_mode=False)
+        status = cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("pypilite: aborted", err=True)
         return 1

@@ -37,8 +37,24 @@ class Services:
 
 
 def open_services(config: Config) -> Services:
-    """Prepare the data dir once (sweep, migrate, seed the configured repositories and the first admin) and
-    wire the blob store, repositories and authenticator on it; StartupError says what stands in the way."""
+    """The data dir prepared (`prepare_data_dir`) and the blob store, repositories and authenticator wired on
+    it; StartupError says what stands in the way."""
+    blobs, etag_key = prepare_data_dir(config)
+    data_dir = config.data_dir
+    metrics = Metrics()
+    loop_marker = loops.marker(etag_key)
+    repositories = Repositories(blobs, etag_key, locks=data_dir / "locks", metrics=metrics,
+                                max_upstream_page_bytes=config.max_upstream_page_bytes,
+                                upstream_headers={loops.HEADER: loop_marker}, breakers=data_dir / "breakers",
+                                upstream_backoff=config.server.upstream_backoff)
+    return Services(config=config, blobs=blobs, repositories=repositories,
+                    authenticator=Authenticator(on_failure=metrics.failed_login), metrics=metrics,
+                    loop_marker=loop_marker)
+
+
+def prepare_data_dir(config: Config) -> tuple[BlobStore, bytes]:
+    """Prepare the data dir once (sweep, migrate, seed the configured repositories and the first admin), with
+    no connection left open: a gunicorn master does this before it forks its workers."""
     data_dir = config.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,16 +75,7 @@ def open_services(config: Config) -> Services:
         raise StartupError(f"configured repositories: {exc.message}") from None
     except OSError as exc:
         raise StartupError(f"data dir {config.storage.data_dir!r}: {exc.strerror or exc}") from None
-
-    metrics = Metrics()
-    loop_marker = loops.marker(etag_key)
-    repositories = Repositories(blobs, etag_key, locks=data_dir / "locks", metrics=metrics,
-                                max_upstream_page_bytes=config.max_upstream_page_bytes,
-                                upstream_headers={loops.HEADER: loop_marker}, breakers=data_dir / "breakers",
-                                upstream_backoff=config.server.upstream_backoff)
-    return Services(config=config, blobs=blobs, repositories=repositories,
-                    authenticator=Authenticator(on_failure=metrics.failed_login), metrics=metrics,
-                    loop_marker=loop_marker)
+    return blobs, etag_key
 
 
 def _remove_public_tree(data_dir: Path) -> None:

@@ -42,7 +42,8 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     with the test's own directory even when a test kills the server."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PIP_", "UV_", "TWINE_", "POETRY_", "PDM_", "PIPENV_", "HATCH_", "FLIT_",
-                                   "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON"))}
+                                   "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON", "GUNICORN_",
+                                   "PROMETHEUS_"))}
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     env.update({
         "HOME": str(home),
@@ -117,10 +118,9 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
     env = isolated_env(tmp / "server-home", PYPILITE_CONFIG=str(config), PYPILITE_STORAGE_DATA_DIR=str(data_dir),
                        PYPILITE_SERVER_HOST="127.0.0.1", PYPILITE_SERVER_PORT=str(port),
                        **{"PYPILITE_SERVER_UPSTREAM_BACKOFF": "0", **(settings or {})})
-    if mode == "app":
-        command = [sys.executable, "app.py"]  # no command: serve
-    else:
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", str(workers), "wsgi:app"]
+    # No command: serve, with gunicorn as in production, or with werkzeug's development server.
+    command = [sys.executable, "app.py", *(["--dev"] if mode == "app" else [])]
+    env["GUNICORN_CMD_ARGS"] = f"--workers {workers}"
     log = tmp / f"server-{mode}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,

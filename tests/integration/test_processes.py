@@ -14,7 +14,8 @@ import requests
 from tests.integration.conftest import ROOT, free_port, isolated_env, run, stop_server
 
 COMMANDS = {
-    "app": [sys.executable, "app.py"],
+    "app": [sys.executable, "app.py", "--dev"],
+    "pypilite": [sys.executable, "app.py"],
     "gunicorn": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "1", "wsgi:app"],
 }
 
