@@ -1,19 +1,20 @@
 """Build pypilite's distributions: the sdist, the wheel, and `pypilite.pyz`, one file that runs with any
-CPython 3.11+ on Linux (x86_64 or aarch64, glibc 2.17+) and needs nothing else.
+CPython 3.11+ on Linux (glibc 2.17+) on the build machine's architecture, or `--arch`'s, and needs nothing else.
 
     python deploy/build.py                      # into dist/, fetching dependencies from pip's index
     python deploy/build.py --fetch-only         # fill the wheelhouse and stop (tests do this once, online)
     python deploy/build.py --offline            # from the wheelhouse alone
 
-Needs `build` and `shiv` (the `test` extra). The zipapp holds every dependency for each supported Python and
-platform side by side: compiled modules carry their Python and platform in their file names, so one
-interpreter loads its own and ignores the others. shiv unpacks them once, on first run, under ~/.shiv (or
-$SHIV_ROOT).
+Needs `build` and `shiv` (the `test` extra). The zipapp holds every dependency for each supported Python side
+by side: compiled modules carry their Python in their file names, so each interpreter loads its own and ignores
+the others. One architecture a file: abi3 modules do not name theirs. shiv unpacks them once, on first run,
+under ~/.shiv (or $SHIV_ROOT).
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every CPython with its own wheels of pypilite's compiled dependencies; a newer one loads their abi3 builds
 # or the pure-Python fallbacks.
 PYTHONS = ("3.11", "3.12", "3.13", "3.14", "3.15")
-ARCHITECTURES = ("x86_64", "aarch64")
 MANYLINUX = [f"manylinux_2_{minor}" for minor in (17, 24, 26, 27, 28)] + ["manylinux2014"]
 
 
@@ -34,15 +34,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="where the sdist, wheel and pyz go")
     parser.add_argument("--wheelhouse", type=Path, default=ROOT / "build" / "wheelhouse",
                         help="dependencies' wheels for every supported Python and platform")
+    parser.add_argument("--arch", default=platform.machine(), choices=("x86_64", "aarch64"),
+                        help="the Linux architecture the zipapp runs on (default: this machine's)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fetch-only", action="store_true", help="fill the wheelhouse, build nothing")
     mode.add_argument("--offline", action="store_true", help="use the wheelhouse alone, ask no index")
     args = parser.parse_args()
     try:
         if not args.offline:
-            fetch(args.wheelhouse)
+            fetch(args.wheelhouse, args.arch)
         if not args.fetch_only:
-            for path in build(args.out, args.wheelhouse, offline=args.offline):
+            for path in build(args.out, args.wheelhouse, args.arch, offline=args.offline):
                 print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
     except subprocess.CalledProcessError as exc:
         print(f"build: {' '.join(map(str, exc.cmd[:4]))}… failed (exit {exc.returncode})", file=sys.stderr)
@@ -55,19 +57,18 @@ def dependencies() -> list[str]:
         return list(tomllib.load(fh)["project"]["dependencies"])
 
 
-def fetch(wheelhouse: Path) -> None:
+def fetch(wheelhouse: Path, arch: str) -> None:
     """Wheels of every dependency for every target. Those published only as source (peewee) are built here
     first; they are pure Python, so one wheel serves every target."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--wheel-dir", wheelhouse, *dependencies()], check=True)
     for python in PYTHONS:
-        for arch in ARCHITECTURES:
-            subprocess.run([*pip, "download", "--dest", wheelhouse, "--find-links", wheelhouse,
-                            *_target(python, arch), *dependencies()], check=True)
+        subprocess.run([*pip, "download", "--dest", wheelhouse, "--find-links", wheelhouse,
+                        *_target(python, arch), *dependencies()], check=True)
 
 
-def build(out: Path, wheelhouse: Path, offline: bool) -> list[Path]:
+def build(out: Path, wheelhouse: Path, arch: str, offline: bool) -> list[Path]:
     """The sdist and wheel from this checkout, then the zipapp from the wheel and the wheelhouse."""
     out.mkdir(parents=True, exist_ok=True)
     isolation = ["--no-isolation"] if offline else []
@@ -79,14 +80,13 @@ def build(out: Path, wheelhouse: Path, offline: bool) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site-packages"
         for python in PYTHONS:
-            for arch in ARCHITECTURES:
-                # Each target apart, then merged: pip --target would replace a package a target installed.
-                target = Path(tmp) / f"{python}-{arch}"
-                subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install",
-                                "--no-index", "--find-links", wheelhouse, "--target", target, "--no-compile",
-                                *_target(python, arch), wheel], check=True)
-                shutil.rmtree(target / "bin", ignore_errors=True)  # scripts name one interpreter's path
-                shutil.copytree(target, site, dirs_exist_ok=True)
+            # Each Python apart, then merged: pip --target would replace a package another one installed.
+            target = Path(tmp) / python
+            subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install",
+                            "--no-index", "--find-links", wheelhouse, "--target", target, "--no-compile",
+                            *_target(python, arch), wheel], check=True)
+            shutil.rmtree(target / "bin", ignore_errors=True)  # scripts name one interpreter's path
+            shutil.copytree(target, site, dirs_exist_ok=True)
         subprocess.run([sys.executable, "-m", "shiv", "--site-packages", site, "--console-script", "pypilite",
                         "--python", "/usr/bin/env python3", "--output-file", pyz, "--compressed",
                         "--reproducible"], check=True, stdout=subprocess.DEVNULL)

@@ -1,7 +1,8 @@
 """The clients the client tests drive, made under tests/.clients by the README's test command
-(`.venv/bin/python -m tests.clients`): pip wheels of other versions than the test environment's own, and
-one virtual environment per tool at a pinned version. What is there at its version is kept; the tests
-never fetch anything and fail naming this command when something is missing."""
+(`.venv/bin/python -m tests.clients`): pip wheels of other versions than the test environment's own, one
+virtual environment per tool at a pinned version, and the wheelhouse deploy/build.py builds the zipapp from.
+What is there at its version is kept; the tests never fetch anything and fail naming this command when
+something is missing."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ PIPS = ("26.3", "23.0.1", "22.3.1", "21.3")
 TOOLS = {"poetry": "2.5.1", "pdm": "2.29.4", "pipenv": "2026.10.3", "hatch": "1.18.2", "flit": "4.2.0"}
 # Pins besides the tool's own: pdm 2.29 calls hishel 1's storage, which hishel 2 removed.
 ALSO = {"pdm": ("hishel[httpx2]<2",)}
+
+
+ROOT = Path(__file__).resolve().parent.parent
+WHEELHOUSE = CLIENTS / "wheelhouse"
 
 
 def pip_wheel(version: str) -> Path:
@@ -62,13 +67,25 @@ def _make_venv(name: str) -> None:
     _marker(name).write_text(wanted)
 
 
+def _fill_wheelhouse() -> None:
+    """pypilite's dependencies for every target of the zipapp, fetched again when pyproject.toml changes."""
+    marker = WHEELHOUSE / "pyproject.toml"
+    wanted = (ROOT / "pyproject.toml").read_text()
+    if marker.is_file() and marker.read_text() == wanted:
+        return
+    _run([sys.executable, ROOT / "deploy" / "build.py", "--fetch-only", "--wheelhouse", WHEELHOUSE])
+    marker.write_text(wanted)
+
+
 def main() -> None:
     CLIENTS.mkdir(exist_ok=True)
     jobs = [(_download_pip, version) for version in PIPS] + [(_make_venv, name) for name in TOOLS]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        for future in [pool.submit(function, argument) for function, argument in jobs]:
+        futures = [pool.submit(function, argument) for function, argument in jobs] + [pool.submit(_fill_wheelhouse)]
+        for future in futures:
             future.result()
-    print(f"tests/.clients: pip {', '.join(PIPS)}; " + ", ".join(f"{n} {v}" for n, v in TOOLS.items()))
+    print(f"tests/.clients: pip {', '.join(PIPS)}; " + ", ".join(f"{n} {v}" for n, v in TOOLS.items())
+          + "; the zipapp's wheelhouse")
 
 
 if __name__ == "__main__":
