@@ -3,8 +3,8 @@
 Under gunicorn, pypilite/serving.py (or gunicorn.conf.py) points PROMETHEUS_MULTIPROC_DIR at a fresh private
 directory before anything imports prometheus_client; every worker then writes its counts to memory-mapped
 files there and a scrape (whichever worker answers it) adds them up. Without it (`pypilite --dev`, one
-process) the counts live in memory. Labels are bounded: a request counts under its Flask endpoint, never its path, so a scanner
-walking random URLs cannot grow the series without limit.
+process) the counts live in memory. Labels are bounded: a request counts under its Flask endpoint, never
+its path, so a scanner walking random URLs cannot grow the series without limit.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What a server checks once before it serves: in gunicorn's master (pypilite/serving.py), which starts no
-worker when it fails, or before `pypilite --dev` serves. Workers do not repeat it, so each warning is said once a start."""
+worker when it fails, or before `pypilite --dev` serves. Workers do not repeat it, so each warning is said
+once a start."""
 
 from __future__ import annotations
 
