@@ -34,6 +34,7 @@ from tests.integration.conftest import (
     new_venv,
     required,
     run,
+    uv,
 )
 
 # Bare interpreters that may run the zipapp: the machine's own, and the ones pyenv keeps.
@@ -139,8 +140,9 @@ def upload_and_install(served: Served, tmp: Path) -> None:
     assert run([python, "-c", "import shipped_app; print(shipped_app.VERSION)"], env=env).stdout == "1.0\n"
 
 
-def stop(served: Served, how: signal.Signals) -> int:
-    os.kill(served.process.pid, how)
+def stop(served: Served, how: signal.Signals, group: bool = False) -> int:
+    """SIGTERM to the master, as systemd sends it; Ctrl-C reaches the terminal's whole process group."""
+    (os.killpg if group else os.kill)(served.process.pid, how)
     try:
         return served.process.wait(timeout=60)
     finally:
@@ -169,7 +171,10 @@ def test_the_wheel_in_a_fresh_venv_serves_uploads_and_installs(dists: Distributi
     python = new_venv(venv, env)
     wheelhouse = clients.WHEELHOUSE
     run([python, "-m", "pip", "install", "--no-index", "--find-links", wheelhouse, dists.wheel], env=env)
-    assert "Without a command: serve" in run([venv / "bin" / "pypilite", "--help"], env=env, cwd=outside).stdout
+    helps = [run(command, env=env, cwd=cwd).stdout for command, cwd in
+             (([venv / "bin" / "pypilite", "--help"], outside), ([sys.executable, "app.py", "--help"], ROOT))]
+    assert "Without a command: serve" in helps[0]
+    assert helps[0].replace("pypilite", "X") == helps[1].replace("app.py", "X").replace("pypilite", "X")
     served = serve([venv / "bin" / "pypilite"], outside, env)
     try:
         assert_announced(served)
@@ -180,6 +185,18 @@ def test_the_wheel_in_a_fresh_venv_serves_uploads_and_installs(dists: Distributi
         status = stop(served, signal.SIGTERM)
     assert status == 0, served.banner()
     assert not list((outside / "home" / "tmp").glob("pypilite-metrics-*")), "metrics directory left behind"
+
+
+def test_uv_tool_install_gives_the_command(dists: Distributions, outside: Path) -> None:
+    """`uv tool install` (like pipx) puts `pypilite` on the PATH in an environment of its own."""
+    env = isolated_env(outside / "home", UV_TOOL_DIR=str(outside / "tools"), UV_TOOL_BIN_DIR=str(outside / "bin"),
+                       UV_PYTHON_DOWNLOADS="never")
+    run([uv(), "tool", "install", "--offline", "--no-index", "--find-links", clients.WHEELHOUSE,
+         "--python", sys.executable, dists.wheel], env=env, cwd=outside)
+    assert "Without a command: serve" in run([outside / "bin" / "pypilite", "--help"], env=env, cwd=outside).stdout
+    listed = run([outside / "bin" / "pypilite", "repo", "list"], cwd=outside, check=False,
+                 env={**env, "PYPILITE_STORAGE_DATA_DIR": str(outside / "nothing")})
+    assert listed.stderr.startswith("pypilite: no data dir at ")
 
 
 @pytest.mark.parametrize("python", PYTHONS, ids=str)
@@ -200,7 +217,7 @@ def test_the_zipapp_runs_on_a_bare_python(dists: Distributions, outside: Path, p
         assert_announced(served)
         upload_and_install(served, outside)
     finally:
-        status = stop(served, signal.SIGINT)
+        status = stop(served, signal.SIGINT, group=True)
     assert status == 0, served.banner()
     backup = run([python, "-I", pyz, "backup", outside / "backup"],
                  env={**env, "PYPILITE_STORAGE_DATA_DIR": str(served.data)}, cwd=outside)
