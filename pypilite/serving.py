@@ -175,7 +175,7 @@ def _announce(config: Config, server: str) -> None:
         f"with {server}",
         f"  pip, uv:    --index-url {base}/simple/",
         f"  twine:      --repository-url {base}/{config.server.default_repository}/",
-        f"  web UI:     {base}/ui/",
+        f"  web UI:     {base}/",
     ]
     password_file = config.data_dir / INITIAL_PASSWORD_FILE
     if password_file.exists():
