@@ -42,8 +42,7 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     with the test's own directory even when a test kills the server."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PIP_", "UV_", "TWINE_", "POETRY_", "PDM_", "PIPENV_", "HATCH_", "FLIT_",
-                                   "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON", "GUNICORN_",
-                                   "PROMETHEUS_"))}
+                                   "VIRTUALENV_", "PYPILITE_", "XDG_", "VIRTUAL_ENV", "PYTHON", "GUNICORN_"))}
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     env.update({
         "HOME": str(home),
