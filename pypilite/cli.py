@@ -35,6 +35,7 @@ from pypilite.errors import UserError
 from pypilite.markers import STATUSES
 from pypilite.preflight import preflight
 from pypilite.services import Services, open_services
+from pypilite.storage import LocalBlobStore
 from pypilite.upstream import UpstreamError, redact
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
@@ -482,6 +483,9 @@ def import_command(directory: Path, repository: str) -> None:
 def backup_command(dest: Path, config_path: str | None) -> None:
     """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
     config = command_config(config_path)
+    if config.storage.backend != "local":
+        raise click.ClickException("backup copies a local blob store only; on S3 storage, keep the bucket with the "
+                                   "store's own versioning or replication, and the database with its own backups")
     if config.database.url and not config.database.url.startswith("sqlite:"):
         raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
                                    "the blobs directory with your file backup tool")
@@ -493,6 +497,7 @@ def backup_command(dest: Path, config_path: str | None) -> None:
     with database.connection_context():
         try:
             backups.prepare_destination(dest)
+            assert isinstance(opened.blobs, LocalBlobStore)  # storage.backend is "local"
             report = backups.backup(Path(database.obj.database), opened.blobs, dest)
         except backups.BackupError as exc:
             raise click.ClickException(str(exc)) from None
