@@ -73,6 +73,8 @@ def _download(listing: Repository, holder: Repository, sha256: str, filename: st
     response = _accelerated(holder, filename, blob, uploaded, accel) if accel else None
     if response is None:
         response = _sent(holder, filename, uploaded)
+    if response.status_code == 302:
+        return response  # to a presigned URL, which expires: its own Cache-Control stands
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
     shared = listing.public and not principal().authenticated
     response.headers["Cache-Control"] = f"{'public' if shared else 'private'}, max-age={ONE_YEAR}, immutable"
