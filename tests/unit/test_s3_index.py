@@ -11,7 +11,7 @@ import requests
 
 from pypilite import maintenance
 from pypilite.storage import blob_key
-from tests.conftest import Index
+from tests.conftest import Index, call
 from tests.distfactory import sdist_bytes, wheel_bytes
 from tests.s3server import S3Server
 from tests.upstream import Upstream, wheel
@@ -136,3 +136,21 @@ def test_the_store_going_away_is_a_clear_503_and_nothing_half_stored(tmp_path: P
     assert download.status_code == 503 and "blob store is unavailable" in download.get_data(as_text=True)
     health = index.get("/health")
     assert health.status_code == 503 and health.json["storage"] == "failing"
+
+
+def test_import_check_and_backup_commands_on_the_bucket(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        s3_server: S3Server, bucket: str) -> None:
+    config = tmp_path / "pypilite.toml"
+    storage = {"data_dir": str(tmp_path / "data"), **s3_server.raw_config(bucket, PREFIX)}
+    config.write_text("[storage]\n" + "".join(f'{key} = "{value}"\n' for key, value in storage.items()))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "dl").mkdir()
+    for version in ("1.0", "2.0"):
+        (tmp_path / "dl" / f"demo-{version}-py3-none-any.whl").write_bytes(wheel_bytes("demo", version))
+    code, out, _ = call(capsys, "import", str(tmp_path / "dl"), "--repo", "local", "--config", str(config))
+    assert code == 0 and out.splitlines()[-1].startswith("2 imported"), out
+    assert len([key for key in s3_server.keys(bucket) if key.startswith(PREFIX)]) >= 2
+    code, out, _ = call(capsys, "check", "--gc", "--config", str(config))
+    assert code == 0 and " 0 missing, 0 corrupt" in out, out
+    code, _, err = call(capsys, "backup", str(tmp_path / "backup"), "--config", str(config))
+    assert code == 1 and "versioning or replication" in err and len(err.strip().splitlines()) == 1
