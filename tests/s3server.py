@@ -10,11 +10,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 
-from pypilite.storage_s3 import S3BlobStore
+if TYPE_CHECKING:
+    from pypilite.storage_s3 import S3BlobStore
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -78,6 +80,8 @@ class S3Server:
                 "secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
 
     def store(self, data_dir: Path, bucket: str, prefix: str = "", **kwargs) -> S3BlobStore:
+        from pypilite.storage_s3 import S3BlobStore
+
         config = self.raw_config(bucket, prefix)
         return S3BlobStore(data_dir, bucket, prefix=prefix, endpoint=self.endpoint, region="us-east-1",
                            access_key_id=config["access_key_id"], secret_access_key=config["secret_access_key"],

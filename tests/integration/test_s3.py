@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from pypilite.storage import blob_key
 from tests.integration.conftest import (
     LiveServer,
     build,
@@ -32,6 +31,11 @@ from tests.s3server import S3Server
 from tests.upstream import Upstream, wheel
 
 PREFIX = "index/"
+
+
+def key(sha256: str) -> str:
+    """Where a blob lives in the bucket: named by its sha256, under the configured prefix."""
+    return f"{PREFIX}{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,7 @@ def test_twine_uploads_and_pip_and_uv_install_from_the_bucket(node: LiveServer, 
         env=env)
     keys = s3_server.keys(node.bucket)  # type: ignore[attr-defined]
     for dist in dists:
-        assert f"{PREFIX}{blob_key(hashlib.sha256(dist.read_bytes()).hexdigest())}" in keys
+        assert key(hashlib.sha256(dist.read_bytes()).hexdigest()) in keys
     assert not (node.data_dir / "blobs").exists()
     python = new_venv(tmp_path / "venv", env)
     run([python, "-m", "pip", "install", "--index-url", node.simple("local"), "s3-app"], env=env)
@@ -97,7 +101,7 @@ def test_a_proxied_file_is_fetched_once_for_every_node(node: LiveServer, s3_serv
     first = requests.get(requests.compat.urljoin(f"{node.simple('pypi')}upstream-lib/", file["url"]), timeout=30)
     assert hashlib.sha256(first.content).hexdigest() == file["hashes"]["sha256"]
     assert upstream.log.count(file["filename"]) == asked + 1
-    assert f"{PREFIX}{blob_key(file['hashes']['sha256'])}" in s3_server.keys(node.bucket)  # type: ignore[attr-defined]
+    assert key(file["hashes"]["sha256"]) in s3_server.keys(node.bucket)  # type: ignore[attr-defined]
     other = start_server("app", tmp_path, repositories(upstream), data_dir=node.data_dir,
                          settings=s3_server.settings(node.bucket, PREFIX))  # type: ignore[attr-defined]
     try:

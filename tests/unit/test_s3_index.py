@@ -10,7 +10,6 @@ import pytest
 import requests
 
 from pypilite import maintenance
-from pypilite.storage import blob_key
 from tests.conftest import Index, call
 from tests.distfactory import sdist_bytes, wheel_bytes
 from tests.s3server import S3Server
@@ -18,6 +17,11 @@ from tests.upstream import Upstream, wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"
 PREFIX = "pypilite/"
+
+
+def key(sha256: str) -> str:
+    """Where a blob lives in the bucket: named by its sha256, under the configured prefix."""
+    return f"{PREFIX}{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
 def s3_index(tmp_path: Path, server: S3Server, bucket: str, **storage) -> Index:
@@ -41,7 +45,7 @@ def test_uploads_and_downloads_go_through_the_bucket(tmp_path: Path, s3_server: 
     assert index.upload("demo-1.0-py3-none-any.whl", data).status_code == 200
     assert index.upload("demo-1.0.tar.gz", sdist_bytes("demo", "1.0")).status_code == 200
     sha256 = hashlib.sha256(data).hexdigest()
-    assert f"{PREFIX}{blob_key(sha256)}" in s3_server.keys(bucket)
+    assert key(sha256) in s3_server.keys(bucket)
     assert not (index.data_dir / "blobs").exists() and index.temp_files() == []
     url, file = file_url(index, "local", "demo")
     whole = index.get(url)
@@ -73,9 +77,9 @@ def test_check_and_gc_on_the_bucket(tmp_path: Path, s3_server: S3Server, bucket:
     report = index.run(maintenance.check, blobs, gc=True)
     assert report.removed == 2 and index.run(maintenance.check, blobs).unreferenced == []
     victim = index.file_rows()[0].sha256
-    s3_server.client().put_object(Bucket=bucket, Key=f"{PREFIX}{blob_key(victim)}", Body=b"rot")
+    s3_server.client().put_object(Bucket=bucket, Key=key(victim), Body=b"rot")
     assert index.run(maintenance.check, blobs).corrupt
-    s3_server.client().delete_object(Bucket=bucket, Key=f"{PREFIX}{blob_key(victim)}")
+    s3_server.client().delete_object(Bucket=bucket, Key=key(victim))
     assert index.run(maintenance.check, blobs).missing
 
 
@@ -90,7 +94,7 @@ def test_a_proxied_file_is_cached_in_the_bucket(tmp_path: Path, s3_server: S3Ser
         url, file = file_url(index, "pypi", "demo")
         first = index.get(url)
         assert first.status_code == 200 and hashlib.sha256(first.data).hexdigest() == file["hashes"]["sha256"]
-        assert f"{PREFIX}{blob_key(file['hashes']['sha256'])}" in s3_server.keys(bucket)
+        assert key(file["hashes"]["sha256"]) in s3_server.keys(bucket)
     finally:
         upstream.stop()
     again = index.get(url, headers={"Range": "bytes=0-3"})  # from the bucket, the upstream gone
@@ -119,7 +123,7 @@ def test_x_accel_redirect_names_the_same_key(tmp_path: Path, s3_server: S3Server
     assert index.upload("demo-1.0-py3-none-any.whl", data).status_code == 200
     url, _ = file_url(index, "local", "demo")
     sha256 = hashlib.sha256(data).hexdigest()
-    assert index.get(url).headers["X-Accel-Redirect"] == f"/_s3/{blob_key(sha256)}"
+    assert index.get(url).headers["X-Accel-Redirect"] == f"/_s3/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
 def test_the_store_going_away_is_a_clear_503_and_nothing_half_stored(tmp_path: Path) -> None:
