@@ -31,7 +31,7 @@ def _database_ok() -> bool:
 def _free_bytes() -> int | None:
     """Of the data dir's file system, where uploads are spooled (and stored, on the local backend)."""
     try:
-        return shutil.disk_usage(services().blobs.tmp).free
+        return shutil.disk_usage(services().config.data_dir).free
     except OSError:
         return None
 
