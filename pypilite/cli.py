@@ -15,6 +15,7 @@ from werkzeug.serving import run_simple
 
 from pypilite import (
     StartupError,
+    blobcopy,
     breakers,
     create_app,
     grants,
@@ -34,7 +35,7 @@ from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.markers import STATUSES
 from pypilite.preflight import preflight
-from pypilite.services import Services, open_services
+from pypilite.services import Services, open_blob_store, open_services
 from pypilite.storage import LocalBlobStore
 from pypilite.upstream import UpstreamError, redact
 
@@ -447,6 +448,27 @@ def check_command(gc: bool) -> None:
     if not report.clean:
         raise click.ClickException("the data dir has problems (listed above): restore the missing or corrupt "
                                    "files from a backup, or run check --gc for stray temp files")
+
+
+@cli.command("copy-blobs")
+@click.argument("target_config", type=click.Path(exists=True, dir_okay=False))
+@with_database
+def copy_blobs_command(target_config: str) -> None:
+    """Copy every blob the database names into the blob store TARGET_CONFIG's [storage] names, verified by
+    sha256 (a local blob dir into a bucket); then point the index's config at that store."""
+    try:
+        target = open_blob_store(load_config(target_config))
+    except ConfigError as exc:
+        raise click.ClickException(f"{target_config}: {exc}") from None
+    report = blobcopy.copy_blobs(services().blobs, target)
+    for label, items in (("missing", report.missing), ("corrupt", report.corrupt)):
+        for item in items:
+            click.echo(f"{label}: {item}")
+    click.echo(f"copied {report.copied} blobs ({report.copied_bytes} bytes), {report.present} already there, "
+               f"{len(report.missing)} missing, {len(report.corrupt)} corrupt")
+    if report.missing or report.corrupt:
+        raise click.ClickException("some blobs were not copied (listed above): run check, restore them from a "
+                                   "backup, and copy again")
 
 
 @cli.command("import")

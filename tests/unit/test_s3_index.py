@@ -158,3 +158,33 @@ def test_import_check_and_backup_commands_on_the_bucket(capsys: pytest.CaptureFi
     assert code == 0 and " 0 missing, 0 corrupt" in out, out
     code, _, err = call(capsys, "backup", str(tmp_path / "backup"), "--config", str(config))
     assert code == 1 and "versioning or replication" in err and len(err.strip().splitlines()) == 1
+
+
+def test_copy_blobs_moves_a_local_index_into_the_bucket(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        s3_server: S3Server, bucket: str) -> None:
+    """A one-box index grows into a bucket: every blob its database names is copied, verified by sha256; a
+    corrupt one is reported and left out; the index then serves from the bucket."""
+    local = Index(tmp_path / "data")
+    for version in ("1.0", "2.0"):
+        assert local.upload(f"demo-{version}-py3-none-any.whl", wheel_bytes("demo", version)).status_code == 200
+    rows = local.file_rows()
+    rotten = next(row.sha256 for row in rows if row.version == "2.0")
+    (tmp_path / "data" / "blobs" / rotten[:2] / rotten[2:4] / rotten).write_bytes(b"rot")
+    source = tmp_path / "local.toml"
+    source.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    target = tmp_path / "s3.toml"
+    storage = {"data_dir": str(tmp_path / "data"), **s3_server.raw_config(bucket, PREFIX)}
+    target.write_text("[storage]\n" + "".join(f'{name} = "{value}"\n' for name, value in storage.items()))
+    code, out, err = call(capsys, "copy-blobs", str(target), "--config", str(source))
+    assert code == 1 and f"corrupt: {rotten}" in out and "1 corrupt" in out, out + err
+    assert key(rotten) not in s3_server.keys(bucket)
+    good = next(row for row in rows if row.version == "1.0")
+    assert {key(sha) for sha in (good.sha256, good.metadata_sha256, good.info_sha256)} <= set(s3_server.keys(bucket))
+    (tmp_path / "data" / "blobs" / rotten[:2] / rotten[2:4] / rotten).write_bytes(wheel_bytes("demo", "2.0"))
+    code, out, _ = call(capsys, "copy-blobs", str(target), "--config", str(source))
+    assert code == 0 and "copied 1 blobs" in out, out
+    code, out, _ = call(capsys, "check", "--config", str(target))
+    assert code == 0 and " 0 missing, 0 corrupt" in out, out
+    moved = s3_index(tmp_path, s3_server, bucket)
+    url, _ = file_url(moved, "local", "demo")
+    assert moved.get(url).status_code == 200
