@@ -93,3 +93,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_s3_server(tmp_path: Path) -> Iterator[S3Server]:
+    """A store of the test's own, which it may stop; stopped in any case when the test ends."""
+    server = S3Server(tmp_path / "own-moto.log").start()
+    yield server
+    server.stop()

@@ -123,38 +123,35 @@ def test_check_gc_health_and_backup(node: LiveServer) -> None:
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
-def test_the_store_stopped_mid_session(tmp_path: Path, upstream: Upstream) -> None:
+def test_the_store_stopped_mid_session(tmp_path: Path, upstream: Upstream, own_s3_server: S3Server) -> None:
     """Uploads and downloads fail with a one-line 503 while the store is away; no row names a missing
     object, no temp file stays, and /health says which part fails."""
-    store = S3Server(tmp_path / "moto.log").start()
+    store = own_s3_server
+    bucket = store.new_bucket()
+    server = start_server("gunicorn", tmp_path, repositories(upstream), settings=store.settings(bucket))
     try:
-        bucket = store.new_bucket()
-        server = start_server("gunicorn", tmp_path, repositories(upstream), settings=store.settings(bucket))
-        try:
-            auth = ("admin", server.admin_password)
-            wheel_dist = wheel("kept", "1.0")
-            body, content_type = twine_form(wheel_dist.filename, wheel_dist.data)
-            assert requests.post(f"{server.url}/local/", data=body, auth=auth, timeout=30,
-                                 headers={"Content-Type": content_type}).status_code == 200
-            url = requests.get(f"{server.simple('local')}kept/", timeout=30,
-                               headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]["url"]
-            url = requests.compat.urljoin(f"{server.simple('local')}kept/", url)
-            store.stop()
-            lost = wheel("lost", "1.0")
-            body, content_type = twine_form(lost.filename, lost.data)
-            refused = requests.post(f"{server.url}/local/", data=body, auth=auth, timeout=60,
-                                    headers={"Content-Type": content_type})
-            assert refused.status_code == 503 and "blob store is unavailable" in refused.text
-            assert len(refused.text.strip().splitlines()) == 1 and store.endpoint not in refused.text
-            download = requests.get(url, timeout=60)
-            assert download.status_code == 503 and "blob store is unavailable" in download.text
-            health = requests.get(f"{server.url}/health", timeout=30)
-            assert health.status_code == 503 and health.json()["failing"] == ["storage"]
-            with closing(sqlite3.connect(server.data_dir / "pypilite.db")) as db:
-                files = [row[0] for row in db.execute("SELECT filename FROM file")]
-            assert files == [wheel_dist.filename]
-            assert list((server.data_dir / "tmp").glob("upload-*")) == []
-        finally:
-            stop_server(server.process)
-    finally:
+        auth = ("admin", server.admin_password)
+        wheel_dist = wheel("kept", "1.0")
+        body, content_type = twine_form(wheel_dist.filename, wheel_dist.data)
+        assert requests.post(f"{server.url}/local/", data=body, auth=auth, timeout=30,
+                             headers={"Content-Type": content_type}).status_code == 200
+        url = requests.get(f"{server.simple('local')}kept/", timeout=30,
+                           headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]["url"]
+        url = requests.compat.urljoin(f"{server.simple('local')}kept/", url)
         store.stop()
+        lost = wheel("lost", "1.0")
+        body, content_type = twine_form(lost.filename, lost.data)
+        refused = requests.post(f"{server.url}/local/", data=body, auth=auth, timeout=60,
+                                headers={"Content-Type": content_type})
+        assert refused.status_code == 503 and "blob store is unavailable" in refused.text
+        assert len(refused.text.strip().splitlines()) == 1 and store.endpoint not in refused.text
+        download = requests.get(url, timeout=60)
+        assert download.status_code == 503 and "blob store is unavailable" in download.text
+        health = requests.get(f"{server.url}/health", timeout=30)
+        assert health.status_code == 503 and health.json()["failing"] == ["storage"]
+        with closing(sqlite3.connect(server.data_dir / "pypilite.db")) as db:
+            files = [row[0] for row in db.execute("SELECT filename FROM file")]
+        assert files == [wheel_dist.filename]
+        assert list((server.data_dir / "tmp").glob("upload-*")) == []
+    finally:
+        stop_server(server.process)

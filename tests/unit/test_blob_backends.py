@@ -128,8 +128,8 @@ def test_presigned_url_only_when_configured(s3_server: S3Server, tmp_path: Path)
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in url
 
 
-def test_store_unreachable_is_a_one_line_503(tmp_path: Path) -> None:
-    server = S3Server(tmp_path / "moto.log").start()
+def test_store_unreachable_is_a_one_line_503(tmp_path: Path, own_s3_server: S3Server) -> None:
+    server = own_s3_server
     bucket = server.new_bucket()
     store = server.store(tmp_path, bucket)
     sha = store.put_bytes(b"before")

@@ -126,8 +126,9 @@ def test_x_accel_redirect_names_the_same_key(tmp_path: Path, s3_server: S3Server
     assert index.get(url).headers["X-Accel-Redirect"] == f"/_s3/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
-def test_the_store_going_away_is_a_clear_503_and_nothing_half_stored(tmp_path: Path) -> None:
-    server = S3Server(tmp_path / "moto.log").start()
+def test_the_store_going_away_is_a_clear_503_and_nothing_half_stored(tmp_path: Path,
+                                                                     own_s3_server: S3Server) -> None:
+    server = own_s3_server
     index = s3_index(tmp_path, server, server.new_bucket())
     assert index.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")).status_code == 200
     url, _ = file_url(index, "local", "demo")
