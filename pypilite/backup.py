@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pypilite.database import keep_private
 from pypilite.models import ETAG_KEY, new_etag_key
-from pypilite.storage import BlobStore, TempBlob, fsync_dir
+from pypilite.storage import LocalBlobStore, TempBlob, fsync_dir
 
 DATABASE_NAME = "pypilite.db"
 INITIAL_PASSWORD = "initial-admin-password"
@@ -55,10 +55,10 @@ def prepare_destination(dest: Path) -> None:
         raise BackupError(f"backup destination {str(dest)!r}: {exc.strerror or exc}") from None
 
 
-def backup(database_path: Path, blobs: BlobStore, dest: Path) -> BackupReport:
+def backup(database_path: Path, blobs: LocalBlobStore, dest: Path) -> BackupReport:
     """Copy the database at `database_path` and the blobs it lists into `dest` (already prepared)."""
     report = BackupReport()
-    target = BlobStore(dest)
+    target = LocalBlobStore(dest)
     partial = target.tmp / f"{DATABASE_NAME}.part"
     try:
         _snapshot(database_path, partial)
@@ -131,7 +131,7 @@ def _referenced(database: Path) -> tuple[set[str], set[str]]:
     return hosted, proxied
 
 
-def _bring_over(source: Path, sha256: str, target: BlobStore) -> tuple[int, bool]:
+def _bring_over(source: Path, sha256: str, target: LocalBlobStore) -> tuple[int, bool]:
     """Link or copy one blob; returns its size and whether it was linked."""
     final = target.path(sha256)
     final.parent.mkdir(parents=True, exist_ok=True)

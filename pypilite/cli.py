@@ -13,6 +13,7 @@ import click
 
 from pypilite import (
     StartupError,
+    blobcopy,
     breakers,
     grants,
     importer,
@@ -31,7 +32,8 @@ from pypilite.config import Config, ConfigError, load_config, parse_repository
 from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.markers import STATUSES
-from pypilite.services import Services, open_services
+from pypilite.services import Services, open_blob_store, open_services
+from pypilite.storage import LocalBlobStore
 from pypilite.upstream import UpstreamError, redact
 
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
@@ -446,6 +448,27 @@ def check_command(gc: bool) -> None:
                                    "files from a backup, or run check --gc for stray temp files")
 
 
+@cli.command("copy-blobs")
+@click.argument("target_config", type=click.Path(exists=True, dir_okay=False))
+@with_database
+def copy_blobs_command(target_config: str) -> None:
+    """Copy every blob the database names into the blob store TARGET_CONFIG's [storage] names, verified by
+    sha256 (a local blob dir into a bucket); then point the index's config at that store."""
+    try:
+        target = open_blob_store(load_config(target_config))
+    except ConfigError as exc:
+        raise click.ClickException(f"{target_config}: {exc}") from None
+    report = blobcopy.copy_blobs(services().blobs, target)
+    for label, items in (("missing", report.missing), ("corrupt", report.corrupt)):
+        for item in items:
+            click.echo(f"{label}: {item}")
+    click.echo(f"copied {report.copied} blobs ({report.copied_bytes} bytes), {report.present} already there, "
+               f"{len(report.missing)} missing, {len(report.corrupt)} corrupt")
+    if report.missing or report.corrupt:
+        raise click.ClickException("some blobs were not copied (listed above): run check, restore them from a "
+                                   "backup, and copy again")
+
+
 @cli.command("import")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repo", "repository", required=True, help="the hosted repository (or a group's upload_to)")
@@ -480,6 +503,9 @@ def import_command(directory: Path, repository: str) -> None:
 def backup_command(dest: Path, config_path: str | None) -> None:
     """Copy the database and the files it lists into DEST (empty or new) while the server keeps serving."""
     config = command_config(config_path)
+    if config.storage.backend != "local":
+        raise click.ClickException("backup copies a local blob store only; on S3 storage, keep the bucket with the "
+                                   "store's own versioning or replication, and the database with its own backups")
     if config.database.url and not config.database.url.startswith("sqlite:"):
         raise click.ClickException("backup copies SQLite data dirs only; back up PostgreSQL with pg_dump and "
                                    "the blobs directory with your file backup tool")
@@ -491,6 +517,7 @@ def backup_command(dest: Path, config_path: str | None) -> None:
     with database.connection_context():
         try:
             backups.prepare_destination(dest)
+            assert isinstance(opened.blobs, LocalBlobStore)  # storage.backend is "local"
             report = backups.backup(Path(database.obj.database), opened.blobs, dest)
         except backups.BackupError as exc:
             raise click.ClickException(str(exc)) from None

@@ -52,6 +52,17 @@ class StorageConfig:
     data_dir: str = "data"
     # /health fails (503, "disk") when the data dir's filesystem has less free space than this.
     min_free_mb: int = 100
+    # "local": blobs under data_dir/blobs; "s3": in an S3-compatible bucket (the `s3` extra), spooled in data_dir.
+    backend: str = "local"
+    bucket: str = ""
+    prefix: str = ""  # keys start with it, e.g. "pypilite/"
+    endpoint: str = ""  # empty: AWS S3; else the store's URL (MinIO, Ceph, Garage)
+    region: str = ""
+    # Empty: boto3's own chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role).
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    # "presigned": downloads are redirected to a short-lived URL of the store; empty: pypilite streams them.
+    redirect: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,6 +237,24 @@ def _reject_unknown_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(f"unknown config variable: {var}")
 
 
+def _check_storage(storage: StorageConfig) -> None:
+    if storage.backend not in ("local", "s3"):
+        raise ConfigError(f"storage.backend must be \"local\" or \"s3\", not {storage.backend!r}")
+    if storage.backend == "local":
+        return
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", storage.bucket):
+        raise ConfigError(f"storage.bucket must name an S3 bucket (3-63 lowercase letters, digits, '.', '-'), "
+                          f"not {storage.bucket!r}")
+    if storage.prefix and not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/", storage.prefix):
+        raise ConfigError(f"storage.prefix must be a key prefix ending with '/', not {storage.prefix!r}")
+    if storage.endpoint and not re.fullmatch(r"https?://[^/\s@]+/?", storage.endpoint):
+        raise ConfigError("storage.endpoint must be the store's http(s) URL, without a path or credentials")
+    if bool(storage.access_key_id) != bool(storage.secret_access_key):
+        raise ConfigError("storage.access_key_id and storage.secret_access_key go together: set both or neither")
+    if storage.redirect not in ("", "presigned"):
+        raise ConfigError(f"storage.redirect must be \"presigned\" or empty, not {storage.redirect!r}")
+
+
 REPOSITORY_KEYS: dict[str, set[str]] = {
     "hosted": {"public", "allow_overwrite"},
     "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout", "offline"},
@@ -294,6 +323,7 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(f"database.url must be sqlite:/// or postgresql://, not {config.database.url!r}")
     if not config.storage.data_dir:
         raise ConfigError("storage.data_dir must not be empty")
+    _check_storage(config.storage)
     names = set()
     for repo in config.repositories:
         if repo.name in names:

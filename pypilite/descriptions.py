@@ -194,7 +194,7 @@ _CACHE = InfoCache()
 
 def _parse(blobs: BlobStore, sha256: str) -> ReleaseInfo | None:
     try:
-        with blobs.path(sha256).open("rb") as fh:
+        with blobs.open(sha256) as fh:
             raw = fh.read(MAX_METADATA_BYTES)
     except OSError:
         return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import peewee as pw
 
@@ -39,8 +38,8 @@ class Report:
         return not (self.missing or self.corrupt or self.stray_temp or self.database_errors)
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as fh:
+def _sha256(blobs: BlobStore, sha256: str) -> str:
+    with blobs.open(sha256) as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
@@ -57,25 +56,24 @@ def check(blobs: BlobStore, gc: bool = False) -> Report:
             if sha256 is None or sha256 in referenced:
                 continue
             referenced.add(sha256)
-            path = blobs.path(sha256)
-            if not path.is_file():
+            if not blobs.exists(sha256):
                 if not row.origin_url:  # a proxy fetches its files on first request; a hosted one must have it
                     report.missing.append(f"{what} ({sha256})")
                 continue
             report.checked += 1
-            if _sha256(path) != sha256:
+            if _sha256(blobs, sha256) != sha256:
                 report.corrupt.append(f"{what} ({sha256})")
     cutoff = time.time() - GC_GRACE_SECONDS
     if gc:
         report.removed_temp = blobs.sweep_temp()
     report.stray_temp = sorted(p.name for p in blobs.abandoned_temp())
-    for path in blobs.root.glob("*/*/*"):
-        if path.name in referenced:
+    for stored in blobs.listing():
+        if stored.sha256 in referenced:
             continue
-        report.unreferenced.append(path.name)
-        if gc and path.stat().st_ctime < cutoff:  # ctime: a blob's mtime is always 0 (BlobStore.commit)
-            report.removed_bytes += path.stat().st_size
-            path.unlink()
+        report.unreferenced.append(stored.sha256)
+        if gc and stored.changed < cutoff:
+            report.removed_bytes += stored.size
+            blobs.delete(stored.sha256)
             report.removed += 1
     return report
 

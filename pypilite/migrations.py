@@ -31,7 +31,7 @@ from pypilite.models import (
     User,
     new_etag_key,
 )
-from pypilite.storage import BlobStore
+from pypilite.storage import BlobStore, LocalBlobStore
 
 
 class SchemaError(Exception):
@@ -122,7 +122,7 @@ def _keep_fetched_blobs(blobs: BlobStore) -> None:
     rows = (File.select(Project.repository, File.sha256).join(Project)
             .where((File.origin_url != "") & File.sha256.not_in(hosted) & File.sha256.not_in(deleted))
             .distinct().tuples())
-    kept = [(repository, sha256) for repository, sha256 in rows if blobs.path(sha256).is_file()]
+    kept = [(repository, sha256) for repository, sha256 in rows if blobs.exists(sha256)]
     for start in range(0, len(kept), 500):
         FetchedBlob.insert_many(kept[start:start + 500], fields=[FetchedBlob.repository, FetchedBlob.sha256]
                                 ).on_conflict_ignore().execute()
@@ -150,9 +150,9 @@ def _migration_6(db: pw.Database, _blobs: BlobStore | None) -> None:
 
 
 def _migration_7(_db: pw.Database, blobs: BlobStore | None) -> None:
-    """Stored blobs carry no time of their own from now on (see BlobStore.commit): the ones stored before
+    """Stored blobs carry no time of their own from now on (see LocalBlobStore.commit): the ones stored before
     lose theirs."""
-    if blobs is not None:
+    if isinstance(blobs, LocalBlobStore):
         for path in blobs.root.glob("*/*/*"):
             os.utime(path, (0, 0))
 
@@ -201,7 +201,8 @@ def _extract_release_info(blobs: BlobStore) -> None:
         found = {}
         for row in rows:
             try:
-                raw = metadata_bytes(blobs.path(row.sha256), parse_filename(row.filename), row.filename)
+                with blobs.local_copy(row.sha256) as path:
+                    raw = metadata_bytes(path, parse_filename(row.filename), row.filename)
             except (InvalidDistribution, OSError):
                 continue
             found[row.id] = blobs.put_bytes(raw)

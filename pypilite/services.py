@@ -18,7 +18,7 @@ from pypilite.errors import UserError
 from pypilite.metrics import Metrics
 from pypilite.repositories import Repositories
 from pypilite.repository_admin import ensure_configured
-from pypilite.storage import BlobStore
+from pypilite.storage import BlobStore, LocalBlobStore
 from pypilite.users import ensure_initial_admin
 
 
@@ -58,7 +58,7 @@ def prepare_data_dir(config: Config) -> tuple[BlobStore, bytes]:
     data_dir = config.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        blobs = BlobStore(data_dir, min_free=config.min_free_bytes)
+        blobs = open_blob_store(config)
         bind(make_database(config.database.url, data_dir))
         with _startup_lock(data_dir), database.connection_context():
             blobs.sweep_temp()  # what uploads and downloads killed with their process left behind
@@ -76,6 +76,21 @@ def prepare_data_dir(config: Config) -> tuple[BlobStore, bytes]:
     except OSError as exc:
         raise StartupError(f"data dir {config.storage.data_dir!r}: {exc.strerror or exc}") from None
     return blobs, etag_key
+
+
+def open_blob_store(config: Config) -> BlobStore:
+    """The configured backend; boto3 is imported only for S3 (the `s3` extra)."""
+    storage = config.storage
+    if storage.backend == "local":
+        return LocalBlobStore(config.data_dir, min_free=config.min_free_bytes)
+    try:
+        from pypilite.storage_s3 import S3BlobStore
+    except ImportError:
+        raise ConfigError("storage.backend = \"s3\" needs boto3: pip install 'pypilite[s3]'") from None
+    return S3BlobStore(config.data_dir, storage.bucket, prefix=storage.prefix, endpoint=storage.endpoint,
+                       region=storage.region, access_key_id=storage.access_key_id,
+                       secret_access_key=storage.secret_access_key, presigned=storage.redirect == "presigned",
+                       min_free=config.min_free_bytes)
 
 
 def _remove_public_tree(data_dir: Path) -> None:

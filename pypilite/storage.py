@@ -1,8 +1,9 @@
-"""Content-addressed blob storage under data_dir/blobs.
+"""Content-addressed blob storage: the interface (BlobStore) and its local backend under data_dir/blobs.
 
-A write streams into a flock'ed temp file on the same filesystem, hashed as it goes, then is fsync'd and
-renamed into place before any row may name it; a temp file nobody holds is abandoned and may be swept. A
-full disk, or a write that would pass storage.min_free_mb, is a 507 (InsufficientStorage), not a crash.
+Every backend writes through a flock'ed temp file in data_dir/tmp, hashed as it goes, and makes the bytes
+visible under their sha256 before any row may name them; a temp file nobody holds is abandoned and may be
+swept. A full disk, or a write that would pass storage.min_free_mb, is a 507 (InsufficientStorage), not a
+crash. The S3-compatible backend is pypilite.storage_s3.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import os
 import re
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pypilite.errors import InsufficientStorage
 
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 # How often a growing temp file looks at the free space left (a statvfs): at most this much past the floor.
 FREE_CHECK_BYTES = 16 * 1024 * 1024
 TEMP_PREFIX = "upload-"
@@ -135,43 +139,85 @@ class TempBlob:
                 self.path.unlink(missing_ok=True)
 
 
-class BlobStore:
+def blob_key(sha256: str) -> str:
+    """A blob's name below the store's root (`ab/cd/abcd…`), the same on every backend."""
+    if not SHA256_HEX.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """One blob as a listing finds it: `changed` is when it was last stored (gc ages blobs by it)."""
+
+    sha256: str
+    size: int
+    changed: float
+
+
+class BlobStore(ABC):
+    """Where blobs live, by sha256. Writes go through a local temp file (TempBlob) on every backend, so an
+    upload is bounded, hashed and checked before the store sees a byte of it."""
+
     def __init__(self, data_dir: Path, min_free: int = 0) -> None:
-        self.root = data_dir / "blobs"
         self.tmp = data_dir / "tmp"
         self.min_free = min_free
-        self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-
-    def path(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
-            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def temp(self, limit: int | None = None) -> TempBlob:
         return TempBlob(self.tmp, limit, self.min_free)
 
+    @abstractmethod
     def commit(self, blob: TempBlob) -> str:
-        """Move a finished temp blob to its content address; identical bytes already stored are kept once.
-        Renamed while still open, so its writer's lock covers it until it has left the temp area.
+        """Make a finished temp blob visible under its sha256 (once for identical bytes); return the sha256."""
 
-        A stored blob carries no time of its own (mtime 0): nginx dates and validates the downloads it sends
-        by mtime, which would tell any reader when some repository, a private one too, last stored the same
-        bytes. Setting it moves the ctime, which garbage collection reads instead (maintenance.check)."""
-        blob.finish()
-        sha256 = blob.sha256
-        final = self.path(sha256)
-        if final.is_file():
+    @abstractmethod
+    def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored."""
+
+    @abstractmethod
+    def size(self, sha256: str) -> int | None:
+        """The blob's length, None when it is not stored."""
+
+    @abstractmethod
+    def open(self, sha256: str) -> io.BufferedReader:
+        """The blob for reading (seekable); FileNotFoundError when it is not stored."""
+
+    @abstractmethod
+    def delete(self, sha256: str) -> None:
+        """Remove the blob (garbage collection only)."""
+
+    @abstractmethod
+    def listing(self) -> Iterator[StoredBlob]:
+        """Every stored blob."""
+
+    @abstractmethod
+    def healthy(self) -> bool:
+        """Whether the store can be read and written right now."""
+
+    def local_file(self, sha256: str) -> Path | None:
+        """The blob's own file where the backend keeps one on this machine (for sendfile and nginx)."""
+        return None
+
+    def presigned_url(self, sha256: str, download_name: str) -> str | None:
+        """A time-limited URL a client may fetch the blob from directly, where the backend is set to give one."""
+        return None
+
+    @contextmanager
+    def local_copy(self, sha256: str) -> Iterator[Path]:
+        """The blob as a file on this machine for as long as the block runs (archives are read at random)."""
+        path = self.local_file(sha256)
+        if path is not None:
+            yield path
+            return
+        blob = self.temp()
+        try:
+            with self.open(sha256) as source:
+                shutil.copyfileobj(source, blob, 1024 * 1024)
+            blob.flush()
+            yield blob.path
+        finally:
             blob.discard()
-        else:
-            with out_of_space_is_507():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(blob.path, final)
-                fsync_dir(final.parent)
-        os.utime(final, (0, 0))
-        blob.committed = True
-        blob.close()
-        return sha256
 
     def abandoned_temp(self) -> list[Path]:
         """Temp files whose writer is gone (crashed, killed): nobody holds their lock. Nobody ever will again
@@ -207,6 +253,74 @@ class BlobStore:
             return self.commit(blob)
         finally:
             blob.discard()
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files under data_dir/blobs, renamed into place from the temp directory beside it."""
+
+    def __init__(self, data_dir: Path, min_free: int = 0) -> None:
+        super().__init__(data_dir, min_free)
+        self.root = data_dir / "blobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / blob_key(sha256)
+
+    def commit(self, blob: TempBlob) -> str:
+        """Move a finished temp blob to its content address; identical bytes already stored are kept once.
+        Renamed while still open, so its writer's lock covers it until it has left the temp area.
+
+        A stored blob carries no time of its own (mtime 0): nginx dates and validates the downloads it sends
+        by mtime, which would tell any reader when some repository, a private one too, last stored the same
+        bytes. Setting it moves the ctime, which garbage collection reads instead (maintenance.check)."""
+        blob.finish()
+        sha256 = blob.sha256
+        final = self.path(sha256)
+        if final.is_file():
+            blob.discard()
+        else:
+            with out_of_space_is_507():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(blob.path, final)
+                fsync_dir(final.parent)
+        os.utime(final, (0, 0))
+        blob.committed = True
+        blob.close()
+        return sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def size(self, sha256: str) -> int | None:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open(self, sha256: str) -> io.BufferedReader:
+        return self.path(sha256).open("rb")
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def listing(self) -> Iterator[StoredBlob]:
+        for path in self.root.glob("*/*/*"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            # ctime: a blob's mtime is always 0 (commit)
+            yield StoredBlob(path.name, stat.st_size, stat.st_ctime)
+
+    def healthy(self) -> bool:
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.tmp, prefix="health-"):
+                return self.root.is_dir()
+        except OSError:
+            return False
+
+    def local_file(self, sha256: str) -> Path | None:
+        return self.path(sha256)
 
 
 def fsync_dir(path: Path) -> None:

@@ -44,7 +44,7 @@ def read_metadata(blobs: BlobStore, files: list[DistFile]) -> RawMetadata | None
         if not dist.info_sha256:
             continue
         try:
-            with blobs.path(dist.info_sha256).open("rb") as fh:
+            with blobs.open(dist.info_sha256) as fh:
                 raw, _ = parse_email(fh.read(MAX_METADATA_BYTES))
         except (OSError, ValueError):
             continue

@@ -19,6 +19,9 @@ from pypilite.database import bind, database
 from pypilite.models import File
 from tests import memo_rule
 
+# The S3-compatible server (moto's, on loopback) that the s3 backend's tests share.
+pytest_plugins = ["tests.s3server"]
+
 ADMIN = "admin"
 # Nothing listens on the discard port: the default `pypi` proxy fails fast instead of reaching the internet.
 CLOSED_UPSTREAM = "http://127.0.0.1:9/simple/"

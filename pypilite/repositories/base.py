@@ -13,7 +13,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
@@ -91,9 +90,8 @@ class ProjectIndex:
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A blob to send: from the local store, or (a proxy's first fetch) as `stream` while it is stored."""
+    """A blob to send: from the blob store, or (a proxy's first fetch) as `stream` while it is stored."""
 
-    path: Path
     sha256: str
     download_name: str
     stream: Iterable[bytes] | None = None

@@ -55,8 +55,7 @@ class ProxyFiles:
                                           & (FetchedBlob.sha256 == sha256)).exists()
 
     def _kept(self, sha256: str, filename: str) -> BlobRef | None:
-        path = self.blobs.path(sha256)
-        return BlobRef(path, sha256, filename) if path.is_file() and self.fetched(sha256) else None
+        return BlobRef(sha256, filename) if self.fetched(sha256) and self.blobs.exists(sha256) else None
 
     def open_file(self, row: File) -> BlobRef:
         local = self._kept(row.sha256, row.filename)
@@ -92,7 +91,7 @@ class ProxyFiles:
         except BaseException:
             stream.close()
             raise
-        return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename, stream=stream,
+        return BlobRef(row.sha256, row.filename, stream=stream,
                        size=row.size if row.size is not None else length)
 
     def open_metadata(self, row: File) -> BlobRef | None:
@@ -195,7 +194,8 @@ class ProxyFiles:
             if row.metadata_sha256 is not None and self.fetched(row.metadata_sha256):
                 info = row.metadata_sha256
             else:
-                raw = metadata_bytes(self.blobs.path(row.sha256), parse_filename(row.filename), row.filename)
+                with self.blobs.local_copy(row.sha256) as path:
+                    raw = metadata_bytes(path, parse_filename(row.filename), row.filename)
                 info = self.blobs.put_bytes(raw)
             offered = row.metadata_sha256 is None and row.packagetype == WHEEL  # see ProxyRepository._core_metadata
             # The upstream's declared .metadata, byte for byte: served from the cache when the upstream is not asked.

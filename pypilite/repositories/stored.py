@@ -129,7 +129,7 @@ class StoredRepository(Repository):
 
     def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
         ref = self._blob_ref(filename, metadata)
-        return ref if ref is not None and ref.path.is_file() else None
+        return ref if ref is not None and self.blobs.exists(ref.sha256) else None
 
     def _blob_ref(self, filename: str, metadata: bool) -> BlobRef | None:
         """Where the row says the file's (or its metadata's) bytes are, whether or not they are there."""
@@ -137,11 +137,11 @@ class StoredRepository(Repository):
         if row is None:
             return None
         if not metadata:
-            return BlobRef(self.blobs.path(row.sha256), row.sha256, row.filename)
+            return BlobRef(row.sha256, row.filename)
         metadata_sha256 = self._core_metadata(row)
         if metadata_sha256 is None:
             return None
-        return BlobRef(self.blobs.path(metadata_sha256), metadata_sha256, f"{row.filename}.metadata")
+        return BlobRef(metadata_sha256, f"{row.filename}.metadata")
 
     def _core_metadata(self, row: File) -> str | None:
         """The sha256 of the PEP 658 metadata the repository offers for a file."""

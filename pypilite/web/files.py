@@ -1,5 +1,6 @@
 """Distribution files and their PEP 658 metadata. The URL carries the sha256, so it is cached for a year;
-sent with send_file, or, behind nginx (server.x_accel_redirect), named in X-Accel-Redirect once pypilite
+sent with send_file (streamed from an object store), redirected to a presigned URL of the store
+(storage.redirect), or, behind nginx (server.x_accel_redirect), named in X-Accel-Redirect once pypilite
 decided who may read it (deploy/nginx.conf).
 """
 
@@ -9,13 +10,16 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from flask import Blueprint, Response, request, send_file
 from werkzeug.http import quote_header_value
+from werkzeug.wsgi import FileWrapper
 
 from pypilite.dists import InvalidDistribution, parse_filename
 from pypilite.errors import NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
+from pypilite.storage import blob_key
 from pypilite.web import memo
 from pypilite.web.context import page_cache, principal, readable_repository, services
 
@@ -69,6 +73,8 @@ def _download(listing: Repository, holder: Repository, sha256: str, filename: st
     response = _accelerated(holder, filename, blob, uploaded, accel) if accel else None
     if response is None:
         response = _sent(holder, filename, uploaded)
+    if response.status_code == 302:
+        return response  # to a presigned URL, which expires: its own Cache-Control stands
     # The URL names the bytes (its sha256): cached for a year, by shared caches only where anyone may read.
     shared = listing.public and not principal().authenticated
     response.headers["Cache-Control"] = f"{'public' if shared else 'private'}, max-age={ONE_YEAR}, immutable"
@@ -96,28 +102,61 @@ def _sent(repository: Repository, filename: str, uploaded: datetime) -> Response
         raise NotFound(f"{dist_name!r} has no core metadata file")
     if ref.stream is not None:
         return _streamed(ref)
-    if not ref.path.is_file():
-        log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
-        raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
-    return _send_blob(ref, uploaded)
+    blobs = services().blobs
+    path = blobs.local_file(ref.sha256)
+    if path is not None:
+        if not path.is_file():
+            _missing(ref, filename, repository)
+        return _send_blob(path, ref, uploaded)
+    url = blobs.presigned_url(ref.sha256, ref.download_name)
+    if url is not None:
+        return _redirected(url)
+    size = blobs.size(ref.sha256)
+    if size is None:
+        _missing(ref, filename, repository)
+    return _send_stream(ref, size, uploaded)
 
 
-def _send_blob(ref: BlobRef, uploaded: datetime) -> Response:
+def _missing(ref: BlobRef, filename: str, repository: Repository) -> NoReturn:
+    log.error("blob %s of %s in %s is missing from the store", ref.sha256, filename, repository.name)
+    raise UserError(500, "stored file is missing from the blob store; restore it from a backup")
+
+
+def _send_blob(path: Path, ref: BlobRef, uploaded: datetime) -> Response:
     """Range, 304 and 416 are werkzeug's; the open file goes to gunicorn's sendfile."""
-    response = send_file(ref.path, mimetype="application/octet-stream", etag=ref.sha256, conditional=True,
+    response = send_file(path, mimetype="application/octet-stream", etag=ref.sha256, conditional=True,
                          last_modified=uploaded)
     response.headers["Content-Disposition"] = _disposition(ref.download_name)
     # werkzeug dates a conditional answer, but the server dates every answer as it sends it: werkzeug's
     # development server would send both dates, and the memo would repeat the first one for good.
     del response.headers["Date"]
-    memo.offer(path=ref.path)  # the URL names the bytes: only a database change can change the answer
+    memo.offer(path=path)  # the URL names the bytes: only a database change can change the answer
     return response
 
 
-def _stored(repository: Repository, filename: str, blob: str) -> Path | None:
+def _send_stream(ref: BlobRef, size: int, uploaded: datetime) -> Response:
+    """A blob from an object store, read as it is sent. werkzeug answers Range, 304 and 416 as for a file;
+    its FileWrapper seeks, so a range costs one ranged GET of the store, never the bytes before it."""
+    body = services().blobs.open(ref.sha256)
+    response = Response(FileWrapper(body), mimetype="application/octet-stream", direct_passthrough=True)
+    response.content_length = size
+    response.set_etag(ref.sha256)
+    response.last_modified = uploaded
+    response.headers["Content-Disposition"] = _disposition(ref.download_name)
+    response.make_conditional(request, accept_ranges=True, complete_length=size)
+    del response.headers["Date"]
+    return response
+
+
+def _redirected(url: str) -> Response:
+    """A time-limited URL of the store itself: the redirect must not outlive it in any cache."""
+    return Response(status=302, headers={"Location": url, "Cache-Control": "private, no-store"})
+
+
+def _stored(repository: Repository, filename: str, blob: str) -> str | None:
     """The stored blob `repository` may hand out for the URL's file, if it is the one the URL stands for."""
     ref = repository.stored_blob(filename.removesuffix(METADATA_SUFFIX), filename.endswith(METADATA_SUFFIX))
-    return ref.path if ref is not None and ref.sha256 == blob else None
+    return ref.sha256 if ref is not None and ref.sha256 == blob else None
 
 
 def _accelerated(repository: Repository, filename: str, blob: str, uploaded: datetime,
@@ -127,14 +166,16 @@ def _accelerated(repository: Repository, filename: str, blob: str, uploaded: dat
     proxied file it has not fetched itself yet, or a blob gone missing); but when nginx only asks whether it
     may send the file (deploy/nginx.conf's decision subrequest), pypilite starts nothing and says "not from
     you" with an answer that names no blob."""
-    path = _stored(repository, filename, blob)
-    if path is None:
+    stored = _stored(repository, filename, blob)
+    if stored is None:
         return Response(status=200) if request.headers.get(DECISION_HEADER) else None
     response = Response(mimetype="application/octet-stream")
-    response.headers["X-Accel-Redirect"] = location + path.relative_to(services().blobs.root).as_posix()
+    response.headers["X-Accel-Redirect"] = location + blob_key(stored)  # the same name on every backend
     response.headers["Content-Disposition"] = _disposition(filename)
-    response.last_modified = uploaded  # nginx's own date of the blob is 1970 (BlobStore.commit)
-    memo.offer(requires=path)
+    response.last_modified = uploaded  # nginx's own date of the blob is 1970 (LocalBlobStore.commit)
+    path = services().blobs.local_file(stored)
+    if path is not None:  # a blob in an object store is named to nginx again on each request
+        memo.offer(requires=path)
     return response
 
 

@@ -5,7 +5,6 @@ metric) are for global administrators only; whether each part is ok stays public
 from __future__ import annotations
 
 import shutil
-import tempfile
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -29,17 +28,10 @@ def _database_ok() -> bool:
     return True
 
 
-def _storage_ok() -> bool:
-    try:
-        with tempfile.NamedTemporaryFile(dir=services().blobs.tmp, prefix="health-"):
-            return services().blobs.root.is_dir()
-    except OSError:
-        return False
-
-
 def _free_bytes() -> int | None:
+    """Of the data dir's file system, where uploads are spooled (and stored, on the local backend)."""
     try:
-        return shutil.disk_usage(services().blobs.root).free
+        return shutil.disk_usage(services().config.data_dir).free
     except OSError:
         return None
 
@@ -48,7 +40,8 @@ def _free_bytes() -> int | None:
 def health() -> Response:
     floor = services().config.min_free_bytes
     free = _free_bytes()
-    checks = {"database": _database_ok(), "storage": _storage_ok(), "disk": free is not None and free >= floor}
+    checks = {"database": _database_ok(), "storage": services().blobs.healthy(),
+              "disk": free is not None and free >= floor}
     failing = [name for name, ok in checks.items() if not ok]
     body: dict[str, Any] = {"status": "ok" if not failing else "error", "version": __version__,
             **{name: "ok" if ok else "failing" for name, ok in checks.items()}}

@@ -132,7 +132,7 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
         try:
             if requests.get(f"{url}/health", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its workers still booting
             time.sleep(0.1)
     else:
         stop_server(process)

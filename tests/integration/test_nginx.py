@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import json
 import os
 import shutil
 import socket
@@ -50,10 +51,10 @@ FIRST_TIME = wheel("first-time", "1.0")  # downloaded by one test only: its firs
 DECISION_BOUND = 5
 
 
-def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path) -> Path:
-    """The shipped site with this test's ports and paths, inside the smallest main config that runs
-    unprivileged-style from a temp prefix."""
-    site = SITE.read_text()
+def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path, site: str | None = None) -> Path:
+    """The shipped site (or its S3 variant) with this test's ports and paths, inside the smallest main config
+    that runs unprivileged-style from a temp prefix."""
+    site = SITE.read_text() if site is None else site
     for shipped, here in (("listen 80;", f"listen 127.0.0.1:{port};"), ("127.0.0.1:8080", upstream),
                           ("/var/lib/pypilite/data/", f"{data_dir}/"),
                           ("/var/cache/nginx/pypilite", f"{directory}/decisions")):
@@ -444,3 +445,68 @@ def test_the_json_api_through_nginx_names_nginx_and_keeps_private_projects_priva
     assert requests.get(file_url, timeout=10).status_code == 401
     data = requests.get(file_url, auth=("admin", server.admin_password), timeout=10).content
     assert hashlib.sha256(data).hexdigest() == doc["urls"][0]["digests"]["sha256"]
+
+
+def s3_site(bucket_url: str) -> str:
+    """deploy/nginx.conf's S3 variant, made as its comment says: the "#s3 " lines on, the alias off."""
+    site = SITE.read_text()
+    assert site.count("        alias $pypilite_blob_file;\n") == 1 and "#s3 " in site
+    site = site.replace("        alias $pypilite_blob_file;\n", "")
+    site = "\n".join(line.removeprefix("#s3 ") for line in site.splitlines())
+    return site.replace("http://127.0.0.1:9000/pypilite/blobs/", bucket_url)
+
+
+def test_nginx_sends_blobs_from_the_bucket(tmp_path: Path, s3_server) -> None:
+    """The S3 variant: pypilite decides, nginx reads the blob from the bucket, with Range; the client's
+    credentials never reach the store, and the store's own date of the bytes never reaches the client."""
+    required(Path(NGINX), "apt-get install nginx-light (.ci/run does)")
+    bucket = s3_server.new_bucket()
+    # What the site's comment asks of the store: this host may read the prefix without signing, no one else.
+    s3_server.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/blobs/*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}}]}))
+    repositories = [{"name": "local", "repository_type": "hosted"},
+                    {"name": "team", "repository_type": "hosted", "public": False}]
+    server = start_server("gunicorn", tmp_path, repositories, settings={
+        "PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION, **s3_server.settings(bucket, "blobs/")})
+    port = free_port()
+    config = nginx_config(tmp_path, port, server.url.removeprefix("http://"), server.data_dir,
+                          s3_site(f"{s3_server.endpoint}/{bucket}/blobs/"))
+    output = tmp_path / "nginx.out"
+    with output.open("wb") as out:
+        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"],
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"nginx did not start: {output.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        auth = ("admin", server.admin_password)
+        for repo, name in (("local", "open-one"), ("team", "secret-one")):
+            assert _upload(url, server, repo, wheel_bytes(name, "1.0"), name, "1.0").status_code == 200
+        data = wheel_bytes("open-one", "1.0")
+        file = requests.get(f"{url}/local/simple/open-one/", timeout=10,
+                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
+        file_url = urljoin(f"{url}/local/simple/open-one/", file["url"]).split("#")[0]
+        whole = requests.get(file_url, auth=auth, timeout=30)
+        assert whole.status_code == 200 and whole.content == data
+        assert file["hashes"]["sha256"] not in whole.headers["ETag"]  # the store's validator: the store sent it
+        assert "x-amz-request-id" not in whole.headers and "Set-Cookie" not in whole.headers
+        assert parsedate_to_datetime(whole.headers["Last-Modified"]).year > 1970  # the upload's time, pypilite's
+        part = requests.get(file_url, headers={"Range": "bytes=10-19"}, timeout=10)
+        assert part.status_code == 206 and part.content == data[10:20]
+        secret = requests.get(f"{url}/team/simple/secret-one/", auth=auth, timeout=10,
+                              headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
+        secret_url = urljoin(f"{url}/team/simple/secret-one/", secret["url"]).split("#")[0]
+        assert requests.get(secret_url, timeout=10).status_code == 401
+        assert requests.get(secret_url, auth=auth, timeout=10).content == wheel_bytes("secret-one", "1.0")
+    finally:
+        stop_server(nginx)
+        stop_server(server.process)

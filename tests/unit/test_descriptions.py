@@ -15,7 +15,7 @@ from pypilite import descriptions, dists
 from pypilite.descriptions import InfoCache, ReleaseInfo, release_info
 from pypilite.models import File, Project, Repository
 from pypilite.repositories.base import DistFile
-from pypilite.storage import BlobStore
+from pypilite.storage import LocalBlobStore
 from tests.conftest import Index
 from tests.distfactory import MB, long_name_sdist, metadata_text, wheel_bytes
 
@@ -40,7 +40,7 @@ def no_archives(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_stored_archive_without_extracted_metadata_shows_nothing(tmp_path: Path, no_archives) -> None:
-    blobs = BlobStore(tmp_path)
+    blobs = LocalBlobStore(tmp_path)
     bomb = blobs.put_bytes(long_name_sdist(300 * MB, root="demo-1.0"))
     assert release_info(blobs, [dist("demo-1.0.tar.gz", bomb, None)]) is None
 
@@ -48,14 +48,14 @@ def test_a_stored_archive_without_extracted_metadata_shows_nothing(tmp_path: Pat
 def test_the_extracted_metadata_is_read_with_a_bound(tmp_path: Path, no_archives,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(descriptions, "MAX_METADATA_BYTES", 200)
-    blobs = BlobStore(tmp_path)
+    blobs = LocalBlobStore(tmp_path)
     raw = metadata_text("demo", "1.0").replace("A long description.", "x" * 1000 + "END")
     info = release_info(blobs, [dist("demo-1.0.tar.gz", "ab" * 32, blobs.put_bytes(raw.encode()))])
     assert info is not None and info.name == "demo" and "END" not in info.description_html
 
 
 def test_files_sharing_metadata_share_one_entry_and_keep_their_own_source(tmp_path: Path) -> None:
-    blobs = BlobStore(tmp_path)
+    blobs = LocalBlobStore(tmp_path)
     sha = blobs.put_bytes(metadata_text("shared", "1.0").encode())
     first = release_info(blobs, [dist("shared-1.0-cp311-cp311-linux_x86_64.whl", "ab" * 32, sha, dists.WHEEL)])
     second = release_info(blobs, [dist("shared-1.0-cp312-cp312-linux_x86_64.whl", "cd" * 32, sha, dists.WHEEL)])

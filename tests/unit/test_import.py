@@ -215,10 +215,10 @@ def test_the_command_in_a_subprocess(tmp_path: Path, config: str) -> None:
 def test_a_full_disk_stops_the_import_in_one_line(capsys, tmp_path: Path, config: str, monkeypatch) -> None:
     import errno
 
-    from pypilite.storage import BlobStore
+    from pypilite.storage import LocalBlobStore
     for version in ("1.0", "2.0"):
         write(tmp_path / "dl" / f"demo-{version}-py3-none-any.whl", wheel_bytes("demo", version))
-    real_commit = BlobStore.commit
+    real_commit = LocalBlobStore.commit
     commits = []
 
     def filling_up(self, blob):
@@ -226,7 +226,7 @@ def test_a_full_disk_stops_the_import_in_one_line(capsys, tmp_path: Path, config
             raise OSError(errno.ENOSPC, "No space left on device")
         commits.append(blob)
         return real_commit(self, blob)
-    monkeypatch.setattr(BlobStore, "commit", filling_up)
+    monkeypatch.setattr(LocalBlobStore, "commit", filling_up)
     code, out, err = call(capsys, "import", str(tmp_path / "dl"), "--repo", "local", "--config", config)
     assert code == 1 and out == ""
     assert err == "pypilite: import into 'local' stopped after 1 of 2 files: No space left on device\n"

@@ -14,7 +14,7 @@ import pytest
 from pypilite import StartupError, migrations, models
 from pypilite.database import database
 from pypilite.models import FetchedBlob, File, Project, Repository, Token, User
-from pypilite.storage import BlobStore
+from pypilite.storage import LocalBlobStore
 from tests.conftest import Index
 from tests.distfactory import metadata_text, sdist_bytes, wheel_bytes
 
@@ -35,7 +35,7 @@ def version_4_data_dir(data_dir: Path) -> None:
     hosted wheel and sdist, a proxied file it fetched, and a proxied file whose bytes a hosted file also has;
     the highest project and repository deleted, so SQLite would hand their ids out again."""
     data_dir.mkdir(parents=True)
-    blobs = BlobStore(data_dir)
+    blobs = LocalBlobStore(data_dir)
     for data in (WHEEL, METADATA, SDIST, PROXIED, SHARED):
         blobs.put_bytes(data)
     db = sqlite3.connect(data_dir / "pypilite.db")

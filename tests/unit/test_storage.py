@@ -17,13 +17,13 @@ import pytest
 from pypilite import locks, storage
 from pypilite.errors import InsufficientStorage
 from pypilite.locks import FileLock
-from pypilite.storage import FREE_CHECK_BYTES, BlobStore, BlobTooLarge
+from pypilite.storage import FREE_CHECK_BYTES, BlobTooLarge, LocalBlobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_commit_moves_bytes_to_their_address(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     blob = store.temp()
     for chunk in (b"abc", b"def"):
         blob.write(chunk)
@@ -37,7 +37,7 @@ def test_commit_moves_bytes_to_their_address(tmp_path: Path) -> None:
 
 
 def test_identical_bytes_are_kept_once(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     assert store.put_bytes(b"same") == store.put_bytes(b"same")
     assert len([p for p in store.root.rglob("*") if p.is_file()]) == 1
     assert list(store.tmp.iterdir()) == []
@@ -45,7 +45,7 @@ def test_identical_bytes_are_kept_once(tmp_path: Path) -> None:
 
 def test_a_stored_blob_carries_no_time_of_its_own(tmp_path: Path) -> None:
     """nginx dates downloads by mtime: it must not say when these bytes were stored, first or again."""
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     path = store.path(store.put_bytes(b"same"))
     assert path.stat().st_mtime == 0
     os.utime(path)  # as a blob stored by an older pypilite is dated
@@ -54,7 +54,7 @@ def test_a_stored_blob_carries_no_time_of_its_own(tmp_path: Path) -> None:
 
 
 def test_discard_removes_the_temp_file(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     blob = store.temp()
     blob.write(b"partial")
     blob.discard()
@@ -62,7 +62,7 @@ def test_discard_removes_the_temp_file(tmp_path: Path) -> None:
 
 
 def test_limit_stops_the_stream(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     blob = store.temp(limit=4)
     blob.write(b"1234")
     with pytest.raises(BlobTooLarge):
@@ -74,14 +74,14 @@ def test_limit_stops_the_stream(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "ABC", "0" * 63, "g" * 64])
 def test_paths_only_for_digests(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
-        BlobStore(tmp_path).path(bad)
+        LocalBlobStore(tmp_path).path(bad)
 
 
 def _die_writing(directory: Path, what: str) -> None:
     """A process killed with SIGKILL in the middle of writing: a temp blob, or while holding a lock."""
     code = {
-        "blob": "from pypilite.storage import BlobStore\n"
-                f"BlobStore(Path({str(directory)!r})).temp().write(b'half a file')\n",
+        "blob": "from pypilite.storage import LocalBlobStore\n"
+                f"LocalBlobStore(Path({str(directory)!r})).temp().write(b'half a file')\n",
         "lock": "from pypilite.locks import FileLock\n"
                 f"FileLock(Path({str(directory)!r}) / 'locks', 'blob/x').acquire(1)\n",
     }[what]
@@ -91,7 +91,7 @@ def _die_writing(directory: Path, what: str) -> None:
 
 
 def test_sweep_removes_temp_files_whose_writer_died_and_keeps_live_ones(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     live = store.temp()
     live.write(b"still arriving")
     live.flush()
@@ -108,7 +108,7 @@ def test_sweep_removes_temp_files_whose_writer_died_and_keeps_live_ones(tmp_path
 
 
 def test_a_sweep_waits_for_writers_between_creating_and_locking_their_file(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     with storage._directory_lock(store.tmp, fcntl.LOCK_SH):  # a writer in that moment
         newborn = store.tmp / "upload-newborn.part"
         newborn.touch()
@@ -138,12 +138,12 @@ def test_a_lock_left_by_a_dead_holder_neither_blocks_nor_survives_a_sweep(tmp_pa
 
 def test_a_write_that_would_leave_less_than_the_floor_free_is_refused(tmp_path: Path) -> None:
     free = shutil.disk_usage(tmp_path).free
-    blob = BlobStore(tmp_path, min_free=free + 1).temp()  # already below it: the first check refuses
+    blob = LocalBlobStore(tmp_path, min_free=free + 1).temp()  # already below it: the first check refuses
     blob.write(b"x" * (FREE_CHECK_BYTES - 1))
     with pytest.raises(InsufficientStorage, match="storage.min_free_mb"):
         blob.write(b"x")
     blob.discard()
-    unguarded = BlobStore(tmp_path).temp()
+    unguarded = LocalBlobStore(tmp_path).temp()
     unguarded.write(b"x" * (FREE_CHECK_BYTES + 1))
     unguarded.discard()
     assert list((tmp_path / "tmp").iterdir()) == []
