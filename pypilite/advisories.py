@@ -26,6 +26,7 @@ SEVERITIES = ("critical", "high", "moderate", "low")
 ECOSYSTEM = "PyPI"
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER")  # GIT ranges name commits, which no version can be matched against
 BATCH = 500  # records per transaction
+MAX_BATCH_WEIGHT = 50_000  # versions and intervals a batch holds in memory before it is written
 MAX_ID = 200
 MAX_SUMMARY = 1000
 MAX_ALIASES = 100
@@ -304,6 +305,7 @@ def import_records(records: Iterable[tuple[str, Any]], source: str, report: Impo
     ids, one transaction per batch; the import is recorded at the end. A MalformedRecord (or an exception
     given in place of a document) is noted in the report and the rest carry on."""
     batch: dict[str, ParsedRecord] = {}
+    weight = 0
     for name, document in records:
         try:
             if isinstance(document, Exception):
@@ -314,9 +316,10 @@ def import_records(records: Iterable[tuple[str, Any]], source: str, report: Impo
         else:
             report.invalid_versions += parsed.invalid_versions
             batch[parsed.advisory.id] = parsed
-            if len(batch) >= BATCH:
+            weight += 1 + sum(len(intervals) + len(versions) for _, intervals, versions in parsed.affected)
+            if len(batch) >= BATCH or weight >= MAX_BATCH_WEIGHT:
                 _store(batch.values(), report)
-                batch = {}
+                batch, weight = {}, 0
         advance()
     _store(batch.values(), report)
     with write_transaction():
