@@ -376,6 +376,11 @@ class Status:
         return max(0, int(((now or utcnow()) - self.imported).total_seconds()))
 
 
+def last_import() -> datetime | None:
+    """When the last import ended (naive UTC); None before the first."""
+    return AdvisoryImport.select(pw.fn.MAX(AdvisoryImport.time)).scalar()
+
+
 def status() -> Status:
     last = AdvisoryImport.select().order_by(AdvisoryImport.id.desc()).first()
     return Status(advisories=AdvisoryRecord.select().count(),
