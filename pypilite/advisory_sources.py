@@ -17,6 +17,7 @@ from pypilite.errors import BadRequest
 
 MAX_RECORD_BYTES = 1024 * 1024  # the largest real records (long `versions` lists) are tens of KiB
 MAX_MEMBERS = 500_000
+MAX_DIRECTORY_BYTES = 64 * 1024 * 1024  # the central directory zipfile reads whole; names can be 64 KiB each
 SUFFIX = ".json"
 
 T = TypeVar("T")
@@ -96,7 +97,7 @@ def _bounded(stream: IO[bytes]) -> bytes:
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
-    """The zip at `path`, once its end record says it lists at most MAX_MEMBERS members."""
+    """The zip at `path`, once its end record says its central directory is of a dump's size."""
     try:
         with path.open("rb") as fh:
             end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # zipfile's own reader of the end record
@@ -104,6 +105,9 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
             raise BadRequest(f"{path.name}: not a zip file nor a directory of OSV JSON records")
         if end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:  # type: ignore[attr-defined]
             raise BadRequest(f"{path.name}: more than {MAX_MEMBERS} members; not an OSV dump")
+        if end[zipfile._ECD_SIZE] > MAX_DIRECTORY_BYTES:  # type: ignore[attr-defined]
+            raise BadRequest(f"{path.name}: a list of members larger than {MAX_DIRECTORY_BYTES // 2**20} MiB; "
+                             "not an OSV dump")
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise BadRequest(f"{path.name}: a broken zip file ({exc})") from None

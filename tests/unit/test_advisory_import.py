@@ -145,6 +145,14 @@ def test_too_many_members(capsys: pytest.CaptureFixture[str], config: str, tmp_p
     assert advisories_cli(capsys, config, "status")[1].startswith("no advisories imported yet")
 
 
+def test_too_large_a_central_directory(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(advisory_sources, "MAX_DIRECTORY_BYTES", 2**20)
+    path = dump(tmp_path / "names.zip", {f"{n:04}{'x' * 60_000}.json": b"{}" for n in range(20)})
+    code, _, err = advisories_cli(capsys, config, "import", str(path))
+    assert code == 1 and err == "pypilite: names.zip: a list of members larger than 1 MiB; not an OSV dump\n"
+
+
 def test_status_says_when_data_is_too_old(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path) -> None:
     from pypilite.database import database
     from pypilite.models import AdvisoryImport, utcnow
