@@ -57,3 +57,17 @@ def test_the_age_is_for_metrics_readers_only_when_metrics_are_private(tmp_path: 
     assert "advisories_age_seconds" not in anonymous
     assert index.get("/health", headers=index.auth).json["advisories_age_seconds"] >= 8 * 86400
     assert "advisories_age_seconds" not in index.get("/health", headers=basic("admin", "wrong")).json
+
+
+def test_api_status_for_any_signed_in_user(index: Index) -> None:
+    from pypilite import users
+    from pypilite.audit import Actor
+    assert index.get("/api/v1/advisories").status_code == 401
+    index.run(users.create_user, "dev", "dev-password", Actor.command_line())
+    empty = index.get("/api/v1/advisories", headers=basic("dev", "dev-password")).json
+    assert (empty["advisories"], empty["imported"], empty["age_seconds"], empty["stale"]) == (0, None, None, False)
+    imported(index, 8)
+    body = index.get("/api/v1/advisories", headers=basic("dev", "dev-password")).json
+    assert (body["advisories"], body["malicious"], body["source"], body["stale"]) == (1, 0, "dump.zip", True)
+    assert body["age_seconds"] >= 8 * 86400 and body["max_age_seconds"] == 7 * 86400
+    assert body["generation"] > empty["generation"] and body["imported"].endswith("Z")
