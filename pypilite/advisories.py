@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,33 +61,50 @@ class _Affected:
     intervals: tuple[Interval, ...]
     versions: frozenset[Version]
 
-    def matches(self, version: Version) -> bool:
-        return version in self.versions or any(_within(version, interval) for interval in self.intervals)
-
-
-def _within(version: Version, interval: Interval) -> bool:
-    introduced, fixed, last_affected = interval
-    return ((introduced is None or version >= introduced) and (fixed is None or version < fixed)
-            and (last_affected is None or version <= last_affected))
-
 
 class ProjectAdvisories:
     """Every advisory about one project, read once: ask it about as many versions as a page lists."""
 
     def __init__(self, entries: Iterable[_Affected]) -> None:
         self._entries = tuple(entries)
+        self._listed: dict[Version, list[Advisory]] = {}
+        for entry in self._entries:
+            for version in entry.versions:
+                self._listed.setdefault(version, []).append(entry.advisory)
 
     def __bool__(self) -> bool:
         return bool(self._entries)
 
     def affecting(self, version: str) -> list[Advisory]:
         """The advisories that affect `version`, each once, most severe first; none for an invalid version."""
-        try:
-            parsed = Version(version)
-        except InvalidVersion:
-            return []
-        found = {entry.advisory.id: entry.advisory for entry in self._entries if entry.matches(parsed)}
-        return sorted(found.values(), key=_rank)
+        return self.affecting_each([version])[version]
+
+    def affecting_each(self, versions: Iterable[str]) -> dict[str, list[Advisory]]:
+        """affecting() for each of a page's versions at once: they are sorted once and each interval finds its
+        versions by bisection, so a page costs about its advisories, not advisories times versions."""
+        found: dict[str, dict[str, Advisory]] = {text: {} for text in versions}
+        if not self._entries:
+            return {text: [] for text in found}
+        ordered = sorted((parsed, text) for text in found if (parsed := _parsed(text)) is not None)
+        keys = [parsed for parsed, _ in ordered]
+        for entry in self._entries:
+            for introduced, fixed, last_affected in entry.intervals:
+                start = 0 if introduced is None else bisect_left(keys, introduced)
+                end = min(len(keys) if fixed is None else bisect_left(keys, fixed),
+                          len(keys) if last_affected is None else bisect_right(keys, last_affected))
+                for _, text in ordered[start:end]:
+                    found[text][entry.advisory.id] = entry.advisory
+        for parsed, text in ordered:
+            for advisory in self._listed.get(parsed, ()):
+                found[text][advisory.id] = advisory
+        return {text: sorted(advisories.values(), key=_rank) for text, advisories in found.items()}
+
+
+def _parsed(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 def _rank(advisory: Advisory) -> tuple[bool, int, str]:

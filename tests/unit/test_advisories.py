@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
 from pypilite import advisories
 from pypilite.advisories import Advisory, ImportReport, import_records
@@ -224,3 +226,37 @@ def test_a_batch_boundary_keeps_every_record(index: Index, monkeypatch: pytest.M
     report = load(index, *(osv(f"PYSEC-2026-{n}", package=f"p{n % 4}", versions=["1.0"]) for n in range(10)))
     assert report.stored == 10
     assert ids(index, "p1", "1.0") == ["PYSEC-2026-1", "PYSEC-2026-5", "PYSEC-2026-9"]
+
+
+def test_a_page_at_once_agrees_with_each_version_alone(index: Index) -> None:
+    """affecting_each bisects sorted versions; the same answers as OSV's rule read literally, version by version."""
+    rng = random.Random(25)
+    pool = ["0.dev1", "0.1", "1.0", "1.0.0", "1.0.post1", "1.1rc1", "1.1", "1.2", "2.0a1", "2.0", "2!0.5", "3.0",
+            "3.0.1", "10.0"]
+    records, expected_ranges = [], {}
+    for n in range(40):
+        bounds = sorted(rng.sample(pool, 2), key=Version)
+        closing = rng.choice(["fixed", "last_affected", None])
+        events = [{"introduced": rng.choice(["0", bounds[0]])}] + ([{closing: bounds[1]}] if closing else [])
+        listed = rng.sample(pool, 2)
+        records.append(osv(f"PYSEC-2026-{n}", ranges=[ecosystem(*events)], versions=listed))
+        expected_ranges[f"PYSEC-2026-{n}"] = (events, listed)
+    load(index, *records)
+    asked = [*pool, "5", "nonsense!"]
+    each = index.run(lambda: advisories.for_project("demo-pkg").affecting_each(asked))
+
+    def literally(version: str, events: list[dict[str, str]], listed: list[str]) -> bool:
+        v = Version(version)
+        if any(v == Version(text) for text in listed):
+            return True
+        low = events[0]["introduced"]
+        if low != "0" and v < Version(low):
+            return False
+        limit = events[1] if len(events) > 1 else {}
+        return ("fixed" not in limit or v < Version(limit["fixed"])) and (
+            "last_affected" not in limit or v <= Version(limit["last_affected"]))
+    for version in asked:
+        found = sorted(a.id for a in each[version])
+        wanted = sorted(ident for ident, (events, listed) in expected_ranges.items()
+                        if version != "nonsense!" and literally(version, events, listed))
+        assert found == wanted, version
