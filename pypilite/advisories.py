@@ -17,7 +17,7 @@ from typing import Any
 import peewee as pw
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from pypilite.database import write_transaction
@@ -163,16 +163,16 @@ def parse_record(data: Any) -> ParsedRecord:
     ident = data.get("id")
     if not isinstance(ident, str) or len(ident) > MAX_ID or not _ID.match(ident):
         raise MalformedRecord("no valid id")
-    aliases = _strings(data.get("aliases", []), "aliases")[:MAX_ALIASES]
-    if not all(len(alias) <= MAX_ID and _ID.match(alias) for alias in aliases):
-        raise MalformedRecord("an invalid alias")
+    # An alias is only shown; one that is no id is dropped rather than the record.
+    aliases = [alias for alias in _strings(data.get("aliases", []), "aliases")
+               if len(alias) <= MAX_ID and _ID.match(alias)][:MAX_ALIASES]
     summary = data.get("summary") or data.get("details") or ""
     if not isinstance(summary, str):
         raise MalformedRecord("summary is not a string")
     affected_list = data.get("affected", [])
     if not isinstance(affected_list, list) or not all(isinstance(entry, dict) for entry in affected_list):
         raise MalformedRecord("affected is not a list of objects")
-    advisory = Advisory(id=ident, aliases=tuple(aliases), summary=" ".join(summary.split())[:MAX_SUMMARY],
+    advisory = Advisory(id=ident, aliases=tuple(aliases), summary=_one_line(summary),
                         severity=_severity(data, affected_list),
                         malicious=any(name.startswith("MAL-") for name in (ident, *aliases)))
     invalid = 0
@@ -182,14 +182,23 @@ def parse_record(data: Any) -> ParsedRecord:
         if not isinstance(package, dict) or package.get("ecosystem") != ECOSYSTEM:
             continue
         name = package.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise MalformedRecord("a PyPI package without a name")
+        try:
+            if not isinstance(name, str) or len(name) > MAX_ID:
+                raise InvalidName(name)
+            project = canonicalize_name(name, validate=True)
+        except InvalidName:
+            raise MalformedRecord("a PyPI package without a valid name") from None
         intervals, versions, bad = _entry_versions(entry)
         invalid += bad
         if intervals or versions:
-            affected.append((canonicalize_name(name), intervals, versions))
+            affected.append((project, intervals, versions))
     return ParsedRecord(advisory=advisory, modified=_time(data.get("modified")), affected=tuple(affected),
                         invalid_versions=invalid, withdrawn=bool(data.get("withdrawn")))
+
+
+def _one_line(text: str) -> str:
+    """Shown in pages, the UI and terminals: one line, no control characters, bounded."""
+    return "".join(char for char in " ".join(text.split()) if char.isprintable())[:MAX_SUMMARY]
 
 
 def _strings(value: Any, what: str) -> list[str]:

@@ -202,7 +202,11 @@ def test_reimport_replaces_and_generation_moves(index: Index) -> None:
     ({"id": "X" * 500}, "no valid id"),
     ({"id": "GHSA-x", "aliases": "CVE-1"}, "aliases is not a list of strings"),
     ({"id": "GHSA-x", "affected": {"package": "x"}}, "affected is not a list of objects"),
-    ({"id": "GHSA-x", "affected": [{"package": {"ecosystem": "PyPI"}}]}, "a PyPI package without a name"),
+    ({"id": "GHSA-x", "affected": [{"package": {"ecosystem": "PyPI"}}]}, "a PyPI package without a valid name"),
+    ({"id": "GHSA-x", "affected": [{"package": {"ecosystem": "PyPI", "name": "a b"}}]},
+     "a PyPI package without a valid name"),
+    ({"id": "GHSA-x", "affected": [{"package": {"ecosystem": "PyPI", "name": "a" * 300}}]},
+     "a PyPI package without a valid name"),
     ({"id": "GHSA-x", "affected": [{"package": {"ecosystem": "PyPI", "name": "x"}, "ranges": "0"}]},
      "ranges is not a list of objects"),
     ({"id": "GHSA-x", "affected": [{"package": {"ecosystem": "PyPI", "name": "x"},
@@ -219,6 +223,14 @@ def test_malformed_records_are_reported_and_the_rest_stored(index: Index, record
     assert report.malformed == [("r0.json", why)]
     assert report.stored == 1
     assert ids(index, "demo-pkg", "1.0") == ["GHSA-good-reco-rdok"]
+
+
+def test_shown_text_is_one_bounded_line_and_odd_aliases_are_dropped(index: Index) -> None:
+    load(index, osv("GHSA-text-text-text", versions=["1.0"], summary="two\nlines \x1b[31mred\x1b[0m " + "x" * 5000,
+                    aliases=["CVE-2026-1", "not an id", "\x1b[2J", "PYSEC-2026-3"]))
+    (found,) = index.run(advisories.affecting, "demo-pkg", "1.0")
+    assert found.summary.startswith("two lines [31mred[0m xxx") and len(found.summary) == advisories.MAX_SUMMARY
+    assert found.aliases == ("CVE-2026-1", "PYSEC-2026-3")
 
 
 def test_a_batch_boundary_keeps_every_record(index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
