@@ -20,6 +20,8 @@ from cvss.exceptions import CVSSError
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pypilite import audit
+from pypilite.audit import Actor
 from pypilite.database import write_transaction
 from pypilite.models import ADVISORIES_GENERATION, AdvisoryAffected, AdvisoryImport, AdvisoryRecord, Meta, utcnow
 
@@ -326,10 +328,10 @@ class ImportReport:
     malformed: list[tuple[str, str]] = field(default_factory=list)  # (member name, why)
 
 
-def import_records(records: Iterable[tuple[str, Any]], source: str, report: ImportReport,
+def import_records(records: Iterable[tuple[str, Any]], source: str, report: ImportReport, actor: Actor,
                    advance: Callable[[], None] = lambda: None) -> ImportReport:
     """Store parsed JSON documents (name, document), replacing what an earlier import stored under the same
-    ids, one transaction per batch; the import is recorded at the end. A MalformedRecord (or an exception
+    ids, one transaction per batch; the import is recorded (and audited) at the end. A MalformedRecord (or an exception
     given in place of a document) is noted in the report and the rest carry on."""
     batch: dict[str, ParsedRecord] = {}
     weight = 0
@@ -351,6 +353,8 @@ def import_records(records: Iterable[tuple[str, Any]], source: str, report: Impo
     _store(batch.values(), report)
     with write_transaction():
         AdvisoryImport.create(source=source, stored=report.stored, removed=report.removed)
+        audit.record(actor, "advisories.import", "advisories", source, stored=report.stored, removed=report.removed,
+                     unreadable=len(report.malformed))
         _bump()
     return report
 

@@ -496,7 +496,8 @@ def advisories_import(path: Path) -> None:
     report = advisories.ImportReport()
     with advisory_sources.Source(path) as source, click.progressbar(
             length=source.count, label="importing advisories", file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
-        advisories.import_records(source.records(), source.name, report, advance=lambda: bar.update(1))
+        advisories.import_records(source.records(), source.name, report, Actor.command_line(),
+                                  advance=lambda: bar.update(1))
     for name, why in report.malformed[:_SHOWN_UNREADABLE]:
         click.echo(f"skipped {name!r}: {why}")
     more = len(report.malformed) - _SHOWN_UNREADABLE

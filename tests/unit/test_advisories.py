@@ -10,6 +10,7 @@ from packaging.version import Version
 
 from pypilite import advisories
 from pypilite.advisories import Advisory, ImportReport, import_records
+from pypilite.audit import Actor
 from tests.conftest import Index
 
 CRITICAL_VECTOR = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
@@ -32,7 +33,8 @@ def ecosystem(*events: dict[str, str], kind: str = "ECOSYSTEM") -> dict[str, Any
 
 
 def load(index: Index, *records: Any, source: str = "test.zip") -> ImportReport:
-    return index.run(import_records, [(f"r{i}.json", r) for i, r in enumerate(records)], source, ImportReport())
+    return index.run(import_records, [(f"r{i}.json", r) for i, r in enumerate(records)], source, ImportReport(),
+                     Actor.command_line())
 
 
 def ids(index: Index, project: str, version: str) -> list[str]:

@@ -6,13 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from pypilite.advisories import ImportReport, import_records
+from pypilite.audit import Actor
 from pypilite.models import AdvisoryImport, utcnow
 from tests.conftest import Index, basic
 from tests.unit.test_advisories import osv
 
 
 def imported(index: Index, days_ago: float) -> None:
-    index.run(import_records, [("a.json", osv("PYSEC-2026-1", versions=["1.0"]))], "dump.zip", ImportReport())
+    index.run(import_records, [("a.json", osv("PYSEC-2026-1", versions=["1.0"]))], "dump.zip", ImportReport(),
+              Actor.command_line())
     index.run(lambda: AdvisoryImport.update(time=utcnow() - timedelta(days=days_ago)).execute())
 
 

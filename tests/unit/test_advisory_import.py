@@ -181,3 +181,14 @@ def test_bad_max_age_stops_start_up(value: Any) -> None:
     from pypilite.config import ConfigError, build_config
     with pytest.raises(ConfigError, match=r"^advisories\.max_age must be "):
         build_config({"advisories": {"max_age": value}}, {})
+
+
+def test_an_import_is_audited(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path) -> None:
+    from pypilite.database import database
+    from pypilite.models import AuditEvent
+    path = dump(tmp_path / "audited.zip", {"a.json": osv("PYSEC-2026-1", versions=["1.0"]), "b.json": b"{"})
+    advisories_cli(capsys, config, "import", str(path))
+    with database.connection_context():
+        (event,) = AuditEvent.select().where(AuditEvent.action == "advisories.import")
+    assert (event.actor.startswith("cli:"), event.resource_type, event.resource) == (True, "advisories", "audited.zip")
+    assert json.loads(event.detail) == {"stored": 1, "removed": 0, "unreadable": 1}
