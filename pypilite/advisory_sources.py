@@ -37,6 +37,8 @@ class Source:
         self._zip: zipfile.ZipFile | None = None
         if path.is_dir():
             self._files = sorted(_json_files(path))
+            if len(self._files) > MAX_MEMBERS:
+                raise BadRequest(f"{path.name}: more than {MAX_MEMBERS} .json files; not an OSV dump")
             self._members: list[zipfile.ZipInfo] = []
         elif path.is_file():
             self._zip = _open_zip(path)
@@ -116,11 +118,16 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
 
 
 def _json_files(directory: Path) -> Iterator[Path]:
-    """The .json files under `directory`; links to directories are not followed, so no loop traps the walk."""
+    """The .json files under `directory`, one more than MAX_MEMBERS at most; links to directories are not
+    followed, so no loop traps the walk."""
+    found = 0
     for root, _dirs, names in os.walk(directory):
         for name in names:
             if name.lower().endswith(SUFFIX):
                 yield Path(root, name)
+                found += 1
+                if found > MAX_MEMBERS:
+                    return
 
 
 def _read_file(path: Path) -> bytes:

@@ -145,6 +145,16 @@ def test_too_many_members(capsys: pytest.CaptureFixture[str], config: str, tmp_p
     assert advisories_cli(capsys, config, "status")[1].startswith("no advisories imported yet")
 
 
+def test_too_many_files_in_a_directory(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(advisory_sources, "MAX_MEMBERS", 3)
+    (tmp_path / "vulns").mkdir()
+    for n in range(5):
+        (tmp_path / "vulns" / f"r{n}.json").write_text(json.dumps(osv(f"PYSEC-2026-{n}", versions=["1.0"])))
+    code, _, err = advisories_cli(capsys, config, "import", str(tmp_path / "vulns"))
+    assert code == 1 and err == "pypilite: vulns: more than 3 .json files; not an OSV dump\n"
+
+
 def test_too_large_a_central_directory(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(advisory_sources, "MAX_DIRECTORY_BYTES", 2**20)
