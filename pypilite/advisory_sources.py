@@ -33,12 +33,12 @@ class Source:
     """The records under one path, counted before any is read (for a progress bar)."""
 
     def __init__(self, path: Path) -> None:
-        self.name = path.name
+        self.name = path.resolve().name  # what the import is recorded as: a name, never the whole path
         self._zip: zipfile.ZipFile | None = None
         if path.is_dir():
             self._files = sorted(_json_files(path))
             if len(self._files) > MAX_MEMBERS:
-                raise BadRequest(f"{path.name}: more than {MAX_MEMBERS} .json files; not an OSV dump")
+                raise BadRequest(f"{self.name}: more than {MAX_MEMBERS} .json files; not an OSV dump")
             self._members: list[zipfile.ZipInfo] = []
         elif path.is_file():
             self._zip = _open_zip(path)
@@ -46,7 +46,10 @@ class Source:
             self._members = [info for info in self._zip.infolist()
                              if not info.is_dir() and info.filename.lower().endswith(SUFFIX)]
         else:
-            raise BadRequest(f"{path.name}: not a zip file nor a directory of OSV JSON records")
+            raise BadRequest(f"{self.name}: not a zip file nor a directory of OSV JSON records")
+        if not self.count:  # a wrong path, most likely: it must not make old data look fresh
+            self.close()
+            raise BadRequest(f"{self.name}: no .json records in it; nothing imported")
 
     @property
     def count(self) -> int:

@@ -145,6 +145,16 @@ def test_too_many_members(capsys: pytest.CaptureFixture[str], config: str, tmp_p
     assert advisories_cli(capsys, config, "status")[1].startswith("no advisories imported yet")
 
 
+def test_an_empty_source_imports_nothing(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.md").write_text("records are elsewhere")
+    code, _, err = advisories_cli(capsys, config, "import", str(tmp_path / "empty"))
+    assert code == 1 and err == "pypilite: empty: no .json records in it; nothing imported\n"
+    code, _, err = advisories_cli(capsys, config, "import", str(dump(tmp_path / "e.zip", {"notes.txt": b"x"})))
+    assert code == 1 and err == "pypilite: e.zip: no .json records in it; nothing imported\n"
+    assert advisories_cli(capsys, config, "status")[1].startswith("no advisories imported yet")
+
+
 def test_too_many_files_in_a_directory(capsys: pytest.CaptureFixture[str], config: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(advisory_sources, "MAX_MEMBERS", 3)
