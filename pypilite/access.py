@@ -111,6 +111,12 @@ def require_metrics_reader(principal: Principal) -> None:
     raise Forbidden("metrics are for global administrators (server.public_metrics is false)")
 
 
+def require_advisories_reader(principal: Principal) -> None:
+    """How many advisories and how old: for any signed-in user, whose installs the policies built on them
+    decide; nothing in it names a private repository or project."""
+    require_user(principal)
+
+
 def require_user(principal: Principal, message: str = "Authentication required") -> None:
     if not principal.authenticated:
         raise Unauthenticated(message)

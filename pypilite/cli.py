@@ -13,6 +13,8 @@ import click
 
 from pypilite import (
     StartupError,
+    advisories,
+    advisory_sources,
     blobcopy,
     breakers,
     grants,
@@ -495,6 +497,59 @@ def import_command(directory: Path, repository: str) -> None:
                f"into {target.name!r}")
     if report.rejected:
         raise click.ClickException(f"{len(report.rejected)} of {len(candidates)} files rejected (listed above)")
+
+
+@cli.group("advisories")
+def advisory_commands() -> None:
+    """Vulnerability and malware advisories (OSV), imported offline for the package firewall."""
+
+
+# Unreadable records an import names one by one; the rest are counted.
+_SHOWN_UNREADABLE = 20
+
+
+@advisory_commands.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@with_database
+def advisories_import(path: Path) -> None:
+    """Import the OSV records in PATH: a zip of OSV JSON records (the OSV project's PyPI dump) or a directory
+    of them. Records already imported are replaced; withdrawn ones are removed."""
+    report = advisories.ImportReport()
+    with advisory_sources.Source(path) as source, click.progressbar(
+            length=source.count, label="importing advisories", file=sys.stderr, hidden=not sys.stderr.isatty()) as bar:
+        advisories.import_records(source.records(), source.name, report, Actor.command_line(),
+                                  advance=lambda: bar.update(1))
+    for name, why in report.malformed[:_SHOWN_UNREADABLE]:
+        click.echo(f"skipped {name!r}: {why}")
+    more = len(report.malformed) - _SHOWN_UNREADABLE
+    click.echo((f"skipped {more} more unreadable records\n" if more > 0 else "")
+               + f"{report.stored} advisories stored, {report.removed} removed (withdrawn or about no PyPI version), "
+               f"{report.ignored} ignored (about no PyPI version), {len(report.malformed)} unreadable, "
+               f"{report.invalid_versions} invalid versions left out, from {source.name!r}")
+
+
+@advisory_commands.command("status")
+@with_database
+def advisories_status() -> None:
+    """Say how many advisories are stored and how old they are."""
+    current = advisories.status()
+    age = current.age_seconds()
+    if age is None:
+        click.echo("no advisories imported yet: run `advisories import PATH` with an OSV dump")
+        return
+    click.echo(f"{current.advisories} advisories ({current.malicious} about malicious packages), imported "
+               f"{current.imported:%Y-%m-%d %H:%M} UTC from {current.source!r}, {_age(age)} old")
+    limit = services().config.advisories_max_age
+    if limit and age > limit:
+        click.echo(f"older than advisories.max_age ({services().config.advisories.max_age}): import a newer dump")
+
+
+def _age(seconds: int) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{seconds // 60} minutes"
 
 
 @cli.command("backup")

@@ -71,6 +71,12 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class AdvisoriesConfig:
+    # /health warns when the last `advisories import` is older than this ("90m", "12h", "7d"; "0": never).
+    max_age: str = "7d"
+
+
+@dataclass(frozen=True)
 class RepositoryConfig:
     name: str
     repository_type: str
@@ -99,6 +105,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    advisories: AdvisoriesConfig = field(default_factory=AdvisoriesConfig)
     repositories: tuple[RepositoryConfig, ...] = DEFAULT_REPOSITORIES
     # The keys the config file sets, per repository: only those are compared with the database at start-up.
     written: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
@@ -119,8 +126,26 @@ class Config:
     def min_free_bytes(self) -> int:
         return self.storage.min_free_mb * 1024 * 1024
 
+    @property
+    def advisories_max_age(self) -> int:
+        """Seconds; 0: advisories never count as too old."""
+        return parse_duration(self.advisories.max_age)
 
-_SECTIONS: dict[str, type] = {"server": ServerConfig, "storage": StorageConfig, "database": DatabaseConfig}
+
+_SECTIONS: dict[str, type] = {"server": ServerConfig, "storage": StorageConfig, "database": DatabaseConfig,
+                              "advisories": AdvisoriesConfig}
+_DURATION = re.compile(r"(\d+)([mhd])\Z")
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """"90m", "12h" or "3d" in seconds; "0" is 0. ValueError for anything else."""
+    if text == "0":
+        return 0
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"a duration such as \"90m\", \"12h\" or \"7d\" (or \"0\"), not {text!r}")
+    return int(match[1]) * _DURATION_UNITS[match[2]]
 
 
 def validate_repository_name(name: object) -> str:
@@ -324,6 +349,10 @@ def _check_consistency(config: Config) -> None:
     if not config.storage.data_dir:
         raise ConfigError("storage.data_dir must not be empty")
     _check_storage(config.storage)
+    try:
+        parse_duration(config.advisories.max_age)
+    except ValueError as exc:
+        raise ConfigError(f"advisories.max_age must be {exc}") from None
     names = set()
     for repo in config.repositories:
         if repo.name in names:

@@ -8,11 +8,12 @@ from typing import Any, cast, overload
 
 from flask import Blueprint, Response, jsonify, request
 
-from pypilite import access, audit, breakers, grants, packages, repository_admin, tokens, users
+from pypilite import access, advisories, audit, breakers, grants, packages, repository_admin, tokens, users
 from pypilite.audit import Actor
 from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
 from pypilite.errors import BadRequest, NotFound
+from pypilite.models import api_time
 from pypilite.upstream import redact
 from pypilite.web import openapi
 from pypilite.web.context import principal, readable_repository, repository_for, services
@@ -315,6 +316,18 @@ def audit_log() -> Response:
                          limit=limit, before=before)
     full_page = len(events) == min(max(limit, 1), audit.MAX_LIMIT)
     return _collection([audit.as_json(e) for e in events], events[-1].id if events and full_page else None)
+
+
+@bp.get("/advisories")
+def advisories_status() -> Response:
+    access.require_advisories_reader(principal())
+    current = advisories.status()
+    age = current.age_seconds()
+    max_age = services().config.advisories_max_age
+    return jsonify({"advisories": current.advisories, "malicious": current.malicious,
+                    "imported": api_time(current.imported), "source": current.source, "age_seconds": age,
+                    "max_age_seconds": max_age, "stale": bool(age is not None and max_age and age > max_age),
+                    "generation": advisories.generation()})
 
 
 @overload

@@ -145,6 +145,13 @@ SCHEMAS: dict[str, Any] = {
         "level": {"type": "string", "enum": ["read", "upload", "admin"]}}},
     "Grant": {"type": "object", "properties": {
         "user": {"type": "string"}, "repository": {"type": "string"}, "level": {"type": "string"}}},
+    "AdvisoriesStatus": {"type": "object", "properties": {
+        "advisories": {"type": "integer"}, "malicious": {"type": "integer", "description": "OSV MAL- records"},
+        "imported": {"type": ["string", "null"], "description": "when the last import ended"},
+        "source": {"type": "string", "description": "the name of the file or directory imported"},
+        "age_seconds": {"type": ["integer", "null"]}, "max_age_seconds": {"type": "integer"},
+        "stale": {"type": "boolean"},
+        "generation": {"type": "integer", "description": "changes whenever the advisories do"}}},
     "AuditEvent": {"type": "object", "properties": {
         "id": {"type": "integer"}, "time": {"type": "string"}, "actor": {"type": "string"},
         "action": {"type": "string"}, "resource_type": {"type": "string"}, "resource": {"type": "string"},
@@ -259,6 +266,10 @@ PATHS: dict[str, Any] = {
         "delete": _operation("Revoke a token (yours, or any as a global admin)",
                              {**_NO_CONTENT, **_errors("401", "403", "404")},
                              [{"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}]),
+    },
+    "/api/v1/advisories": {
+        "get": _operation("How many advisories are imported and how old they are (any signed-in user)",
+                          {**_ok(_ref("AdvisoriesStatus")), **_errors("401")}),
     },
     "/api/v1/admin/audit": {
         "get": _operation("The audit trail, newest first (global admin)",

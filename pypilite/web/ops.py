@@ -1,6 +1,7 @@
-"""Operational endpoints: /health answers whether this node can serve and store right now; /metrics is the
-Prometheus scrape target. With server.public_metrics false, numbers about the machine (free disk, every
-metric) are for global administrators only; whether each part is ok stays public, for load balancers."""
+"""Operational endpoints: /health answers whether this node can serve and store right now (and warns of old
+advisories); /metrics is the Prometheus scrape target. With server.public_metrics false, numbers about the
+machine (free disk, every metric) are for global administrators only; whether each part is ok stays public,
+for load balancers."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from pypilite import access, breakers, maintenance
+from pypilite import access, advisories, breakers, maintenance
 from pypilite.auth import ANONYMOUS, Principal
 from pypilite.database import database
 from pypilite.errors import UserError
 from pypilite.metrics import CONTENT_TYPE, storage_gauges
+from pypilite.models import utcnow
 from pypilite.version import __version__
 from pypilite.web.context import principal, services
 
@@ -45,15 +47,30 @@ def health() -> Response:
     failing = [name for name, ok in checks.items() if not ok]
     body: dict[str, Any] = {"status": "ok" if not failing else "error", "version": __version__,
             **{name: "ok" if ok else "failing" for name, ok in checks.items()}}
+    advisories_state, advisories_age = _advisories() if "database" not in failing else ("unknown", None)
+    body["advisories"] = advisories_state
     if services().config.server.public_metrics or access.may_read_metrics(_caller()):
         body.update(free_bytes=free, min_free_bytes=floor,
-                    upstreams_not_answering=breakers.not_closed(services().repositories.breakers))
+                    upstreams_not_answering=breakers.not_closed(services().repositories.breakers),
+                    advisories_age_seconds=advisories_age)
     if failing:
         body["failing"] = failing
+    if advisories_state == "stale":  # a warning: the node still serves and stores
+        body["warnings"] = ["advisories"]
     response = jsonify(body)
     response.status_code = 503 if failing else 200
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _advisories() -> tuple[str, int | None]:
+    """"none" before the first import, "stale" when older than advisories.max_age, else "ok"; and the age."""
+    imported = advisories.last_import()
+    if imported is None:
+        return "none", None
+    age = max(0, int((utcnow() - imported).total_seconds()))
+    limit = services().config.advisories_max_age
+    return ("stale" if limit and age > limit else "ok"), age
 
 
 @bp.get("/metrics")
