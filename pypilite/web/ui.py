@@ -151,9 +151,10 @@ def repository(repo: str) -> str:
 
 def _upstream(repo_view: Repository) -> dict[str, object] | None:
     """A proxy's offline switch and its upstream's breaker, for the repository page; None for another kind."""
-    if not isinstance(repo_view, ProxyRepository):
+    proxy = repo_view.underlying()
+    if not isinstance(proxy, ProxyRepository):
         return None
-    return {"offline": repo_view.offline, **breakers.summary(repo_view.breaker.state())}
+    return {"offline": proxy.offline, **breakers.summary(proxy.breaker.state())}
 
 
 @bp.get("/ui/<repo>/<project>/")

@@ -1,0 +1,103 @@
+"""What the package firewall keeps per process: compiled policies, the licences read from core metadata, the
+advisories, and the record of its decisions (metrics on every one, one audit event per new one)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pypilite import audit, licenses, serials
+from pypilite.audit import Actor
+from pypilite.database import database, write_transaction
+from pypilite.metrics import Metrics
+from pypilite.models import PolicyBlock, Project
+from pypilite.policies import Advisories, Decision, Facts, Policy, Rules
+from pypilite.storage import BlobStore
+
+FIREWALL_ACTOR = Actor("firewall", "local")
+# Core metadata larger than this is not read for a licence (metadata is kilobytes; this bounds a hostile one).
+MAX_METADATA_BYTES = 4 * 2**20
+# Entries kept per process before starting afresh: far more than the files of the projects in use.
+_KEPT = 100_000
+
+
+class Firewall:
+    def __init__(self, blobs: BlobStore, metrics: Metrics,
+                 advisories: Callable[[], tuple[Advisories | None, str]] | None = None) -> None:
+        self.blobs = blobs
+        self.metrics = metrics
+        self._advisories = advisories or (lambda: (None, ""))
+        self._rules: dict[Policy, Rules] = {}
+        self._licenses: dict[str, str | None] = {}
+        self._recorded: set[tuple[int, str, str, str]] = set()
+
+    def rules(self, policy: Policy) -> Rules:
+        rules = self._rules.get(policy)
+        if rules is None:
+            if len(self._rules) >= _KEPT:
+                self._rules.clear()
+            rules = self._rules[policy] = Rules(policy)
+        return rules
+
+    def advisories(self) -> tuple[Advisories | None, str]:
+        """The advisories loaded, and their generation (changing on every import): part of page ETags."""
+        return self._advisories()
+
+    def license(self, *sha256s: str | None) -> str | None:
+        """The licence expression of the first of these core metadata blobs that is in the store."""
+        for sha256 in sha256s:
+            if sha256 is None:
+                continue
+            if sha256 not in self._licenses:
+                path = self.blobs.path(sha256)
+                try:
+                    if path.stat().st_size > MAX_METADATA_BYTES:
+                        found = None
+                    else:
+                        found = licenses.of_metadata(path.read_bytes())
+                except FileNotFoundError:
+                    continue  # not fetched yet: nothing known, and nothing remembered
+                if len(self._licenses) >= _KEPT:
+                    self._licenses.clear()
+                self._licenses[sha256] = found
+            return self._licenses[sha256]
+        return None
+
+    def license_of(self, raw: bytes) -> str | None:
+        return licenses.of_metadata(raw) if len(raw) <= MAX_METADATA_BYTES else None
+
+    def decide(self, policy: Policy, facts: Facts, now: datetime, final: bool = True) -> Decision | None:
+        rules = self.rules(policy)
+        advisories = self.advisories()[0] if policy.uses_advisories else None
+        return rules.decide(facts, now, advisories, final)
+
+    def withdrawn(self, repository_ids: list[int], project: str) -> None:
+        """A licence learned for a download blocks a file its pages still offer: they change now."""
+        with write_transaction():
+            serials.projects_changed(Project.select(Project.id).where(
+                Project.repository.in_(repository_ids) & (Project.name == project)))
+
+    def record(self, repository_id: int, repository: str, policy: Policy, where: str,
+               blocked: list[tuple[str, Decision]]) -> None:
+        """Count each block; audit each one this repository's policy had not made before (per file, rule and
+        policy), however many times the file is asked for."""
+        if not blocked:
+            return
+        for _filename, decision in blocked:
+            self.metrics.policy_block(decision.rule, policy.mode, where)
+        key = policy.key
+        new = [(filename, decision) for filename, decision in blocked
+               if (repository_id, filename, decision.rule, key) not in self._recorded]
+        if not new:
+            return
+        with write_transaction():
+            for filename, decision in new:
+                insert = PolicyBlock.insert(repository=repository_id, filename=filename, rule=decision.rule,
+                                            policy_key=key).on_conflict_ignore()
+                if database.execute_sql(*insert.sql()).rowcount == 1:  # not decided before, by any process
+                    audit.record(FIREWALL_ACTOR, "policy.block" if policy.mode == "enforce" else "policy.report",
+                                 "repository", repository, filename=filename, rule=decision.rule,
+                                 reason=decision.reason, advisories=list(decision.advisories))
+        if len(self._recorded) >= _KEPT:
+            self._recorded.clear()
+        self._recorded.update((repository_id, filename, decision.rule, key) for filename, decision in new)

@@ -1,0 +1,182 @@
+"""A repository seen through its policy (the package firewall): pages without the files it blocks, a refusal
+for a blocked file's URL or upload, and ETags that name the policy, the advisories and the moment the next
+young file ages in, so that no page outlives a decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime
+
+from pypilite import models
+from pypilite.audit import Actor
+from pypilite.database import database
+from pypilite.errors import BadRequest
+from pypilite.firewall import Firewall
+from pypilite.models import earliest, utcnow
+from pypilite.policies import Decision, Facts, Policy
+from pypilite.repositories.base import (
+    BlobRef,
+    DistFile,
+    PageTag,
+    ProjectIndex,
+    ProjectPage,
+    Repository,
+    UploadOutcome,
+    UploadTarget,
+    VerifiedUpload,
+)
+
+FILE = models.File._meta.table_name
+PROJECT = models.Project._meta.table_name
+
+
+class PolicedRepository(UploadTarget):
+    def __init__(self, inner: Repository, policy: Policy, firewall: Firewall) -> None:
+        super().__init__(inner.id, inner.name, inner.public)
+        self.inner = inner
+        self.repository_type = inner.repository_type
+        self.policy = policy
+        self.firewall = firewall
+        self.enforce = policy.mode == "enforce"
+        # One moment per request (a repository object lives for one): the page's ETag and its files agree.
+        self.now = utcnow()
+
+    def underlying(self) -> Repository:
+        return self.inner.underlying()
+
+    def project_index(self) -> ProjectIndex:
+        return self.inner.project_index()
+
+    def index_etag(self) -> str | None:
+        return self.inner.index_etag()
+
+    def index_serial(self) -> int | None:
+        return self.inner.index_serial()
+
+    def leaves(self) -> list[Repository]:
+        return self.inner.leaves()
+
+    def has_project(self, name: str) -> bool:
+        return self.inner.has_project(name)
+
+    def project_status(self, name: str) -> str | None:
+        return self.inner.project_status(name)
+
+    def source(self, member: str, project: str) -> Repository | None:
+        found = self.inner.source(member, project)
+        return self if found is self.inner else found
+
+    def page_tag(self, name: str) -> PageTag | None:
+        tag = self.inner.page_tag(name)
+        if tag is None or tag.etag is None:
+            return tag
+        etag, ages_in = self._etag(tag.etag, name)
+        return PageTag(etag, earliest(tag.until, ages_in), tag.serial)
+
+    def project_page(self, name: str) -> ProjectPage | None:
+        return self._filtered(self.inner.project_page(name), name)
+
+    def cached_page(self, name: str) -> ProjectPage | None:
+        return self._filtered(self.inner.cached_page(name), name)
+
+    def decisions(self, name: str, cached: bool = True) -> list[tuple[Repository, DistFile, Decision]]:
+        page = self.inner.cached_page(name) if cached else self.inner.project_page(name)
+        own = [(self.underlying(), dist, decision) for dist, decision in self._decided(page, final=False)]
+        return own + self.inner.decisions(name, cached)
+
+    def _decided(self, page: ProjectPage | None, final: bool) -> list[tuple[DistFile, Decision]]:
+        if page is None:
+            return []
+        found = []
+        for dist in page.files:
+            decision = self.firewall.decide(self.policy, self._facts(page.name, dist), self.now, final)
+            if decision is not None:
+                found.append((dist, decision))
+        return found
+
+    def _facts(self, project: str, dist: DistFile) -> Facts:
+        return Facts(project, dist.version, dist.filename, dist.upload_time,
+                     lambda: self.firewall.license(dist.metadata_sha256, dist.info_sha256))
+
+    def _filtered(self, page: ProjectPage | None, name: str) -> ProjectPage | None:
+        if page is None:
+            return None
+        blocked = self._decided(page, final=False)
+        self.firewall.record(self.id, self.name, self.policy, "page", [(d.filename, why) for d, why in blocked])
+        withheld = {dist.filename for dist, _why in blocked} if self.enforce else set()
+        return dataclasses.replace(page, files=tuple(f for f in page.files if f.filename not in withheld),
+                                   etag=self._etag(page.etag, name)[0])
+
+    def _etag(self, etag: str, name: str) -> tuple[str, datetime | None]:
+        """The page's ETag under this policy, and when it changes with nothing else changing (a young file
+        ages in). The young files are named by the upload time of the oldest of them: time only removes them."""
+        parts = [etag, self.policy.key]
+        if self.policy.uses_advisories:
+            parts.append(self.firewall.advisories()[1])
+        ages_in = None
+        age = self.policy.age
+        if age is not None:
+            youngest_old = self._oldest_young(name, self.now - age)
+            parts.append(youngest_old.isoformat() if youngest_old is not None else "")
+            ages_in = youngest_old + age if youngest_old is not None else None
+        return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest(), ages_in
+
+    def _oldest_young(self, name: str, cutoff: datetime) -> datetime | None:
+        """The upload time of the project's oldest file uploaded after `cutoff`, in the tables the page reads."""
+        ids = [leaf.id for leaf in self.inner.leaves()]
+        if not ids:
+            return None
+        row = database.execute_sql(
+            f'SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
+            f"WHERE p.name = ? AND p.repository_id IN ({', '.join('?' for _ in ids)}) AND f.upload_time > ?",
+            (name, *ids, models.File.upload_time.db_value(cutoff))).fetchone()
+        return models.File.upload_time.python_value(row[0]) if row and row[0] is not None else None
+
+    def refusal(self, dist: DistFile, project: str, metadata: bool = False) -> str | None:
+        """Why the file may not be handed out; a licence not known yet is learned from the core metadata
+        first (a proxy fetches it), and only the file itself waits for it."""
+        facts = self._facts(project, dist)
+        decision = self.firewall.decide(self.policy, facts, self.now, final=False)
+        if decision is None and not metadata and self.policy.licensed and facts.license() is None:
+            if dist.metadata_sha256 is not None:
+                self.inner.open_metadata(dist.filename)
+            decision = self.firewall.decide(self.policy, facts, self.now, final=True)
+            if decision is not None and facts.license() is not None and self.enforce:
+                self.firewall.withdrawn([leaf.id for leaf in self.inner.leaves()], project)
+        if decision is None:
+            return None
+        self.firewall.record(self.id, self.name, self.policy, "file", [(dist.filename, decision)])
+        return f"{decision.reason}; blocked by the policy of repository {self.name!r}" if self.enforce else None
+
+    def dist_file(self, filename: str) -> DistFile | None:
+        return self.inner.dist_file(filename)
+
+    def open_file(self, filename: str) -> BlobRef | None:
+        return self.inner.open_file(filename)
+
+    def open_metadata(self, filename: str) -> BlobRef | None:
+        return self.inner.open_metadata(filename)
+
+    def open_provenance(self, filename: str) -> bytes | None:
+        return self.inner.open_provenance(filename)
+
+    def stored_blob(self, filename: str, metadata: bool = False) -> BlobRef | None:
+        return self.inner.stored_blob(filename, metadata)
+
+    def upload_target(self) -> UploadTarget:
+        target = self.inner.upload_target()
+        return self if target is self.inner else target
+
+    def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
+        """An upload the policy's deny list or licence rules refuse is not stored."""
+        target = self.inner.upload_target()
+        expression = self.firewall.license_of(dist.metadata.raw)
+        facts = Facts(dist.info.project, str(dist.info.version), dist.filename, None, lambda: expression)
+        decision = self.firewall.decide(self.policy, facts, self.now, final=True)
+        if decision is not None:
+            self.firewall.record(self.id, self.name, self.policy, "upload", [(dist.filename, decision)])
+            if self.enforce:
+                raise BadRequest(f"{decision.reason}; refused by the policy of repository {self.name!r}")
+        return target.upload(dist, actor)

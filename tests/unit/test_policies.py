@@ -1,0 +1,159 @@
+"""The package firewall in-process: parsing policies, each rule on a proxy's pages and files, report mode,
+groups over their members, hosted uploads, and pages that change when the policy or the clock does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pypilite import licenses
+from pypilite.models import AuditEvent, PolicyBlock
+from pypilite.policies import PolicyError, parse_policy, parse_requirement
+from tests.conftest import Index
+from tests.distfactory import metadata_text, wheel_bytes
+from tests.upstream import Upstream, wheel
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture
+def upstream(tmp_path) -> Iterator[Upstream]:
+    dists = [wheel("demo", "1.0", license_expression="MIT", upload_time=ago(days=30)),
+             wheel("demo", "2.0", license_expression="AGPL-3.0-only", upload_time=ago(days=20)),
+             wheel("demo", "3.0rc1", license_expression="MIT", upload_time=ago(days=10)),
+             wheel("demo", "3.0", license_expression="MIT", upload_time=ago(hours=1)),
+             wheel("evil-thing", "1.0", upload_time=ago(days=30)),
+             wheel("undated", "1.0", upload_time=None)]
+    server = Upstream(tmp_path / "upstream", dists, json_api=True).start()
+    yield server
+    server.stop()
+
+
+def policed(tmp_path, upstream: Upstream, policy: dict | None, group_policy: dict | None = None) -> Index:
+    proxy = {"name": "pypi", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 2}
+    group = {"name": "all", "repository_type": "group", "members": ["local", "pypi"], "upload_to": "local"}
+    if policy is not None:
+        proxy["policy"] = policy
+    if group_policy is not None:
+        group["policy"] = group_policy
+    return Index(tmp_path / "data", {"repository": [{"name": "local", "repository_type": "hosted"}, proxy, group]})
+
+
+def versions(index: Index, url: str) -> list[str]:
+    response = index.get(url, accept=JSON)
+    assert response.status_code == 200, response.text
+    return response.json["versions"]
+
+
+def download(index: Index, upstream: Upstream, repo: str, filename: str):
+    sha256 = next(d.sha256 for d in upstream.dists if d.filename == filename)
+    return index.get(f"/{repo}/files/pypi/{sha256}/{filename}")
+
+
+def test_parsing_names_the_key_and_refuses_what_a_hosted_repository_cannot_apply() -> None:
+    assert parse_policy({"min_release_age": "3d", "deny": ["evil-*", "foo==1.2.3"]}, "r", "proxy").age == \
+        timedelta(days=3)
+    for entry, message in (({"min_release_age": "3 days"}, "min_release_age"), ({"mode": "warn"}, "mode"),
+                           ({"deny": ["foo==="]}, "deny"), ({"licenses_deny": ["Not A Licence("]}, "licenses_deny"),
+                           ({"colour": "red"}, "colour"), ({"block_vulnerable": "urgent"}, "block_vulnerable")):
+        with pytest.raises(PolicyError, match=message):
+            parse_policy(entry, "r", "proxy")
+    with pytest.raises(PolicyError, match="does not apply to a hosted"):
+        parse_policy({"min_release_age": "1d"}, "r", "hosted")
+
+
+def test_requirements_match_globs_and_prereleases() -> None:
+    assert parse_requirement("Evil_*").covers("evil-thing", "1.0")
+    assert parse_requirement("bar<2").covers("bar", "2.0rc1") is False
+    assert parse_requirement("bar<2").covers("bar", "1.5a1")
+    assert not parse_requirement("foo==1.2.3").covers("foo", "1.2.4")
+
+
+def test_licence_expressions_offer_a_choice_under_or_and_none_under_and() -> None:
+    assert licenses.acceptable("MIT OR AGPL-3.0-only", (), ("AGPL-3.0-only",))
+    assert not licenses.acceptable("MIT AND AGPL-3.0-only", (), ("AGPL-3.0-only",))
+    assert not licenses.acceptable("GPL-2.0-only WITH Classpath-exception-2.0", ("MIT",), ())
+    assert licenses.of_metadata(metadata_text("a", "1", license_expression="mit").encode()) == "MIT"
+
+
+def test_release_age_hides_young_and_undated_files_and_the_allow_list_excepts(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"min_release_age": "3d"})
+    assert versions(index, "/pypi/simple/demo/") == ["1.0", "2.0", "3.0rc1"]
+    assert index.get("/pypi/simple/undated/", accept=JSON).json["files"] == []
+    refused = download(index, upstream, "pypi", "demo-3.0-py3-none-any.whl")
+    assert refused.status_code == 403 and "min_release_age" in refused.text and "\n" not in refused.text.strip()
+    excepted = policed(tmp_path / "b", upstream, {"min_release_age": "3d", "allow": ["demo==3.0"],
+                                                  "undated": "allow"})
+    assert versions(excepted, "/pypi/simple/demo/") == ["1.0", "2.0", "3.0rc1", "3.0"]
+    assert versions(excepted, "/pypi/simple/undated/") == ["1.0"]
+
+
+def test_deny_list_and_report_mode(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"deny": ["evil-*", "demo>=2,<3"]})
+    assert versions(index, "/pypi/simple/demo/") == ["1.0", "3.0rc1", "3.0"]
+    assert versions(index, "/pypi/simple/evil-thing/") == []
+    report = policed(tmp_path / "r", upstream, {"deny": ["evil-*"], "mode": "report"})
+    assert versions(report, "/pypi/simple/evil-thing/") == ["1.0"]
+    assert download(report, upstream, "pypi", "evil_thing-1.0-py3-none-any.whl").status_code == 200
+    events = report.run(lambda: [(e.action, json.loads(e.detail)["rule"]) for e in AuditEvent.select()
+                                 .where(AuditEvent.action.startswith("policy."))])
+    assert events == [("policy.report", "deny")]
+    assert 'pypilite_policy_blocks_total{mode="report",rule="deny",where="page"}' in report.get("/metrics").text
+
+
+def test_each_block_is_audited_once_however_often_it_is_asked(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"deny": ["evil-*"]})
+    for _ in range(3):
+        versions(index, "/pypi/simple/evil-thing/")
+        download(index, upstream, "pypi", "evil_thing-1.0-py3-none-any.whl")
+    assert index.run(lambda: PolicyBlock.select().count()) == 1
+    assert index.run(lambda: AuditEvent.select().where(AuditEvent.action == "policy.block").count()) == 1
+
+
+def test_licences_are_read_from_core_metadata_and_learned_before_a_download(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"licenses_deny": ["AGPL-3.0-only"]})
+    # Not read yet: offered; the download reads the core metadata first and refuses.
+    assert "2.0" in versions(index, "/pypi/simple/demo/")
+    refused = download(index, upstream, "pypi", "demo-2.0-py3-none-any.whl")
+    assert refused.status_code == 403 and "AGPL-3.0-only" in refused.text
+    assert "2.0" not in versions(index, "/pypi/simple/demo/")
+    assert download(index, upstream, "pypi", "demo-1.0-py3-none-any.whl").status_code == 200
+
+
+def test_a_group_applies_its_own_policy_over_its_members(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, None, group_policy={"deny": ["demo==1.0"]})
+    assert versions(index, "/pypi/simple/demo/") == ["1.0", "2.0", "3.0rc1", "3.0"]
+    assert versions(index, "/all/simple/demo/") == ["2.0", "3.0rc1", "3.0"]
+    sha256 = next(d.sha256 for d in upstream.dists if d.filename == "demo-1.0-py3-none-any.whl")
+    refused = index.get(f"/all/files/pypi/{sha256}/demo-1.0-py3-none-any.whl")
+    assert refused.status_code == 403 and "'all'" in refused.text
+
+
+def test_a_policy_change_shows_on_the_next_request_and_never_a_stale_etag(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, None)
+    first = index.get("/all/simple/demo/", accept=JSON)
+    assert first.json["versions"] == ["1.0", "2.0", "3.0rc1", "3.0"]
+    changed = index.client.put("/api/v1/repos/pypi/policy", json={"deny": ["demo==3.0"]}, headers=index.auth)
+    assert changed.status_code == 200, changed.text
+    again = index.get("/all/simple/demo/", accept=JSON, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 200 and again.json["versions"] == ["1.0", "2.0", "3.0rc1"]
+
+
+def test_hosted_uploads_are_refused_by_deny_and_licence_rules(tmp_path, upstream) -> None:
+    index = Index(tmp_path / "data", {"repository": [{"name": "local", "repository_type": "hosted", "policy": {
+        "deny": ["evil-*"], "licenses_allow": ["MIT", "Apache-2.0"]}}]})
+    mit = wheel_bytes("good", "1.0", metadata=metadata_text("good", "1.0", license_expression="MIT"))
+    assert index.upload("good-1.0-py3-none-any.whl", mit).status_code == 200
+    agpl = wheel_bytes("good", "2.0", metadata=metadata_text("good", "2.0", license_expression="AGPL-3.0-only"))
+    refused = index.upload("good-2.0-py3-none-any.whl", agpl)
+    assert refused.status_code == 400 and "AGPL-3.0-only" in refused.text
+    evil = wheel_bytes("evil-x", "1.0", metadata=metadata_text("evil-x", "1.0", license_expression="MIT"))
+    assert "deny list" in index.upload("evil_x-1.0-py3-none-any.whl", evil).text
+    assert [row.filename for row in index.file_rows()] == ["good-1.0-py3-none-any.whl"]
