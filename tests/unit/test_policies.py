@@ -12,7 +12,7 @@ import pytest
 from pypilite import licenses
 from pypilite.models import AuditEvent, PolicyBlock
 from pypilite.policies import PolicyError, parse_policy, parse_requirement
-from tests.conftest import Index
+from tests.conftest import Index, call
 from tests.distfactory import metadata_text, wheel_bytes
 from tests.upstream import Upstream, wheel
 
@@ -157,3 +157,26 @@ def test_hosted_uploads_are_refused_by_deny_and_licence_rules(tmp_path, upstream
     evil = wheel_bytes("evil-x", "1.0", metadata=metadata_text("evil-x", "1.0", license_expression="MIT"))
     assert "deny list" in index.upload("evil_x-1.0-py3-none-any.whl", evil).text
     assert [row.filename for row in index.file_rows()] == ["good-1.0-py3-none-any.whl"]
+
+
+def test_the_command_line_sets_shows_and_explains(capsys, tmp_path, upstream) -> None:
+    config = tmp_path / "pypilite.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n[[repository]]\nname = "pypi"\n'
+                      f'repository_type = "proxy"\nremote_url = "{upstream.url}"\n'
+                      '[repository.policy]\ndeny = ["demo<2"]\n')
+    Index(tmp_path / "data", {"repository": [{"name": "pypi", "repository_type": "proxy",
+                                              "remote_url": upstream.url}]})
+    rules = tmp_path / "rules.toml"
+    rules.write_text('min_release_age = "3d"\ndeny = ["evil-*"]\n')
+    code, out, err = call(capsys, "policy", "set", "pypi", str(rules), "--config", str(config))
+    assert code == 0, err
+    code, out, _ = call(capsys, "policy", "show", "pypi", "--config", str(config))
+    assert json.loads(out)["min_release_age"] == "3d"
+    code, out, _ = call(capsys, "policy", "explain", "pypi", "demo", "--config", str(config))
+    assert code == 0 and "3.0: blocked" in out and "min_release_age" in out and "1.0: allowed" in out
+    assert call(capsys, "policy", "set", "pypi", "--from-config", "--config", str(config))[0] == 0
+    code, out, _ = call(capsys, "policy", "explain", "pypi", "demo", "1.0", "--config", str(config))
+    assert out.splitlines()[0] == "1.0: blocked" and "deny list" in out
+    rules.write_text('min_release_age = "soon"\n')
+    code, _out, err = call(capsys, "policy", "set", "pypi", str(rules), "--config", str(config))
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "min_release_age" in err
