@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as BaseResponse  # what redirect() return
 from pypilite import access, breakers, catalog, descriptions, grants
 from pypilite.config import RESERVED_NAMES
 from pypilite.errors import NotFound, UserError
-from pypilite.repositories.base import DistFile, ProjectPage, Repository
+from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.web import clientsetup, crosssite
 from pypilite.web.context import principal, readable_repository, services
@@ -176,9 +176,21 @@ def project(repo: str, project: str) -> BaseResponse | str:
     urls = _endpoints(repo_view)
     name = info.name if info is not None and info.name else normalized
     return render_template("ui/project.html", repository=repo_view, page=page, version=version, files=files,
-                           versions=_versions(page), info=info, name=name,
+                           versions=_versions(page), info=info, name=name, blocked=_blocked(repo_view, normalized),
                            install=clientsetup.pip_install(urls, f"{normalized}=={version}"),
                            safe_url=descriptions.safe_url, maintain=_maintainable(repo_view), **_common())
+
+
+def _blocked(repo_view: Repository, project: str) -> list[dict[str, object]]:
+    """The versions a policy keeps from installers (or would, in report mode), newest first, each with the
+    rules, the repositories whose policies decided, and the advisories they cite."""
+    found: dict[str, dict[tuple[str, str], dict[str, object]]] = {}
+    for holder, dist, decision in repo_view.decisions(project):
+        found.setdefault(dist.version, {}).setdefault((decision.rule, holder.name), {
+            "rule": decision.rule, "repository": holder.name, "reason": decision.reason,
+            "advisories": decision.advisories})
+    return [{"version": version, "reasons": list(found[version].values())}
+            for version in sorted(found, key=version_key, reverse=True)]
 
 
 def _maintainable(repo_view: Repository) -> bool:

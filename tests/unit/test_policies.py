@@ -180,3 +180,11 @@ def test_the_command_line_sets_shows_and_explains(capsys, tmp_path, upstream) ->
     rules.write_text('min_release_age = "soon"\n')
     code, _out, err = call(capsys, "policy", "set", "pypi", str(rules), "--config", str(config))
     assert code != 0 and len(err.strip().splitlines()) == 1 and "min_release_age" in err
+
+
+def test_the_ui_shows_blocked_versions_with_their_rule(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"min_release_age": "3d", "deny": ["demo==2.0"]})
+    versions(index, "/pypi/simple/demo/")
+    page = index.get("/ui/pypi/demo/", headers=index.auth).text
+    blocked = page[page.index('id="blocked"'):]
+    assert "3.0" in blocked and "release_age (pypi)" in blocked and "deny (pypi)" in blocked
