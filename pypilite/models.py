@@ -244,6 +244,44 @@ class FetchedBlob(BaseModel):
         indexes = ((("repository", "sha256"), True),)
 
 
+
+class AdvisoryRecord(BaseModel):
+    """An OSV advisory that names PyPI projects, imported offline (pypilite/advisories.py)."""
+
+    id = pw.CharField(primary_key=True)  # the OSV id: GHSA-…, PYSEC-…, MAL-…
+    aliases = pw.TextField(default="")  # one per line
+    summary = pw.TextField(default="")
+    severity = pw.CharField(null=True)  # critical | high | moderate | low, or unknown
+    malicious = pw.BooleanField(default=False)
+    modified = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "advisory"
+
+
+class AdvisoryAffected(BaseModel):
+    """One affected entry of an advisory, for one normalized project name: what a page's lookup reads."""
+
+    advisory = pw.ForeignKeyField(AdvisoryRecord, on_delete="CASCADE")
+    project = pw.CharField(index=True)
+    ranges = pw.TextField(default="[]")  # JSON [[introduced, fixed, last_affected], …], each a version or null
+    versions = pw.TextField(default="[]")  # JSON list of normalized versions
+
+
+class AdvisoryImport(BaseModel):
+    """One finished `advisories import`: how old the data is."""
+
+    id = NeverReusedId()
+    time = pw.DateTimeField(default=utcnow)
+    source = pw.TextField()  # the file or directory's name, not its path
+    stored = pw.IntegerField()
+    removed = pw.IntegerField()
+
+
+# The Meta counter every advisories write bumps: caches of policy decisions are keyed on it.
+ADVISORIES_GENERATION = "advisories_generation"
+
+
 # The secret ETags are hashed with: a restored copy of the data dir gets a new one (backup.py), so no
 # validator a client holds from the original ever matches the copy's pages.
 ETAG_KEY = "etag_key"
