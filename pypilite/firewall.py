@@ -3,10 +3,9 @@ advisories, and the record of its decisions (metrics on every one, one audit eve
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
-from pypilite import audit, licenses, serials
+from pypilite import advisories, audit, licenses, serials
 from pypilite.audit import Actor
 from pypilite.database import database, write_transaction
 from pypilite.metrics import Metrics
@@ -22,11 +21,9 @@ _KEPT = 100_000
 
 
 class Firewall:
-    def __init__(self, blobs: BlobStore, metrics: Metrics,
-                 advisories: Callable[[], tuple[Advisories | None, str]] | None = None) -> None:
+    def __init__(self, blobs: BlobStore, metrics: Metrics) -> None:
         self.blobs = blobs
         self.metrics = metrics
-        self._advisories = advisories or (lambda: (None, ""))
         self._rules: dict[Policy, Rules] = {}
         self._licenses: dict[str, str | None] = {}
         self._recorded: set[tuple[int, str, str, str]] = set()
@@ -39,9 +36,13 @@ class Firewall:
             rules = self._rules[policy] = Rules(policy)
         return rules
 
-    def advisories(self) -> tuple[Advisories | None, str]:
-        """The advisories loaded, and their generation (changing on every import): part of page ETags."""
-        return self._advisories()
+    def generation(self) -> str:
+        """Changes with every advisories import: part of the ETag of every page a policy on them shapes."""
+        return str(advisories.generation())
+
+    def advisories(self, policy: Policy, project: str) -> Advisories | None:
+        """The advisories about a project, read once for all the files of a page; None where not used."""
+        return advisories.for_project(project) if policy.uses_advisories else None
 
     def license(self, *sha256s: str | None) -> str | None:
         """The licence expression of the first of these core metadata blobs that is in the store."""
@@ -66,10 +67,9 @@ class Firewall:
     def license_of(self, raw: bytes) -> str | None:
         return licenses.of_metadata(raw) if len(raw) <= MAX_METADATA_BYTES else None
 
-    def decide(self, policy: Policy, facts: Facts, now: datetime, final: bool = True) -> Decision | None:
-        rules = self.rules(policy)
-        advisories = self.advisories()[0] if policy.uses_advisories else None
-        return rules.decide(facts, now, advisories, final)
+    def decide(self, policy: Policy, facts: Facts, now: datetime, known: Advisories | None,
+               final: bool = True) -> Decision | None:
+        return self.rules(policy).decide(facts, now, known, final)
 
     def withdrawn(self, repository_ids: list[int], project: str) -> None:
         """A licence learned for a download blocks a file its pages still offer: they change now."""

@@ -18,10 +18,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from pypilite import licenses
+from pypilite import advisories, licenses
 
 MODES = ("enforce", "report")
-SEVERITIES = ("critical", "high", "moderate", "low")
+SEVERITIES = advisories.SEVERITIES
 BLOCK_VULNERABLE = (*SEVERITIES, "none")
 UNKNOWN_RULES = ("block", "allow")
 # The rules a hosted repository applies to uploads; the others concern an upstream's files.
@@ -166,17 +166,21 @@ def parse_requirement(text: str, where: str = "policy") -> Match:
     return Match(text, re.sub(r"[-_.]+", "-", name).lower(), specifier)
 
 
-@dataclass(frozen=True)
-class Advisory:
+class Advisory(Protocol):
     """What the firewall reads of an advisory (pypilite.advisories gives these)."""
 
-    id: str
-    severity: str | None
-    malicious: bool
+    @property
+    def id(self) -> str: ...
+    @property
+    def severity(self) -> str | None: ...
+    @property
+    def malicious(self) -> bool: ...
 
 
 class Advisories(Protocol):
-    def affecting(self, project: str, version: str) -> Sequence[Advisory]: ...
+    """The advisories about one project (pypilite.advisories.ProjectAdvisories)."""
+
+    def affecting(self, version: str) -> Sequence[Advisory]: ...
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ class Rules:
                                                f"{facts.upload_time:%Y-%m-%dT%H:%M:%SZ}, less than "
                                                f"{self.policy.min_release_age} ago (min_release_age)")
         if self.policy.uses_advisories and advisories is not None:
-            decision = self._advisories(facts, advisories.affecting(facts.project, facts.version))
+            decision = self._advisories(facts, advisories.affecting(facts.version))
             if decision is not None:
                 return decision
         if self.policy.licensed:

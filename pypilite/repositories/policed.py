@@ -90,8 +90,9 @@ class PolicedRepository(UploadTarget):
         if page is None:
             return []
         found = []
+        known = self.firewall.advisories(self.policy, page.name)
         for dist in page.files:
-            decision = self.firewall.decide(self.policy, self._facts(page.name, dist), self.now, final)
+            decision = self.firewall.decide(self.policy, self._facts(page.name, dist), self.now, known, final)
             if decision is not None:
                 found.append((dist, decision))
         return found
@@ -114,7 +115,7 @@ class PolicedRepository(UploadTarget):
         ages in). The young files are named by the upload time of the oldest of them: time only removes them."""
         parts = [etag, self.policy.key]
         if self.policy.uses_advisories:
-            parts.append(self.firewall.advisories()[1])
+            parts.append(self.firewall.generation())
         ages_in = None
         age = self.policy.age
         if age is not None:
@@ -138,11 +139,12 @@ class PolicedRepository(UploadTarget):
         """Why the file may not be handed out; a licence not known yet is learned from the core metadata
         first (a proxy fetches it), and only the file itself waits for it."""
         facts = self._facts(project, dist)
-        decision = self.firewall.decide(self.policy, facts, self.now, final=False)
+        known = self.firewall.advisories(self.policy, project)
+        decision = self.firewall.decide(self.policy, facts, self.now, known, final=False)
         if decision is None and not metadata and self.policy.licensed and facts.license() is None:
             if dist.metadata_sha256 is not None:
                 self.inner.open_metadata(dist.filename)
-            decision = self.firewall.decide(self.policy, facts, self.now, final=True)
+            decision = self.firewall.decide(self.policy, facts, self.now, known, final=True)
             if decision is not None and facts.license() is not None and self.enforce:
                 self.firewall.withdrawn([leaf.id for leaf in self.inner.leaves()], project)
         if decision is None:
@@ -174,7 +176,8 @@ class PolicedRepository(UploadTarget):
         target = self.inner.upload_target()
         expression = self.firewall.license_of(dist.metadata.raw)
         facts = Facts(dist.info.project, str(dist.info.version), dist.filename, None, lambda: expression)
-        decision = self.firewall.decide(self.policy, facts, self.now, final=True)
+        decision = self.firewall.decide(self.policy, facts, self.now,
+                                        self.firewall.advisories(self.policy, facts.project), final=True)
         if decision is not None:
             self.firewall.record(self.id, self.name, self.policy, "upload", [(dist.filename, decision)])
             if self.enforce:

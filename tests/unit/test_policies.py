@@ -14,6 +14,7 @@ from pypilite.models import AuditEvent, PolicyBlock
 from pypilite.policies import PolicyError, parse_policy, parse_requirement
 from tests.conftest import Index, call
 from tests.distfactory import metadata_text, wheel_bytes
+from tests.unit.test_advisories import CRITICAL_VECTOR, LOW_VECTOR, ecosystem, load, osv
 from tests.upstream import Upstream, wheel
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -188,3 +189,25 @@ def test_the_ui_shows_blocked_versions_with_their_rule(tmp_path, upstream) -> No
     page = index.get("/ui/pypi/demo/", headers=index.auth).text
     blocked = page[page.index('id="blocked"'):]
     assert "3.0" in blocked and "release_age (pypi)" in blocked and "deny (pypi)" in blocked
+
+
+def test_vulnerable_and_malicious_versions_are_blocked_and_an_import_shows_at_once(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"block_vulnerable": "high", "allow": ["evil-thing==1.0"]})
+    first = index.get("/pypi/simple/demo/", accept=JSON)
+    assert first.json["versions"] == ["1.0", "2.0", "3.0rc1", "3.0"]
+    load(index, osv("GHSA-crit-ical-0001", package="demo", ranges=[ecosystem({"introduced": "0"}, {"fixed": "2.0"})],
+                    severity=[{"type": "CVSS_V3", "score": CRITICAL_VECTOR}]),
+         osv("GHSA-lowl-owlo-0002", package="demo", versions=["2.0"],
+             severity=[{"type": "CVSS_V3", "score": LOW_VECTOR}]),
+         osv("MAL-2026-1", package="demo", versions=["3.0rc1"]),
+         osv("MAL-2026-2", package="evil-thing", versions=["1.0"]))
+    again = index.get("/pypi/simple/demo/", accept=JSON, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 200 and again.json["versions"] == ["2.0", "3.0"]
+    refused = download(index, upstream, "pypi", "demo-1.0-py3-none-any.whl")
+    assert refused.status_code == 403 and "GHSA-crit-ical-0001" in refused.text
+    assert "malicious" in download(index, upstream, "pypi", "demo-3.0rc1-py3-none-any.whl").text
+    assert versions(index, "/pypi/simple/evil-thing/") == ["1.0"]  # explicitly allowed
+    blocked = {v["version"]: v for v in index.client.get("/api/v1/repos/pypi/policy/explain/demo",
+                                                         headers=index.auth).json["versions"]}
+    assert blocked["1.0"]["files"][0]["blocked"][0]["advisories"] == ["GHSA-crit-ical-0001"]
+    assert blocked["3.0rc1"]["files"][0]["blocked"][0]["rule"] == "malicious" and blocked["2.0"]["allowed"]
