@@ -12,7 +12,7 @@ from datetime import datetime
 from pypilite import models
 from pypilite.audit import Actor
 from pypilite.database import database
-from pypilite.errors import BadRequest
+from pypilite.errors import BadRequest, UserError
 from pypilite.firewall import Firewall
 from pypilite.models import earliest, utcnow
 from pypilite.policies import Decision, Facts, Policy
@@ -28,6 +28,8 @@ from pypilite.repositories.base import (
     VerifiedUpload,
 )
 
+# Core metadata files read for their licence per page build, newest first: what an installer looks at.
+LEARN_PER_PAGE = 20
 FILE = models.File._meta.table_name
 PROJECT = models.Project._meta.table_name
 
@@ -76,7 +78,25 @@ class PolicedRepository(UploadTarget):
         return PageTag(etag, earliest(tag.until, ages_in), tag.serial)
 
     def project_page(self, name: str) -> ProjectPage | None:
-        return self._filtered(self.inner.project_page(name), name)
+        page = self.inner.project_page(name)
+        if page is not None and self.policy.licensed:
+            self._learn_licenses(page)
+        return self._filtered(page, name)
+
+    def _learn_licenses(self, page: ProjectPage) -> None:
+        """Read the core metadata of the newest files whose licence is unknown (a proxy fetches it, once), so
+        that installers resolve around a refused licence instead of meeting a 403; a few per page build."""
+        unknown = [dist for dist in reversed(page.files) if dist.metadata_sha256 is not None
+                   and self.firewall.license(dist.metadata_sha256, dist.info_sha256) is None]
+        learned = False
+        for dist in unknown[:LEARN_PER_PAGE]:
+            try:
+                self.inner.open_metadata(dist.filename)
+            except UserError:
+                continue  # the upstream failed: the download decides, after trying again
+            learned |= self.firewall.license(dist.metadata_sha256) is not None
+        if learned and self.enforce:
+            self.firewall.withdrawn([leaf.id for leaf in self.inner.leaves()], page.name)
 
     def cached_page(self, name: str) -> ProjectPage | None:
         return self._filtered(self.inner.cached_page(name), name)

@@ -118,14 +118,19 @@ def test_each_block_is_audited_once_however_often_it_is_asked(tmp_path, upstream
     assert index.run(lambda: AuditEvent.select().where(AuditEvent.action == "policy.block").count()) == 1
 
 
-def test_licences_are_read_from_core_metadata_and_learned_before_a_download(tmp_path, upstream) -> None:
+def test_licences_are_read_from_core_metadata_the_proxy_fetches(tmp_path, upstream, monkeypatch) -> None:
     index = policed(tmp_path, upstream, {"licenses_deny": ["AGPL-3.0-only"]})
-    # Not read yet: offered; the download reads the core metadata first and refuses.
-    assert "2.0" in versions(index, "/pypi/simple/demo/")
+    assert versions(index, "/pypi/simple/demo/") == ["1.0", "3.0rc1", "3.0"]
+    assert upstream.log.count("demo-2.0-py3-none-any.whl.metadata") == 1
     refused = download(index, upstream, "pypi", "demo-2.0-py3-none-any.whl")
     assert refused.status_code == 403 and "AGPL-3.0-only" in refused.text
-    assert "2.0" not in versions(index, "/pypi/simple/demo/")
     assert download(index, upstream, "pypi", "demo-1.0-py3-none-any.whl").status_code == 200
+    # Not read by a page (none left to read per build): the download reads it first, and refuses.
+    monkeypatch.setattr("pypilite.repositories.policed.LEARN_PER_PAGE", 0)
+    later = policed(tmp_path / "later", upstream, {"licenses_deny": ["AGPL-3.0-only"]})
+    assert "2.0" in versions(later, "/pypi/simple/demo/")
+    assert download(later, upstream, "pypi", "demo-2.0-py3-none-any.whl").status_code == 403
+    assert "2.0" not in versions(later, "/pypi/simple/demo/")
 
 
 def test_a_group_applies_its_own_policy_over_its_members(tmp_path, upstream) -> None:
