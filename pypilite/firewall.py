@@ -25,7 +25,7 @@ class Firewall:
         self.blobs = blobs
         self.metrics = metrics
         self._rules: dict[Policy, Rules] = {}
-        self._licenses: dict[str, str | None] = {}
+        self._licenses: dict[str, str] = {}
         self._recorded: set[tuple[int, str, str, str]] = set()
 
     def rules(self, policy: Policy) -> Rules:
@@ -45,7 +45,8 @@ class Firewall:
         return advisories.for_project(project) if policy.uses_advisories else None
 
     def license(self, *sha256s: str | None) -> str | None:
-        """The licence expression of the first of these core metadata blobs that is in the store."""
+        """The licence expression of the first of these core metadata blobs that is in the store (empty: it
+        declares none); None when none of them is."""
         for sha256 in sha256s:
             if sha256 is None:
                 continue
@@ -53,7 +54,7 @@ class Firewall:
                 path = self.blobs.path(sha256)
                 try:
                     if path.stat().st_size > MAX_METADATA_BYTES:
-                        found = None
+                        found = ""
                     else:
                         found = licenses.of_metadata(path.read_bytes())
                 except FileNotFoundError:
@@ -64,8 +65,8 @@ class Firewall:
             return self._licenses[sha256]
         return None
 
-    def license_of(self, raw: bytes) -> str | None:
-        return licenses.of_metadata(raw) if len(raw) <= MAX_METADATA_BYTES else None
+    def license_of(self, raw: bytes) -> str:
+        return licenses.of_metadata(raw) if len(raw) <= MAX_METADATA_BYTES else ""
 
     def decide(self, policy: Policy, facts: Facts, now: datetime, known: Advisories | None,
                final: bool = True) -> Decision | None:

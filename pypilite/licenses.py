@@ -37,8 +37,8 @@ def canonical(expression: str) -> str:
     return canonicalize_license_expression(expression)
 
 
-def of_metadata(raw: bytes) -> str | None:
-    """The SPDX expression core metadata declares, canonical; None when it declares none that can be read."""
+def of_metadata(raw: bytes) -> str:
+    """The SPDX expression core metadata declares, canonical; empty when it declares none that can be read."""
     fields, _unparsed = parse_email(raw)
     for text in (fields.get("license_expression"), fields.get("license")):
         if text and len(text) < 1000:
@@ -48,7 +48,7 @@ def of_metadata(raw: bytes) -> str | None:
                 continue
     named = sorted({CLASSIFIERS[c] for c in fields.get("classifiers") or () if c in CLASSIFIERS})
     # Several licence classifiers mean the user may choose among them, as PyPI reads them.
-    return " OR ".join(named) or None
+    return " OR ".join(named)
 
 
 def acceptable(expression: str, allow: Collection[str], deny: Collection[str]) -> bool:

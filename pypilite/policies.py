@@ -200,7 +200,7 @@ class Facts:
     version: str
     filename: str
     upload_time: datetime | None
-    # The file's licence expression; None when its core metadata is not known.
+    # The file's licence expression (empty: its core metadata declares none); None: that metadata is not known.
     license: Callable[[], str | None]
 
 
@@ -262,11 +262,13 @@ class Rules:
 
     def _license(self, facts: Facts, final: bool) -> Decision | None:
         expression = facts.license()
-        if expression is None:
-            if final and self.policy.licenses_unknown == "block":
-                return Decision("license", f"{facts.filename}: its licence is unknown (no core metadata read; "
-                                           "licenses_unknown = \"block\")")
+        if expression is None and not final:
             return None
+        if not expression:
+            if self.policy.licenses_unknown == "allow":
+                return None
+            why = "its core metadata declares no SPDX licence" if expression == "" else "its core metadata is unknown"
+            return Decision("license", f"{facts.filename}: {why} (licenses_unknown = \"block\")")
         if not licenses.acceptable(expression, self.policy.licenses_allow, self.policy.licenses_deny):
             return Decision("license", f"{facts.project} {facts.version} is licensed {expression!r}, which the "
                                        "policy's licence rules do not accept")

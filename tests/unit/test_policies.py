@@ -216,3 +216,11 @@ def test_vulnerable_and_malicious_versions_are_blocked_and_an_import_shows_at_on
                                                          headers=index.auth).json["versions"]}
     assert blocked["1.0"]["files"][0]["blocked"][0]["advisories"] == ["GHSA-crit-ical-0001"]
     assert blocked["3.0rc1"]["files"][0]["blocked"][0]["rule"] == "malicious" and blocked["2.0"]["allowed"]
+
+
+def test_a_file_whose_metadata_declares_no_licence_follows_licenses_unknown(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"licenses_deny": ["AGPL-3.0-only"]})
+    assert versions(index, "/pypi/simple/evil-thing/") == []
+    assert "declares no SPDX licence" in download(index, upstream, "pypi", "evil_thing-1.0-py3-none-any.whl").text
+    lenient = policed(tmp_path / "lenient", upstream, {"licenses_deny": ["AGPL-3.0-only"], "licenses_unknown": "allow"})
+    assert versions(lenient, "/pypi/simple/evil-thing/") == ["1.0"]
