@@ -224,3 +224,10 @@ def test_a_file_whose_metadata_declares_no_licence_follows_licenses_unknown(tmp_
     assert "declares no SPDX licence" in download(index, upstream, "pypi", "evil_thing-1.0-py3-none-any.whl").text
     lenient = policed(tmp_path / "lenient", upstream, {"licenses_deny": ["AGPL-3.0-only"], "licenses_unknown": "allow"})
     assert versions(lenient, "/pypi/simple/evil-thing/") == ["1.0"]
+
+
+def test_the_repository_page_shows_its_policy_to_its_admins_only(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"min_release_age": "3d", "deny": ["secret-*"]})
+    shown = index.get("/ui/pypi/", headers=index.auth).text
+    assert 'id="policy"' in shown and "min_release_age = &#34;3d&#34;" in shown
+    assert 'id="policy"' not in index.get("/ui/pypi/").text and "secret-" not in index.get("/ui/pypi/").text
