@@ -200,6 +200,8 @@ class Facts:
     version: str
     filename: str
     upload_time: datetime | None
+    # Whether an upstream published it (a proxy's file): release age concerns those alone.
+    upstream: bool
     # The file's licence expression (empty: its core metadata declares none); None: that metadata is not known.
     license: Callable[[], str | None]
 
@@ -226,7 +228,7 @@ class Rules:
         denied = next((m for m in self.deny if m.covers(facts.project, facts.version)), None)
         if denied is not None:
             return Decision("deny", f"{what} is on the deny list ({denied.text!r})")
-        if self.age is not None:
+        if self.age is not None and facts.upstream:
             if facts.upload_time is None:
                 if self.policy.undated == "block":
                     return Decision("release_age", f"{facts.filename} has no upload time, so its age is unknown "

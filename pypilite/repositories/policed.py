@@ -6,6 +6,7 @@ young file ages in, so that no page outlives a decision.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from datetime import datetime
 
@@ -118,8 +119,13 @@ class PolicedRepository(UploadTarget):
         return found
 
     def _facts(self, project: str, dist: DistFile) -> Facts:
-        return Facts(project, dist.version, dist.filename, dist.upload_time,
+        return Facts(project, dist.version, dist.filename, dist.upload_time, dist.repository in self._upstreams,
                      lambda: self.firewall.license(dist.metadata_sha256, dist.info_sha256))
+
+    @functools.cached_property
+    def _upstreams(self) -> dict[str, int]:
+        """The proxies among the repositories whose tables the pages read, by name: their ids."""
+        return {leaf.name: leaf.id for leaf in self.inner.leaves() if leaf.repository_type == "proxy"}
 
     def _filtered(self, page: ProjectPage | None, name: str) -> ProjectPage | None:
         if page is None:
@@ -145,8 +151,9 @@ class PolicedRepository(UploadTarget):
         return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest(), ages_in
 
     def _oldest_young(self, name: str, cutoff: datetime) -> datetime | None:
-        """The upload time of the project's oldest file uploaded after `cutoff`, in the tables the page reads."""
-        ids = [leaf.id for leaf in self.inner.leaves()]
+        """The upload time of the project's oldest file uploaded after `cutoff`, in the proxies' tables the page
+        reads."""
+        ids = list(self._upstreams.values())
         if not ids:
             return None
         row = database.execute_sql(
@@ -195,7 +202,7 @@ class PolicedRepository(UploadTarget):
         """An upload the policy's deny list or licence rules refuse is not stored."""
         target = self.inner.upload_target()
         expression = self.firewall.license_of(dist.metadata.raw)
-        facts = Facts(dist.info.project, str(dist.info.version), dist.filename, None, lambda: expression)
+        facts = Facts(dist.info.project, str(dist.info.version), dist.filename, None, False, lambda: expression)
         decision = self.firewall.decide(self.policy, facts, self.now,
                                         self.firewall.advisories(self.policy, facts.project), final=True)
         if decision is not None:

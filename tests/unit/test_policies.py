@@ -231,3 +231,25 @@ def test_the_repository_page_shows_its_policy_to_its_admins_only(tmp_path, upstr
     shown = index.get("/ui/pypi/", headers=index.auth).text
     assert 'id="policy"' in shown and "min_release_age = &#34;3d&#34;" in shown
     assert 'id="policy"' not in index.get("/ui/pypi/").text and "secret-" not in index.get("/ui/pypi/").text
+
+
+def test_release_age_holds_back_upstream_files_only(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, None, group_policy={"min_release_age": "3d"})
+    assert index.upload("demo-9.0-py3-none-any.whl", wheel_bytes("demo", "9.0")).status_code == 200
+    assert versions(index, "/all/simple/demo/") == ["9.0"]  # the hosted member holds the name: its files only
+    assert versions(index, "/all/simple/undated/") == []
+    assert index.upload("fresh-1.0-py3-none-any.whl", wheel_bytes("fresh", "1.0")).status_code == 200
+    assert versions(index, "/all/simple/fresh/") == ["1.0"]
+
+
+def test_the_api_takes_a_policy_with_a_repository_and_refuses_a_bad_one_in_one_line(index: Index) -> None:
+    created = index.client.post("/api/v1/repos", headers=index.auth, json={
+        "name": "guarded", "repository_type": "proxy", "remote_url": "http://127.0.0.1:9/simple/",
+        "policy": {"deny": ["evil-*"], "mode": "report"}})
+    assert created.status_code == 201 and created.json["policy"]["deny"] == ["evil-*"]
+    bad = index.client.patch("/api/v1/repos/guarded", headers=index.auth, json={"policy": {"min_release_age": "1w"}})
+    assert bad.status_code == 400 and "min_release_age" in bad.json["error"] and "\n" not in bad.json["error"]
+    hosted = index.client.put("/api/v1/repos/local/policy", headers=index.auth, json={"block_vulnerable": "high"})
+    assert hosted.status_code == 400 and "does not apply to a hosted" in hosted.json["error"]
+    assert index.client.delete("/api/v1/repos/guarded/policy", headers=index.auth).status_code == 204
+    assert index.client.get("/api/v1/repos/guarded/policy", headers=index.auth).json == {"policy": None}
