@@ -27,6 +27,7 @@ UNKNOWN_RULES = ("block", "allow")
 # The rules a hosted repository applies to uploads; the others concern an upstream's files.
 HOSTED_KEYS = frozenset({"mode", "deny", "allow", "licenses_allow", "licenses_deny", "licenses_unknown"})
 MAX_ENTRIES = 1000  # per list: a policy is read on every page build
+MAX_ENTRY = 300  # characters in one entry
 _AGE = re.compile(r"(\d{1,6})([mhd])\Z")
 _AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _NAME_PATTERN = re.compile(r"\s*([A-Za-z0-9*?._-]+)\s*(.*?)\s*\Z")
@@ -122,6 +123,8 @@ def _value(where: str, key: str, value: Any) -> Any:
         raise PolicyError(f"{where} must be a list of strings")
     if len(value) > MAX_ENTRIES:
         raise PolicyError(f"{where} has more than {MAX_ENTRIES} entries")
+    if any(len(item) > MAX_ENTRY for item in value):
+        raise PolicyError(f"{where} has an entry longer than {MAX_ENTRY} characters")
     if key in ("deny", "allow"):
         for item in value:
             parse_requirement(item, where)

@@ -63,7 +63,8 @@ def test_parsing_names_the_key_and_refuses_what_a_hosted_repository_cannot_apply
         timedelta(days=3)
     for entry, message in (({"min_release_age": "3 days"}, "min_release_age"), ({"mode": "warn"}, "mode"),
                            ({"deny": ["foo==="]}, "deny"), ({"licenses_deny": ["Not A Licence("]}, "licenses_deny"),
-                           ({"colour": "red"}, "colour"), ({"block_vulnerable": "urgent"}, "block_vulnerable")):
+                           ({"colour": "red"}, "colour"), ({"block_vulnerable": "urgent"}, "block_vulnerable"),
+                           ({"deny": ["x" * 301]}, "longer than"), ({"allow": ["a"] * 1001}, "more than")):
         with pytest.raises(PolicyError, match=message):
             parse_policy(entry, "r", "proxy")
     with pytest.raises(PolicyError, match="does not apply to a hosted"):
