@@ -36,10 +36,6 @@ class Firewall:
             rules = self._rules[policy] = Rules(policy)
         return rules
 
-    def generation(self) -> str:
-        """Changes with every advisories import: part of the ETag of every page a policy on them shapes."""
-        return str(advisories.generation())
-
     def advisories(self, policy: Policy, project: str) -> Advisories | None:
         """The advisories about a project, read once for all the files of a page; None where not used."""
         return advisories.for_project(project) if policy.uses_advisories else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -52,12 +53,12 @@ class Policy:
     block_vulnerable: str = "none"
     block_malicious: bool = True
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """Names this policy's content: part of every page ETag it shapes."""
         return hashlib.blake2b(json.dumps(as_dict(self), sort_keys=True).encode(), digest_size=8).hexdigest()
 
-    @property
+    @functools.cached_property
     def age(self) -> timedelta | None:
         if not self.min_release_age:
             return None

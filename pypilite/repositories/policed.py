@@ -15,7 +15,7 @@ from pypilite.audit import Actor
 from pypilite.database import database
 from pypilite.errors import BadRequest, UserError
 from pypilite.firewall import Firewall
-from pypilite.models import earliest, utcnow
+from pypilite.models import ADVISORIES_GENERATION, earliest, utcnow
 from pypilite.policies import Decision, Facts, Policy
 from pypilite.repositories.base import (
     BlobRef,
@@ -33,6 +33,9 @@ from pypilite.repositories.base import (
 LEARN_PER_PAGE = 20
 FILE = models.File._meta.table_name
 PROJECT = models.Project._meta.table_name
+_GENERATION = f'(SELECT value FROM "{models.Meta._meta.table_name}" WHERE key = ?)'
+_OLDEST_YOUNG = (f'(SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
+                 "WHERE p.name = ? AND p.repository_id IN ({}) AND f.upload_time > ?)")
 
 
 class PolicedRepository(UploadTarget):
@@ -140,27 +143,27 @@ class PolicedRepository(UploadTarget):
         """The page's ETag under this policy, and when it changes with nothing else changing (a young file
         ages in). The young files are named by the upload time of the oldest of them: time only removes them."""
         parts = [etag, self.policy.key]
-        if self.policy.uses_advisories:
-            parts.append(self.firewall.generation())
-        ages_in = None
         age = self.policy.age
+        ids = list(self._upstreams.values()) if age is not None else []
+        # One read for what the page depends on besides its own tables: the advisories' generation, and the
+        # upload time of the project's oldest file still too young in the proxies' tables it reads.
+        selects: list[str] = []
+        params: list[object] = []
+        if self.policy.uses_advisories:
+            selects.append(_GENERATION)
+            params.append(ADVISORIES_GENERATION)
+        if age is not None and ids:
+            selects.append(_OLDEST_YOUNG.format(", ".join("?" for _ in ids)))
+            params += [name, *ids, models.File.upload_time.db_value(self.now - age)]
+        found = list(database.execute_sql(f"SELECT {', '.join(selects)}", params).fetchone()) if selects else []
+        if self.policy.uses_advisories:
+            parts.append(str(found.pop(0)))
+        ages_in = None
         if age is not None:
-            youngest_old = self._oldest_young(name, self.now - age)
-            parts.append(youngest_old.isoformat() if youngest_old is not None else "")
-            ages_in = youngest_old + age if youngest_old is not None else None
+            oldest_young = models.File.upload_time.python_value(found.pop(0)) if ids else None
+            parts.append(oldest_young.isoformat() if oldest_young is not None else "")
+            ages_in = oldest_young + age if oldest_young is not None else None
         return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest(), ages_in
-
-    def _oldest_young(self, name: str, cutoff: datetime) -> datetime | None:
-        """The upload time of the project's oldest file uploaded after `cutoff`, in the proxies' tables the page
-        reads."""
-        ids = list(self._upstreams.values())
-        if not ids:
-            return None
-        row = database.execute_sql(
-            f'SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
-            f"WHERE p.name = ? AND p.repository_id IN ({', '.join('?' for _ in ids)}) AND f.upload_time > ?",
-            (name, *ids, models.File.upload_time.db_value(cutoff))).fetchone()
-        return models.File.upload_time.python_value(row[0]) if row and row[0] is not None else None
 
     def refusal(self, dist: DistFile, project: str, metadata: bool = False) -> str | None:
         """Why the file may not be handed out; a licence not known yet is learned from the core metadata
