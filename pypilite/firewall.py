@@ -4,37 +4,63 @@ advisories, and the record of its decisions (metrics on every one, one audit eve
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from pypilite import advisories, audit, licenses, serials
 from pypilite.audit import Actor
 from pypilite.database import database, write_transaction
 from pypilite.metrics import Metrics
-from pypilite.models import PolicyBlock, Project
+from pypilite.models import ADVISORIES_GENERATION, Meta, PolicyBlock, Project
 from pypilite.policies import Advisories, Decision, Facts, Policy, Rules
 from pypilite.storage import BlobStore
 
+K = TypeVar("K")
+V = TypeVar("V")
 FIREWALL_ACTOR = Actor("firewall", "local")
 # Core metadata larger than this is not read for a licence (metadata is kilobytes; this bounds a hostile one).
 MAX_METADATA_BYTES = 4 * 2**20
+_GENERATION = f'SELECT value FROM "{Meta._meta.table_name}" WHERE key = ?'
 # Entries kept per process before starting afresh: far more than the files of the projects in use.
 _KEPT = 100_000
+
+
+class Kept(Generic[K, V]):
+    """A dict of what a process worked out, started afresh when it holds too much."""
+
+    def __init__(self) -> None:
+        self._entries: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._entries) >= _KEPT:
+            self._entries.clear()
+        self._entries[key] = value
 
 
 class Firewall:
     def __init__(self, blobs: BlobStore, metrics: Metrics) -> None:
         self.blobs = blobs
         self.metrics = metrics
-        self._rules: dict[Policy, Rules] = {}
-        self._licenses: dict[str, str] = {}
+        self._rules: Kept[Policy, Rules] = Kept()
+        self._licenses: Kept[str, str] = Kept()
         self._recorded: set[tuple[int, str, str, str]] = set()
+        # A page's oldest file still too young, under its tables' ETag (repositories/policed.py).
+        self.young: Kept[tuple[object, ...], tuple[datetime | None]] = Kept()
 
     def rules(self, policy: Policy) -> Rules:
         rules = self._rules.get(policy)
         if rules is None:
-            if len(self._rules) >= _KEPT:
-                self._rules.clear()
-            rules = self._rules[policy] = Rules(policy)
+            rules = Rules(policy)
+            self._rules.put(policy, rules)
         return rules
+
+    def generation(self) -> str:
+        """Changes with every advisories import: part of the ETag of every page a policy on them shapes (read
+        for each such page: one indexed read, without building a query)."""
+        row = database.execute_sql(_GENERATION, (ADVISORIES_GENERATION,)).fetchone()
+        return row[0] if row is not None else ""
 
     def advisories(self, policy: Policy, project: str) -> Advisories | None:
         """The advisories about a project, read once for all the files of a page; None where not used."""
@@ -46,19 +72,15 @@ class Firewall:
         for sha256 in sha256s:
             if sha256 is None:
                 continue
-            if sha256 not in self._licenses:
+            found = self._licenses.get(sha256)
+            if found is None:
                 path = self.blobs.path(sha256)
                 try:
-                    if path.stat().st_size > MAX_METADATA_BYTES:
-                        found = ""
-                    else:
-                        found = licenses.of_metadata(path.read_bytes())
+                    found = "" if path.stat().st_size > MAX_METADATA_BYTES else licenses.of_metadata(path.read_bytes())
                 except FileNotFoundError:
                     continue  # not fetched yet: nothing known, and nothing remembered
-                if len(self._licenses) >= _KEPT:
-                    self._licenses.clear()
-                self._licenses[sha256] = found
-            return self._licenses[sha256]
+                self._licenses.put(sha256, found)
+            return found
         return None
 
     def license_of(self, raw: bytes) -> str:

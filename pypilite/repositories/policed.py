@@ -8,14 +8,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pypilite import models
 from pypilite.audit import Actor
 from pypilite.database import database
 from pypilite.errors import BadRequest, UserError
 from pypilite.firewall import Firewall
-from pypilite.models import ADVISORIES_GENERATION, earliest, utcnow
+from pypilite.models import earliest, utcnow
 from pypilite.policies import Decision, Facts, Policy
 from pypilite.repositories.base import (
     BlobRef,
@@ -33,9 +33,8 @@ from pypilite.repositories.base import (
 LEARN_PER_PAGE = 20
 FILE = models.File._meta.table_name
 PROJECT = models.Project._meta.table_name
-_GENERATION = f'(SELECT value FROM "{models.Meta._meta.table_name}" WHERE key = ?)'
-_OLDEST_YOUNG = (f'(SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
-                 "WHERE p.name = ? AND p.repository_id IN ({}) AND f.upload_time > ?)")
+_OLDEST_YOUNG = (f'SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p ON p.id = f.project_id '
+                 "WHERE p.name = ? AND p.repository_id IN ({}) AND f.upload_time > ?")
 
 
 class PolicedRepository(UploadTarget):
@@ -143,27 +142,31 @@ class PolicedRepository(UploadTarget):
         """The page's ETag under this policy, and when it changes with nothing else changing (a young file
         ages in). The young files are named by the upload time of the oldest of them: time only removes them."""
         parts = [etag, self.policy.key]
-        age = self.policy.age
-        ids = list(self._upstreams.values()) if age is not None else []
-        # One read for what the page depends on besides its own tables: the advisories' generation, and the
-        # upload time of the project's oldest file still too young in the proxies' tables it reads.
-        selects: list[str] = []
-        params: list[object] = []
         if self.policy.uses_advisories:
-            selects.append(_GENERATION)
-            params.append(ADVISORIES_GENERATION)
-        if age is not None and ids:
-            selects.append(_OLDEST_YOUNG.format(", ".join("?" for _ in ids)))
-            params += [name, *ids, models.File.upload_time.db_value(self.now - age)]
-        found = list(database.execute_sql(f"SELECT {', '.join(selects)}", params).fetchone()) if selects else []
-        if self.policy.uses_advisories:
-            parts.append(str(found.pop(0)))
+            parts.append(self.firewall.generation())
         ages_in = None
+        age = self.policy.age
         if age is not None:
-            oldest_young = models.File.upload_time.python_value(found.pop(0)) if ids else None
+            oldest_young = self._oldest_young(name, etag, age)
             parts.append(oldest_young.isoformat() if oldest_young is not None else "")
             ages_in = oldest_young + age if oldest_young is not None else None
         return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest(), ages_in
+
+    def _oldest_young(self, name: str, etag: str, age: timedelta) -> datetime | None:
+        """The upload time of the project's oldest file still too young, in the proxies' tables the page reads.
+        Kept per process under those tables' ETag: it holds until that file ages in."""
+        ids = list(self._upstreams.values())
+        if not ids:
+            return None
+        key = (self.id, name, etag, age)
+        kept = self.firewall.young.get(key)
+        if kept is not None and (kept[0] is None or self.now < kept[0] + age):
+            return kept[0]
+        row = database.execute_sql(_OLDEST_YOUNG.format(", ".join("?" for _ in ids)),
+                                   (name, *ids, models.File.upload_time.db_value(self.now - age))).fetchone()
+        oldest = models.File.upload_time.python_value(row[0]) if row and row[0] is not None else None
+        self.firewall.young.put(key, (oldest,))
+        return oldest
 
     def refusal(self, dist: DistFile, project: str, metadata: bool = False) -> str | None:
         """Why the file may not be handed out; a licence not known yet is learned from the core metadata
