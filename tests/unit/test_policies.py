@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pypilite import licenses
+from pypilite.config import parse_repository
 from pypilite.models import AuditEvent, PolicyBlock
 from pypilite.policies import PolicyError, parse_policy, parse_requirement
+from pypilite.repository_admin import config_drift
 from tests.conftest import Index, call
 from tests.distfactory import metadata_text, wheel_bytes
 from tests.unit.test_advisories import CRITICAL_VECTOR, LOW_VECTOR, ecosystem, load, osv
@@ -254,3 +256,11 @@ def test_the_api_takes_a_policy_with_a_repository_and_refuses_a_bad_one_in_one_l
     assert hosted.status_code == 400 and "does not apply to a hosted" in hosted.json["error"]
     assert index.client.delete("/api/v1/repos/guarded/policy", headers=index.auth).status_code == 204
     assert index.client.get("/api/v1/repos/guarded/policy", headers=index.auth).json == {"policy": None}
+
+
+def test_a_config_policy_other_than_the_database_is_named_at_start_up(tmp_path) -> None:
+    served = parse_repository({"name": "pypi", "repository_type": "proxy", "policy": {"min_release_age": "1d"}})
+    wanted = parse_repository({"name": "pypi", "repository_type": "proxy", "policy": {"min_release_age": "3d"}})
+    [line] = config_drift([wanted], {"pypi": frozenset({"policy"})}, {"pypi": served})
+    assert '"min_release_age": "3d"' in line and "policy set pypi --from-config" in line
+    assert config_drift([served], {"pypi": frozenset({"policy"})}, {"pypi": served}) == []
