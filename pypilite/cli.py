@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -22,6 +24,8 @@ from pypilite import (
     loops,
     maintenance,
     packages,
+    policies,
+    policy_admin,
     repository_admin,
     serving,
     tokens,
@@ -38,6 +42,7 @@ from pypilite.services import Services, open_blob_store, open_services
 from pypilite.storage import LocalBlobStore
 from pypilite.upstream import UpstreamError, redact
 
+MAX_POLICY_FILE = 2**20
 CONFIG_HELP = "TOML config file (default: $PYPILITE_CONFIG, else the embedded defaults)"
 
 
@@ -239,6 +244,65 @@ def cache_forget(repository: str, project: str) -> None:
     """Drop PROJECT from REPOSITORY's cache; its next request fetches it afresh."""
     repository_admin.forget_cached_project(services().repositories, repository, project, Actor.command_line())
     click.echo(f"forgot {project!r} in {repository!r}")
+
+
+@cli.group()
+def policy() -> None:
+    """The package firewall: repositories' policies, and what they let through."""
+
+
+@policy.command("show")
+@click.argument("repository")
+@with_database
+def policy_show(repository: str) -> None:
+    """Print REPOSITORY's policy as JSON (null: none)."""
+    click.echo(json.dumps(policy_admin.show_policy(repository), indent=2, sort_keys=True))
+
+
+@policy.command("set")
+@click.argument("repository")
+@click.argument("file", required=False, type=click.File("rb"))
+@click.option("--from-config", is_flag=True, help="the policy the config file gives REPOSITORY")
+@click.option("--remove", is_flag=True, help="no policy at all")
+@with_database
+def policy_set(repository: str, file: BinaryIO | None, from_config: bool, remove: bool) -> None:
+    """Replace REPOSITORY's policy with FILE's (a TOML table of rules, as under [repository.policy]; - for
+    stdin). Every page of the repository changes on the next request."""
+    if sum((file is not None, from_config, remove)) != 1:
+        raise click.UsageError("give exactly one of FILE, --from-config and --remove")
+    rules: dict[str, Any] | None = None
+    if file is not None:
+        try:
+            rules = tomllib.loads(file.read(MAX_POLICY_FILE).decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"{file.name}: not a TOML table of rules: {exc}") from None
+    elif from_config:
+        spec = next((s for s in services().config.repositories if s.name == repository), None)
+        if spec is None:
+            raise click.ClickException(f"the config file defines no repository {repository!r}")
+        rules = policies.as_dict(spec.policy) if spec.policy is not None else None
+    spec = policy_admin.set_policy(repository, rules, Actor.command_line())
+    click.echo(f"policy of {repository!r}: " + (policies.to_json(spec.policy) if spec.policy else "none"))
+
+
+@policy.command("explain")
+@click.argument("repository")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("version", required=False)
+@with_database
+def policy_explain(repository: str, project_name: str, version: str | None) -> None:
+    """What REPOSITORY offers of PROJECT (or of one VERSION), and why not."""
+    found = policy_admin.explain(services().repositories, repository, project_name, version)
+    if not found["versions"]:
+        raise click.ClickException(f"{repository!r} lists no {'version ' + version + ' of ' if version else ''}"
+                                   f"{found['project']!r}")
+    for release in found["versions"]:
+        click.echo(f"{release['version']}: {'allowed' if release['allowed'] else 'blocked'}")
+        for file in release["files"]:
+            for decision in file["blocked"]:
+                ids = f" [{', '.join(decision['advisories'])}]" if decision["advisories"] else ""
+                click.echo(f"  {file['filename']}: {decision['rule']} ({decision['repository']}): "
+                           f"{decision['reason']}{ids}")
 
 
 @cli.group()

@@ -17,6 +17,8 @@ from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
 
+from pypilite.policies import Policy, PolicyError, parse_policy
+
 CONFIG_ENV = "PYPILITE_CONFIG"
 ENV_PREFIX = "PYPILITE_"
 
@@ -91,6 +93,8 @@ class RepositoryConfig:
     upload_to: str = ""
     # A proxy that serves its cache alone and never asks its upstream.
     offline: bool = False
+    # The package firewall's rules (policies.py); None: none.
+    policy: Policy | None = None
 
 
 DEFAULT_REPOSITORIES = (
@@ -281,9 +285,9 @@ def _check_storage(storage: StorageConfig) -> None:
 
 
 REPOSITORY_KEYS: dict[str, set[str]] = {
-    "hosted": {"public", "allow_overwrite"},
-    "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout", "offline"},
-    "group": {"public", "members", "upload_to", "pass_through"},
+    "hosted": {"public", "allow_overwrite", "policy"},
+    "proxy": {"public", "remote_url", "cache_ttl", "remote_timeout", "offline", "policy"},
+    "group": {"public", "members", "upload_to", "pass_through", "policy"},
 }
 
 
@@ -315,6 +319,11 @@ def parse_repository(entry: Any, where: str = "repository") -> RepositoryConfig:
             if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
                 raise ConfigError(f"{where}: {key} must be a list of names")
             values[key] = tuple(value) if key == "members" else _project_names(where, value)
+        elif key == "policy":
+            try:
+                values[key] = parse_policy(value, where, kind) if value is not None else None
+            except PolicyError as exc:
+                raise ConfigError(str(exc)) from None
         else:
             values[key] = _typed(f"{where}: {key}", value, {"str": str, "int": int, "bool": bool}[types[key]])
     spec = RepositoryConfig(name=name, repository_type=kind, **values)

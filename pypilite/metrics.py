@@ -68,6 +68,9 @@ class Metrics:
                                  ("change",), registry=self.registry)
         self._failed_logins = Counter("pypilite_failed_logins", "Credentials refused (wrong password, unknown "
                                       "user or token, revoked or expired token)", registry=self.registry)
+        self._policy_blocks = Counter("pypilite_policy_blocks", "Files a repository's policy withheld from a page "
+                                      "built, or refused as a download or an upload, by rule and mode (report: "
+                                      "would have)", ("rule", "mode", "where"), registry=self.registry)
         # Decided once, as prometheus_client decided how to keep the values when it was imported.
         self._multiprocess_dir = multiprocess_dir()
         self._request_children: dict[tuple[str, str, int], Callable[[], None]] = {}
@@ -114,6 +117,9 @@ class Metrics:
 
     def breaker(self, change: str) -> None:
         self._breakers.labels(change).inc()
+
+    def policy_block(self, rule: str, mode: str, where: str, count: int = 1) -> None:
+        self._policy_blocks.labels(rule, mode, where).inc(count)
 
     def failed_login(self) -> None:
         self._failed_logins.inc()

@@ -26,6 +26,7 @@ from pypilite.models import (
     Grant,
     GroupMember,
     Meta,
+    PolicyBlock,
     Project,
     Repository,
     Token,
@@ -188,11 +189,17 @@ def _migration_9(db: pw.Database, _blobs: BlobStore | None) -> None:
         db.execute_sql(f'ALTER TABLE "repository" ADD COLUMN "offline" {kind}')  # see _migration_6
 
 
-
 def _migration_10(db: pw.Database, _blobs: BlobStore | None) -> None:
     """Advisories imported offline (pypilite/advisories.py), and the counter that names their state."""
     db.create_tables([AdvisoryRecord, AdvisoryAffected, AdvisoryImport])
     Meta.insert(key=ADVISORIES_GENERATION, value="0").on_conflict_ignore().execute()
+
+
+def _migration_11(db: pw.Database, _blobs: BlobStore | None) -> None:
+    """The package firewall: a repository's policy, and the blocks already audited."""
+    if "policy" not in {column.name for column in db.get_columns("repository")}:
+        db.execute_sql('ALTER TABLE "repository" ADD COLUMN "policy" TEXT NOT NULL DEFAULT \'\'')  # see _migration_6
+    db.create_tables([PolicyBlock], safe=True)
 
 
 # Set by migration 5, removed when done: the id of the last hosted file whose PKG-INFO was taken out.
@@ -232,7 +239,7 @@ def _extract_release_info(blobs: BlobStore) -> None:
 # they are now, so a later step that alters such a table must tolerate finding the change already made.
 MIGRATIONS: tuple[Callable[[pw.Database, BlobStore | None], None], ...] = (
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5, _migration_6, _migration_7,
-    _migration_8, _migration_9, _migration_10)
+    _migration_8, _migration_9, _migration_10, _migration_11)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

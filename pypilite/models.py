@@ -64,6 +64,7 @@ class Repository(BaseModel):
     upload_to = pw.CharField(default="")
     pass_through = pw.TextField(default="")  # a group's pass-through project names, one per line
     offline = pw.BooleanField(default=False)  # a proxy that serves its cache alone
+    policy = pw.TextField(default="")  # the package firewall's rules as JSON (policies.py); empty: none
     # Bumped whenever the set of project names changes: the root index's ETag.
     serial = pw.IntegerField(default=0)
     created = pw.DateTimeField(default=utcnow)
@@ -203,6 +204,20 @@ class UpstreamPage(BaseModel):
 
     class Meta:
         indexes = ((("repository", "name"), True),)
+
+
+class PolicyBlock(BaseModel):
+    """A file a repository's policy blocked (or would block, in report mode), once per rule: what keeps the
+    audit trail to one event per decision however often the file is asked for."""
+
+    repository = pw.ForeignKeyField(Repository, on_delete="CASCADE")
+    filename = pw.CharField()
+    rule = pw.CharField()
+    policy_key = pw.CharField()
+    time = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("repository", "filename", "rule", "policy_key"), True),)
 
 
 class Tombstone(BaseModel):

@@ -69,6 +69,7 @@ def show_project(repository: Repository, project: str) -> dict[str, Any]:
 
 
 def _hosted(repository: Repository) -> HostedRepository:
+    repository = repository.underlying()
     if not isinstance(repository, HostedRepository):
         raise BadRequest(f"repository {repository.name!r} is a {repository.repository_type} repository: only a "
                          "hosted repository's packages can be yanked, deleted or given a status")

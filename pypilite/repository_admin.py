@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
 
-from pypilite import audit, groups, models, serials
+from pypilite import audit, groups, models, policies, serials
 from pypilite.audit import Actor
 from pypilite.config import (
     REPOSITORY_KEYS,
@@ -40,8 +40,13 @@ def describe(row: Repository) -> RepositoryConfig:
         name=row.name, repository_type=row.repository_type, public=row.public,
         allow_overwrite=row.allow_overwrite, remote_url=row.remote_url, cache_ttl=row.cache_ttl,
         remote_timeout=row.remote_timeout, members=members, upload_to=row.upload_to,
-        pass_through=tuple(row.pass_through.split()), offline=row.offline,
+        pass_through=tuple(row.pass_through.split()), offline=row.offline, policy=stored_policy(row),
     )
+
+
+def stored_policy(row: Repository) -> policies.Policy | None:
+    """The policy a repository row carries (written by this module, so valid)."""
+    return policies.from_json(row.policy, row.name, row.repository_type) if row.policy else None
 
 
 def get_repository(name: str) -> RepositoryConfig:
@@ -73,7 +78,7 @@ def _insert(spec: RepositoryConfig, actor: Actor) -> None:
         name=spec.name, repository_type=spec.repository_type, public=spec.public,
         allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url, cache_ttl=spec.cache_ttl,
         remote_timeout=spec.remote_timeout, upload_to=spec.upload_to, pass_through="\n".join(spec.pass_through),
-        offline=spec.offline,
+        offline=spec.offline, policy=policies.to_json(spec.policy),
     )
     for position, member in enumerate(members):
         GroupMember.create(group=row.id, member=member.id, position=position)
@@ -85,6 +90,7 @@ def _settings(spec: RepositoryConfig) -> dict[str, object]:
     settings["members"] = list(spec.members)
     settings["pass_through"] = list(spec.pass_through)
     settings["remote_url"] = redact(spec.remote_url)
+    settings["policy"] = policies.as_dict(spec.policy) if spec.policy is not None else None
     del settings["name"]
     return settings
 
@@ -102,6 +108,7 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
         allowed = REPOSITORY_KEYS[current.repository_type]
         entry = {key: list(value) if isinstance(value, tuple) else value
                  for key, value in dataclasses.asdict(current).items() if key in allowed}
+        entry["policy"] = policies.as_dict(current.policy) if current.policy is not None else None
         entry.update(changes)
         if current.remote_url and changes.get("remote_url") == redact(current.remote_url):
             entry["remote_url"] = current.remote_url  # sent back as listed: the credentials stay as they were
@@ -119,7 +126,7 @@ def update_repository(name: str, changes: dict[str, Any], actor: Actor) -> Repos
         Repository.update(
             public=spec.public, allow_overwrite=spec.allow_overwrite, remote_url=spec.remote_url,
             cache_ttl=spec.cache_ttl, remote_timeout=spec.remote_timeout, upload_to=spec.upload_to,
-            pass_through="\n".join(spec.pass_through), offline=spec.offline,
+            pass_through="\n".join(spec.pass_through), offline=spec.offline, policy=policies.to_json(spec.policy),
         ).where(Repository.id == row.id).execute()
         if spec.repository_type == "group":
             GroupMember.delete().where(GroupMember.group == row.id).execute()
@@ -213,15 +220,19 @@ def config_drift(specs: Iterable[RepositoryConfig], written: Mapping[str, frozen
         for key in sorted(keys & REPOSITORY_KEYS[have.repository_type]):
             wanted, served = getattr(spec, key), getattr(have, key)
             if wanted != served:
+                command = (f"policy set {spec.name} --from-config" if key == "policy"
+                           else f"repo update {spec.name} {_option(key, wanted)}")
                 lines.append(f"{where}: the config sets {key} = {_shown(key, wanted)}, the database has "
                              f"{_shown(key, served)}, which is served; apply the config with "
-                             f"`python app.py repo update {spec.name} {_option(key, wanted)}`")
+                             f"`python app.py {command}`")
     return lines
 
 
 def _shown(key: str, value: object) -> str:
     if key == "remote_url":
         return repr(redact(str(value)))
+    if key == "policy":
+        return policies.to_json(value) if isinstance(value, policies.Policy) else "none"
     if isinstance(value, tuple):
         return repr(list(value))
     return str(value).lower() if isinstance(value, bool) else repr(value)
@@ -254,7 +265,7 @@ def _explain_unready(pending: list[RepositoryConfig], existing: set[str]) -> Non
 
 
 def _proxy(repositories: Repositories, name: str) -> ProxyRepository:
-    repository = repositories.get(name, None)
+    repository = repositories.get(name, None).underlying()
     if not isinstance(repository, ProxyRepository):
         raise BadRequest(f"repository {name!r} is not a proxy")
     return repository

@@ -15,8 +15,12 @@ from pathlib import Path
 _ZIP_DATE_TIME = (2020, 1, 1, 0, 0, 0)
 
 
-def metadata_text(name: str, version: str, requires_python: str = "", requires: tuple[str, ...] = ()) -> str:
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", "Summary: a test package"]
+def metadata_text(name: str, version: str, requires_python: str = "", requires: tuple[str, ...] = (),
+                  license_expression: str = "") -> str:
+    lines = ["Metadata-Version: 2.4" if license_expression else "Metadata-Version: 2.1", f"Name: {name}",
+             f"Version: {version}", "Summary: a test package"]
+    if license_expression:
+        lines.append(f"License-Expression: {license_expression}")
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
     lines += [f"Requires-Dist: {req}" for req in requires]

@@ -35,6 +35,7 @@ class Dist:
     declared_metadata_sha256: str = ""
     provenance: bytes | None = None  # PEP 740: served at <file>.provenance and named by the pages
     provenance_url: str = ""  # what pages name as the provenance instead, if set
+    upload_time: str | None = "2024-05-06T07:08:09.123456Z"  # what the JSON API says (PEP 700); None: nothing
 
     @property
     def provenance_link(self) -> str | None:
@@ -61,11 +62,12 @@ class Dist:
         return hashlib.sha256(self.metadata).hexdigest() if self.metadata is not None else None
 
 
-def wheel(project: str, version: str, requires: tuple[str, ...] = (), requires_python: str = "") -> Dist:
-    metadata = metadata_text(project, version, requires_python, requires)
+def wheel(project: str, version: str, requires: tuple[str, ...] = (), requires_python: str = "",
+          license_expression: str = "", upload_time: str | None = Dist.upload_time) -> Dist:
+    metadata = metadata_text(project, version, requires_python, requires, license_expression)
     module = project.replace("-", "_")
     return Dist(project, f"{module}-{version}-py3-none-any.whl", wheel_bytes(project, version, metadata=metadata),
-                metadata.encode(), requires_python)
+                metadata.encode(), requires_python, upload_time=upload_time)
 
 
 @dataclass
@@ -164,7 +166,7 @@ class Upstream:
         page = {"meta": {"api-version": "1.1"}, "name": project, "versions": [], "files": [{
             "filename": d.filename, "url": d.link, "hashes": {"sha256": d.page_sha256},
             "requires-python": d.requires_python or None, "size": len(d.data),
-            "upload-time": "2024-05-06T07:08:09.123456Z", "yanked": False,
+            **({"upload-time": d.upload_time} if d.upload_time is not None else {}), "yanked": False,
             "core-metadata": {"sha256": d.page_metadata_sha256} if d.page_metadata_sha256 else False,
             "provenance": d.provenance_link,
         } for d in dists]}

@@ -14,10 +14,13 @@ from pypilite.auth import Principal
 from pypilite.breakers import Breaker, BreakerState
 from pypilite.database import columns, database, from_row
 from pypilite.errors import NotFound, UserError
+from pypilite.firewall import Firewall
 from pypilite.metrics import Metrics
+from pypilite.policies import Policy, from_json
 from pypilite.repositories.base import Repository
 from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
+from pypilite.repositories.policed import PolicedRepository
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.storage import BlobStore
 from pypilite.upstream import PAGE_TIMEOUTS, Sessions, Upstream, UpstreamError, pip_index_url
@@ -46,6 +49,8 @@ class Repositories:
         self.upstream_backoff = upstream_backoff
         self.sessions = Sessions()  # connection pools for the process's life, shared by the proxies of an upstream
         self._rows: dict[tuple[object, ...], models.Repository] = {}
+        self._policies: dict[str, Policy] = {}
+        self.firewall = Firewall(blobs, metrics)
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
@@ -64,6 +69,17 @@ class Repositories:
         return row
 
     def _build(self, row: models.Repository, principal: Principal | None) -> Repository:
+        repository = self._kind(row, principal)
+        if not row.policy:
+            return repository
+        policy = self._policies.get(row.policy)
+        if policy is None:
+            if len(self._policies) >= _ROW_CACHE_SIZE:
+                self._policies.clear()
+            policy = self._policies[row.policy] = from_json(row.policy, row.name, row.repository_type)
+        return PolicedRepository(repository, policy, self.firewall)
+
+    def _kind(self, row: models.Repository, principal: Principal | None) -> Repository:
         if row.repository_type == "group":
             leaves = groups.flatten(self._members(row) or [], self._members, key=lambda member: member.id)
             return GroupRepository(row.id, row.name, row.public, [self._build(leaf, principal) for leaf in leaves],
@@ -85,7 +101,8 @@ class Repositories:
             repository = self.get(name, None)
         except UserError:
             return None  # a proxy without an upstream has no breaker either
-        return repository.breaker.state() if isinstance(repository, ProxyRepository) else None
+        proxy = repository.underlying()
+        return proxy.breaker.state() if isinstance(proxy, ProxyRepository) else None
 
     def _members(self, row: models.Repository) -> list[models.Repository] | None:
         """A group's members in order; None for another kind."""

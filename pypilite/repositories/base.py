@@ -20,6 +20,7 @@ from pypilite.audit import Actor
 from pypilite.dists import DistMetadata, FilenameInfo
 from pypilite.errors import BadRequest
 from pypilite.markers import NONE, Markers
+from pypilite.policies import Decision
 from pypilite.storage import TempBlob
 
 
@@ -212,6 +213,19 @@ class Repository(ABC):
         """The blob in the store this repository may hand out for a distribution file (or its PEP 658
         metadata) without fetching anything: what nginx may send in its place. None when there is none: a
         proxy hands out only bytes it fetched from its own upstream and verified, whatever else is stored."""
+
+    def underlying(self) -> Repository:
+        """The repository without the policy in front of it (policed.py): what kind-specific management reaches."""
+        return self
+
+    def refusal(self, dist: DistFile, project: str, metadata: bool = False) -> str | None:
+        """Why this repository's policy refuses to hand out a file (or its core metadata); None: it does not."""
+        return None
+
+    def decisions(self, name: str, cached: bool = True) -> list[tuple[Repository, DistFile, Decision]]:
+        """Each file of a project that a policy blocks (or would, in report mode), with the repository whose
+        policy decided and why: what the UI, the API and `policy explain` show."""
+        return []
 
     def upload_target(self) -> UploadTarget:
         """The repository an upload addressed to this one lands in."""

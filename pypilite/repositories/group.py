@@ -17,6 +17,7 @@ from pypilite import markers
 from pypilite.errors import BadRequest, NotFound, UserError
 from pypilite.markers import Markers
 from pypilite.models import earliest
+from pypilite.policies import Decision
 from pypilite.repositories.base import (
     BlobRef,
     DistFile,
@@ -25,10 +26,10 @@ from pypilite.repositories.base import (
     ProjectIndex,
     ProjectPage,
     Repository,
+    UploadTarget,
     outline,
     sort_files,
 )
-from pypilite.repositories.hosted import HostedRepository
 
 _T = TypeVar("_T")
 
@@ -67,8 +68,8 @@ class GroupRepository(Repository):
     def _split(self) -> tuple[list[Repository], list[Repository]]:
         """The readable members in order: the hosted ones, and the others."""
         leaves = self.leaves()
-        return ([leaf for leaf in leaves if isinstance(leaf, HostedRepository)],
-                [leaf for leaf in leaves if not isinstance(leaf, HostedRepository)])
+        return ([leaf for leaf in leaves if leaf.repository_type == "hosted"],
+                [leaf for leaf in leaves if leaf.repository_type != "hosted"])
 
     def page_tag(self, name: str) -> PageTag | None:
         """The members' own page tags, chosen by the same rules as project_page, so a repeated group page
@@ -102,7 +103,7 @@ class GroupRepository(Repository):
         """Each member's outlines read at once, the members serving each name chosen by the same guard as
         cached_page; a name several members serve is outlined from its merged page."""
         held = {leaf.name: leaf.outlines(names) for leaf in self.all_leaves
-                if leaf in self._readable or isinstance(leaf, HostedRepository)}
+                if leaf in self._readable or leaf.repository_type == "hosted"}
         privately = [held[leaf.name] for leaf in self._private_hosted]
         found = {}
 
@@ -170,7 +171,10 @@ class GroupRepository(Repository):
     @property
     def _private_hosted(self) -> list[Repository]:
         """The hosted members the reader cannot see: the guard counts them all the same."""
-        return [leaf for leaf in self.all_leaves if isinstance(leaf, HostedRepository) and leaf not in self._readable]
+        return [leaf for leaf in self.all_leaves if leaf.repository_type == "hosted" and leaf not in self._readable]
+
+    def decisions(self, name: str, cached: bool = True) -> list[tuple[Repository, DistFile, Decision]]:
+        return [found for leaf in self.leaves() for found in leaf.decisions(name, cached)]
 
     def dist_file(self, filename: str) -> DistFile | None:
         return next((dist for dist in (leaf.dist_file(filename) for leaf in self.leaves()) if dist), None)
@@ -186,11 +190,11 @@ class GroupRepository(Repository):
         leaf = next((leaf for leaf in self.leaves() if leaf.dist_file(filename) is not None), None)
         return leaf.stored_blob(filename, metadata) if leaf is not None else None
 
-    def upload_target(self) -> HostedRepository:
+    def upload_target(self) -> UploadTarget:
         target = next((m for m in self.all_leaves if m.name == self.upload_to), None)
-        if not isinstance(target, HostedRepository):
+        if target is None or target.repository_type != "hosted":
             raise BadRequest(f"group {self.name!r} has no hosted upload_to repository; upload to a hosted repository")
-        return target
+        return target.upload_target()
 
 
 def _merged_markers(pages: list[ProjectPage]) -> Markers:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import NoneType
 from typing import Any, cast, overload
 
 from flask import Blueprint, Response, jsonify, request
 
-from pypilite import access, advisories, audit, breakers, grants, packages, repository_admin, tokens, users
+from pypilite import (
+    access,
+    advisories,
+    audit,
+    breakers,
+    grants,
+    packages,
+    policies,
+    policy_admin,
+    repository_admin,
+    tokens,
+    users,
+)
 from pypilite.audit import Actor
 from pypilite.auth import Principal
 from pypilite.config import REPOSITORY_KEYS, ConfigError, RepositoryConfig, parse_repository
@@ -80,16 +93,18 @@ def _global_admin() -> Principal:
 def _repo_json(spec: RepositoryConfig) -> dict[str, Any]:
     fields = dataclasses.asdict(spec)
     fields.update(members=list(spec.members), pass_through=list(spec.pass_through),
-                  remote_url=redact(spec.remote_url), format="pypi")
+                  remote_url=redact(spec.remote_url), format="pypi",
+                  policy=policies.as_dict(spec.policy) if spec.policy is not None else None)
     return {key: fields[key] for key in ("name", "repository_type", "format", *sorted(
         REPOSITORY_KEYS[spec.repository_type]))}
 
 
 def _repository_body(required: tuple[str, ...] = ()) -> dict[str, Any]:
     """A repository in the shape of the config file (and other registries' APIs: "format" is accepted)."""
-    fields = {"name": str, "repository_type": str, "format": str, "public": bool, "allow_overwrite": bool,
-              "remote_url": str, "cache_ttl": int, "remote_timeout": int, "members": list, "upload_to": str,
-              "pass_through": list, "offline": bool, "upstream": dict}
+    fields: dict[str, type | tuple[type, ...]] = {
+        "name": str, "repository_type": str, "format": str, "public": bool, "allow_overwrite": bool,
+        "remote_url": str, "cache_ttl": int, "remote_timeout": int, "members": list, "upload_to": str,
+        "pass_through": list, "offline": bool, "upstream": dict, "policy": (dict, NoneType)}
     body = _body(fields, required)
     body.pop("upstream", None)  # a proxy's breaker, which GET shows: sent back by a read-modify-write, and ignored
     return body
@@ -133,6 +148,36 @@ def delete_repo(name: str) -> Response:
     who = _global_admin()
     repository_admin.remove_repository(name, _actor(who))
     return _no_content()
+
+
+@bp.get("/repos/<name>/policy")
+def show_policy(name: str) -> Response:
+    repository_for(name, access.ADMIN)
+    return jsonify({"policy": policy_admin.show_policy(name)})
+
+
+@bp.put("/repos/<name>/policy")
+def set_policy(name: str) -> Response:
+    """The body is the policy itself; PUT replaces it whole."""
+    who = _global_admin()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object: the policy's rules")
+    spec = policy_admin.set_policy(name, body, _actor(who))
+    return jsonify({"policy": policies.as_dict(spec.policy) if spec.policy is not None else None})
+
+
+@bp.delete("/repos/<name>/policy")
+def remove_policy(name: str) -> Response:
+    who = _global_admin()
+    policy_admin.set_policy(name, None, _actor(who))
+    return _no_content()
+
+
+@bp.get("/repos/<name>/policy/explain/<project>")
+def explain_policy(name: str, project: str) -> Response:
+    repository_for(name, access.ADMIN)
+    return jsonify(policy_admin.explain(services().repositories, name, project, request.args.get("version")))
 
 
 @bp.get("/repos/<name>/projects")

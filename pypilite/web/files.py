@@ -17,7 +17,7 @@ from werkzeug.http import quote_header_value
 from werkzeug.wsgi import FileWrapper
 
 from pypilite.dists import InvalidDistribution, parse_filename
-from pypilite.errors import NotFound, UserError
+from pypilite.errors import Forbidden, NotFound, UserError
 from pypilite.repositories.base import BlobRef, Repository
 from pypilite.storage import blob_key
 from pypilite.web import memo
@@ -46,9 +46,23 @@ def listed_download(repo: str | None, member: str, sha256: str, filename: str) -
     project = _project(filename)
     listing = readable_repository(repo)  # its permissions and its page decide
     holder = listing.source(member, project) if project is not None else None
-    if holder is None:
+    if holder is None or project is None:
         raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
+    _check_policies(listing, holder, project, sha256, filename)
     return _download(listing, holder, sha256, filename)
+
+
+def _check_policies(listing: Repository, holder: Repository, project: str, sha256: str, filename: str) -> None:
+    """403 with the reason when the policy of the index asked (a group's own) or of the member holding the
+    file blocks it; its core metadata and provenance too, except for a licence not known yet."""
+    dist_name = filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX)
+    dist = holder.dist_file(dist_name)
+    if dist is None or dist.sha256 != sha256:
+        return  # _download answers 404
+    for repository in dict.fromkeys((listing, holder)):
+        reason = repository.refusal(dist, project, metadata=dist_name != filename)
+        if reason is not None:
+            raise Forbidden(reason)
 
 
 def _project(filename: str) -> str | None:

@@ -83,7 +83,26 @@ _REPOSITORY_FIELDS = {
     "members": {"type": "array", "items": {"type": "string"}, "description": "group"},
     "upload_to": {"type": "string", "description": "group"},
     "pass_through": {"type": "array", "items": {"type": "string"}, "description": "group"},
+    "policy": {"oneOf": [{"$ref": "#/components/schemas/Policy"}, {"type": "null"}],
+               "description": "the package firewall's rules; null: none"},
 }
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_POLICY = {"type": "object", "additionalProperties": False, "properties": {
+    "mode": {"type": "string", "enum": ["enforce", "report"]},
+    "min_release_age": {"type": "string", "pattern": "^([0-9]{1,6}[mhd])?$", "description": "proxy and group"},
+    "undated": {"type": "string", "enum": ["block", "allow"],
+                "description": "a file without an upload time, under min_release_age"},
+    "deny": {**_STRINGS, "description": "requirement strings; name globs allowed"},
+    "allow": {**_STRINGS, "description": "exceptions to every rule"},
+    "licenses_allow": {**_STRINGS, "description": "SPDX identifiers or expressions"},
+    "licenses_deny": _STRINGS,
+    "licenses_unknown": {"type": "string", "enum": ["block", "allow"],
+                         "description": "a file whose core metadata could not be read, under licence rules"},
+    "block_vulnerable": {"type": "string", "enum": ["critical", "high", "moderate", "low", "none"]},
+    "block_malicious": {"type": "boolean"}}}
+_DECISION = {"type": "object", "properties": {
+    "repository": {"type": "string"}, "rule": {"type": "string"}, "reason": {"type": "string"},
+    "advisories": _STRINGS}}
 
 _UPSTREAM = {"type": "object", "description": "a proxy's upstream circuit breaker, shown by GET alone (ignored when "
               "sent back)", "properties": {"breaker": {"type": "string", "enum": ["closed", "open", "half-open"]},
@@ -98,6 +117,16 @@ SCHEMAS: dict[str, Any] = {
                       "properties": _REPOSITORY_FIELDS},
     "RepositoryChanges": {"type": "object", "additionalProperties": False,
                           "properties": {**_REPOSITORY_FIELDS, "upstream": _UPSTREAM}},
+    "Policy": _POLICY,
+    "PolicyState": {"type": "object", "required": ["policy"], "properties": {
+        "policy": {"oneOf": [_ref("Policy"), {"type": "null"}]}}},
+    "Explanation": {"type": "object", "properties": {
+        "repository": {"type": "string"}, "project": {"type": "string"},
+        "policy": {"oneOf": [_ref("Policy"), {"type": "null"}]},
+        "versions": {"type": "array", "items": {"type": "object", "properties": {
+            "version": {"type": "string"}, "allowed": {"type": "boolean"},
+            "files": {"type": "array", "items": {"type": "object", "properties": {
+                "filename": {"type": "string"}, "blocked": {"type": "array", "items": _DECISION}}}}}}}}},
     "ProjectName": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
     "File": {"type": "object", "properties": {
         "filename": {"type": "string"}, "packagetype": {"type": "string"}, "size": {"type": ["integer", "null"]},
@@ -176,6 +205,20 @@ PATHS: dict[str, Any] = {
                             _body(_ref("RepositoryChanges"))),
         "delete": _operation("Delete a repository and its file records (global admin)",
                              {**_NO_CONTENT, **_errors("401", "403", "404", "409")}, [REPO]),
+    },
+    "/api/v1/repos/{name}/policy": {
+        "get": _operation("A repository's policy (its admins)", {**_ok(_ref("PolicyState")),
+                                                                 **_errors("401", "403", "404")}, [REPO]),
+        "put": _operation("Replace a repository's policy; pages change on the next request (global admin)",
+                          {**_ok(_ref("PolicyState")), **_errors("400", "401", "403", "404")}, [REPO],
+                          _body(_ref("Policy"))),
+        "delete": _operation("Remove a repository's policy (global admin)",
+                             {**_NO_CONTENT, **_errors("401", "403", "404")}, [REPO]),
+    },
+    "/api/v1/repos/{name}/policy/explain/{project}": {
+        "get": _operation("What the policies let through of a project, and why not (its admins)",
+                          {**_ok(_ref("Explanation")), **_errors("400", "401", "403", "404", "502", "504")},
+                          [REPO, PROJECT, _query_param("version", {"type": "string"}, "one version only")]),
     },
     "/api/v1/repos/{name}/projects": {
         "get": _operation("List projects (read rights)", {**_ok(_collection("ProjectName")),

@@ -19,7 +19,6 @@ from werkzeug.wrappers import Response as BaseResponse  # what redirect() return
 from pypilite import warehousejson
 from pypilite.errors import NotFound
 from pypilite.repositories.base import ProjectPage, Repository
-from pypilite.repositories.hosted import HostedRepository
 from pypilite.web import encoding
 from pypilite.web.clientsetup import base_url
 from pypilite.web.context import page_cache, principal, readable_repository, services
@@ -34,7 +33,7 @@ answer_errors(bp, json_error)
 @bp.get("/<repo>/pypi/<project>/<version>/json")
 def release(repo: str, project: str, version: str | None) -> BaseResponse:
     repository = readable_repository(repo)
-    if not isinstance(repository, HostedRepository):
+    if repository.repository_type != "hosted":
         raise NotFound(f"the JSON API covers hosted repositories; {repository.name!r} is a "
                        f"{repository.repository_type}: use its Simple API")
     try:

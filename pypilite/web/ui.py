@@ -6,6 +6,7 @@ a private repository (and /login) answers 401 with the Basic challenge, so the b
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -14,10 +15,11 @@ from packaging.utils import InvalidName, canonicalize_name
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns
 
-from pypilite import access, breakers, catalog, descriptions, grants
+from pypilite import access, breakers, catalog, descriptions, grants, policies
 from pypilite.config import RESERVED_NAMES
 from pypilite.errors import NotFound, UserError
-from pypilite.repositories.base import DistFile, ProjectPage, Repository
+from pypilite.repositories.base import DistFile, ProjectPage, Repository, version_key
+from pypilite.repositories.policed import PolicedRepository
 from pypilite.repositories.proxy import ProxyRepository
 from pypilite.web import clientsetup, crosssite
 from pypilite.web.context import principal, readable_repository, services
@@ -146,14 +148,25 @@ def repository(repo: str) -> str:
     holders = grants.list_grants(repository=repo_view.name) if _may(repo_view, access.ADMIN) else None
     return render_template("ui/repository.html", repository=repo_view, page=page, sort=sort, urls=urls,
                            snippets=clientsetup.snippets(urls), grants=holders, levels=access.LEVELS,
-                           upstream=_upstream(repo_view), **_common())
+                           upstream=_upstream(repo_view), policy=_policy(repo_view), **_common())
+
+
+def _policy(repo_view: Repository) -> list[tuple[str, str]] | None:
+    """The rules of the repository's policy that differ from the defaults, for its admins (a deny list may name
+    what only they should know); None for anyone else, or without a policy."""
+    if not isinstance(repo_view, PolicedRepository) or not _may(repo_view, access.ADMIN):
+        return None
+    defaults = policies.as_dict(policies.Policy())
+    return [(key, json.dumps(value)) for key, value in policies.as_dict(repo_view.policy).items()
+            if value != defaults[key] or key == "mode"]
 
 
 def _upstream(repo_view: Repository) -> dict[str, object] | None:
     """A proxy's offline switch and its upstream's breaker, for the repository page; None for another kind."""
-    if not isinstance(repo_view, ProxyRepository):
+    proxy = repo_view.underlying()
+    if not isinstance(proxy, ProxyRepository):
         return None
-    return {"offline": repo_view.offline, **breakers.summary(repo_view.breaker.state())}
+    return {"offline": proxy.offline, **breakers.summary(proxy.breaker.state())}
 
 
 @bp.get("/ui/<repo>/<project>/")
@@ -175,9 +188,21 @@ def project(repo: str, project: str) -> BaseResponse | str:
     urls = _endpoints(repo_view)
     name = info.name if info is not None and info.name else normalized
     return render_template("ui/project.html", repository=repo_view, page=page, version=version, files=files,
-                           versions=_versions(page), info=info, name=name,
+                           versions=_versions(page), info=info, name=name, blocked=_blocked(repo_view, normalized),
                            install=clientsetup.pip_install(urls, f"{normalized}=={version}"),
                            safe_url=descriptions.safe_url, maintain=_maintainable(repo_view), **_common())
+
+
+def _blocked(repo_view: Repository, project: str) -> list[dict[str, object]]:
+    """The versions a policy keeps from installers (or would, in report mode), newest first, each with the
+    rules, the repositories whose policies decided, and the advisories they cite."""
+    found: dict[str, dict[tuple[str, str], dict[str, object]]] = {}
+    for holder, dist, decision in repo_view.decisions(project):
+        found.setdefault(dist.version, {}).setdefault((decision.rule, holder.name), {
+            "rule": decision.rule, "repository": holder.name, "reason": decision.reason,
+            "advisories": decision.advisories})
+    return [{"version": version, "reasons": list(found[version].values())}
+            for version in sorted(found, key=version_key, reverse=True)]
 
 
 def _maintainable(repo_view: Repository) -> bool:

@@ -92,13 +92,21 @@ class LiveServer:
 
 
 def repositories_toml(repositories: list[dict]) -> str:
-    """[[repository]] tables for a config file (the values used in tests are strings, ints, bools, lists)."""
+    """[[repository]] tables for a config file (the values used in tests are strings, ints, bools, lists, and
+    tables of those: a policy)."""
     tables = []
     for repository in repositories:
-        lines = ["[[repository]]"] + [f"{key} = {json.dumps(value)}" if not isinstance(value, bool)
-                                      else f"{key} = {str(value).lower()}" for key, value in repository.items()]
+        lines = ["[[repository]]"] + [f"{key} = {_toml(value)}" for key, value in repository.items()]
         tables.append("\n".join(lines))
     return "\n\n".join(tables) + "\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_toml(item)}" for key, item in value.items()) + "}"
+    return json.dumps(value)
 
 
 def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITORIES,

@@ -100,6 +100,8 @@ def writes(world: dict[str, int]) -> list[tuple[str, str, str, dict]]:
          {"json": {"password": "taken-over-password"}}),
         ("POST", "/api/v1/repos/{name}/cache/{project}/refresh", f"{API}/repos/pypi/cache/victim/refresh", {}),
         ("DELETE", "/api/v1/repos/{name}/cache/{project}", f"{API}/repos/pypi/cache/victim", {}),
+        ("PUT", "/api/v1/repos/{name}/policy", f"{API}/repos/pypi/policy", {"json": {"mode": "report"}}),
+        ("DELETE", "/api/v1/repos/{name}/policy", f"{API}/repos/pypi/policy", {}),
         ("POST", "/api/v1/tokens", f"{API}/tokens", {"json": {}}),
         ("DELETE", "/api/v1/tokens/{token_id}", f"{API}/tokens/{world['token']}", {}),
         ("POST", "login", "/login", {"data": {"next": "/"}}),

@@ -39,7 +39,7 @@ def test_repository_crud(api: Index) -> None:
     created = call(api, "post", "/api/v1/repos", json=body)
     assert created.status_code == 201
     assert created.json == {"name": "team", "repository_type": "hosted", "format": "pypi",
-                            "allow_overwrite": False, "public": False}
+                            "allow_overwrite": False, "public": False, "policy": None}
     assert "team" in [r["name"] for r in call(api, "get", "/api/v1/repos").json["items"]]
     changed = call(api, "patch", "/api/v1/repos/team", json={"allow_overwrite": True})
     assert changed.status_code == 200 and changed.json["allow_overwrite"] is True
