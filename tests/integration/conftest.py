@@ -127,7 +127,7 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
                        **{"PYPILITE_SERVER_UPSTREAM_BACKOFF": "0", **(settings or {})})
     # No command: serve, with gunicorn as in production, or with werkzeug's development server.
     command = [sys.executable, "app.py", *(["--dev"] if mode == "app" else [])]
-    env["GUNICORN_CMD_ARGS"] = f"--workers {workers}"
+    env["GUNICORN_CMD_ARGS"] = f"--workers {workers} {env.get('GUNICORN_CMD_ARGS', '')}".strip()
     log = tmp / f"server-{mode}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
