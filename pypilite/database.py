@@ -1,6 +1,6 @@
 """The database connection: the proxy the models are bound to, its factory and pool, and transactions.
 
-One deferred DatabaseProxy so the same models serve SQLite today and PostgreSQL later.
+One deferred DatabaseProxy so the same models serve SQLite (one box) and PostgreSQL (several nodes).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +46,24 @@ def make_database(url: str, data_dir: Path) -> pw.Database:
         if database.database != ":memory:":
             keep_private(Path(database.database))
         return database
-    return connect_url(url)
+    scheme, rest = url.split(":", 1)
+    # psycopg 3 even where psycopg2 is installed too: the one the tests run. A password may be %-quoted.
+    return connect_url(f"{scheme}+pool:{rest}", unquote_user=True, unquote_password=True, prefer_psycopg3=True,
+                       **POOL)
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, pw.SqliteDatabase)
+
+
+def sql(statement: str) -> str:
+    """A raw statement written with SQLite's `?` placeholders, in the bound database's own style."""
+    return _in_style(statement, database.obj.param)
+
+
+@lru_cache(maxsize=256)
+def _in_style(statement: str, param: str) -> str:
+    return statement if param == "?" else statement.replace("%", "%%").replace("?", param)
 
 
 def keep_private(path: Path) -> None:
@@ -90,7 +108,7 @@ def write_transaction() -> Iterator[None]:
     lock (SQLITE_BUSY without waiting); on other databases a plain transaction. A full disk is a 507."""
     db = database.obj
     try:
-        with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():  # pooled too
+        with db.atomic("IMMEDIATE") if is_sqlite() else db.atomic():  # pooled too
             yield
     except pw.OperationalError as exc:
         if not _disk_full(exc):

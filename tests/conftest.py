@@ -17,7 +17,7 @@ from pypilite.cli import main
 from pypilite.config import build_config
 from pypilite.database import bind, database
 from pypilite.models import File
-from tests import memo_rule
+from tests import memo_rule, postgres
 
 ADMIN = "admin"
 # Nothing listens on the discard port: the default `pypi` proxy fails fast instead of reaching the internet.
@@ -38,6 +38,25 @@ def cheap_password_hashes() -> Iterator[None]:
         patch.setattr(auth, "generate_password_hash", cheap)
         patch.setattr(auth, "_DUMMY_HASH", cheap("pypilite-dummy-password"))
         yield
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the database in-process indexes run on: postgresql starts a throwaway cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global ENGINE
+    ENGINE = config.getoption("--db")
+
+
+# What `Index` runs on (--db); tests marked `sqlite_only` are skipped on anything else.
+ENGINE = "sqlite"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if ENGINE != "sqlite" and item.get_closest_marker("sqlite_only") is not None:
+        pytest.skip("SQLite only by nature")
 
 
 # Each test is marked by its directory (pytest.ini declares the marks): `pytest -m unit` is the quick loop.
@@ -61,6 +80,8 @@ class Index:
 
     def __init__(self, data_dir: Path, raw_config: dict | None = None) -> None:
         raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
+        if ENGINE == "postgresql" and "database" not in raw:
+            raw["database"] = {"url": postgres.fresh_database_url()}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
         memo_rule.hold(self.app)
