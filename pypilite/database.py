@@ -102,13 +102,21 @@ def release_connection(read_only: bool = False) -> None:
         connection.rollback()
 
 
+# The PostgreSQL advisory lock every write transaction holds: pypilite's own "write lock".
+WRITE_LOCK = 0x7079_7069_6C69_7465  # "pypilite" in ASCII; a bigint
+
+
 @contextmanager
 def write_transaction() -> Iterator[None]:
-    """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
-    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. A full disk is a 507."""
+    """A transaction that takes the database's one write lock up front, so the checks a write makes still hold
+    when it commits (no two uploads of one name, no lost serial): SQLite's own (IMMEDIATE, which also keeps
+    two workers from deadlocking on upgrading a read lock), or an advisory lock all nodes share on PostgreSQL,
+    released with the transaction. Nested, a savepoint. A full disk is a 507."""
     db = database.obj
     try:
         with db.atomic("IMMEDIATE") if is_sqlite() else db.atomic():  # pooled too
+            if not is_sqlite():
+                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             yield
     except pw.OperationalError as exc:
         if not _disk_full(exc):

@@ -1,0 +1,131 @@
+"""PostgreSQL whatever --db says: the schema it migrates to, and what SQLite's one writer gave for free (two
+uploads racing, two nodes migrating at once) done with PostgreSQL's own locks."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from pypilite import migrations
+from pypilite.config import build_config
+from pypilite.database import bind, database, make_database
+from pypilite.models import Meta, Project
+from pypilite.repositories.hosted import HostedRepository
+from tests import postgres
+from tests.conftest import Index, call
+from tests.distfactory import sdist_bytes, wheel_bytes
+
+pytestmark = pytest.mark.skipif(not postgres.available(), reason="PostgreSQL is not installed")
+
+
+@pytest.fixture
+def url() -> str:
+    return postgres.fresh_database_url()
+
+
+@pytest.fixture
+def pg_index(tmp_path: Path, url: str) -> Index:
+    return Index(tmp_path / "data", {"database": {"url": url}})
+
+
+def test_a_fresh_database_migrates_to_the_latest_version(tmp_path: Path, url: str) -> None:
+    bind(make_database(url, tmp_path))
+    try:
+        with database.connection_context():
+            assert migrations.migrate() == migrations.SCHEMA_VERSION
+            assert migrations.schema_version() == migrations.SCHEMA_VERSION
+            assert Meta.get(Meta.key == "schema_version").value == str(migrations.SCHEMA_VERSION)
+            assert migrations.migrate() == migrations.SCHEMA_VERSION  # again: nothing to do
+            columns = {column.name for column in database.get_columns("repository")}
+            assert {"offline", "pass_through", "remote_timeout"} <= columns
+    finally:
+        database.close_all()
+
+
+def test_nodes_starting_together_migrate_once(tmp_path: Path, url: str) -> None:
+    """Each node has a data dir (and a startup lock) of its own: only the database can keep them apart."""
+    barrier = threading.Barrier(4)
+
+    def start(number: int) -> int:
+        bind(make_database(url, tmp_path))
+        barrier.wait(timeout=30)
+        with database.connection_context():
+            return migrations.migrate()
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(start, range(4))) == [migrations.SCHEMA_VERSION] * 4
+    finally:
+        database.close_all()
+
+
+def _racing(index: Index, monkeypatch: pytest.MonkeyPatch, uploads: list[tuple[str, bytes]]) -> list[int]:
+    """Upload these at once, each on its own thread and connection, all of them past their first checks
+    before any stores its row (or, with a write lock, one at a time: the barrier gives up waiting)."""
+    barrier = threading.Barrier(len(uploads))
+    checked = HostedRepository._refuse_second_sdist
+
+    def wait_for_the_others(self, dist, existing):
+        try:
+            barrier.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+        return checked(self, dist, existing)
+
+    monkeypatch.setattr(HostedRepository, "_refuse_second_sdist", wait_for_the_others)
+
+    def upload(item: tuple[str, bytes]) -> int:
+        response = index.upload(*item)
+        database.close()  # this thread's connection back to the pool
+        return response.status_code
+
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        return list(pool.map(upload, uploads))
+
+
+def test_two_uploads_of_one_name_store_one_file(pg_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "race-1.0-py3-none-any.whl"
+    statuses = _racing(pg_index, monkeypatch, [(name, wheel_bytes("race", "1.0")),
+                                               (name, wheel_bytes("race", "1.0", payload=b"other bytes"))])
+    assert sorted(statuses) == [200, 409]
+    assert [row.filename for row in pg_index.file_rows()] == [name]
+
+
+def test_two_first_uploads_of_a_project_create_it_once(pg_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = [("fresh-1.0-py3-none-any.whl", wheel_bytes("fresh", "1.0")),
+             ("fresh-1.0.tar.gz", sdist_bytes("fresh", "1.0"))]
+    assert _racing(pg_index, monkeypatch, files) == [200, 200]
+    assert sorted(row.filename for row in pg_index.file_rows()) == sorted(name for name, _ in files)
+    projects = pg_index.run(lambda: list(Project.select().where(Project.name == "fresh")))
+    assert len(projects) == 1 and projects[0].serial == 2  # each upload moved it once
+
+
+def test_backup_refuses_and_says_what_to_use(capsys, tmp_path: Path, pg_index: Index, url: str) -> None:
+    config = tmp_path / "pypilite.toml"
+    config.write_text(f'[storage]\ndata_dir = "{pg_index.data_dir}"\n[database]\nurl = "{url}"\n')
+    code, out, err = call(capsys, "backup", str(tmp_path / "bk"), "--config", str(config))
+    assert code == 1 and not out and err.count("\n") == 1 and "pg_dump" in err
+    assert not (tmp_path / "bk").exists()
+
+
+def test_health_names_the_database_when_it_is_gone(tmp_path: Path) -> None:
+    url = postgres.fresh_database_url()
+    index = Index(tmp_path / "data", {"database": {"url": url}})
+    assert index.get("/health").json["database"] == "ok"
+    index.database.close_all()
+    postgres.cluster().sql(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    response = index.get("/health")
+    assert response.status_code == 503 and response.json["failing"] == ["database"]
+
+
+def test_config_accepts_both_spellings_of_the_scheme(tmp_path: Path, url: str) -> None:
+    for scheme in ("postgresql", "postgres"):
+        config = build_config({"storage": {"data_dir": str(tmp_path)},
+                               "database": {"url": url.replace("postgresql", scheme, 1)}}, {})
+        db = make_database(config.database.url, tmp_path)
+        with db.connection_context():
+            assert db.execute_sql("SELECT 1").fetchone() == (1,)
+        db.close_all()
