@@ -97,9 +97,17 @@ def release_connection(read_only: bool = False) -> None:
     come and go, and hand theirs back to the pool."""
     if threading.current_thread() is not threading.main_thread():
         database.close()
-    elif not read_only and not database.is_closed() and getattr(
-            connection := database.connection(), "in_transaction", False):
-        connection.rollback()
+    elif not read_only and not database.is_closed() and _in_transaction(database.connection()):
+        database.rollback()
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether the driver's connection has a transaction open, whoever began it (peewee tracks only its own)."""
+    if isinstance(connection, sqlite3.Connection):
+        return connection.in_transaction
+    from psycopg.pq import TransactionStatus  # the postgresql extra: imported only where it is installed
+
+    return connection.info.transaction_status != TransactionStatus.IDLE
 
 
 # The PostgreSQL advisory lock every write transaction holds: pypilite's own "write lock".

@@ -59,6 +59,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("SQLite only by nature")
 
 
+# Under --db=postgresql: each data dir's own database, so a restart and the command line find what it holds.
+_DATABASES: dict[Path, str] = {}
+
+
+def database_url(data_dir: Path) -> str:
+    key = data_dir.resolve()
+    if key not in _DATABASES:
+        _DATABASES[key] = postgres.fresh_database_url()
+    return _DATABASES[key]
+
+
 # Each test is marked by its directory (pytest.ini declares the marks): `pytest -m unit` is the quick loop.
 _MARKS = {"unit": "unit", "integration": "integration", "browser": "browser"}
 
@@ -81,7 +92,7 @@ class Index:
     def __init__(self, data_dir: Path, raw_config: dict | None = None) -> None:
         raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
         if ENGINE == "postgresql" and "database" not in raw:
-            raw["database"] = {"url": postgres.fresh_database_url()}
+            raw["database"] = {"url": database_url(data_dir)}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
         memo_rule.hold(self.app)
@@ -153,7 +164,8 @@ def module_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def config(tmp_path: Path) -> str:
     """A config file naming a data dir of the test's own, for the command line."""
     path = tmp_path / "pypilite.toml"
-    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+                    + (f'[database]\nurl = "{database_url(tmp_path / "data")}"\n' if ENGINE == "postgresql" else ""))
     (tmp_path / "data").mkdir()
     return str(path)
 

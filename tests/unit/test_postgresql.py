@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pypilite import migrations
+from pypilite.changes import ChangeMarker
 from pypilite.config import build_config
 from pypilite.database import bind, database, make_database
 from pypilite.models import Meta, Project
@@ -17,6 +18,9 @@ from pypilite.repositories.hosted import HostedRepository
 from tests import postgres
 from tests.conftest import Index, call
 from tests.distfactory import sdist_bytes, wheel_bytes
+from tests.unit.test_memo import Spy
+
+JSON = "application/vnd.pypi.simple.v1+json"
 
 pytestmark = pytest.mark.skipif(not postgres.available(), reason="PostgreSQL is not installed")
 
@@ -129,3 +133,26 @@ def test_config_accepts_both_spellings_of_the_scheme(tmp_path: Path, url: str) -
         with db.connection_context():
             assert db.execute_sql("SELECT 1").fetchone() == (1,)
         db.close_all()
+
+
+def test_the_memo_stays_empty_and_another_node_s_write_is_served_at_once(tmp_path: Path, url: str) -> None:
+    """Two indexes on one database are two nodes: no answer is replayed from memory, and the page's ETag
+    moves with a write made through the other."""
+    first = Index(tmp_path / "data", {"database": {"url": url}})
+    second = Index(tmp_path / "data", {"database": {"url": url}})  # blobs shared, as the two-node test does
+    assert first.upload("demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")).status_code == 200
+    spy = Spy(second)
+    page = second.get("/local/simple/demo/", accept=JSON)
+    assert second.get("/local/simple/demo/", accept=JSON, headers={"If-None-Match": page.headers["ETag"]}
+                      ).status_code == 304
+    assert first.upload("demo-1.1-py3-none-any.whl", wheel_bytes("demo", "1.1")).status_code == 200
+    newer = second.get("/local/simple/demo/", accept=JSON, headers={"If-None-Match": page.headers["ETag"]})
+    assert newer.status_code == 200 and newer.headers["ETag"] != page.headers["ETag"]
+    assert [f["filename"] for f in newer.json["files"]][-1] == "demo-1.1-py3-none-any.whl"
+    assert spy.calls == 3 and len(second.app.wsgi_app._entries) == 0
+
+
+def test_the_change_marker_is_none_and_asks_the_database_nothing(pg_index: Index) -> None:
+    bind(pg_index.database)
+    database.close()
+    assert ChangeMarker()() is None and database.is_closed()
