@@ -92,22 +92,23 @@ def close_pool() -> None:
 
 def release_connection(read_only: bool = False) -> None:
     """At the end of a request. A gunicorn sync worker answers every request on its main thread: its
-    connection stays open for the next one, never inside a transaction a failure left behind (`read_only`: the
-    request ran nothing that opens one, so there is nothing to look for). Threads of the development server
-    come and go, and hand theirs back to the pool."""
+    connection stays open for the next one, unless a failure left a transaction open on it or the server
+    dropped it (`read_only`: the request ran nothing that opens one, so there is nothing to look for); then
+    the pool rolls it back or replaces it. Threads of the development server come and go, and hand theirs
+    back to the pool."""
     if threading.current_thread() is not threading.main_thread():
         database.close()
-    elif not read_only and not database.is_closed() and _in_transaction(database.connection()):
-        database.rollback()
+    elif not read_only and not database.is_closed() and not _idle(database.connection()):
+        database.close()
 
 
-def _in_transaction(connection: Any) -> bool:
-    """Whether the driver's connection has a transaction open, whoever began it (peewee tracks only its own)."""
+def _idle(connection: Any) -> bool:
+    """No transaction open, whoever began it (peewee tracks only its own), on a connection the server keeps."""
     if isinstance(connection, sqlite3.Connection):
-        return connection.in_transaction
+        return not connection.in_transaction
     from psycopg.pq import TransactionStatus  # the postgresql extra: imported only where it is installed
 
-    return connection.info.transaction_status != TransactionStatus.IDLE
+    return connection.info.transaction_status == TransactionStatus.IDLE
 
 
 # The PostgreSQL advisory lock every write transaction holds: pypilite's own "write lock".
