@@ -56,6 +56,14 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, pw.SqliteDatabase)
 
 
+def own_connection() -> Any:
+    """A new autocommit connection to the bound PostgreSQL database, outside the pool, for a session lock."""
+    import psycopg  # the postgresql extra
+
+    db = database.obj
+    return psycopg.connect(dbname=db.database, autocommit=True, **db.connect_params)
+
+
 def sql(statement: str) -> str:
     """A raw statement written with SQLite's `?` placeholders, in the bound database's own style."""
     return _in_style(statement, database.obj.param)

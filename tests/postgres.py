@@ -24,7 +24,7 @@ USER = "postgres"
 TEMPLATE = "pypilite_template"
 # Durability is not what a throwaway cluster is for: no fsync makes CREATE DATABASE and every commit cheap.
 SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300",
-            "listen_addresses": "127.0.0.1", "shared_buffers": "32MB"}
+            "listen_addresses": "127.0.0.1", "shared_buffers": "32MB", "autovacuum": "off"}
 
 
 def available() -> bool:

@@ -20,7 +20,7 @@ from pypilite.breakers import Breaker, Refused
 from pypilite.database import database, first, sql, write_transaction
 from pypilite.dists import WHEEL, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, Conflict, NotFound, UserError
-from pypilite.locks import FileLock, LockTimeout
+from pypilite.locks import LockTimeout, named_lock
 from pypilite.metrics import Metrics
 from pypilite.models import File, Project, UpstreamPage, utcnow
 from pypilite.repositories.base import BlobRef, PageTag, ProjectPage
@@ -73,7 +73,7 @@ class ProxyRepository(StoredRepository):
             refused = self.breaker.refusal()
             if refused is not None:
                 raise refused
-            with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+            with named_lock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._state(name)  # another worker may have fetched it while this one waited
                 if state is None or not self._fresh(state.fetched, state.not_found):
                     result = "miss"
@@ -96,7 +96,7 @@ class ProxyRepository(StoredRepository):
         if self.offline:
             raise Conflict(f"repository {self.name!r} is offline: it serves its cache alone and asks no upstream")
         try:
-            with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+            with named_lock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._fetch(name, self._state(name), conditional=False)
         except (UpstreamError, LockTimeout) as exc:
             raise UserError(504 if getattr(exc, "timeout", True) else 502, str(exc)) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pypilite import migrations
+from pypilite import locks, migrations
 from pypilite.changes import ChangeMarker
 from pypilite.config import build_config
 from pypilite.database import bind, database, make_database
@@ -156,3 +156,23 @@ def test_the_change_marker_is_none_and_asks_the_database_nothing(pg_index: Index
     bind(pg_index.database)
     database.close()
     assert ChangeMarker()() is None and database.is_closed()
+
+
+def test_a_named_lock_is_one_for_every_node_and_ends_with_its_holder(pg_index: Index, tmp_path: Path) -> None:
+    """Proxy fetches are single-flight across nodes: the lock is the database's, not a file on one box."""
+    bind(pg_index.database)
+    held = locks.named_lock(tmp_path / "unused", "page/1/demo")
+    assert isinstance(held, locks.DatabaseLock)
+    held.acquire(1)
+    with pytest.raises(locks.LockTimeout):
+        locks.named_lock(tmp_path / "elsewhere", "page/1/demo").acquire(0.1)
+    with locks.named_lock(tmp_path, "page/1/other").acquire(0.1):  # another name is another lock
+        pass
+    held.release()
+    with locks.named_lock(tmp_path, "page/1/demo").acquire(0.1):
+        pass
+    dead = locks.named_lock(tmp_path, "blob/abc").acquire(0.1)
+    dead._connection.close()  # what a killed worker's connection amounts to
+    with locks.named_lock(tmp_path, "blob/abc").acquire(1):
+        pass
+    assert not (tmp_path / "unused").exists()
