@@ -180,3 +180,34 @@ def test_health_names_the_database_and_requests_say_503(nodes: tuple[LiveServer,
     assert page.status_code == 503 and "database cannot be reached" in page.text
     for node in (first, second):
         assert url not in node.log.read_text() and "postgres@" not in node.log.read_text()
+
+
+def test_values_postgresql_cannot_store_are_refused_in_one_line(tmp_path: Path) -> None:
+    """SQLite stores a NUL character and 64-bit integers; PostgreSQL refuses both. Whatever a request
+    carries them in, the answer is a one-line 4xx, never a 500, and nothing changes."""
+    node = start_server("gunicorn", tmp_path, settings=on_postgresql(postgres.fresh_database_url()))
+    try:
+        admin = ("admin", node.admin_password)
+        assert upload(node, "demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0"), admin).status_code == 200
+        api = f"{node.url}/api/v1"
+        attacks = [
+            ("GET", f"{api}/admin/audit?q=%00", {}, admin),
+            ("GET", f"{api}/admin/audit?resource_type=%00", {}, admin),
+            ("GET", f"{node.url}/local/simple/", {}, ("ad\x00min", "x")),
+            ("GET", f"{node.url}/lo%00cal/simple/", {}, None),
+            ("GET", f"{node.url}/local/simple/de%00mo/", {}, None),
+            ("POST", f"{api}/repos/local/projects/demo/1.0/yank", {"json": {"reason": "a\x00b"}}, admin),
+            ("DELETE", f"{api}/tokens/99999999999", {}, admin),
+            ("DELETE", f"{api}/repos/local/files/demo-1.0-py3-none-any.whl%00", {}, admin),
+            ("PUT", f"{api}/repos/local/permissions/bo%00b", {"json": {"level": "read"}}, admin),
+            ("POST", f"{api}/users", {"json": {"name": "eve\x00", "password": "eve-password-1"}}, admin),
+            ("GET", f"{api}/repos/local/projects/demo%00", {}, admin),
+        ]
+        for method, url, extra, auth in attacks:
+            response = requests.request(method, url, auth=auth, timeout=30, **extra)
+            assert 400 <= response.status_code < 500 and response.text.count("\n") == 1, (url, response.text)
+        listed = files(node, "demo")
+        assert listed["demo-1.0-py3-none-any.whl"]["yanked"] is False
+        assert "Traceback" not in node.log.read_text()
+    finally:
+        stop_server(node.process)
