@@ -16,7 +16,7 @@ from pypilite.database import bind, database, make_database
 from pypilite.models import Meta, Project
 from pypilite.repositories.hosted import HostedRepository
 from tests import postgres
-from tests.conftest import Index, call
+from tests.conftest import Index, basic, call
 from tests.distfactory import sdist_bytes, wheel_bytes
 from tests.unit.test_memo import Spy
 
@@ -176,3 +176,42 @@ def test_a_named_lock_is_one_for_every_node_and_ends_with_its_holder(pg_index: I
     with locks.named_lock(tmp_path, "blob/abc").acquire(1):
         pass
     assert not (tmp_path / "unused").exists()
+
+
+def test_a_one_box_data_dir_moves_into_postgresql(capsys, tmp_path: Path, url: str) -> None:
+    data_dir = tmp_path / "data"
+    box = Index(data_dir, {"database": {"url": ""}})  # SQLite, whatever --db says
+    for version in ("1.0", "1.1", "2.0"):
+        assert box.upload(f"demo-{version}-py3-none-any.whl", wheel_bytes("demo", version)).status_code == 200
+    assert box.client.delete("/api/v1/repos/local/files/demo-2.0-py3-none-any.whl", headers=box.auth).status_code == 204
+    assert box.client.post("/api/v1/repos/local/projects/demo/1.0/yank", json={"reason": "old"},
+                           headers=box.auth).status_code == 200
+    assert box.client.post("/api/v1/users", json={"name": "carol", "password": "carol-password-1"},
+                           headers=box.auth).status_code == 201
+    assert box.client.put("/api/v1/repos/local/permissions/carol", json={"level": "upload"},
+                          headers=box.auth).status_code == 201
+    token = box.client.post("/api/v1/tokens", json={"user": "carol"}, headers=box.auth).json
+    assert box.client.patch("/api/v1/repos/local", json={"public": False}, headers=box.auth).status_code == 200
+    before = box.get("/local/simple/demo/", accept=JSON, headers=box.auth)
+    audit = box.get("/api/v1/admin/audit?limit=100", headers=box.auth).json["items"]
+    config = tmp_path / "pypilite.toml"
+    config.write_text(f'[storage]\ndata_dir = "{data_dir}"\n')
+
+    code, out, err = call(capsys, "migrate-to", "--database-url", url, "--config", str(config))
+    assert code == 0 and "counts verified" in out and not err, err
+
+    node = Index(data_dir, {"database": {"url": url}})
+    after = node.get("/local/simple/demo/", accept=JSON, headers=node.auth)
+    assert after.json == before.json and after.headers["ETag"] == before.headers["ETag"]
+    assert node.get("/local/simple/demo/", accept=JSON).status_code == 401  # still private
+    carol = basic("__token__", token["token"])
+    assert node.get("/local/simple/demo/", accept=JSON, headers=carol).status_code == 200
+    assert node.get("/api/v1/admin/audit?limit=100", headers=node.auth).json["items"] == audit
+    refused = node.upload("demo-2.0-py3-none-any.whl", wheel_bytes("demo", "2.0"))
+    assert refused.status_code == 400 and "already been used" in refused.get_data(as_text=True)
+    assert node.upload("fresh-1.0-py3-none-any.whl", wheel_bytes("fresh", "1.0"), auth=carol).status_code == 200
+    new_token = node.client.post("/api/v1/tokens", json={"user": "carol"}, headers=node.auth).json
+    assert new_token["id"] > token["id"]  # ids go on, never handed out twice
+
+    code, _, err = call(capsys, "migrate-to", "--database-url", url, "--config", str(config))
+    assert code == 1 and err.count("\n") == 1 and "not empty" in err
