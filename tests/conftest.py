@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import peewee as pw
 import pytest
 from werkzeug.security import generate_password_hash
 
@@ -144,6 +145,17 @@ class Index:
 
     def stored_blobs(self) -> list[Path]:
         return [p for p in (self.data_dir / "blobs").rglob("*") if p.is_file()]
+
+    def held_locks(self) -> list[object]:
+        """The named locks (pypilite/locks.py) someone holds: lock files on SQLite, advisory locks on PostgreSQL."""
+        bind(self.database)
+        if isinstance(self.database, pw.SqliteDatabase):
+            locks = self.data_dir / "locks"
+            return list(locks.iterdir()) if locks.is_dir() else []
+        with database.connection_context():
+            return list(database.execute_sql(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchall())
 
     def temp_files(self) -> list[Path]:
         return list((self.data_dir / "tmp").iterdir())
