@@ -12,8 +12,9 @@ import pytest
 from pypilite import locks, migrations
 from pypilite.changes import ChangeMarker
 from pypilite.config import build_config
-from pypilite.database import bind, database, make_database
+from pypilite.database import bind, database, make_database, sql
 from pypilite.models import Meta, Project
+from pypilite.repositories import stored
 from pypilite.repositories.hosted import HostedRepository
 from tests import postgres
 from tests.conftest import Index, basic, call
@@ -215,3 +216,23 @@ def test_a_one_box_data_dir_moves_into_postgresql(capsys, tmp_path: Path, url: s
 
     code, _, err = call(capsys, "migrate-to", "--database-url", url, "--config", str(config))
     assert code == 1 and err.count("\n") == 1 and "not empty" in err
+
+
+@pytest.mark.parametrize("query, params", [
+    (stored._FILE_BY_NAME, (1, "p0-1.0-py3-none-any.whl")),
+    (stored._FILES_OF_PROJECT, (1,)),
+    (stored._OUTLINES.format("?"), (1, "p0")),
+])
+def test_hot_lookups_have_their_indexes_on_postgresql_too(pg_index: Index, query: str, params: tuple) -> None:
+    """The same indexes as on SQLite (test_simple.py asks its planner): with sequential scans priced out, the
+    planner of a small table still finds an index for every table the lookup reads."""
+    for n in range(30):
+        assert pg_index.upload(f"p{n}-1.0-py3-none-any.whl", wheel_bytes(f"p{n}", "1.0")).status_code == 200
+
+    def plan() -> str:
+        with database.atomic():
+            database.execute_sql("SET LOCAL enable_seqscan = off")
+            return "\n".join(row[0] for row in database.execute_sql(f"EXPLAIN {sql(query)}", params).fetchall())
+
+    found = pg_index.run(plan)
+    assert "Seq Scan" not in found and "Index" in found, found
