@@ -5,6 +5,7 @@ request what the other changed. The nodes share one data dir for blobs too, unti
 from __future__ import annotations
 
 import hashlib
+import random
 import sys
 import threading
 from collections.abc import Iterator
@@ -211,3 +212,36 @@ def test_values_postgresql_cannot_store_are_refused_in_one_line(tmp_path: Path) 
         assert "Traceback" not in node.log.read_text()
     finally:
         stop_server(node.process)
+
+
+def test_a_node_killed_mid_upload_leaves_the_other_serving_and_nothing_half_stored(tmp_path: Path) -> None:
+    """SIGKILL of one node's whole gunicorn during a large upload (mid-body, right after the body, with the
+    blob in place): its connections die with it, so no lock of its outlives it; the other node stores the same
+    upload, and the file is listed once or not at all, never without its blob."""
+    from tests.integration.test_faults_kill import AFTER_BODY, BIG, BLOB_IN_PLACE, CHUNK, upload_and_kill
+
+    rng = random.Random(24)
+    url = postgres.fresh_database_url()
+    data_dir = tmp_path / "data"
+    (tmp_path / "b").mkdir()
+    survivor = start_server("gunicorn", tmp_path / "b", data_dir=data_dir, settings=on_postgresql(url))
+    admin = ("admin", survivor.admin_password)
+    try:
+        for round_, kill_at in enumerate((rng.randrange(CHUNK, BIG - CHUNK), AFTER_BODY, BLOB_IN_PLACE)):
+            victim = start_server("gunicorn", tmp_path, data_dir=data_dir, settings=on_postgresql(url))
+            name = f"big-{round_}.0-py3-none-any.whl"
+            data = wheel_bytes("big", f"{round_}.0", payload=rng.randbytes(BIG))
+            status = upload_and_kill(victim, name, data, kill_at, rng)
+            assert status in (None, 200)
+            if not isinstance(kill_at, str):
+                assert status is None and name not in files(survivor, "big")  # a half-sent upload is never listed
+            small = f"small-{round_}.0-py3-none-any.whl"
+            assert upload(survivor, small, wheel_bytes("small", f"{round_}.0"), admin).status_code == 200
+            assert upload(survivor, name, data, admin).status_code == 200  # stored now, or identical: 200
+            listed = files(survivor, "big")[name]
+            fetched = requests.get(requests.compat.urljoin(f"{survivor.simple('local')}big/", listed["url"]),
+                                   timeout=60).content
+            assert hashlib.sha256(fetched).hexdigest() == listed["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
+        survivor.assert_check_clean()
+    finally:
+        stop_server(survivor.process)
