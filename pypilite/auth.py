@@ -21,7 +21,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pypilite import audit
 from pypilite.audit import Actor
-from pypilite.database import database
+from pypilite.database import database, sql
 from pypilite.errors import TooManyRequests, Unauthenticated
 from pypilite.models import Token, TokenScope, User, earliest, user_key, utcnow
 
@@ -141,7 +141,7 @@ class Authenticator:
         """The principal these credentials prove; Unauthenticated otherwise (TooManyRequests while throttled)."""
         if password.startswith(TOKEN_PREFIX) or username == TOKEN_USERNAME:
             return self._check_token(username, password, address)
-        user = database.execute_sql(_USER_BY_NAME, (user_key(username),)).fetchone()
+        user = database.execute_sql(sql(_USER_BY_NAME), (user_key(username),)).fetchone()
         user_id, name, admin, robot, password_hash = user if user is not None else (None, None, 0, 0, "")
         can_use_password = user is not None and not robot and bool(password_hash)
         principal = Principal(name=name, user_id=user_id, admin=bool(admin), robot=bool(robot))
@@ -157,7 +157,7 @@ class Authenticator:
         raise _failed(username, address, reason if user is not None else "no such user")
 
     def _check_token(self, username: str, secret: str, address: str) -> Principal:
-        row = (database.execute_sql(_TOKEN_BY_DIGEST, (token_digest(secret),)).fetchone()
+        row = (database.execute_sql(sql(_TOKEN_BY_DIGEST), (token_digest(secret),)).fetchone()
                if secret.startswith(TOKEN_PREFIX) else None)
         if row is None or user_key(username) not in (TOKEN_USERNAME, user_key(row[7])):
             _throttle(username, address)
@@ -173,7 +173,7 @@ class Authenticator:
             last_used = now
         scope = None
         if narrowed:
-            scope = frozenset(r for (r,) in database.execute_sql(_TOKEN_SCOPE, (token_id,)).fetchall())
+            scope = frozenset(r for (r,) in database.execute_sql(sql(_TOKEN_SCOPE), (token_id,)).fetchall())
         return Principal(name=owner, user_id=owner_id, admin=bool(admin), robot=bool(robot),
                          token_id=token_id, read_only=bool(read_only), scope=scope,
                          until=earliest(last_used + LAST_USED_RESOLUTION, expires))

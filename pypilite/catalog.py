@@ -17,7 +17,7 @@ import peewee as pw
 
 from pypilite import access
 from pypilite.auth import Principal
-from pypilite.database import database
+from pypilite.database import database, sql
 from pypilite.errors import BadRequest, NotFound
 from pypilite.groups import flatten
 from pypilite.models import File, GroupMember, Project, Repository
@@ -140,10 +140,10 @@ def _group_project_counts(leaves: dict[int, list[int]]) -> dict[int, int]:
     if not pairs:
         return {}
     values = ", ".join("(?, ?)" for _ in pairs)
-    cursor = database.execute_sql(
+    cursor = database.execute_sql(sql(
         f"WITH pairs(group_id, repository_id) AS (VALUES {values}) "
         f'SELECT pairs.group_id, COUNT(DISTINCT p.name) FROM pairs JOIN "{PROJECT}" p '
-        "ON p.repository_id = pairs.repository_id GROUP BY pairs.group_id",
+        "ON p.repository_id = pairs.repository_id GROUP BY pairs.group_id"),
         [value for pair in pairs for value in pair])
     return dict(cursor.fetchall())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from pypilite.database import database
+from pypilite.database import database, is_sqlite
 
 Marker = tuple[int, int, int]
 
@@ -22,9 +22,9 @@ class ChangeMarker:
         self._lock = threading.Lock()
 
     def __call__(self) -> Marker | None:
-        connection = database.connection()
-        if not isinstance(connection, sqlite3.Connection):
+        if not is_sqlite():
             return None
+        connection = database.connection()
         with self._lock:
             if connection is not self._connection:
                 self._connection = connection

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
+import peewee as pw
 
 from pypilite import (
     StartupError,
@@ -23,6 +24,7 @@ from pypilite import (
     importer,
     loops,
     maintenance,
+    moving,
     packages,
     policies,
     policy_admin,
@@ -645,6 +647,29 @@ def backup_command(dest: Path, config_path: str | None) -> None:
     if report.missing:
         raise click.ClickException(f"{report.missing} hosted files have no blob in the data dir and are missing "
                                    "from the backup too; run check")
+
+
+@cli.command("migrate-to")
+@click.option("--database-url", required=True, help="a new, empty PostgreSQL database: postgresql://…")
+@config_option
+def migrate_to(database_url: str, config_path: str | None) -> None:
+    """Copy this data dir's SQLite database into an empty PostgreSQL database, verified; the blobs stay."""
+    config = command_config(config_path)
+    if config.database.url:
+        raise click.ClickException("migrate-to moves the SQLite database of a data dir; this config names "
+                                   "database.url already")
+    if not database_url.startswith(("postgresql:", "postgres:")):
+        raise click.ClickException("--database-url must be a postgresql:// URL")
+    existing_data_dir(config)
+    open_services(config)  # the source at this version's schema
+    try:
+        copied = moving.move(config.data_dir / "pypilite.db", database_url)
+    except moving.MoveError as exc:
+        raise click.ClickException(str(exc)) from None
+    except pw.OperationalError as exc:
+        raise click.ClickException(f"the target database: {str(exc).splitlines()[0]}") from None
+    click.echo(f"moved {sum(copied.values())} rows of {len(copied)} tables into PostgreSQL, counts verified; "
+               "set database.url to it (PYPILITE_DATABASE_URL) and start the nodes on this data dir's blobs")
 
 
 def main(argv: list[str] | None = None) -> int:

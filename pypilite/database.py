@@ -1,6 +1,6 @@
 """The database connection: the proxy the models are bound to, its factory and pool, and transactions.
 
-One deferred DatabaseProxy so the same models serve SQLite today and PostgreSQL later.
+One deferred DatabaseProxy so the same models serve SQLite (one box) and PostgreSQL (several nodes).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +46,32 @@ def make_database(url: str, data_dir: Path) -> pw.Database:
         if database.database != ":memory:":
             keep_private(Path(database.database))
         return database
-    return connect_url(url)
+    scheme, rest = url.split(":", 1)
+    # psycopg 3 even where psycopg2 is installed too: the one the tests run. A password may be %-quoted.
+    return connect_url(f"{scheme}+pool:{rest}", unquote_user=True, unquote_password=True, prefer_psycopg3=True,
+                       **POOL)
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, pw.SqliteDatabase)
+
+
+def own_connection() -> Any:
+    """A new autocommit connection to the bound PostgreSQL database, outside the pool, for a session lock."""
+    import psycopg  # the postgresql extra
+
+    db = database.obj
+    return psycopg.connect(dbname=db.database, autocommit=True, **db.connect_params)
+
+
+def sql(statement: str) -> str:
+    """A raw statement written with SQLite's `?` placeholders, in the bound database's own style."""
+    return _in_style(statement, database.obj.param)
+
+
+@lru_cache(maxsize=256)
+def _in_style(statement: str, param: str) -> str:
+    return statement if param == "?" else statement.replace("%", "%%").replace("?", param)
 
 
 def keep_private(path: Path) -> None:
@@ -74,23 +100,40 @@ def close_pool() -> None:
 
 def release_connection(read_only: bool = False) -> None:
     """At the end of a request. A gunicorn sync worker answers every request on its main thread: its
-    connection stays open for the next one, never inside a transaction a failure left behind (`read_only`: the
-    request ran nothing that opens one, so there is nothing to look for). Threads of the development server
-    come and go, and hand theirs back to the pool."""
+    connection stays open for the next one, unless a failure left a transaction open on it or the server
+    dropped it (`read_only`: the request ran nothing that opens one, so there is nothing to look for); then
+    the pool rolls it back or replaces it. Threads of the development server come and go, and hand theirs
+    back to the pool."""
     if threading.current_thread() is not threading.main_thread():
         database.close()
-    elif not read_only and not database.is_closed() and getattr(
-            connection := database.connection(), "in_transaction", False):
-        connection.rollback()
+    elif not read_only and not database.is_closed() and not _idle(database.connection()):
+        database.close()
+
+
+def _idle(connection: Any) -> bool:
+    """No transaction open, whoever began it (peewee tracks only its own), on a connection the server keeps."""
+    if isinstance(connection, sqlite3.Connection):
+        return not connection.in_transaction
+    from psycopg.pq import TransactionStatus  # the postgresql extra: imported only where it is installed
+
+    return connection.info.transaction_status == TransactionStatus.IDLE
+
+
+# The PostgreSQL advisory lock every write transaction holds: pypilite's own "write lock".
+WRITE_LOCK = 0x7079_7069_6C69_7465  # "pypilite" in ASCII; a bigint
 
 
 @contextmanager
 def write_transaction() -> Iterator[None]:
-    """A transaction that takes SQLite's write lock up front, so two workers never deadlock upgrading a read
-    lock (SQLITE_BUSY without waiting); on other databases a plain transaction. A full disk is a 507."""
+    """A transaction that takes the database's one write lock up front, so the checks a write makes still hold
+    when it commits (no two uploads of one name, no lost serial): SQLite's own (IMMEDIATE, which also keeps
+    two workers from deadlocking on upgrading a read lock), or an advisory lock all nodes share on PostgreSQL,
+    released with the transaction. Nested, a savepoint. A full disk is a 507."""
     db = database.obj
     try:
-        with db.atomic("IMMEDIATE") if isinstance(db, pw.SqliteDatabase) else db.atomic():  # pooled too
+        with db.atomic("IMMEDIATE") if is_sqlite() else db.atomic():  # pooled too
+            if not is_sqlite():
+                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             yield
     except pw.OperationalError as exc:
         if not _disk_full(exc):

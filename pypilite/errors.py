@@ -49,3 +49,10 @@ class Forbidden(UserError):
 class TooManyRequests(UserError):
     def __init__(self, message: str) -> None:
         super().__init__(429, message)
+
+
+class DatabaseUnavailable(UserError):
+    """The database cannot be reached (a PostgreSQL server down or refusing): another node, or later, may serve."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "Service unavailable: the database cannot be reached; try again shortly")

@@ -1,8 +1,9 @@
-"""Named locks shared by every gunicorn worker and thread: flock on a file per name, where two workers at
-once would waste an upstream fetch.
+"""Named locks shared by every gunicorn worker and thread, where two at once would waste an upstream fetch:
+flock on a file per name on one box (SQLite), a PostgreSQL advisory lock shared by every node on several.
 
 A released lock's file is removed; a waiter that locked a removed file notices (another inode at the path)
-and tries again. A dead holder's file blocks no one, and `sweep` removes it at the next start.
+and tries again. A dead holder's file blocks no one, and `sweep` removes it at the next start; a dead holder's
+advisory lock ends with its connection.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+from pypilite.database import is_sqlite, own_connection
 
 POLL_SECONDS = 0.02
 
@@ -61,6 +65,49 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class DatabaseLock:
+    """A session advisory lock on a connection of its own, outside the pool: held for as long as its holder
+    wants (a download streams on after its request handed its connection back), and released by closing it."""
+
+    def __init__(self, name: str) -> None:
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._connection: Any = None
+
+    def acquire(self, timeout: float) -> DatabaseLock:
+        deadline = time.monotonic() + timeout
+        connection = own_connection()
+        try:
+            while not connection.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"lock {self.key:x} held for more than {timeout:g} s")
+                time.sleep(POLL_SECONDS)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return self
+
+    def release(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
+
+    def __enter__(self) -> DatabaseLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+Lock = FileLock | DatabaseLock
+
+
+def named_lock(directory: Path, name: str) -> Lock:
+    """The lock `name` for every process that serves this index: files in `directory` when they share one
+    box's SQLite, the database itself when nodes share PostgreSQL."""
+    return FileLock(directory, name) if is_sqlite() else DatabaseLock(name)
 
 
 def sweep(directory: Path) -> int:

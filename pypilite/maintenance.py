@@ -85,5 +85,5 @@ def hosted_usage() -> tuple[int, int]:
     table = File._meta.table_name
     count, size = database.execute_sql(
         f'SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT DISTINCT sha256, size FROM "{table}" '
-        "WHERE origin_url = '')").fetchone()
+        "WHERE origin_url = '') AS hosted").fetchone()
     return count, size

@@ -35,6 +35,7 @@ from pypilite.models import (
     UpstreamPage,
     User,
     new_etag_key,
+    set_meta,
 )
 from pypilite.storage import BlobStore, LocalBlobStore
 
@@ -87,11 +88,11 @@ def _migration_5(db: pw.Database, blobs: BlobStore | None) -> None:
     if "info_sha256" not in {column.name for column in db.get_columns("file")}:
         schema.migrate(migrator.add_column("file", "info_sha256", File.info_sha256))  # indexed, as declared
     db.create_tables([FetchedBlob])
-    Meta.replace(key=ETAG_KEY, value=new_etag_key()).execute()
+    set_meta(ETAG_KEY, new_etag_key())
     # A wheel's METADATA is a blob of its own already; an sdist's PKG-INFO is taken out after this step.
     File.update(info_sha256=File.metadata_sha256).where(
         (File.origin_url == "") & File.metadata_sha256.is_null(False)).execute()
-    Meta.replace(key=RELEASE_INFO_CURSOR, value="0").execute()
+    set_meta(RELEASE_INFO_CURSOR, "0")
     if blobs is not None:
         _keep_fetched_blobs(blobs)
 
@@ -278,7 +279,7 @@ def _migrate(blobs: BlobStore | None, sqlite: bool) -> int:
             )
         for step in range(current, SCHEMA_VERSION):
             MIGRATIONS[step](database.obj, blobs)
-            Meta.replace(key="schema_version", value=str(step + 1)).execute()
+            set_meta("schema_version", str(step + 1))
         if sqlite and current < SCHEMA_VERSION and database.execute_sql("PRAGMA foreign_key_check").fetchone():
             raise SchemaError("the database breaks its own foreign keys after migrating; nothing was changed, "
                               "restore a backup or run check")

@@ -291,6 +291,11 @@ def new_etag_key() -> str:
     return secrets.token_hex(32)
 
 
+def set_meta(key: str, value: str) -> None:
+    """Insert or replace one fact, in the upsert both SQLite and PostgreSQL speak."""
+    Meta.insert(key=key, value=value).on_conflict(conflict_target=[Meta.key], preserve=[Meta.value]).execute()
+
+
 def etag_key() -> bytes:
     return bytes.fromhex(Meta.get(Meta.key == ETAG_KEY).value)
 

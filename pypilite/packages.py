@@ -126,7 +126,8 @@ def set_yanked(repository: Repository, project: str, version: str, yanked: bool,
 def _delete(hosted: HostedRepository, project: Project, files: list[File]) -> None:
     for file in files:
         (Tombstone.insert(repository=hosted.id, filename=file.filename, sha256=file.sha256, deleted=utcnow())
-         .on_conflict_replace().execute())
+         .on_conflict(conflict_target=[Tombstone.repository, Tombstone.filename],
+                      preserve=[Tombstone.sha256, Tombstone.deleted]).execute())
     File.delete().where(File.id.in_([f.id for f in files])).execute()
     if File.select().where(File.project == project.id).exists():
         serials.projects_changed(project.id)

@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import peewee as pw
 import pytest
 from werkzeug.security import generate_password_hash
 
@@ -17,7 +18,7 @@ from pypilite.cli import main
 from pypilite.config import build_config
 from pypilite.database import bind, database
 from pypilite.models import File
-from tests import memo_rule
+from tests import memo_rule, postgres
 
 # The S3-compatible server (moto's, on loopback) that the s3 backend's tests share.
 pytest_plugins = ["tests.s3server"]
@@ -43,6 +44,36 @@ def cheap_password_hashes() -> Iterator[None]:
         yield
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the database in-process indexes run on: postgresql starts a throwaway cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global ENGINE
+    ENGINE = config.getoption("--db")
+
+
+# What `Index` runs on (--db); tests marked `sqlite_only` are skipped on anything else.
+ENGINE = "sqlite"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if ENGINE != "sqlite" and item.get_closest_marker("sqlite_only") is not None:
+        pytest.skip("SQLite only by nature")
+
+
+# Under --db=postgresql: each data dir's own database, so a restart and the command line find what it holds.
+_DATABASES: dict[Path, str] = {}
+
+
+def database_url(data_dir: Path) -> str:
+    key = data_dir.resolve()
+    if key not in _DATABASES:
+        _DATABASES[key] = postgres.fresh_database_url()
+    return _DATABASES[key]
+
+
 # Each test is marked by its directory (pytest.ini declares the marks): `pytest -m unit` is the quick loop.
 _MARKS = {"unit": "unit", "integration": "integration", "browser": "browser"}
 
@@ -64,6 +95,8 @@ class Index:
 
     def __init__(self, data_dir: Path, raw_config: dict | None = None) -> None:
         raw = {"storage": {"data_dir": str(data_dir)}, "repository": TEST_REPOSITORIES, **(raw_config or {})}
+        if ENGINE == "postgresql" and "database" not in raw:
+            raw["database"] = {"url": database_url(data_dir)}
         self.data_dir = data_dir
         self.app = create_app(build_config(raw, {}))
         memo_rule.hold(self.app)
@@ -116,6 +149,17 @@ class Index:
     def stored_blobs(self) -> list[Path]:
         return [p for p in (self.data_dir / "blobs").rglob("*") if p.is_file()]
 
+    def held_locks(self) -> list[object]:
+        """The named locks (pypilite/locks.py) someone holds: lock files on SQLite, advisory locks on PostgreSQL."""
+        bind(self.database)
+        if isinstance(self.database, pw.SqliteDatabase):
+            locks = self.data_dir / "locks"
+            return list(locks.iterdir()) if locks.is_dir() else []
+        with database.connection_context():
+            return list(database.execute_sql(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchall())
+
     def temp_files(self) -> list[Path]:
         return list((self.data_dir / "tmp").iterdir())
 
@@ -135,7 +179,8 @@ def module_index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def config(tmp_path: Path) -> str:
     """A config file naming a data dir of the test's own, for the command line."""
     path = tmp_path / "pypilite.toml"
-    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    path.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+                    + (f'[database]\nurl = "{database_url(tmp_path / "data")}"\n' if ENGINE == "postgresql" else ""))
     (tmp_path / "data").mkdir()
     return str(path)
 

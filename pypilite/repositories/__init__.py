@@ -12,7 +12,7 @@ from pathlib import Path
 from pypilite import access, groups, models
 from pypilite.auth import Principal
 from pypilite.breakers import Breaker, BreakerState
-from pypilite.database import columns, database, from_row
+from pypilite.database import columns, database, from_row, sql
 from pypilite.errors import NotFound, UserError
 from pypilite.firewall import Firewall
 from pypilite.metrics import Metrics
@@ -54,7 +54,7 @@ class Repositories:
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
-        values = database.execute_sql(_BY_NAME, (name,)).fetchone()
+        values = database.execute_sql(sql(_BY_NAME), (name,)).fetchone()
         if values is None:
             raise NotFound(f"repository {name!r} not found")
         return self._build(self._row(values), principal)
@@ -108,7 +108,7 @@ class Repositories:
         """A group's members in order; None for another kind."""
         if row.repository_type != "group":
             return None
-        return [self._row(values) for values in database.execute_sql(_MEMBERS, (row.id,)).fetchall()]
+        return [self._row(values) for values in database.execute_sql(sql(_MEMBERS), (row.id,)).fetchall()]
 
 
 def _reader(principal: Principal | None) -> Callable[[Repository], bool] | None:

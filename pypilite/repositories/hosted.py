@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import peewee as pw
-
 from pypilite import audit, markers, models, serials
 from pypilite.audit import Actor
 from pypilite.database import write_transaction
@@ -106,9 +104,7 @@ class HostedRepository(StoredRepository, UploadTarget):
         project = Project.get_or_none((Project.repository == self.row.id) & (Project.name == name))
         if project is not None:
             return project, False
-        try:
-            project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
-        except pw.IntegrityError:  # SQLite's write lock rules this out; PostgreSQL's isolation does not
-            return Project.get((Project.repository == self.row.id) & (Project.name == name)), False
+        # No IntegrityError to recover from: the write lock (write_transaction) keeps others out since the lookup.
+        project = Project.create(repository=self.row.id, name=name, display_name=dist.metadata.name)
         serials.names_changed(self.row.id)
         return project, True

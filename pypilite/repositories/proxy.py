@@ -17,10 +17,10 @@ from pathlib import Path
 
 from pypilite import markers, models, serials
 from pypilite.breakers import Breaker, Refused
-from pypilite.database import database, first, write_transaction
+from pypilite.database import database, first, sql, write_transaction
 from pypilite.dists import WHEEL, InvalidDistribution, parse_filename
 from pypilite.errors import BadRequest, Conflict, NotFound, UserError
-from pypilite.locks import FileLock, LockTimeout
+from pypilite.locks import LockTimeout, named_lock
 from pypilite.metrics import Metrics
 from pypilite.models import File, Project, UpstreamPage, utcnow
 from pypilite.repositories.base import BlobRef, PageTag, ProjectPage
@@ -73,7 +73,7 @@ class ProxyRepository(StoredRepository):
             refused = self.breaker.refusal()
             if refused is not None:
                 raise refused
-            with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+            with named_lock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._state(name)  # another worker may have fetched it while this one waited
                 if state is None or not self._fresh(state.fetched, state.not_found):
                     result = "miss"
@@ -96,7 +96,7 @@ class ProxyRepository(StoredRepository):
         if self.offline:
             raise Conflict(f"repository {self.name!r} is offline: it serves its cache alone and asks no upstream")
         try:
-            with FileLock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
+            with named_lock(self.locks, f"page/{self.row.id}/{name}").acquire(self.lock_wait):
                 state = self._fetch(name, self._state(name), conditional=False)
         except (UpstreamError, LockTimeout) as exc:
             raise UserError(504 if getattr(exc, "timeout", True) else 502, str(exc)) from None
@@ -115,9 +115,9 @@ class ProxyRepository(StoredRepository):
 
     def page_tag(self, name: str) -> PageTag | None:
         """Known without a fetch only while the cached answer (a page, or the upstream's 404) is fresh."""
-        row = database.execute_sql(
+        row = database.execute_sql(sql(
             f'SELECT u.fetched, u.not_found, p.id, p.serial FROM "{UPSTREAM_PAGE}" u LEFT JOIN "{PROJECT}" p '
-            "ON p.repository_id = u.repository_id AND p.name = u.name WHERE u.repository_id = ? AND u.name = ?",
+            "ON p.repository_id = u.repository_id AND p.name = u.name WHERE u.repository_id = ? AND u.name = ?"),
             (self.id, name)).fetchone()
         if row is None:
             return None
@@ -130,7 +130,7 @@ class ProxyRepository(StoredRepository):
         return PageTag(self._page_etag(row[2], row[3]), until, row[3]) if row[2] is not None else None
 
     def _state(self, name: str) -> UpstreamPage | None:
-        return first(UpstreamPage.raw(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?',
+        return first(UpstreamPage.raw(sql(f'SELECT * FROM "{UPSTREAM_PAGE}" WHERE repository_id = ? AND name = ?'),
                                       self.id, name))
 
     def _ttl(self, not_found: bool) -> timedelta:
@@ -281,9 +281,9 @@ def _insert_files(rows: list[dict[str, object]]) -> None:
     peewee builds it from the first row only. Through execute_sql, so a driver's error (a full disk) is peewee's."""
     if not rows:
         return
-    sql, _ = File.insert_many([tuple(rows[0][field.name] for field in _FILE_FIELDS)], fields=_FILE_FIELDS).sql()
+    statement, _ = File.insert_many([tuple(rows[0][field.name] for field in _FILE_FIELDS)], fields=_FILE_FIELDS).sql()
     for row in rows:
-        database.execute_sql(sql, [field.db_value(row[field.name]) for field in _FILE_FIELDS])
+        database.execute_sql(statement, [field.db_value(row[field.name]) for field in _FILE_FIELDS])
 
 
 def _file_values(upstream_file: UpstreamFile, project: str) -> dict[str, object] | None:

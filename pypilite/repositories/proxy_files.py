@@ -18,7 +18,7 @@ from pypilite.breakers import Breaker
 from pypilite.database import database, write_transaction
 from pypilite.dists import MAX_METADATA_BYTES, WHEEL, metadata_bytes, parse_filename
 from pypilite.errors import InsufficientStorage, NotFound, UserError
-from pypilite.locks import FileLock, LockTimeout
+from pypilite.locks import Lock, LockTimeout, named_lock
 from pypilite.metrics import Metrics
 from pypilite.models import FetchedBlob, File
 from pypilite.repositories.base import BlobRef
@@ -142,9 +142,9 @@ class ProxyFiles:
         self.breaker.succeeded()
         return answer
 
-    def _lock_blob(self, sha256: str) -> FileLock:
+    def _lock_blob(self, sha256: str) -> Lock:
         try:
-            return FileLock(self.locks, f"blob/{sha256}").acquire(self.lock_wait)
+            return named_lock(self.locks, f"blob/{sha256}").acquire(self.lock_wait)
         except LockTimeout as exc:
             raise UserError(504, f"waited too long for another download of the same file: {exc}") from None
 
@@ -221,7 +221,7 @@ class _StoringStream:
     server always calls) releases the lock and the temp file whether or not the body was ever iterated, as
     for a HEAD request or a client that hung up."""
 
-    def __init__(self, files: ProxyFiles, chunks: Iterator[bytes], row: File, lock: FileLock,
+    def __init__(self, files: ProxyFiles, chunks: Iterator[bytes], row: File, lock: Lock,
                  blob: TempBlob) -> None:
         self.files = files
         self.chunks = chunks

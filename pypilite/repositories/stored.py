@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Collection
 
 from pypilite import markers, models
-from pypilite.database import columns, database, first, from_row
+from pypilite.database import columns, database, first, from_row, sql
 from pypilite.markers import Markers
 from pypilite.models import File, Project
 from pypilite.repositories.base import (
@@ -30,9 +30,10 @@ _OUTLINES = (f'SELECT p.name, f.version, f.yanked, COUNT(f.id), MAX(f.upload_tim
              f'LEFT JOIN "{FILE}" f ON f.project_id = p.id AND p.status != \'{markers.QUARANTINED}\' '
              "WHERE p.repository_id = ? AND p.name IN ({}) GROUP BY p.name, f.version, f.yanked")
 _FILES_OF_PROJECT = f'SELECT {columns(File, "f")} FROM "{FILE}" f WHERE f.project_id = ?'
-# CROSS JOIN pins the join order (file name, then project) whatever ANALYZE says; no quarantined files (PEP 792).
-_FILE_BY_NAME = (f'SELECT {columns(File, "f")} FROM "{FILE}" f CROSS JOIN "{PROJECT}" p ON p.id = f.project_id '
-                 f"WHERE p.repository_id = ? AND f.filename = ? AND p.status != '{markers.QUARANTINED}'")
+# CROSS JOIN pins SQLite's join order (file name, then project) whatever ANALYZE says, and with its condition in
+# WHERE PostgreSQL reads it too; no quarantined files (PEP 792).
+_FILE_BY_NAME = (f'SELECT {columns(File, "f")} FROM "{FILE}" f CROSS JOIN "{PROJECT}" p WHERE p.id = f.project_id '
+                 f"AND p.repository_id = ? AND f.filename = ? AND p.status != '{markers.QUARANTINED}'")
 
 
 class StoredRepository(Repository):
@@ -63,7 +64,7 @@ class StoredRepository(Repository):
         return row.status if row is not None else None
 
     def page_tag(self, name: str) -> PageTag | None:
-        row = database.execute_sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
+        row = database.execute_sql(sql(f'SELECT id, serial FROM "{PROJECT}" WHERE repository_id = ? AND name = ?'),
                                    (self.id, name)).fetchone()
         return PageTag(self._page_etag(*row), serial=row[1]) if row is not None else NO_PAGE
 
@@ -78,7 +79,7 @@ class StoredRepository(Repository):
         return hashlib.blake2b(names, key=self._etag_key, digest_size=16).hexdigest()
 
     def project_page(self, name: str) -> ProjectPage | None:
-        project = first(Project.raw(f'SELECT * FROM "{PROJECT}" WHERE repository_id = ? AND name = ?',
+        project = first(Project.raw(sql(f'SELECT * FROM "{PROJECT}" WHERE repository_id = ? AND name = ?'),
                                     self.id, name))
         if project is None:
             return None
@@ -86,7 +87,7 @@ class StoredRepository(Repository):
                         markers.from_lines(project.alternate_locations))
         files = []
         if project.status != markers.QUARANTINED:  # PEP 792: a quarantined project offers no files
-            rows = database.execute_sql(_FILES_OF_PROJECT, (project.id,)).fetchall()
+            rows = database.execute_sql(sql(_FILES_OF_PROJECT), (project.id,)).fetchall()
             files = [self._dist_file(from_row(File, values)) for values in rows]
         return ProjectPage(name=project.name, files=sort_files(files), etag=self._page_etag(project.id, project.serial),
                            markers=found, serial=project.serial)
@@ -96,7 +97,7 @@ class StoredRepository(Repository):
         cached_page this reads."""
         if not names:
             return {}
-        rows = database.execute_sql(_OUTLINES.format(", ".join("?" for _ in names)), (self.id, *names)).fetchall()
+        rows = database.execute_sql(sql(_OUTLINES.format(", ".join("?" for _ in names))), (self.id, *names)).fetchall()
         found: dict[str, list[tuple[str | None, bool, int, str | None]]] = {}
         for name, version, yanked, files, last_upload in rows:
             found.setdefault(name, []).append((version, yanked, files, last_upload))
@@ -107,7 +108,7 @@ class StoredRepository(Repository):
         ) for name, releases in found.items()}
 
     def _query_file_row(self, filename: str) -> File | None:
-        values = database.execute_sql(_FILE_BY_NAME, (self.id, filename)).fetchone()
+        values = database.execute_sql(sql(_FILE_BY_NAME), (self.id, filename)).fetchone()
         return from_row(File, values) if values is not None else None
 
     def _file_row(self, filename: str) -> File | None:

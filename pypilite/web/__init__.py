@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from time import perf_counter
 
+import peewee as pw
 from flask import Flask, Response
 
 from pypilite import loops
 from pypilite.database import database, release_connection
+from pypilite.errors import DatabaseUnavailable
 from pypilite.services import Services
 from pypilite.web import account, api, crosssite, errors, files, maintainers, ops, pypijson, simple, ui, upload
 from pypilite.web.context import PAGES, SERVICES
@@ -45,8 +47,13 @@ def register(app: Flask) -> None:
     # Each hook goes through the context-local request proxy once (why: bench/README.md).
     @app.before_request
     def _connect() -> None:
-        current_request().started = perf_counter()
-        database.connect(reuse_if_open=True)
+        current = current_request()
+        current.started = perf_counter()
+        try:
+            database.connect(reuse_if_open=True)
+        except pw.OperationalError:
+            if current.endpoint != "ops.health":  # which names the failing part itself
+                raise DatabaseUnavailable() from None
 
     # Before any view reads a byte of the body, whatever the route: one written later is covered too.
     @app.before_request

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import peewee as pw
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -54,6 +55,12 @@ def answer_errors(scope: Flask | Blueprint, render: Callable[[int, str], Respons
         if isinstance(exc, Unauthenticated):
             response.headers["WWW-Authenticate"] = CHALLENGE
         return response
+
+    @scope.errorhandler(pw.DataError)
+    def _unstorable(_exc: pw.DataError) -> Response:
+        """PostgreSQL refuses what SQLite takes (a NUL character in text, an integer beyond 32 bits) in any value
+        a request brings, whatever the view; the transaction it broke was rolled back."""
+        return render(400, "Invalid input: a NUL character, or a number out of range")
 
     @scope.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

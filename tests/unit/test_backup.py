@@ -20,6 +20,8 @@ FILES = {
     "other-2.0-py3-none-any.whl": wheel_bytes("other", "2.0"),
 }
 JSON = "application/vnd.pypi.simple.v1+json"
+# A copy of a SQLite data dir; on PostgreSQL `backup` refuses (tests/unit/test_postgresql.py).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture

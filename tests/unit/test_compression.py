@@ -10,6 +10,7 @@ from urllib.parse import urljoin
 import pytest
 
 from pypilite.web import encoding
+from tests import conftest
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
 from tests.unit.test_memo import Spy
@@ -111,7 +112,8 @@ def test_a_page_is_compressed_once_per_version_and_remembered_per_coding(populat
     packed = [populated.get(url, accept=JSON, headers={"Accept-Encoding": value})
               for value in ("gzip", "gzip, deflate", "deflate, gzip", "gzip")]
     assert len(calls) == 1  # the other workers' way: the page cache's compressed bytes, by ETag
-    assert spy.calls == 4  # the last one again from the memo, which keeps each coding apart
+    # The last one again from the memo, which keeps each coding apart; PostgreSQL has no memo.
+    assert spy.calls == (4 if conftest.ENGINE == "sqlite" else 5)
     assert all(response.get_data() == packed[0].get_data() for response in packed)
     assert populated.get(url, accept=JSON).get_data() == plain.get_data()
     populated.upload("grows-1.3-py3-none-any.whl", wheel_bytes("grows", "1.3"))

@@ -22,6 +22,8 @@ from tests.distfactory import wheel_bytes
 from tests.upstream import Upstream, wheel
 
 ACTOR = Actor("test", "local")
+# The memo is SQLite-only: its change marker is PRAGMA data_version (on PostgreSQL: test_postgresql.py).
+pytestmark = pytest.mark.sqlite_only
 JSON = "application/vnd.pypi.simple.v1+json"
 
 

@@ -70,6 +70,7 @@ def version_4_data_dir(data_dir: Path) -> None:
     db.close()
 
 
+@pytest.mark.sqlite_only  # a data dir of an older pypilite, which ran on SQLite alone
 def test_version_4_data_dirs_upgrade_with_every_row_and_link_kept(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     version_4_data_dir(data_dir)
@@ -130,6 +131,7 @@ def test_a_new_data_dir_never_reuses_ids_either(index: Index) -> None:
     assert index.run(create_delete_create) == (1, 1)
 
 
+@pytest.mark.sqlite_only  # a data dir of an older pypilite, which ran on SQLite alone
 def test_a_start_cut_short_while_taking_metadata_out_goes_on_at_the_next(tmp_path: Path, monkeypatch) -> None:
     """gunicorn kills a worker that boots for too long: what one start took out of the archives stays, and the
     next start goes on from there instead of beginning again."""
@@ -167,7 +169,7 @@ def test_version_5_proxied_wheels_offer_the_metadata_taken_out_of_them(index: In
         File.create(project=project.id, filename="fetched-2.0-py3-none-any.whl", version="2.0",
                     packagetype="bdist_wheel", sha256=_sha(PROXIED), size=len(PROXIED), info_sha256="c" * 64,
                     origin_url="http://127.0.0.1:9/files/fetched-2.0-py3-none-any.whl")
-        models.Meta.replace(key="schema_version", value="5").execute()
+        models.set_meta("schema_version", "5")
         migrations.migrate()
         return ([(b.repository_id, b.sha256) for b in FetchedBlob.select()],
                 Project.get_by_id(project.id).serial)
@@ -187,7 +189,7 @@ def test_migration_6_hands_no_deleted_id_out_again(index: Index) -> None:
         for table, column in (("project", "status"), ("project", "status_reason"), ("project", "tracks"),
                               ("project", "alternate_locations"), ("file", "provenance_url")):
             database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
-        models.Meta.replace(key="schema_version", value="5").execute()
+        models.set_meta("schema_version", "5")
         migrations.migrate()
         return project.id, Project.create(repository=1, name="again", display_name="again").id
 
@@ -202,13 +204,14 @@ def test_version_6_blobs_lose_their_times(index: Index) -> None:
     os.utime(dated)
 
     def downgrade_and_migrate() -> None:
-        models.Meta.replace(key="schema_version", value="6").execute()
+        models.set_meta("schema_version", "6")
         migrations.migrate(blobs)
 
     index.run(downgrade_and_migrate)
     assert dated.stat().st_mtime == 0
 
 
+@pytest.mark.sqlite_only  # a data dir of an older pypilite, which ran on SQLite alone
 def test_users_differing_only_in_case_stop_the_upgrade_until_one_is_left(tmp_path: Path) -> None:
     """Migration 8: names become one in any case; users that would merge are named, and nothing changes."""
     data_dir = tmp_path / "data"

@@ -314,6 +314,7 @@ def test_head_requests_work(populated: Index) -> None:
     assert response.status_code == 200 and response.data == b""
 
 
+@pytest.mark.sqlite_only  # its query planner
 @pytest.mark.parametrize("query, params", [
     (stored._FILE_BY_NAME, (1, "p0-1.0-py3-none-any.whl")),
     (stored._FILES_OF_PROJECT, (1,)),

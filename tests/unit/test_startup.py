@@ -12,7 +12,7 @@ import pytest
 from pypilite import StartupError, create_app, migrations, models
 from pypilite.config import build_config
 from pypilite.database import database
-from pypilite.models import Meta, User
+from pypilite.models import User, set_meta
 from pypilite.users import initial_password
 from tests.conftest import Index
 from tests.distfactory import wheel_bytes
@@ -74,7 +74,7 @@ def test_schema_version_is_recorded(tmp_path: Path) -> None:
 def test_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -> None:
     app_for(tmp_path / "data")
     with database.connection_context():
-        Meta.replace(key="schema_version", value=str(migrations.SCHEMA_VERSION + 1)).execute()
+        set_meta("schema_version", str(migrations.SCHEMA_VERSION + 1))
     with pytest.raises(StartupError, match="newer than this pypilite") as caught:
         app_for(tmp_path / "data")
     assert "\n" not in str(caught.value)

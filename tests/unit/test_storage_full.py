@@ -184,7 +184,7 @@ def test_a_proxied_download_onto_a_full_disk_fails_and_keeps_nothing(tmp_path, d
 
         blobs = index.app.extensions["pypilite"].blobs
         assert not blobs.path(dist.sha256).exists() and index.temp_files() == []
-        assert list((index.data_dir / "locks").iterdir()) == []
+        assert index.held_locks() == []
         disk.room = None
         again = index.get(url)
         assert again.status_code == 200 and hashlib.sha256(again.data).hexdigest() == dist.sha256
