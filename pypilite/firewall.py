@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 from pypilite import advisories, audit, licenses, serials
 from pypilite.audit import Actor
-from pypilite.database import database, write_transaction
+from pypilite.database import database, sql, write_transaction
 from pypilite.metrics import Metrics
 from pypilite.models import ADVISORIES_GENERATION, Meta, PolicyBlock, Project
 from pypilite.policies import Advisories, Decision, Facts, Policy, Rules
@@ -59,7 +59,7 @@ class Firewall:
     def generation(self) -> str:
         """Changes with every advisories import: part of the ETag of every page a policy on them shapes (read
         for each such page: one indexed read, without building a query)."""
-        row = database.execute_sql(_GENERATION, (ADVISORIES_GENERATION,)).fetchone()
+        row = database.execute_sql(sql(_GENERATION), (ADVISORIES_GENERATION,)).fetchone()
         return row[0] if row is not None else ""
 
     def advisories(self, policy: Policy, project: str) -> Advisories | None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from pypilite import models
 from pypilite.audit import Actor
-from pypilite.database import database
+from pypilite.database import database, sql
 from pypilite.errors import BadRequest, UserError
 from pypilite.firewall import Firewall
 from pypilite.models import earliest, utcnow
@@ -162,7 +162,7 @@ class PolicedRepository(UploadTarget):
         kept = self.firewall.young.get(key)
         if kept is not None and (kept[0] is None or self.now < kept[0] + age):
             return kept[0]
-        row = database.execute_sql(_OLDEST_YOUNG.format(", ".join("?" for _ in ids)),
+        row = database.execute_sql(sql(_OLDEST_YOUNG.format(", ".join("?" for _ in ids))),
                                    (name, *ids, models.File.upload_time.db_value(self.now - age))).fetchone()
         oldest = models.File.upload_time.python_value(row[0]) if row and row[0] is not None else None
         self.firewall.young.put(key, (oldest,))
