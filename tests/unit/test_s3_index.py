@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from pypilite import maintenance
-from tests.conftest import Index, call
+from tests.conftest import ENGINE, Index, call, database_url
 from tests.distfactory import sdist_bytes, wheel_bytes
 from tests.s3server import S3Server
 from tests.upstream import Upstream, wheel
@@ -172,10 +172,12 @@ def test_copy_blobs_moves_a_local_index_into_the_bucket(capsys: pytest.CaptureFi
     rotten = next(row.sha256 for row in rows if row.version == "2.0")
     (tmp_path / "data" / "blobs" / rotten[:2] / rotten[2:4] / rotten).write_bytes(b"rot")
     source = tmp_path / "local.toml"
-    source.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    # The same database for the server and the command (its own, under --db=postgresql).
+    db = f'[database]\nurl = "{database_url(tmp_path / "data")}"\n' if ENGINE == "postgresql" else ""
+    source.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n' + db)
     target = tmp_path / "s3.toml"
     storage = {"data_dir": str(tmp_path / "data"), **s3_server.raw_config(bucket, PREFIX)}
-    target.write_text("[storage]\n" + "".join(f'{name} = "{value}"\n' for name, value in storage.items()))
+    target.write_text("[storage]\n" + "".join(f'{name} = "{value}"\n' for name, value in storage.items()) + db)
     code, out, err = call(capsys, "copy-blobs", str(target), "--config", str(source))
     assert code == 1 and f"corrupt: {rotten}" in out and "1 corrupt" in out, out + err
     assert key(rotten) not in s3_server.keys(bucket)
