@@ -67,14 +67,17 @@ def _make_venv(name: str) -> None:
     _marker(name).write_text(wanted)
 
 
+def wheelhouse_ready() -> bool:
+    """Whether the wheelhouse was filled for this pyproject.toml's dependencies."""
+    marker = WHEELHOUSE / "pyproject.toml"
+    return marker.is_file() and marker.read_text() == (ROOT / "pyproject.toml").read_text()
+
+
 def _fill_wheelhouse() -> None:
     """pypilite's dependencies for every target of the zipapp, fetched again when pyproject.toml changes."""
-    marker = WHEELHOUSE / "pyproject.toml"
-    wanted = (ROOT / "pyproject.toml").read_text()
-    if marker.is_file() and marker.read_text() == wanted:
-        return
-    _run([sys.executable, ROOT / "deploy" / "build.py", "--fetch-only", "--wheelhouse", WHEELHOUSE])
-    marker.write_text(wanted)
+    if not wheelhouse_ready():
+        _run([sys.executable, ROOT / "deploy" / "build.py", "--fetch-only", "--wheelhouse", WHEELHOUSE])
+        (WHEELHOUSE / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
 
 
 def main() -> None:

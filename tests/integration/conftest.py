@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import requests
@@ -293,7 +294,11 @@ def required(path: Path, how: str) -> Path:
     a failure under CI, which installs everything."""
     if path.exists():
         return path
-    reason = f"{path} is missing: {how}"
+    unavailable(f"{path} is missing: {how}")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A skip on a developer's machine, a failure under CI."""
     if os.environ.get("CI", "").lower() in ("", "0", "false"):
         pytest.skip(reason)
     pytest.fail(reason)

@@ -27,13 +27,13 @@ from tests.integration.conftest import (
     ROOT,
     STARTUP_SECONDS,
     build,
-    client,
     free_port,
     isolated_env,
     make_project,
     new_venv,
     required,
     run,
+    unavailable,
     uv,
 )
 
@@ -53,7 +53,9 @@ class Distributions:
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Distributions:
     """Built as CI builds them: from the tracked files alone, with deploy/build.py, asking no index."""
-    wheelhouse = client(clients.WHEELHOUSE / "pyproject.toml").parent
+    if not clients.wheelhouse_ready():
+        unavailable(f"the wheelhouse was filled for another pyproject.toml: run `{clients.COMMAND}`")
+    wheelhouse = clients.WHEELHOUSE
     checkout = tmp_path_factory.mktemp("checkout")
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, check=True).stdout.decode().split("\0")
