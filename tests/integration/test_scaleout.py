@@ -7,10 +7,13 @@ cut off leave nothing half-stored."""
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import socket
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +25,21 @@ import requests
 from tests import postgres
 from tests.distfactory import wheel_bytes
 from tests.integration.conftest import (
+    ROOT,
     LiveServer,
     build,
     free_port,
     isolated_env,
     make_project,
     new_venv,
+    required,
     run,
     start_server,
     stop_server,
     uv,
 )
 from tests.integration.test_faults_kill import AFTER_BODY, BIG, BLOB_IN_PLACE, CHUNK, upload_and_kill
+from tests.integration.test_nginx import LOCATION, NGINX, SITE, nginx_config
 from tests.integration.test_postgresql import changes_cross_over, files, upload
 from tests.integration.test_s3 import PREFIX, key, repositories
 from tests.s3server import S3Server
@@ -63,12 +69,12 @@ class Nodes:
             return sorted(connection.execute("SELECT filename, sha256 FROM file").fetchall())
 
 
-def start_nodes(tmp_path: Path, store: S3Server, upstream: Upstream, endpoint: str | None = None) -> Nodes:
-    """Node A creates the database's tables and first admin; node B starts on them with a data dir of its own."""
-    url, bucket = postgres.fresh_database_url(), store.new_bucket()
-    settings = {"PYPILITE_DATABASE_URL": url, **store.settings(bucket, PREFIX)}
-    if endpoint:
-        settings["PYPILITE_STORAGE_ENDPOINT"] = endpoint
+def start_nodes(tmp_path: Path, store: S3Server, upstream: Upstream, bucket: str | None = None,
+                **extra: str) -> Nodes:
+    """Node A creates the database's tables and first admin; node B starts on them with a data dir of its own.
+    `extra` are more PYPILITE_* settings of both."""
+    url, bucket = postgres.fresh_database_url(), bucket or store.new_bucket()
+    settings = {"PYPILITE_DATABASE_URL": url, **store.settings(bucket, PREFIX), **extra}
     for home in ("a", "b"):
         (tmp_path / home).mkdir()
     a = start_server("gunicorn", tmp_path / "a", repositories(upstream), settings=settings)
@@ -244,7 +250,7 @@ def test_the_store_cut_off_from_both_nodes(tmp_path: Path, s3_server: S3Server, 
                                            relay: Relay) -> None:
     """While neither node reaches the store: one-line 503s for uploads and downloads on both, /health names the
     store, no row and no temp file is left; once it is back, both serve and store again."""
-    nodes = start_nodes(tmp_path, s3_server, upstream, endpoint=relay.endpoint)
+    nodes = start_nodes(tmp_path, s3_server, upstream, PYPILITE_STORAGE_ENDPOINT=relay.endpoint)
     try:
         admin = ("admin", nodes.a.admin_password)
         kept, lost = wheel("kept", "1.0"), wheel("lost", "1.0")
@@ -275,3 +281,83 @@ def test_the_store_cut_off_from_both_nodes(tmp_path: Path, s3_server: S3Server, 
     finally:
         stop_server(nodes.a.process)
         stop_server(nodes.b.process)
+
+
+TWO_NODE_SITE = ROOT / "deploy" / "scaleout" / "nginx.conf"
+
+
+def directives(site: str) -> list[str]:
+    """A site's settings, comments and blank lines aside, with its commented-in S3 variant in place."""
+    lines = (line.removeprefix("#s3 ").removeprefix("#s3") for line in site.splitlines())
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_two_node_site_is_the_one_box_site_on_a_bucket_with_two_nodes() -> None:
+    """deploy/scaleout/nginx.conf keeps every setting of deploy/nginx.conf (its S3 variant): only the blob's
+    path on disk goes, and the upstream names two nodes."""
+    one_box = directives(SITE.read_text())
+    start = one_box.index("map $pypilite_blob $pypilite_blob_file {")
+    del one_box[start:one_box.index("}", start) + 1]
+    one_box.remove("alias $pypilite_blob_file;")
+    two_nodes = directives(TWO_NODE_SITE.read_text())
+    two_nodes.remove("server 127.0.0.1:8081;")
+    assert two_nodes == one_box
+
+
+def test_nginx_balances_two_nodes_and_outlives_one(tmp_path: Path, s3_server: S3Server, upstream: Upstream) -> None:
+    """The shipped two-node site in front of the two nodes: uploads, pages and installs through it, blobs sent
+    from the bucket by nginx, and with node A stopped, node B serves everything, uploads included."""
+    required(Path(NGINX), "apt-get install nginx-light (.ci/run does)")
+    bucket = s3_server.new_bucket()
+    s3_server.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{PREFIX}*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}}]}))
+    nodes = start_nodes(tmp_path, s3_server, upstream, bucket, PYPILITE_SERVER_X_ACCEL_REDIRECT=LOCATION)
+    site = TWO_NODE_SITE.read_text()
+    for shipped, here in (("127.0.0.1:8081", nodes.b.url.removeprefix("http://")),
+                          ("http://127.0.0.1:9000/pypilite/blobs/", f"{s3_server.endpoint}/{bucket}/{PREFIX}")):
+        assert shipped in site
+        site = site.replace(shipped, here)
+    (tmp_path / "nginx").mkdir()
+    port = free_port()
+    config = nginx_config(tmp_path / "nginx", port, nodes.a.url.removeprefix("http://"), None, site)
+    with (tmp_path / "nginx.out").open("wb") as out:
+        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path / "nginx"), "-c", str(config), "-g", "daemon off;"],
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    front = LiveServer(url=f"http://127.0.0.1:{port}", data_dir=nodes.a.data_dir,
+                       admin_password=nodes.a.admin_password, process=nginx, log=tmp_path / "nginx.out")
+    try:
+        deadline = time.monotonic() + 15
+        while not _answers(front.url):
+            assert nginx.poll() is None and time.monotonic() < deadline, front.log.read_text(errors="replace")
+            time.sleep(0.1)
+        admin = ("admin", front.admin_password)
+        env = isolated_env(tmp_path / "home")
+        for round_, stopped in enumerate((None, nodes.a)):
+            if stopped is not None:
+                stop_server(stopped.process)
+            name = f"balanced-{round_}.0-py3-none-any.whl"
+            data = wheel_bytes("balanced", f"{round_}.0")
+            for _ in range(4):  # every request on either node, or on B alone once A is gone
+                assert upload(front, name, data, admin).status_code == 200
+            listed = files(front, "balanced")
+            assert set(listed) == {f"balanced-{n}.0-py3-none-any.whl" for n in range(round_ + 1)}
+            url = requests.compat.urljoin(front.simple("local") + "balanced/", listed[name]["url"]).split("#")[0]
+            for _ in range(4):
+                download = requests.get(url, timeout=30)
+                assert download.status_code == 200 and download.content == data
+                assert "x-amz-request-id" not in download.headers
+            python = new_venv(tmp_path / f"venv-{round_}", env)
+            run([python, "-m", "pip", "install", "--index-url", front.simple("local"), f"balanced=={round_}.0"],
+                env=env)
+    finally:
+        stop_server(nginx)
+        stop_server(nodes.a.process)
+        stop_server(nodes.b.process)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
