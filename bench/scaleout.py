@@ -43,6 +43,7 @@ from tests.s3server import S3Server  # noqa: E402
 
 ONE = "one node, SQLite + disk"
 TWO = "two nodes, PostgreSQL + S3"
+PRESIGNED = "the pair, presigned"
 UPLOAD_THREADS = 2
 
 
@@ -53,20 +54,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_bench_args(parser, argv, also_positive=("workers",))
 
 
-def start_pair(stack: contextlib.ExitStack, workdir: Path, workers: int) -> list[Server]:
-    """Two nodes on a fresh database and bucket; node A creates the first admin, whose password node B is
-    given as a copy in its own data dir (the only file the bench writes there)."""
+def store_settings(stack: contextlib.ExitStack, workdir: Path) -> dict[str, str]:
+    """A fresh database on the throwaway cluster and a bucket on a moto server of the run's own."""
     if not postgres.available():
         raise BenchError("PostgreSQL is needed (Debian: apt-get install postgresql)")
     store = S3Server(workdir / "moto.log").start()
     stack.callback(store.stop)
-    settings = {"PYPILITE_DATABASE_URL": postgres.fresh_database_url(),
-                **store.settings(store.new_bucket(), "blobs/")}
-    first = start_pypilite(stack, workdir / "node-a", "node-a", settings, workers)
+    return {"PYPILITE_DATABASE_URL": postgres.fresh_database_url(), **store.settings(store.new_bucket(), "blobs/")}
+
+
+def start_pair(stack: contextlib.ExitStack, workdir: Path, workers: int, settings: dict[str, str],
+               tag: str = "") -> list[Server]:
+    """Two nodes, each with a data dir of its own; the first node on a database creates the first admin, whose
+    password the others are given as a copy in their data dirs (the only file the bench writes there)."""
     password = workdir / "node-a" / "pypilite-data" / "initial-admin-password"
-    (workdir / "node-b" / "pypilite-data").mkdir()
-    shutil.copy(password, workdir / "node-b" / "pypilite-data" / password.name)
-    return [first, start_pypilite(stack, workdir / "node-b", "node-b", settings, workers)]
+    servers = []
+    for node in ("a", "b"):
+        home = workdir / f"node-{node}{tag}"
+        if password.exists():
+            (home / "pypilite-data").mkdir(parents=True)
+            shutil.copy(password, home / "pypilite-data" / password.name)
+        home.mkdir(exist_ok=True)
+        servers.append(start_pypilite(stack, home, f"node-{node}{tag}", settings, workers))
+    return servers
 
 
 def upload_split(servers: list[Server], dists: list[Dist]) -> float:
@@ -125,15 +135,18 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
     if not WRK:
         raise BenchError("wrk is needed (Debian: apt-get install wrk)")
     dists = write_corpus(workdir / "corpus", args.projects, args.versions)
-    for home in ("one", "node-a", "node-b"):
-        (workdir / home).mkdir()
+    (workdir / "one").mkdir()
+    settings = store_settings(stack, workdir)
     setups = {ONE: [start_pypilite(stack, workdir / "one", "one-node", workers=2 * args.workers)],
-              TWO: start_pair(stack, workdir, args.workers)}
+              TWO: start_pair(stack, workdir, args.workers, settings)}
     uploads: dict[str, float] = {}
-    for name, servers in setups.items():
+    for name, servers in list(setups.items()):
         print(f"{name}: uploading {len(dists)} files ...", flush=True)
         uploads[name] = upload_split(servers, dists)
         check_served(servers, dists)
+    # The same pair answering downloads with a redirect to the store: what a node's own part of one costs.
+    setups[PRESIGNED] = start_pair(stack, workdir, args.workers, settings | {"PYPILITE_STORAGE_REDIRECT": "presigned"},
+                                   "-presigned")
     pages = sorted({f"/local/simple/{d.project}/" for d in dists})
     files = [f"/files/local/{d.sha256}/{d.filename}" for d in wheels(dists)]
     loads: dict[tuple[str, str], list[Load]] = {}
@@ -141,6 +154,8 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         for label, paths, headers in (("pages (HTML)", pages, {}), ("pages (JSON)", pages, {"Accept": JSON}),
                                       ("downloads", files, {})):
             for name, servers in setups.items():
+                if name == PRESIGNED and label != "downloads":
+                    continue
                 measured = load_split(servers, paths, headers, args.duration, workdir)
                 if measured.errors:
                     raise BenchError(f"{name}: {measured.errors} answers other than 200 for {label}")
@@ -154,6 +169,9 @@ def run(args: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack) ->
         one, two = median_rps(loads[(label, ONE)]), median_rps(loads[(label, TWO)])
         print(f"{label:<14} {one:20.0f} req/s {two:22.0f} req/s {two / one:7.2f}  "
               f"{by_round(loads[(label, TWO)], loads[(label, ONE)])}")
+    one, two = median_rps(loads[("downloads", ONE)]), median_rps(loads[("downloads", PRESIGNED)])
+    print(f"{'redirects':<14} {one:20.0f} req/s {two:22.0f} req/s {two / one:7.2f}  "
+          f"{by_round(loads[('downloads', PRESIGNED)], loads[('downloads', ONE)])} (the pair: 302s to the store)")
     one, two = uploads[ONE], uploads[TWO]
     print(f"{'uploads':<14} {one:18.1f} files/s {two:20.1f} files/s {two / one:7.2f}  "
           f"({UPLOAD_THREADS} clients at once, one round)")
