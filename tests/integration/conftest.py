@@ -112,13 +112,13 @@ def _toml(value: object) -> str:
 
 def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITORIES,
                  data_dir: Path | None = None, settings: dict[str, str] | None = None, *, workers: int = 2,
-                 preexec_fn: Callable[[], None] | None = None) -> LiveServer:
+                 preexec_fn: Callable[[], None] | None = None, admin_password: str | None = None) -> LiveServer:
     """The real server; its `pypi` proxy points at `repositories`' upstreams, never at the internet.
     `data_dir` may be one an earlier server used (a restart); `settings` are more PYPILITE_* variables (the
     upstream breaker is off unless they turn it on: tests that break an upstream expect the next request to ask
     it again; test_upstream_breaker.py turns it on);
     `preexec_fn` runs in the server process before it starts (e.g. to set a resource limit that its gunicorn
-    workers inherit)."""
+    workers inherit); `admin_password` is the first admin's, for a node on a database another node made."""
     port = free_port()
     data_dir = data_dir or tmp / "data"
     config = tmp / f"pypilite-{port}.toml"
@@ -146,7 +146,7 @@ def start_server(mode: str, tmp: Path, repositories: list[dict] = TEST_REPOSITOR
     else:
         stop_server(process)
         raise AssertionError(f"server did not answer within {STARTUP_SECONDS}s:\n{log.read_text()}")
-    password = (data_dir / "initial-admin-password").read_text().strip()
+    password = admin_password or (data_dir / "initial-admin-password").read_text().strip()
     return LiveServer(url=url, data_dir=data_dir, admin_password=password, process=process, log=log, env=env)
 
 

@@ -11,7 +11,7 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,13 +83,15 @@ def partial_temp_file(server: LiveServer) -> Path:
 
 
 def upload_and_kill(server: LiveServer, filename: str, data: bytes, kill_at: int | str,
-                    rng: random.Random) -> int | None:
+                    rng: random.Random, stored: Callable[[], bool] | None = None) -> int | None:
     """Upload, with the server SIGKILLed at byte `kill_at` of the body, or once all of it is sent (a moment
     later, as it falls), or the moment the blob is in place but before its row can have been committed;
-    returns the status the client read, or None when the kill came first."""
+    returns the status the client read, or None when the kill came first. `stored` says whether the blob is in
+    place, for a store other than the data dir."""
     body, content_type = twine_form(filename, data)
     sha256 = hashlib.sha256(data).hexdigest()
     blob = server.data_dir / "blobs" / sha256[:2] / sha256[2:4] / sha256
+    in_place = stored or blob.exists
     killers: list[threading.Thread] = []
 
     def kill_mid_body() -> None:
@@ -98,7 +100,7 @@ def upload_and_kill(server: LiveServer, filename: str, data: bytes, kill_at: int
 
     def kill_when_blob_in_place() -> None:
         deadline = time.monotonic() + WAIT
-        while not blob.exists() and server.process.poll() is None and time.monotonic() < deadline:
+        while not in_place() and server.process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.0005)
         kill_server(server.process)
 

@@ -101,6 +101,12 @@ def files(node: LiveServer, project: str, auth: tuple[str, str] | None = None) -
 
 def test_what_one_node_changes_the_other_serves_at_once(nodes: tuple[LiveServer, LiveServer, str]) -> None:
     first, second, _url = nodes
+    changes_cross_over(first, second)
+
+
+def changes_cross_over(first: LiveServer, second: LiveServer) -> None:
+    """Upload, yank, permission, privacy, token revoke and delete through one node, each served at once by
+    the other (test_scaleout.py runs it on nodes that share no disk)."""
     admin = ("admin", first.admin_password)
     api_first, api_second = Api(first, admin), Api(second, admin)
     name, data = "demo-1.0-py3-none-any.whl", wheel_bytes("demo", "1.0")
