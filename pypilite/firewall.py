@@ -3,6 +3,7 @@ advisories, and the record of its decisions (metrics on every one, one audit eve
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -89,7 +90,10 @@ class Firewall:
 
     def decide(self, policy: Policy, facts: Facts, now: datetime, known: Advisories | None,
                final: bool = True) -> Decision | None:
-        return self.rules(policy).decide(facts, now, known, final)
+        decision = self.rules(policy).decide(facts, now, known, final)
+        if decision is not None and policy.mode == "report":
+            return dataclasses.replace(decision, enforced=False)
+        return decision
 
     def withdrawn(self, repository_ids: list[int], project: str) -> None:
         """A licence learned for a download blocks a file its pages still offer: they change now."""
