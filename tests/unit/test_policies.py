@@ -294,16 +294,14 @@ def test_a_group_without_a_policy_blocks_known_malicious_versions_too(tmp_path, 
     assert versions(index, "/all/simple/evil-thing/") == ["1.0"]
 
 
-def test_explain_in_report_mode_says_offered_and_what_would_block(capsys, tmp_path, upstream) -> None:
+def test_explain_in_report_mode_says_offered_and_what_would_block(capsys, config, tmp_path, upstream) -> None:
     index = policed(tmp_path, upstream, {"deny": ["demo==1.0"], "mode": "report"})
     found = {v["version"]: v for v in index.client.get("/api/v1/repos/pypi/policy/explain/demo",
                                                        headers=index.auth).json["versions"]}
     first = found["1.0"]
     assert first["allowed"] and first["files"][0]["offered"] and not first["files"][0]["blocked"][0]["enforced"]
     assert found["2.0"]["allowed"] and not found["2.0"]["files"][0]["blocked"]
-    config = tmp_path / "pypilite.toml"
-    config.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
-    code, out, err = call(capsys, "policy", "explain", "pypi", "demo", "1.0", "--config", str(config))
+    code, out, err = call(capsys, "policy", "explain", "pypi", "demo", "1.0", "--config", config)
     assert code == 0, err
     assert out.splitlines()[0] == "1.0: offered; would be blocked by pypi (deny) (report mode)"
     assert "report mode" in out.splitlines()[1] and "deny list" in out
