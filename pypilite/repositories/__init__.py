@@ -28,7 +28,7 @@ from pypilite.upstream import PAGE_TIMEOUTS, Sessions, Upstream, UpstreamError, 
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
 _COLUMNS = columns(models.Repository, "r")
-# The row, and whether advisories were ever imported (what a proxy or group without a policy applies then).
+# The row, and the advisories' generation its policy's decisions and ETags name (read here, once a request).
 _BY_NAME = (f'SELECT {_COLUMNS}, (SELECT value FROM "{models.Meta._meta.table_name}" WHERE key = ?) '
             f'FROM "{REPOSITORY}" r WHERE r.name = ?')
 _MEMBERS = (f'SELECT {_COLUMNS} FROM "{GROUP_MEMBER}" m JOIN "{REPOSITORY}" r ON r.id = m.member_id '
@@ -60,7 +60,7 @@ class Repositories:
         if found is None:
             raise NotFound(f"repository {name!r} not found")
         *values, generation = found
-        return self._build(self._row(tuple(values)), principal, generation not in (None, models.NO_ADVISORIES))
+        return self._build(self._row(tuple(values)), principal, generation or models.NO_ADVISORIES)
 
     def _row(self, values: tuple[object, ...]) -> models.Repository:
         row = self._rows.get(values)
@@ -71,25 +71,25 @@ class Repositories:
             self._rows[values] = row
         return row
 
-    def _build(self, row: models.Repository, principal: Principal | None, advised: bool) -> Repository:
-        """The repository behind its policy; `advised` (advisories were imported): a proxy or group without one
-        applies the default, which blocks known-malicious versions."""
-        repository = self._kind(row, principal, advised)
+    def _build(self, row: models.Repository, principal: Principal | None, generation: str) -> Repository:
+        """The repository behind its policy, which reads the advisories as of `generation`; once advisories were
+        imported, a proxy or group without a policy applies the default, which blocks known-malicious versions."""
+        repository = self._kind(row, principal, generation)
         if not row.policy:
-            if advised and row.repository_type != "hosted":
-                return PolicedRepository(repository, DEFAULT_POLICY, self.firewall)
+            if generation != models.NO_ADVISORIES and row.repository_type != "hosted":
+                return PolicedRepository(repository, DEFAULT_POLICY, self.firewall, generation)
             return repository
         policy = self._policies.get(row.policy)
         if policy is None:
             if len(self._policies) >= _ROW_CACHE_SIZE:
                 self._policies.clear()
             policy = self._policies[row.policy] = from_json(row.policy, row.name, row.repository_type)
-        return PolicedRepository(repository, policy, self.firewall)
+        return PolicedRepository(repository, policy, self.firewall, generation)
 
-    def _kind(self, row: models.Repository, principal: Principal | None, advised: bool) -> Repository:
+    def _kind(self, row: models.Repository, principal: Principal | None, generation: str) -> Repository:
         if row.repository_type == "group":
             leaves = groups.flatten(self._members(row) or [], self._members, key=lambda member: member.id)
-            members = [self._build(leaf, principal, advised) for leaf in leaves]
+            members = [self._build(leaf, principal, generation) for leaf in leaves]
             return GroupRepository(row.id, row.name, row.public, members, row.upload_to,
                                    frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":

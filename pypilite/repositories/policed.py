@@ -38,8 +38,9 @@ _OLDEST_YOUNG = (f'SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p 
 
 
 class PolicedRepository(UploadTarget):
-    def __init__(self, inner: Repository, policy: Policy, firewall: Firewall) -> None:
+    def __init__(self, inner: Repository, policy: Policy, firewall: Firewall, generation: str) -> None:
         super().__init__(inner.id, inner.name, inner.public)
+        self.generation = generation  # the advisories' state as the repository's lookup read it
         self.inner = inner
         self.repository_type = inner.repository_type
         self.policy = policy
@@ -143,7 +144,7 @@ class PolicedRepository(UploadTarget):
         ages in). The young files are named by the upload time of the oldest of them: time only removes them."""
         parts = [etag, self.policy.key]
         if self.policy.uses_advisories:
-            parts.append(self.firewall.generation())
+            parts.append(self.generation)
         ages_in = None
         age = self.policy.age
         if age is not None:
@@ -223,7 +224,7 @@ class Through(PolicedRepository):
     the caller checks), once the group's own policy accepts the file."""
 
     def __init__(self, group: PolicedRepository, target: UploadTarget) -> None:
-        super().__init__(target, group.policy, group.firewall)
+        super().__init__(target, group.policy, group.firewall, group.generation)
         self.group = group
 
     def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
