@@ -10,6 +10,7 @@ bench/policy.py.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import tempfile
@@ -53,12 +54,14 @@ def main() -> None:
                            for p in projects] for repo in ("up", "guarded")}
         for project in projects:  # fetched and cached
             assert index.get(f"/up/simple/{project}/").status_code == 200
+        gc.collect()
         bare = {road: min(_timed(app, environs["up"]) for _ in range(ROUNDS)) for road, app in roads.items()}
         index.run(import_records, (_record(n, projects) for n in range(ADVISORIES)), "bench", ImportReport(),
                   Actor.command_line())
         for repo in ("up", "guarded"):
             for project in projects:  # fetched, licences read, cached
                 assert index.get(f"/{repo}/simple/{project}/").status_code == 200
+        gc.collect()  # the import's garbage, collected before measuring rather than during
         print(f"{PROJECTS} projects x {VERSIONS} files, {ADVISORIES:,} advisories; CPU µs per cached page, best of "
               f"{ROUNDS} x {REQUESTS}:")
         for road, app in roads.items():
