@@ -63,6 +63,7 @@ POLICY = {
 LOAD_ADVISORIES = """
 import json, sys
 from pypilite.advisories import ImportReport, import_records
+from pypilite.audit import Actor
 from pypilite.config import load_config
 from pypilite.database import database
 from pypilite.services import open_services
@@ -76,7 +77,7 @@ def record(n):
                              "package": {"ecosystem": "PyPI", "name": name},
                              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "0.1"}]}]}]}
 with database.connection_context():
-    report = import_records((record(n) for n in range(count)), "bench", ImportReport())
+    report = import_records((record(n) for n in range(count)), "bench", ImportReport(), Actor.command_line())
 print(f"{report.stored} advisories stored")
 """
 

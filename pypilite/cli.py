@@ -299,11 +299,17 @@ def policy_explain(repository: str, project_name: str, version: str | None) -> N
         raise click.ClickException(f"{repository!r} lists no {'version ' + version + ' of ' if version else ''}"
                                    f"{found['project']!r}")
     for release in found["versions"]:
-        click.echo(f"{release['version']}: {'allowed' if release['allowed'] else 'blocked'}")
+        reported = sorted({f"{d['repository']} ({d['rule']})" for file in release["files"] for d in file["blocked"]
+                           if not d["enforced"]})
+        state = "allowed" if release["allowed"] else "blocked"
+        if release["allowed"] and reported:
+            state = f"offered; would be blocked by {', '.join(reported)} (report mode)"
+        click.echo(f"{release['version']}: {state}")
         for file in release["files"]:
             for decision in file["blocked"]:
                 ids = f" [{', '.join(decision['advisories'])}]" if decision["advisories"] else ""
-                click.echo(f"  {file['filename']}: {decision['rule']} ({decision['repository']}): "
+                mode = "" if decision["enforced"] else ", report mode"
+                click.echo(f"  {file['filename']}: {decision['rule']} ({decision['repository']}{mode}): "
                            f"{decision['reason']}{ids}")
 
 

@@ -3,14 +3,15 @@ advisories, and the record of its decisions (metrics on every one, one audit eve
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from pypilite import advisories, audit, licenses, serials
 from pypilite.audit import Actor
-from pypilite.database import database, sql, write_transaction
+from pypilite.database import database, write_transaction
 from pypilite.metrics import Metrics
-from pypilite.models import ADVISORIES_GENERATION, Meta, PolicyBlock, Project
+from pypilite.models import PolicyBlock, Project
 from pypilite.policies import Advisories, Decision, Facts, Policy, Rules
 from pypilite.storage import BlobStore
 
@@ -19,7 +20,6 @@ V = TypeVar("V")
 FIREWALL_ACTOR = Actor("firewall", "local")
 # Core metadata larger than this is not read for a licence (metadata is kilobytes; this bounds a hostile one).
 MAX_METADATA_BYTES = 4 * 2**20
-_GENERATION = f'SELECT value FROM "{Meta._meta.table_name}" WHERE key = ?'
 # Entries kept per process before starting afresh: far more than the files of the projects in use.
 _KEPT = 100_000
 
@@ -56,12 +56,6 @@ class Firewall:
             self._rules.put(policy, rules)
         return rules
 
-    def generation(self) -> str:
-        """Changes with every advisories import: part of the ETag of every page a policy on them shapes (read
-        for each such page: one indexed read, without building a query)."""
-        row = database.execute_sql(sql(_GENERATION), (ADVISORIES_GENERATION,)).fetchone()
-        return row[0] if row is not None else ""
-
     def advisories(self, policy: Policy, project: str) -> Advisories | None:
         """The advisories about a project, read once for all the files of a page; None where not used."""
         return advisories.for_project(project) if policy.uses_advisories else None
@@ -89,7 +83,10 @@ class Firewall:
 
     def decide(self, policy: Policy, facts: Facts, now: datetime, known: Advisories | None,
                final: bool = True) -> Decision | None:
-        return self.rules(policy).decide(facts, now, known, final)
+        decision = self.rules(policy).decide(facts, now, known, final)
+        if decision is not None and policy.mode == "report":
+            return dataclasses.replace(decision, enforced=False)
+        return decision
 
     def withdrawn(self, repository_ids: list[int], project: str) -> None:
         """A licence learned for a download blocks a file its pages still offer: they change now."""

@@ -17,6 +17,7 @@ from pypilite.dists import InvalidDistribution, metadata_bytes, parse_filename
 from pypilite.models import (
     ADVISORIES_GENERATION,
     ETAG_KEY,
+    NO_ADVISORIES,
     AdvisoryAffected,
     AdvisoryImport,
     AdvisoryRecord,
@@ -193,7 +194,7 @@ def _migration_9(db: pw.Database, _blobs: BlobStore | None) -> None:
 def _migration_10(db: pw.Database, _blobs: BlobStore | None) -> None:
     """Advisories imported offline (pypilite/advisories.py), and the counter that names their state."""
     db.create_tables([AdvisoryRecord, AdvisoryAffected, AdvisoryImport])
-    Meta.insert(key=ADVISORIES_GENERATION, value="0").on_conflict_ignore().execute()
+    Meta.insert(key=ADVISORIES_GENERATION, value=NO_ADVISORIES).on_conflict_ignore().execute()
 
 
 def _migration_11(db: pw.Database, _blobs: BlobStore | None) -> None:

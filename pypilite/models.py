@@ -280,6 +280,7 @@ class AdvisoryImport(BaseModel):
 
 # The Meta counter every advisories write bumps: caches of policy decisions are keyed on it.
 ADVISORIES_GENERATION = "advisories_generation"
+NO_ADVISORIES = "0"  # that generation before the first import
 
 
 # The secret ETags are hashed with: a restored copy of the data dir gets a new one (backup.py), so no

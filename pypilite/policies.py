@@ -74,6 +74,10 @@ class Policy:
         return self.block_malicious or self.block_vulnerable != "none"
 
 
+# What a proxy or group without a policy applies once advisories are imported: known-malicious versions blocked.
+DEFAULT_POLICY = Policy()
+
+
 def as_dict(policy: Policy) -> dict[str, Any]:
     return {key: list(value) if isinstance(value, tuple) else value
             for key, value in dataclasses.asdict(policy).items()}
@@ -189,11 +193,13 @@ class Advisories(Protocol):
 
 @dataclass(frozen=True)
 class Decision:
-    """Why a file is not offered: the rule, a one-line reason, the advisories it cites."""
+    """Why a file is not offered (or, in report mode, would not be): the rule, a one-line reason, the advisories
+    it cites."""
 
     rule: str
     reason: str
     advisories: tuple[str, ...] = ()
+    enforced: bool = True  # False: report mode, the file is still offered
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ class Facts:
     version: str
     filename: str
     upload_time: datetime | None
-    # Whether an upstream published it (a proxy's file): release age concerns those alone.
+    # Whether an upstream published it (a proxy's file): release age and advisories concern those alone.
     upstream: bool
     # The file's licence expression (empty: its core metadata declares none); None: that metadata is not known.
     license: Callable[[], str | None]
@@ -241,7 +247,7 @@ class Rules:
                 return Decision("release_age", f"{facts.filename} was uploaded at "
                                                f"{facts.upload_time:%Y-%m-%dT%H:%M:%SZ}, less than "
                                                f"{self.policy.min_release_age} ago (min_release_age)")
-        if self.policy.uses_advisories and advisories is not None:
+        if self.policy.uses_advisories and advisories is not None and facts.upstream:
             decision = self._advisories(facts, advisories.affecting(facts.version))
             if decision is not None:
                 return decision

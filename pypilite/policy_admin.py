@@ -27,7 +27,8 @@ def set_policy(name: str, policy: dict[str, Any] | None, actor: Actor) -> Reposi
 
 def explain(repositories: Repositories, name: str, project: str, version: str | None = None) -> dict[str, Any]:
     """What the repository offers of a project, version by version, and for each file it does not offer (or,
-    in report mode, would not), the repository whose policy decided, the rule and the reason."""
+    in report mode, would not: `enforced` false, the file still offered), the repository whose policy decided,
+    the rule and the reason. A version is allowed when any of its files is offered."""
     try:
         project = canonicalize_name(project, validate=True)
     except InvalidName:
@@ -37,17 +38,19 @@ def explain(repositories: Repositories, name: str, project: str, version: str | 
     decided = repository.decisions(project, cached=False)
     blocked: dict[str, list[dict[str, Any]]] = {}
     files: dict[str, str] = {dist.filename: dist.version for dist in offered.files} if offered else {}
+    offered_files = set(files)
     for holder, dist, decision in decided:
         files[dist.filename] = dist.version
         blocked.setdefault(dist.filename, []).append({
             "repository": holder.name, "rule": decision.rule, "reason": decision.reason,
-            "advisories": list(decision.advisories)})
+            "advisories": list(decision.advisories), "enforced": decision.enforced})
     versions = sorted({v for v in files.values() if version is None or v == version}, key=version_key)
     return {
         "repository": name, "project": project, "policy": show_policy(name),
         "versions": [{
             "version": v,
-            "allowed": any(f not in blocked for f, fv in files.items() if fv == v),
-            "files": [{"filename": f, "blocked": blocked.get(f, [])} for f, fv in sorted(files.items()) if fv == v],
+            "allowed": any(f in offered_files for f, fv in files.items() if fv == v),
+            "files": [{"filename": f, "offered": f in offered_files, "blocked": blocked.get(f, [])}
+                      for f, fv in sorted(files.items()) if fv == v],
         } for v in versions],
     }

@@ -16,7 +16,7 @@ from pypilite.database import columns, database, from_row, sql
 from pypilite.errors import NotFound, UserError
 from pypilite.firewall import Firewall
 from pypilite.metrics import Metrics
-from pypilite.policies import Policy, from_json
+from pypilite.policies import DEFAULT_POLICY, Policy, from_json
 from pypilite.repositories.base import Repository
 from pypilite.repositories.group import GroupRepository
 from pypilite.repositories.hosted import HostedRepository
@@ -28,7 +28,9 @@ from pypilite.upstream import PAGE_TIMEOUTS, Sessions, Upstream, UpstreamError, 
 REPOSITORY = models.Repository._meta.table_name
 GROUP_MEMBER = models.GroupMember._meta.table_name
 _COLUMNS = columns(models.Repository, "r")
-_BY_NAME = f'SELECT {_COLUMNS} FROM "{REPOSITORY}" r WHERE r.name = ?'
+# The row, and the advisories' generation its policy's decisions and ETags name (read here, once a request).
+_BY_NAME = (f'SELECT {_COLUMNS}, (SELECT value FROM "{models.Meta._meta.table_name}" WHERE key = ?) '
+            f'FROM "{REPOSITORY}" r WHERE r.name = ?')
 _MEMBERS = (f'SELECT {_COLUMNS} FROM "{GROUP_MEMBER}" m JOIN "{REPOSITORY}" r ON r.id = m.member_id '
             "WHERE m.group_id = ? ORDER BY m.position")
 # Rows kept per process; far more than any index has repositories, so only rows replaced by newer ones leave.
@@ -54,10 +56,11 @@ class Repositories:
 
     def get(self, name: str, principal: Principal | None) -> Repository:
         """The repository as `principal` may see it; None (for writes, which check their target) sees all."""
-        values = database.execute_sql(sql(_BY_NAME), (name,)).fetchone()
-        if values is None:
+        found = database.execute_sql(sql(_BY_NAME), (models.ADVISORIES_GENERATION, name)).fetchone()
+        if found is None:
             raise NotFound(f"repository {name!r} not found")
-        return self._build(self._row(values), principal)
+        *values, generation = found
+        return self._build(self._row(tuple(values)), principal, generation or models.NO_ADVISORIES)
 
     def _row(self, values: tuple[object, ...]) -> models.Repository:
         row = self._rows.get(values)
@@ -68,22 +71,27 @@ class Repositories:
             self._rows[values] = row
         return row
 
-    def _build(self, row: models.Repository, principal: Principal | None) -> Repository:
-        repository = self._kind(row, principal)
+    def _build(self, row: models.Repository, principal: Principal | None, generation: str) -> Repository:
+        """The repository behind its policy, which reads the advisories as of `generation`; once advisories were
+        imported, a proxy or group without a policy applies the default, which blocks known-malicious versions."""
+        repository = self._kind(row, principal, generation)
         if not row.policy:
+            if generation != models.NO_ADVISORIES and row.repository_type != "hosted":
+                return PolicedRepository(repository, DEFAULT_POLICY, self.firewall, generation)
             return repository
         policy = self._policies.get(row.policy)
         if policy is None:
             if len(self._policies) >= _ROW_CACHE_SIZE:
                 self._policies.clear()
             policy = self._policies[row.policy] = from_json(row.policy, row.name, row.repository_type)
-        return PolicedRepository(repository, policy, self.firewall)
+        return PolicedRepository(repository, policy, self.firewall, generation)
 
-    def _kind(self, row: models.Repository, principal: Principal | None) -> Repository:
+    def _kind(self, row: models.Repository, principal: Principal | None, generation: str) -> Repository:
         if row.repository_type == "group":
             leaves = groups.flatten(self._members(row) or [], self._members, key=lambda member: member.id)
-            return GroupRepository(row.id, row.name, row.public, [self._build(leaf, principal) for leaf in leaves],
-                                   row.upload_to, frozenset(row.pass_through.split()), _reader(principal))
+            members = [self._build(leaf, principal, generation) for leaf in leaves]
+            return GroupRepository(row.id, row.name, row.public, members, row.upload_to,
+                                   frozenset(row.pass_through.split()), _reader(principal))
         if row.repository_type == "proxy":
             try:
                 upstream = Upstream(self.sessions, row.remote_url or pip_index_url(), row.remote_timeout, row.name,

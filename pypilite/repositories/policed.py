@@ -38,8 +38,9 @@ _OLDEST_YOUNG = (f'SELECT MIN(f.upload_time) FROM "{FILE}" f JOIN "{PROJECT}" p 
 
 
 class PolicedRepository(UploadTarget):
-    def __init__(self, inner: Repository, policy: Policy, firewall: Firewall) -> None:
+    def __init__(self, inner: Repository, policy: Policy, firewall: Firewall, generation: str) -> None:
         super().__init__(inner.id, inner.name, inner.public)
+        self.generation = generation  # the advisories' state as the repository's lookup read it
         self.inner = inner
         self.repository_type = inner.repository_type
         self.policy = policy
@@ -143,7 +144,7 @@ class PolicedRepository(UploadTarget):
         ages in). The young files are named by the upload time of the oldest of them: time only removes them."""
         parts = [etag, self.policy.key]
         if self.policy.uses_advisories:
-            parts.append(self.firewall.generation())
+            parts.append(self.generation)
         ages_in = None
         age = self.policy.age
         if age is not None:
@@ -202,17 +203,29 @@ class PolicedRepository(UploadTarget):
 
     def upload_target(self) -> UploadTarget:
         target = self.inner.upload_target()
-        return self if target is self.inner else target
+        return self if target is self.inner else Through(self, target)
 
     def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
-        """An upload the policy's deny list or licence rules refuse is not stored."""
+        """An upload the policy's deny list or licence rules refuse is not stored; one they accept goes on to
+        the target (a group's upload_to, which applies its own policy too)."""
         target = self.inner.upload_target()
         expression = self.firewall.license_of(dist.metadata.raw)
         facts = Facts(dist.info.project, str(dist.info.version), dist.filename, None, False, lambda: expression)
-        decision = self.firewall.decide(self.policy, facts, self.now,
-                                        self.firewall.advisories(self.policy, facts.project), final=True)
+        decision = self.firewall.decide(self.policy, facts, self.now, None, final=True)
         if decision is not None:
             self.firewall.record(self.id, self.name, self.policy, "upload", [(dist.filename, decision)])
             if self.enforce:
                 raise BadRequest(f"{decision.reason}; refused by the policy of repository {self.name!r}")
         return target.upload(dist, actor)
+
+
+class Through(PolicedRepository):
+    """Where an upload addressed to a policed group lands: its upload_to repository (whose id, name and grants
+    the caller checks), once the group's own policy accepts the file."""
+
+    def __init__(self, group: PolicedRepository, target: UploadTarget) -> None:
+        super().__init__(target, group.policy, group.firewall, group.generation)
+        self.group = group
+
+    def upload(self, dist: VerifiedUpload, actor: Actor) -> UploadOutcome:
+        return self.group.upload(dist, actor)

@@ -102,7 +102,8 @@ _POLICY = {"type": "object", "additionalProperties": False, "properties": {
     "block_malicious": {"type": "boolean"}}}
 _DECISION = {"type": "object", "properties": {
     "repository": {"type": "string"}, "rule": {"type": "string"}, "reason": {"type": "string"},
-    "advisories": _STRINGS}}
+    "advisories": _STRINGS,
+    "enforced": {"type": "boolean", "description": "false: report mode, the file is still offered"}}}
 
 _UPSTREAM = {"type": "object", "description": "a proxy's upstream circuit breaker, shown by GET alone (ignored when "
               "sent back)", "properties": {"breaker": {"type": "string", "enum": ["closed", "open", "half-open"]},
@@ -126,7 +127,8 @@ SCHEMAS: dict[str, Any] = {
         "versions": {"type": "array", "items": {"type": "object", "properties": {
             "version": {"type": "string"}, "allowed": {"type": "boolean"},
             "files": {"type": "array", "items": {"type": "object", "properties": {
-                "filename": {"type": "string"}, "blocked": {"type": "array", "items": _DECISION}}}}}}}}},
+                "filename": {"type": "string"}, "offered": {"type": "boolean"},
+                "blocked": {"type": "array", "items": _DECISION}}}}}}}}},
     "ProjectName": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
     "File": {"type": "object", "properties": {
         "filename": {"type": "string"}, "packagetype": {"type": "string"}, "size": {"type": ["integer", "null"]},

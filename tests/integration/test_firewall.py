@@ -6,6 +6,8 @@ next request, in every worker."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 import requests
 
 from tests.distfactory import metadata_text, wheel_bytes
-from tests.integration.conftest import LiveServer, new_venv, run, start_server, stop_server, twine_form, uv
+from tests.integration.conftest import ROOT, LiveServer, new_venv, run, start_server, stop_server, twine_form, uv
 from tests.upstream import Upstream, wheel
 
 JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -37,7 +39,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
              wheel("fw-app", "1.0", requires=("fw-lib",), license_expression="MIT", upload_time=ago(old)),
              wheel("fw-gpl", "1.0", license_expression="MIT", upload_time=ago(old)),
              wheel("fw-gpl", "2.0", license_expression="AGPL-3.0-only", upload_time=ago(old)),
-             wheel("evil-pkg", "1.0", license_expression="MIT", upload_time=ago(old))]
+             wheel("evil-pkg", "1.0", license_expression="MIT", upload_time=ago(old)),
+             wheel("fw-mal", "1.0", license_expression="MIT", upload_time=ago(old)),
+             wheel("fw-mal", "2.0", license_expression="MIT", upload_time=ago(old))]
     server = Upstream(tmp_path_factory.mktemp("fw-upstream"), dists, json_api=True).start()
     yield server
     server.stop()
@@ -55,6 +59,7 @@ def live(request: pytest.FixtureRequest, upstream: Upstream, tmp_path_factory) -
          "policy": {**rules, "mode": "report"}},
         {"name": "all", "repository_type": "group", "members": ["local", "pypi"], "upload_to": "local",
          "policy": {"deny": ["fw-lib==2.0"]}},
+        {"name": "open", "repository_type": "proxy", "remote_url": upstream.url, "remote_timeout": 5},
     ]
     server = start_server(request.param, tmp_path_factory.mktemp(f"fw-{request.param}"), repositories)
     yield server
@@ -182,3 +187,40 @@ def test_a_young_file_is_offered_once_it_ages_in(live, upstream) -> None:
         break
     assert found == ["1.0", "2.0"]
     assert all(versions(live, "pypi", project) == ["1.0", "2.0"] for _ in range(4))
+
+
+def test_explain_says_a_file_report_mode_would_block_is_still_offered(live) -> None:
+    explained = {v["version"]: v for v in api(live, "GET", "/repos/watch/policy/explain/fw-lib").json()["versions"]}
+    young = explained["3.0"]
+    assert young["allowed"] and young["files"][0]["offered"]
+    assert [(d["rule"], d["enforced"]) for d in young["files"][0]["blocked"]] == [("release_age", False)]
+
+
+def test_an_upload_through_a_group_meets_the_group_policy(live) -> None:
+    """The group's deny list refuses what its upload_to repository's own policy would accept."""
+    data = wheel_bytes("fw-lib", "2.0", metadata=metadata_text("fw-lib", "2.0", license_expression="MIT"))
+    body, content_type = twine_form("fw_lib-2.0-py3-none-any.whl", data)
+    response = requests.post(f"{live.url}/all/", data=body, headers={"Content-Type": content_type},
+                             auth=("admin", live.admin_password), timeout=30)
+    assert response.status_code == 400 and "deny list" in response.reason and "'all'" in response.text
+    assert len(response.text.strip().splitlines()) == 1
+    assert requests.get(f"{live.simple('local')}fw-lib/", timeout=30).status_code == 404
+
+
+def test_a_malicious_version_leaves_a_proxy_without_a_policy_once_advisories_are_imported(
+        live, client_env, tmp_path) -> None:
+    code, output, python = pip(live, client_env, tmp_path, "open", "fw-mal")
+    assert code == 0 and installed(python, client_env, "fw-mal") == "2.0", output
+    dump = tmp_path / "osv"
+    dump.mkdir()
+    (dump / "MAL-2026-77.json").write_text(json.dumps({
+        "id": "MAL-2026-77", "modified": "2026-11-01T00:00:00Z", "summary": "malicious code in fw-mal",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "fw-mal"}, "versions": ["2.0"]}]}))
+    imported = subprocess.run([sys.executable, "app.py", "advisories", "import", str(dump)], env=live.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    assert imported.returncode == 0, imported.stderr
+    assert all(versions(live, "open", "fw-mal") == ["1.0"] for _ in range(4))  # every worker
+    code, output, python = pip(live, client_env, tmp_path, "open", "fw-mal")
+    assert code == 0 and installed(python, client_env, "fw-mal") == "1.0", output
+    code, output, _ = pip(live, client_env, tmp_path, "open", "fw-mal==2.0")
+    assert code != 0 and "from versions: 1.0)" in output

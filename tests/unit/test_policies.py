@@ -264,3 +264,60 @@ def test_a_config_policy_other_than_the_database_is_named_at_start_up(tmp_path) 
     [line] = config_drift([wanted], {"pypi": frozenset({"policy"})}, {"pypi": served})
     assert '"min_release_age": "3d"' in line and "policy set pypi --from-config" in line
     assert config_drift([served], {"pypi": frozenset({"policy"})}, {"pypi": served}) == []
+
+
+def test_known_malicious_versions_are_blocked_without_a_policy_once_advisories_are_imported(tmp_path,
+                                                                                             upstream) -> None:
+    index = policed(tmp_path, upstream, None)
+    assert versions(index, "/pypi/simple/evil-thing/") == ["1.0"]
+    assert index.upload("evil_thing-1.0-py3-none-any.whl", wheel_bytes("evil-thing", "1.0")).status_code == 200
+    load(index, osv("MAL-2026-9", package="evil-thing", ranges=[ecosystem({"introduced": "0"})]),
+         osv("GHSA-crit-ical-0009", package="demo", versions=["1.0"],
+             severity=[{"type": "CVSS_V3", "score": CRITICAL_VECTOR}]))
+    assert versions(index, "/pypi/simple/evil-thing/") == []
+    assert "MAL-2026-9" in download(index, upstream, "pypi", "evil_thing-1.0-py3-none-any.whl").text
+    assert versions(index, "/pypi/simple/demo/") == ["1.0", "2.0", "3.0rc1", "3.0"]  # vulnerable: not by default
+    assert versions(index, "/local/simple/evil-thing/") == ["1.0"]  # a hosted namesake is not the upstream's
+    assert versions(index, "/all/simple/evil-thing/") == ["1.0"]
+    out = index.client.put("/api/v1/repos/pypi/policy", json={"block_malicious": False}, headers=index.auth)
+    assert out.status_code == 200 and versions(index, "/pypi/simple/evil-thing/") == ["1.0"]
+    allowed = index.client.put("/api/v1/repos/pypi/policy", json={"allow": ["evil-thing"]}, headers=index.auth)
+    assert allowed.status_code == 200 and versions(index, "/pypi/simple/evil-thing/") == ["1.0"]
+
+
+def test_a_group_without_a_policy_blocks_known_malicious_versions_too(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"block_malicious": False})
+    load(index, osv("MAL-2026-9", package="evil-thing", versions=["1.0"]))
+    assert versions(index, "/pypi/simple/evil-thing/") == ["1.0"]
+    assert versions(index, "/all/simple/evil-thing/") == []
+    index.client.put("/api/v1/repos/all/policy", json={"block_malicious": False}, headers=index.auth)
+    assert versions(index, "/all/simple/evil-thing/") == ["1.0"]
+
+
+def test_explain_in_report_mode_says_offered_and_what_would_block(capsys, config, tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, {"deny": ["demo==1.0"], "mode": "report"})
+    found = {v["version"]: v for v in index.client.get("/api/v1/repos/pypi/policy/explain/demo",
+                                                       headers=index.auth).json["versions"]}
+    first = found["1.0"]
+    assert first["allowed"] and first["files"][0]["offered"] and not first["files"][0]["blocked"][0]["enforced"]
+    assert found["2.0"]["allowed"] and not found["2.0"]["files"][0]["blocked"]
+    code, out, err = call(capsys, "policy", "explain", "pypi", "demo", "1.0", "--config", config)
+    assert code == 0, err
+    assert out.splitlines()[0] == "1.0: offered; would be blocked by pypi (deny) (report mode)"
+    assert "report mode" in out.splitlines()[1] and "deny list" in out
+
+
+def test_an_upload_through_a_group_meets_the_group_policy_too(tmp_path, upstream) -> None:
+    index = policed(tmp_path, upstream, None, group_policy={"deny": ["secret-*"], "licenses_deny": ["GPL-3.0-only"]})
+    gpl = wheel_bytes("mine", "1.0", metadata=metadata_text("mine", "1.0", license_expression="GPL-3.0-only"))
+    refused = index.upload("mine-1.0-py3-none-any.whl", gpl, repo="all")
+    assert refused.status_code == 400 and "'all'" in refused.text and "GPL-3.0-only" in refused.text
+    denied = index.upload("secret_x-1.0-py3-none-any.whl", wheel_bytes("secret-x", "1.0"), repo="all")
+    assert denied.status_code == 400 and "deny list" in denied.text and "\n" not in denied.text.strip()
+    assert index.upload("secret_x-1.0-py3-none-any.whl", wheel_bytes("secret-x", "1.0")).status_code == 200
+    mit = wheel_bytes("mine", "2.0", metadata=metadata_text("mine", "2.0", license_expression="MIT"))
+    assert index.upload("mine-2.0-py3-none-any.whl", mit, repo="all").status_code == 200
+    assert sorted(row.filename for row in index.file_rows()) == ["mine-2.0-py3-none-any.whl",
+                                                                 "secret_x-1.0-py3-none-any.whl"]
+    events = AuditEvent.select().where(AuditEvent.action == "policy.block")
+    assert {e.resource for e in index.run(list, events)} == {"all"}
