@@ -110,6 +110,15 @@ def release_connection(read_only: bool = False) -> None:
         database.close()
 
 
+def connection_lost() -> bool:
+    """Whether the server cut this thread's connection (PostgreSQL restarted, the database dropped): the failed
+    request says so with a 503, and the pool replaces the connection when the request ends."""
+    if database.is_closed():
+        return False
+    connection = database.connection()
+    return bool(getattr(connection, "broken", False) or getattr(connection, "closed", False))
+
+
 def _idle(connection: Any) -> bool:
     """No transaction open, whoever began it (peewee tracks only its own), on a connection the server keeps."""
     if isinstance(connection, sqlite3.Connection):

@@ -11,7 +11,8 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from pypilite.auth import CHALLENGE
-from pypilite.errors import Unauthenticated, UserError
+from pypilite.database import connection_lost
+from pypilite.errors import DatabaseUnavailable, Unauthenticated, UserError
 
 API_PREFIX = "/api"
 
@@ -61,6 +62,15 @@ def answer_errors(scope: Flask | Blueprint, render: Callable[[int, str], Respons
         """PostgreSQL refuses what SQLite takes (a NUL character in text, an integer beyond 32 bits) in any value
         a request brings, whatever the view; the transaction it broke was rolled back."""
         return render(400, "Invalid input: a NUL character, or a number out of range")
+
+    @scope.errorhandler(pw.OperationalError)
+    @scope.errorhandler(pw.InterfaceError)
+    def _database_gone(exc: pw.DatabaseError) -> Response:
+        """A worker's connection the database server cut answers as one that cannot connect; other database
+        failures stay errors (500)."""
+        if not connection_lost():
+            raise exc
+        return render(503, DatabaseUnavailable().message)
 
     @scope.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
