@@ -18,6 +18,7 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -74,21 +75,13 @@ def nginx_config(directory: Path, port: int, upstream: str, data_dir: Path | Non
     return config
 
 
-@pytest.fixture(scope="module")
-def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LiveServer]]:
-    required(Path(NGINX), "apt-get install nginx-light (.ci/run does)")
-    tmp = tmp_path_factory.mktemp("nginx")
-    upstream = Upstream(tmp / "upstream", [PROXIED, FIRST_TIME], json_api=True).start()
-    repositories = [{"name": "local", "repository_type": "hosted"},
-                    {"name": "team", "repository_type": "hosted", "public": False},
-                    {"name": "up", "repository_type": "proxy", "remote_url": upstream.url},
-                    {"name": "all", "repository_type": "group", "members": ["local", "up"]}]
-    server = start_server("gunicorn", tmp, repositories, settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
-    port = free_port()
-    config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir)
-    output = tmp / "nginx.out"
+@contextmanager
+def running_nginx(directory: Path, config: Path, port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """nginx on `config` (its output in `directory`/nginx.out) until the block ends, yielded once the server
+    behind it answers /health through it."""
+    output = directory / "nginx.out"
     with output.open("wb") as out:
-        nginx = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(config), "-g", "daemon off;"],
+        nginx = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(config), "-g", "daemon off;"],
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -102,9 +95,27 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
             if nginx.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"nginx did not start: {output.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
-        yield url, server
+        yield url, nginx
     finally:
         stop_server(nginx)
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LiveServer]]:
+    required(Path(NGINX), "apt-get install nginx-light (.ci/run does)")
+    tmp = tmp_path_factory.mktemp("nginx")
+    upstream = Upstream(tmp / "upstream", [PROXIED, FIRST_TIME], json_api=True).start()
+    repositories = [{"name": "local", "repository_type": "hosted"},
+                    {"name": "team", "repository_type": "hosted", "public": False},
+                    {"name": "up", "repository_type": "proxy", "remote_url": upstream.url},
+                    {"name": "all", "repository_type": "group", "members": ["local", "up"]}]
+    server = start_server("gunicorn", tmp, repositories, settings={"PYPILITE_SERVER_X_ACCEL_REDIRECT": LOCATION})
+    port = free_port()
+    config = nginx_config(tmp, port, server.url.removeprefix("http://"), server.data_dir)
+    try:
+        with running_nginx(tmp, config, port) as (url, _):
+            yield url, server
+    finally:
         stop_server(server.process)
         upstream.stop()
 
@@ -474,41 +485,26 @@ def test_nginx_sends_blobs_from_the_bucket(tmp_path: Path, s3_server) -> None:
     port = free_port()
     config = nginx_config(tmp_path, port, server.url.removeprefix("http://"), server.data_dir,
                           s3_site(f"{s3_server.endpoint}/{bucket}/blobs/"))
-    output = tmp_path / "nginx.out"
-    with output.open("wb") as out:
-        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"],
-                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if nginx.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"nginx did not start: {output.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        auth = ("admin", server.admin_password)
-        for repo, name in (("local", "open-one"), ("team", "secret-one")):
-            assert _upload(url, server, repo, wheel_bytes(name, "1.0"), name, "1.0").status_code == 200
-        data = wheel_bytes("open-one", "1.0")
-        file = requests.get(f"{url}/local/simple/open-one/", timeout=10,
-                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
-        file_url = urljoin(f"{url}/local/simple/open-one/", file["url"]).split("#")[0]
-        whole = requests.get(file_url, auth=auth, timeout=30)
-        assert whole.status_code == 200 and whole.content == data
-        assert file["hashes"]["sha256"] not in whole.headers["ETag"]  # the store's validator: the store sent it
-        assert "x-amz-request-id" not in whole.headers and "Set-Cookie" not in whole.headers
-        assert parsedate_to_datetime(whole.headers["Last-Modified"]).year > 1970  # the upload's time, pypilite's
-        part = requests.get(file_url, headers={"Range": "bytes=10-19"}, timeout=10)
-        assert part.status_code == 206 and part.content == data[10:20]
-        secret = requests.get(f"{url}/team/simple/secret-one/", auth=auth, timeout=10,
-                              headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
-        secret_url = urljoin(f"{url}/team/simple/secret-one/", secret["url"]).split("#")[0]
-        assert requests.get(secret_url, timeout=10).status_code == 401
-        assert requests.get(secret_url, auth=auth, timeout=10).content == wheel_bytes("secret-one", "1.0")
+        with running_nginx(tmp_path, config, port) as (url, _):
+            auth = ("admin", server.admin_password)
+            for repo, name in (("local", "open-one"), ("team", "secret-one")):
+                assert _upload(url, server, repo, wheel_bytes(name, "1.0"), name, "1.0").status_code == 200
+            data = wheel_bytes("open-one", "1.0")
+            file = requests.get(f"{url}/local/simple/open-one/", timeout=10,
+                                headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
+            file_url = urljoin(f"{url}/local/simple/open-one/", file["url"]).split("#")[0]
+            whole = requests.get(file_url, auth=auth, timeout=30)
+            assert whole.status_code == 200 and whole.content == data
+            assert file["hashes"]["sha256"] not in whole.headers["ETag"]  # the store's validator: the store sent it
+            assert "x-amz-request-id" not in whole.headers and "Set-Cookie" not in whole.headers
+            assert parsedate_to_datetime(whole.headers["Last-Modified"]).year > 1970  # the upload's time, pypilite's
+            part = requests.get(file_url, headers={"Range": "bytes=10-19"}, timeout=10)
+            assert part.status_code == 206 and part.content == data[10:20]
+            secret = requests.get(f"{url}/team/simple/secret-one/", auth=auth, timeout=10,
+                                  headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()["files"][0]
+            secret_url = urljoin(f"{url}/team/simple/secret-one/", secret["url"]).split("#")[0]
+            assert requests.get(secret_url, timeout=10).status_code == 401
+            assert requests.get(secret_url, auth=auth, timeout=10).content == wheel_bytes("secret-one", "1.0")
     finally:
-        stop_server(nginx)
         stop_server(server.process)

@@ -10,10 +10,8 @@ import hashlib
 import json
 import random
 import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,7 @@ from tests.integration.conftest import (
     uv,
 )
 from tests.integration.test_faults_kill import AFTER_BODY, BIG, BLOB_IN_PLACE, CHUNK, upload_and_kill
-from tests.integration.test_nginx import LOCATION, NGINX, SITE, nginx_config
+from tests.integration.test_nginx import LOCATION, NGINX, SITE, nginx_config, running_nginx
 from tests.integration.test_postgresql import changes_cross_over, files, upload
 from tests.integration.test_s3 import PREFIX, key, repositories
 from tests.s3server import S3Server
@@ -321,43 +319,30 @@ def test_nginx_balances_two_nodes_and_outlives_one(tmp_path: Path, s3_server: S3
     (tmp_path / "nginx").mkdir()
     port = free_port()
     config = nginx_config(tmp_path / "nginx", port, nodes.a.url.removeprefix("http://"), None, site)
-    with (tmp_path / "nginx.out").open("wb") as out:
-        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path / "nginx"), "-c", str(config), "-g", "daemon off;"],
-                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    front = LiveServer(url=f"http://127.0.0.1:{port}", data_dir=nodes.a.data_dir,
-                       admin_password=nodes.a.admin_password, process=nginx, log=tmp_path / "nginx.out")
     try:
-        deadline = time.monotonic() + 15
-        while not _answers(front.url):
-            assert nginx.poll() is None and time.monotonic() < deadline, front.log.read_text(errors="replace")
-            time.sleep(0.1)
-        admin = ("admin", front.admin_password)
-        env = isolated_env(tmp_path / "home")
-        for round_, stopped in enumerate((None, nodes.a)):
-            if stopped is not None:
-                stop_server(stopped.process)
-            name = f"balanced-{round_}.0-py3-none-any.whl"
-            data = wheel_bytes("balanced", f"{round_}.0")
-            for _ in range(4):  # every request on either node, or on B alone once A is gone
-                assert upload(front, name, data, admin).status_code == 200
-            listed = files(front, "balanced")
-            assert set(listed) == {f"balanced-{n}.0-py3-none-any.whl" for n in range(round_ + 1)}
-            url = requests.compat.urljoin(front.simple("local") + "balanced/", listed[name]["url"]).split("#")[0]
-            for _ in range(4):
-                download = requests.get(url, timeout=30)
-                assert download.status_code == 200 and download.content == data
-                assert "x-amz-request-id" not in download.headers
-            python = new_venv(tmp_path / f"venv-{round_}", env)
-            run([python, "-m", "pip", "install", "--index-url", front.simple("local"), f"balanced=={round_}.0"],
-                env=env)
+        with running_nginx(tmp_path / "nginx", config, port) as (url, nginx):
+            front = LiveServer(url=url, data_dir=nodes.a.data_dir, admin_password=nodes.a.admin_password,
+                               process=nginx, log=tmp_path / "nginx" / "nginx.out")
+            admin = ("admin", front.admin_password)
+            env = isolated_env(tmp_path / "home")
+            for round_, stopped in enumerate((None, nodes.a)):
+                if stopped is not None:
+                    stop_server(stopped.process)
+                name = f"balanced-{round_}.0-py3-none-any.whl"
+                data = wheel_bytes("balanced", f"{round_}.0")
+                for _ in range(4):  # every request on either node, or on B alone once A is gone
+                    assert upload(front, name, data, admin).status_code == 200
+                listed = files(front, "balanced")
+                assert set(listed) == {f"balanced-{n}.0-py3-none-any.whl" for n in range(round_ + 1)}
+                url = requests.compat.urljoin(front.simple("local") + "balanced/", listed[name]["url"]).split("#")[0]
+                for _ in range(4):
+                    download = requests.get(url, timeout=30)
+                    assert download.status_code == 200 and download.content == data
+                    assert "x-amz-request-id" not in download.headers
+                python = new_venv(tmp_path / f"venv-{round_}", env)
+                run([python, "-m", "pip", "install", "--index-url", front.simple("local"), f"balanced=={round_}.0"],
+                    env=env)
     finally:
-        stop_server(nginx)
         stop_server(nodes.a.process)
         stop_server(nodes.b.process)
 
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
