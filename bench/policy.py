@@ -67,17 +67,12 @@ from pypilite.audit import Actor
 from pypilite.config import load_config
 from pypilite.database import database
 from pypilite.services import open_services
+from policy_cpu import advisory_record
 config, count, projects = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 open_services(load_config(config))
-def record(n):
-    name = projects[n % len(projects)] if n < 2 * len(projects) else f"other-package-{n}"
-    ident = f"MAL-2026-{n}" if n % 10 == 9 else f"GHSA-bench-{n:05d}"
-    return f"{n}.json", {"id": ident, "modified": "2026-11-01T10:00:00Z", "summary": "bench",
-                         "database_specific": {"severity": "HIGH"}, "affected": [{
-                             "package": {"ecosystem": "PyPI", "name": name},
-                             "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "0.1"}]}]}]}
 with database.connection_context():
-    report = import_records((record(n) for n in range(count)), "bench", ImportReport(), Actor.command_line())
+    records = (advisory_record(n, projects) for n in range(count))
+    report = import_records(records, "bench", ImportReport(), Actor.command_line())
 print(f"{report.stored} advisories stored")
 """
 
@@ -93,7 +88,8 @@ def start_pypilite(stack: contextlib.ExitStack, workdir: Path, upstream_url: str
         + f"[repository.policy]\n{_toml(POLICY)}\n")
     env = clean_env() | {"PYPILITE_CONFIG": str(config)}
     loaded = subprocess.run([sys.executable, "-c", LOAD_ADVISORIES, str(config), str(advisories), json.dumps(projects)],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=REPO_ROOT, env=env | {"PYTHONPATH": str(Path(__file__).parent)}, capture_output=True,
+                            text=True, timeout=600)
     if loaded.returncode != 0:
         raise BenchError(f"loading the advisories failed: {loaded.stderr.strip()[-300:]}")
     print(loaded.stdout.strip(), flush=True)

@@ -56,7 +56,7 @@ def main() -> None:
             assert index.get(f"/up/simple/{project}/").status_code == 200
         gc.collect()
         bare = {road: min(_timed(app, environs["up"]) for _ in range(ROUNDS)) for road, app in roads.items()}
-        index.run(import_records, (_record(n, projects) for n in range(ADVISORIES)), "bench", ImportReport(),
+        index.run(import_records, (advisory_record(n, projects) for n in range(ADVISORIES)), "bench", ImportReport(),
                   Actor.command_line())
         for repo in ("up", "guarded"):
             for project in projects:  # fetched, licences read, cached
@@ -77,7 +77,8 @@ def main() -> None:
         upstream.stop()
 
 
-def _record(n: int, projects: list[str]) -> tuple[str, dict[str, Any]]:
+def advisory_record(n: int, projects: list[str]) -> tuple[str, dict[str, Any]]:
+    """Advisory n of the benches' dump: two about each corpus project, the rest about other names."""
     name = projects[n % len(projects)] if n < 2 * len(projects) else f"other-package-{n}"
     ident = f"MAL-2026-{n}" if n % 10 == 9 else f"GHSA-bench-{n:05d}"
     return f"{n}.json", {"id": ident, "modified": "2026-11-01T10:00:00Z", "summary": "bench",
