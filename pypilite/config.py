@@ -17,6 +17,7 @@ from typing import Any
 
 from packaging.utils import InvalidName, canonicalize_name
 
+from pypilite.durations import parse_duration
 from pypilite.policies import Policy, PolicyError, parse_policy
 
 CONFIG_ENV = "PYPILITE_CONFIG"
@@ -138,20 +139,6 @@ class Config:
 
 _SECTIONS: dict[str, type] = {"server": ServerConfig, "storage": StorageConfig, "database": DatabaseConfig,
                               "advisories": AdvisoriesConfig}
-_DURATION = re.compile(r"(\d+)([mhd])\Z")
-_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    """"90m", "12h" or "3d" in seconds; "0" is 0. ValueError for anything else."""
-    if text == "0":
-        return 0
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"a duration such as \"90m\", \"12h\" or \"7d\" (or \"0\"), not {text!r}")
-    return int(match[1]) * _DURATION_UNITS[match[2]]
-
-
 def validate_repository_name(name: object) -> str:
     """Repository names share the first path segment with the fixed routes, hence the reserved words."""
     if not isinstance(name, str) or not _REPO_NAME.match(name):

@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from pypilite import advisories, licenses
+from pypilite.durations import parse_duration
 
 MODES = ("enforce", "report")
 SEVERITIES = advisories.SEVERITIES
@@ -29,8 +31,6 @@ UNKNOWN_RULES = ("block", "allow")
 HOSTED_KEYS = frozenset({"mode", "deny", "allow", "licenses_allow", "licenses_deny", "licenses_unknown"})
 MAX_ENTRIES = 1000  # per list: a policy is read on every page build
 MAX_ENTRY = 300  # characters in one entry
-_AGE = re.compile(r"(\d{1,6})([mhd])\Z")
-_AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _NAME_PATTERN = re.compile(r"\s*([A-Za-z0-9*?._-]+)\s*(.*?)\s*\Z")
 
 
@@ -62,8 +62,7 @@ class Policy:
     def age(self) -> timedelta | None:
         if not self.min_release_age:
             return None
-        count, unit = _AGE.match(self.min_release_age).groups()  # type: ignore[union-attr]
-        return timedelta(**{_AGE_UNITS[unit]: int(count)})
+        return timedelta(seconds=parse_duration(self.min_release_age))
 
     @property
     def licensed(self) -> bool:
@@ -121,8 +120,13 @@ def _value(where: str, key: str, value: Any) -> Any:
             raise PolicyError(f"{where} must be true or false")
         return value
     if key == "min_release_age":
-        if not isinstance(value, str) or (value and not _AGE.match(value)):
+        if not isinstance(value, str):
             raise PolicyError(f"{where} must be a duration such as \"90m\", \"12h\" or \"3d\", not {value!r}")
+        if value:
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                raise PolicyError(f"{where} must be {exc}") from None
         return value
     if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
         raise PolicyError(f"{where} must be a list of strings")
@@ -171,7 +175,7 @@ def parse_requirement(text: str, where: str = "policy") -> Match:
         specifier = SpecifierSet(rest)
     except (InvalidRequirement, InvalidSpecifier) as exc:
         raise PolicyError(f"{where}: {text!r}: {exc}") from None
-    return Match(text, re.sub(r"[-_.]+", "-", name).lower(), specifier)
+    return Match(text, canonicalize_name(name), specifier)  # a glob's * and ? pass through unchanged
 
 
 class Advisory(Protocol):
