@@ -18,7 +18,7 @@ from werkzeug.wsgi import FileWrapper
 
 from pypilite.dists import InvalidDistribution, parse_filename
 from pypilite.errors import Forbidden, NotFound, UserError
-from pypilite.repositories.base import BlobRef, Repository
+from pypilite.repositories.base import BlobRef, DistFile, Repository
 from pypilite.storage import blob_key
 from pypilite.web import memo
 from pypilite.web.context import page_cache, principal, readable_repository, services
@@ -48,19 +48,19 @@ def listed_download(repo: str | None, member: str, sha256: str, filename: str) -
     holder = listing.source(member, project) if project is not None else None
     if holder is None or project is None:
         raise NotFound(f"file {filename!r} not found in repository {listing.name!r}")
-    _check_policies(listing, holder, project, sha256, filename)
-    return _download(listing, holder, sha256, filename)
+    # Looked up once for the policies and the download; a file that is not the URL's is _download's 404.
+    dist = holder.dist_file(filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX))
+    if dist is not None and dist.sha256 == sha256:
+        metadata = filename.endswith((METADATA_SUFFIX, PROVENANCE_SUFFIX))
+        _check_policies(listing, holder, project, dist, metadata)
+    return _download(listing, holder, dist, sha256, filename)
 
 
-def _check_policies(listing: Repository, holder: Repository, project: str, sha256: str, filename: str) -> None:
+def _check_policies(listing: Repository, holder: Repository, project: str, dist: DistFile, metadata: bool) -> None:
     """403 with the reason when the policy of the index asked (a group's own) or of the member holding the
     file blocks it; its core metadata and provenance too, except for a licence not known yet."""
-    dist_name = filename.removesuffix(METADATA_SUFFIX).removesuffix(PROVENANCE_SUFFIX)
-    dist = holder.dist_file(dist_name)
-    if dist is None or dist.sha256 != sha256:
-        return  # _download answers 404
     for repository in dict.fromkeys((listing, holder)):
-        reason = repository.refusal(dist, project, metadata=dist_name != filename)
+        reason = repository.refusal(dist, project, metadata=metadata)
         if reason is not None:
             raise Forbidden(reason)
 
@@ -79,10 +79,11 @@ def download(repo: str, sha256: str, filename: str) -> Response:
     return listed_download(repo, repo, sha256, filename)
 
 
-def _download(listing: Repository, holder: Repository, sha256: str, filename: str) -> Response:
+def _download(listing: Repository, holder: Repository, dist: DistFile | None, sha256: str,
+              filename: str) -> Response:
     if filename.endswith(PROVENANCE_SUFFIX):
-        return _provenance(holder, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
-    blob, uploaded = _blob(holder, sha256, filename)
+        return _provenance(holder, dist, sha256, filename.removesuffix(PROVENANCE_SUFFIX))
+    blob, uploaded = _blob(holder, dist, sha256, filename)
     accel = services().config.server.x_accel_redirect
     response = _accelerated(holder, filename, blob, uploaded, accel) if accel else None
     if response is None:
@@ -95,11 +96,10 @@ def _download(listing: Repository, holder: Repository, sha256: str, filename: st
     return response
 
 
-def _blob(repository: Repository, sha256: str, filename: str) -> tuple[str, datetime]:
+def _blob(repository: Repository, dist: DistFile | None, sha256: str, filename: str) -> tuple[str, datetime]:
     """The sha256 of the bytes the URL `<repository>/<sha256>/<filename>` stands for, and the date a download
     of them carries: the file's upload time, as its page shows it (1970 where none is known)."""
     dist_name = filename.removesuffix(METADATA_SUFFIX)
-    dist = repository.dist_file(dist_name)
     if dist is None or dist.sha256 != sha256:
         raise NotFound(f"file {filename!r} not found in repository {repository.name!r}")
     blob = dist.metadata_sha256 if filename.endswith(METADATA_SUFFIX) else dist.sha256
@@ -193,10 +193,9 @@ def _accelerated(repository: Repository, filename: str, blob: str, uploaded: dat
     return response
 
 
-def _provenance(repository: Repository, sha256: str, filename: str) -> Response:
+def _provenance(repository: Repository, dist: DistFile | None, sha256: str, filename: str) -> Response:
     """A file's PEP 740 provenance, as its repository's upstream gave it within the last ten minutes (kept with
     the pages, so that asking again does not send the proxy to the upstream again; see ProxyRepository)."""
-    dist = repository.dist_file(filename)
     if dist is None or dist.sha256 != sha256:
         raise NotFound(f"{filename!r} has no provenance in repository {repository.name!r}")
     key = f"provenance {repository.id} {sha256} {filename} {int(time.time() // PROVENANCE_KEPT)}"
